@@ -1,0 +1,27 @@
+"""ANN → SNN conversion (torch.fx passes) built on :mod:`simulator`.
+
+One file per pass: :mod:`~converter.trace`, :mod:`~converter.fold_bn`,
+:mod:`~converter.record`, :mod:`~converter.normalize`, :mod:`~converter.replace`;
+:class:`Converter` chains them. The CLI lives in :mod:`converter.cli`, sample models and the
+embedded default data in :mod:`converter.zoo`.
+"""
+
+from converter.converter import Converter, convert
+from converter.fold_bn import fold_batchnorm, fold_bn_weights
+from converter.modes import Mode, parse_mode
+from converter.statistics import ActivationStats
+from converter.trace import NotTraceableError, UnsupportedLayerError, trace
+
+__all__ = [
+    "ActivationStats",
+    "Converter",
+    "Mode",
+    "NotTraceableError",
+    "UnsupportedLayerError",
+    "convert",
+    "fold_batchnorm",
+    "fold_bn_weights",
+    "parse_mode",
+    "trace",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,71 @@
+"""Record activation statistics of every ReLU over calibration data (an fx Interpreter)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.fx as fx
+
+from converter.statistics import ActivationStats
+from converter.trace import is_relu
+
+
+class _Recorder(fx.Interpreter):
+    def __init__(self, gm: fx.GraphModule, stats: dict[str, ActivationStats]) -> None:
+        super().__init__(gm)
+        self.stats = stats
+
+    def run_node(self, n: fx.Node):
+        out = super().run_node(n)
+        if n.name in self.stats:
+            self.stats[n.name].update(out)
+        return out
+
+
+def batch_inputs(batch) -> torch.Tensor:
+    """The input tensor of a DataLoader batch: the batch itself or its first element."""
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
+        return batch[0]
+    raise TypeError(f"a calibration batch must be a tensor or (inputs, ...) tuple, got {type(batch).__name__}")
+
+
+@torch.no_grad()
+def record_activations(
+    gm: fx.GraphModule,
+    dataloader: Iterable,
+    track_histogram: bool,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, ActivationStats], tuple[int, ...], int]:
+    """Run ``gm`` (eval mode, no grad) over ``dataloader`` and summarise each ReLU's output.
+
+    Args:
+        gm: the traced ANN (BatchNorm already folded or not: the values are the same).
+        dataloader: yields input tensors ``[B, ...]`` or ``(inputs, labels)`` tuples.
+        track_histogram: keep histograms (needed for percentile modes).
+        progress: called with each batch's size.
+
+    Returns:
+        ``(stats by ReLU node name, input shape without the batch axis, samples seen)``.
+
+    Raises:
+        ValueError: the dataloader yields no samples.
+    """
+    modules = dict(gm.named_modules())
+    stats = {n.name: ActivationStats.empty(track_histogram) for n in gm.graph.nodes if is_relu(n, modules)}
+    device = next((p.device for p in gm.parameters()), torch.device("cpu"))
+    recorder = _Recorder(gm.eval(), stats)
+    input_shape: tuple[int, ...] | None = None
+    samples = 0
+    for batch in dataloader:
+        x = batch_inputs(batch).to(device)
+        input_shape = tuple(x.shape[1:])
+        recorder.run(x)
+        samples += x.shape[0]
+        if progress is not None:
+            progress(x.shape[0])
+    if input_shape is None:
+        raise ValueError("the calibration dataloader yielded no samples")
+    return stats, input_shape, samples

@@ -1,0 +1,40 @@
+"""Replace every ReLU node by its own IF layer (:class:`simulator.IFNeuron`)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch.fx as fx
+
+from converter.trace import is_relu
+from simulator import IFNeuron
+
+
+def replace_activations(gm: fx.GraphModule, thresholds: dict[str, float], **neuron_kwargs) -> fx.GraphModule:
+    """A copy of ``gm`` whose ReLUs (every form) are IF layers named ``if_<node name>``.
+
+    Each call site gets its own layer (own threshold and state), even when one ``nn.ReLU``
+    instance was called twice.
+
+    Args:
+        thresholds: V_th per ReLU node name (from :func:`~converter.normalize.normalize`).
+        **neuron_kwargs: ``reset``, ``spike_rule``, ``v_init`` for :class:`~simulator.IFNeuron`.
+
+    Raises:
+        KeyError: a ReLU node without a threshold.
+    """
+    gm = copy.deepcopy(gm)
+    modules = dict(gm.named_modules())
+    for node in list(gm.graph.nodes):
+        if not is_relu(node, modules):
+            continue
+        name = f"if_{node.name}"
+        gm.add_submodule(name, IFNeuron(v_threshold=thresholds[node.name], **neuron_kwargs))
+        with gm.graph.inserting_after(node):
+            new = gm.graph.call_module(name, (node.args[0],))
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    return gm

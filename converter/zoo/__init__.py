@@ -1,0 +1,18 @@
+"""Sample models and the embedded default data shipped inside the package.
+
+- :mod:`converter.zoo.mnist` reads MNIST's IDX files (gzip, plain, or split ``.part*`` files)
+  and loads the embedded default (10,000 test images, a calibration subset of the training set).
+- :mod:`converter.zoo.mnist_cnn` defines the seed CNN and loads its shipped weights.
+"""
+
+from converter.zoo.mnist import MnistArrays, load_embedded, read_idx, read_mnist_folder
+from converter.zoo.mnist_cnn import MnistCNN, load_mnist_cnn
+
+__all__ = [
+    "MnistArrays",
+    "MnistCNN",
+    "load_embedded",
+    "load_mnist_cnn",
+    "read_idx",
+    "read_mnist_folder",
+]

@@ -1,0 +1,23 @@
+"""Export converted SNNs to NIR (``.nir``, HDF5) and import them back, built on :mod:`simulator`.
+
+The semantics contract (what our metadata means) is in :mod:`exporters.semantics`.
+"""
+
+from exporters.nir_export import EXPORTERS, ExportError, export_nir, graph_metadata, to_nir
+from exporters.nir_import import IMPORTERS, NIRImportError, from_nir, import_nir, read_nir
+from exporters.verify import RoundTripReport, compare_spike_counts
+
+__all__ = [
+    "EXPORTERS",
+    "IMPORTERS",
+    "ExportError",
+    "NIRImportError",
+    "RoundTripReport",
+    "compare_spike_counts",
+    "export_nir",
+    "from_nir",
+    "graph_metadata",
+    "import_nir",
+    "read_nir",
+    "to_nir",
+]

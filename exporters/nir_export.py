@@ -1,0 +1,207 @@
+"""SNN (torch.fx GraphModule) → NIR graph → ``.nir`` file.
+
+Export is a table from module type to one small mapping function (:data:`EXPORTERS`), which a
+user can extend. Shapes come from running the graph once on a zero input of the recorded
+input shape (torch.fx ``ShapeProp``); NIR shapes have no batch axis.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable
+from pathlib import Path
+
+import nir
+import numpy as np
+import torch
+import torch.fx as fx
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from exporters.atomic import atomic_path
+from exporters.semantics import plain
+from simulator import META_KEY, IFNeuron, reset_states
+
+ExportFn = Callable[[nn.Module, tuple[int, ...], tuple[int, ...]], nir.NIRNode]
+
+
+class ExportError(ValueError):
+    """A node of the SNN has no NIR equivalent; the message names it."""
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float32)
+
+
+def _conv(module: nn.Conv1d | nn.Conv2d, in_shape, out_shape) -> nir.NIRNode:
+    if module.padding_mode != "zeros":
+        raise ExportError(f"padding_mode={module.padding_mode!r} has no NIR equivalent (only 'zeros')")
+    bias = module.bias if module.bias is not None else torch.zeros(module.out_channels)
+    cls = nir.Conv2d if isinstance(module, nn.Conv2d) else nir.Conv1d
+    spatial = tuple(in_shape[1:]) if cls is nir.Conv2d else int(in_shape[1])
+    unpack = (lambda v: v) if cls is nir.Conv2d else (lambda v: v[0] if isinstance(v, tuple) else v)
+    return cls(
+        input_shape=spatial, weight=_np(module.weight), stride=unpack(module.stride),
+        padding=unpack(module.padding), dilation=unpack(module.dilation), groups=module.groups, bias=_np(bias),
+    )
+
+
+def _linear(module: nn.Linear, in_shape, out_shape) -> nir.NIRNode:
+    bias = module.bias if module.bias is not None else torch.zeros(module.out_features)
+    return nir.Affine(weight=_np(module.weight), bias=_np(bias))
+
+
+def _avgpool(module: nn.AvgPool2d, in_shape, out_shape) -> nir.NIRNode:
+    if module.ceil_mode or module.divisor_override is not None:
+        raise ExportError("AvgPool2d with ceil_mode or divisor_override has no NIR equivalent")
+    pair = lambda v: np.array(v if isinstance(v, tuple) else (v, v))  # noqa: E731
+    if np.any(pair(module.padding)) and not module.count_include_pad:
+        raise ExportError("AvgPool2d with padding and count_include_pad=False has no NIR equivalent")
+    return nir.AvgPool2d(kernel_size=pair(module.kernel_size), stride=pair(module.stride or module.kernel_size),
+                         padding=pair(module.padding))
+
+
+def _flatten(module: nn.Flatten, in_shape, out_shape) -> nir.NIRNode:
+    end = module.end_dim - 1 if module.end_dim > 0 else module.end_dim
+    return nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=module.start_dim - 1, end_dim=end)
+
+
+def _if(module: IFNeuron, in_shape, out_shape) -> nir.NIRNode:
+    full = lambda t: np.broadcast_to(_np(t), out_shape).copy()  # noqa: E731
+    return nir.IF(
+        r=full(module.r), v_threshold=full(module.v_threshold), v_reset=full(module.v_reset),
+        metadata={"reset": module.reset, "spike_rule": module.spike_rule,
+                  "v_init_fraction": float(module.v_init), "dt": 1.0},
+    )
+
+
+#: Module type → function ``(module, input shape, output shape) -> nir.NIRNode`` (no batch axis).
+EXPORTERS: dict[type, ExportFn] = {
+    nn.Conv1d: _conv,
+    nn.Conv2d: _conv,
+    nn.Linear: _linear,
+    nn.AvgPool2d: _avgpool,
+    nn.Flatten: _flatten,
+    IFNeuron: _if,
+}
+
+_FLATTEN_FUNCTIONS = (torch.flatten, torch.reshape)
+_FLATTEN_METHODS = ("view", "reshape", "flatten")
+
+
+def _shape(node: fx.Node) -> tuple[int, ...]:
+    meta = node.meta.get("tensor_meta")
+    if meta is None:
+        raise ExportError(f"node {node.name!r} does not produce a tensor")
+    return tuple(meta.shape[1:])
+
+
+def _tensor_inputs(node: fx.Node, mapped: dict[fx.Node, str]) -> list[str]:
+    return [mapped[a] for a in node.all_input_nodes if a in mapped]
+
+
+def _map_node(node: fx.Node, modules: dict[str, nn.Module], in_shape, out_shape) -> nir.NIRNode:
+    if node.op == "call_module":
+        module = modules[node.target]
+        fn = next((f for t, f in EXPORTERS.items() if type(module) is t), None)
+        if fn is None:
+            raise ExportError(f"cannot export {node.target!r} ({type(module).__name__}): no NIR mapping")
+        try:
+            return fn(module, in_shape, out_shape)
+        except ExportError as exc:
+            raise ExportError(f"cannot export {node.target!r} ({type(module).__name__}): {exc}") from None
+    is_flat = (node.op == "call_function" and node.target in _FLATTEN_FUNCTIONS) or (
+        node.op == "call_method" and node.target in _FLATTEN_METHODS
+    )
+    if is_flat and len(out_shape) == 1:
+        return nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1)
+    raise ExportError(f"cannot export node {node.name!r} ({node.op} {getattr(node.target, '__name__', node.target)})")
+
+
+def _graph_metadata(snn: fx.GraphModule, T: int | None, extra: dict | None) -> dict:
+    info = snn.meta.get(META_KEY, {})
+    meta = {
+        "T": T,
+        "input_encoding": "constant",
+        "readout": "spike_count",
+        "mode": info.get("mode"),
+        "output_scale": info.get("output_scale"),
+        "generator": f"ann2snn {_version()}",
+        "nir_version": nir.version,
+        **(extra or {}),
+    }
+    return {k: v for k, v in meta.items() if v is not None}  # nir.write crashes on None
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("ann2snn")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def to_nir(snn: fx.GraphModule, T: int | None = None, input_shape: tuple[int, ...] | None = None,
+           metadata: dict | None = None) -> nir.NIRGraph:
+    """Build the ``nir.NIRGraph`` of a converted SNN.
+
+    Args:
+        snn: the GraphModule from :class:`converter.Converter` (or :func:`exporters.import_nir`).
+        T: the time steps to record in the graph metadata.
+        input_shape: input shape without batch axis, e.g. ``(1, 28, 28)``; defaults to the one
+            recorded at conversion (``snn.meta['ann2snn']['input_shape']``).
+        metadata: extra graph metadata (``None`` values are dropped).
+
+    Returns:
+        A type-checked ``nir.NIRGraph``: nodes ``input``, one per layer (named as the fx node),
+        ``output``; IF nodes carry the metadata of :mod:`exporters.semantics`.
+
+    Raises:
+        ExportError: a node with no NIR equivalent (named), or an unknown input shape.
+    """
+    input_shape = input_shape or tuple(snn.meta.get(META_KEY, {}).get("input_shape", ()))
+    if not input_shape:
+        raise ExportError("unknown input shape: pass input_shape=(C, H, W)")
+    device = next((p.device for p in snn.parameters()), torch.device("cpu"))
+    reset_states(snn)
+    ShapeProp(snn).propagate(torch.zeros(1, *input_shape, device=device))
+    reset_states(snn)
+    modules = dict(snn.named_modules())
+    nodes: dict[str, nir.NIRNode] = {}
+    edges: list[tuple[str, str]] = []
+    mapped: dict[fx.Node, str] = {}
+    for node in snn.graph.nodes:
+        if node.op == "placeholder":
+            nodes["input"] = nir.Input(input_type={"input": np.array(input_shape)})
+            mapped[node] = "input"
+        elif node.op == "output":
+            (src,) = _tensor_inputs(node, mapped)
+            nodes["output"] = nir.Output(output_type={"output": np.array(_shape(node.args[0]))})
+            edges.append((src, "output"))
+        elif "tensor_meta" in node.meta and _tensor_inputs(node, mapped):
+            sources = _tensor_inputs(node, mapped)
+            in_shape = _shape(next(a for a in node.all_input_nodes if a in mapped))
+            nodes[node.name] = _map_node(node, modules, in_shape, _shape(node))
+            edges.extend((s, node.name) for s in sources)
+            mapped[node] = node.name
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=_graph_metadata(snn, T, metadata))
+
+
+def export_nir(snn: fx.GraphModule, path: str | Path, T: int | None = None,
+               input_shape: tuple[int, ...] | None = None, metadata: dict | None = None) -> Path:
+    """Write the SNN to ``path`` as a ``.nir`` (HDF5) file, atomically.
+
+    See :func:`to_nir` for the arguments; the file passes ``nir.read`` with type checking.
+    On any failure no file (and no partial file) is left at ``path``.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    graph = to_nir(snn, T=T, input_shape=input_shape, metadata=metadata)
+    with atomic_path(path) as tmp:
+        nir.write(tmp, graph)
+    return Path(path)
+
+
+def graph_metadata(graph: nir.NIRGraph) -> dict:
+    """The graph's metadata as plain Python values."""
+    return {k: plain(v) for k, v in (graph.metadata or {}).items()}

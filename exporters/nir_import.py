@@ -1,0 +1,213 @@
+"""``.nir`` file → NIR graph → SNN (torch.fx GraphModule) for :func:`simulator.simulate`.
+
+Import is a table from NIR node type to one small function (:data:`IMPORTERS`) that builds a
+torch module. Our own node maps replace nirtorch 2.6's defaults, whose Affine map drops the
+bias and whose Flatten map breaks for batch > 1. A node fed by several edges receives their sum.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from pathlib import Path
+
+import nir
+import numpy as np
+import torch
+import torch.fx as fx
+from torch import nn
+
+from exporters.semantics import if_semantics, plain
+from simulator import META_KEY, IFNeuron
+
+ImportFn = Callable[[str, nir.NIRNode], nn.Module]
+
+
+class NIRImportError(ValueError):
+    """A NIR file or node our simulator cannot run; the message names the file or node."""
+
+
+class Scale(nn.Module):
+    """Element-wise multiplication by a fixed ``scale`` (NIR's ``Scale`` node)."""
+
+    def __init__(self, scale: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("scale", scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+def _t(a) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=np.float32))
+
+
+def _ints(a, n: int) -> tuple[int, ...]:
+    arr = np.atleast_1d(np.asarray(a)).astype(int)
+    return tuple(int(v) for v in (np.repeat(arr, n) if arr.size == 1 else arr))
+
+
+def _affine(name: str, node: nir.Affine) -> nn.Module:
+    weight = _t(node.weight)
+    layer = nn.Linear(weight.shape[1], weight.shape[0])
+    layer.weight.data.copy_(weight)
+    layer.bias.data.copy_(_t(node.bias))
+    return layer
+
+
+def _linear(name: str, node: nir.Linear) -> nn.Module:
+    weight = _t(node.weight)
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+    layer.weight.data.copy_(weight)
+    return layer
+
+
+def _conv(name: str, node: nir.Conv2d | nir.Conv1d) -> nn.Module:
+    weight = _t(node.weight)
+    dims = 2 if isinstance(node, nir.Conv2d) else 1
+    cls = nn.Conv2d if dims == 2 else nn.Conv1d
+    padding = node.padding if isinstance(node.padding, str) else _ints(node.padding, dims)
+    groups = int(np.asarray(node.groups))
+    layer = cls(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]), stride=_ints(node.stride, dims),
+                padding=padding, dilation=_ints(node.dilation, dims), groups=groups)
+    layer.weight.data.copy_(weight)
+    layer.bias.data.copy_(_t(node.bias))
+    return layer
+
+
+def _pool(name: str, node: nir.AvgPool2d | nir.SumPool2d) -> nn.Module:
+    return nn.AvgPool2d(_ints(node.kernel_size, 2), _ints(node.stride, 2), _ints(node.padding, 2),
+                        divisor_override=1 if isinstance(node, nir.SumPool2d) else None)
+
+
+def _flatten(name: str, node: nir.Flatten) -> nn.Module:
+    start, end = int(node.start_dim), int(node.end_dim)
+    return nn.Flatten(start + 1, end + 1 if end >= 0 else end)
+
+
+def _scale(name: str, node: nir.Scale) -> nn.Module:
+    return Scale(_t(node.scale))
+
+
+def _if(name: str, node: nir.IF) -> nn.Module:
+    sem = if_semantics(name, node.metadata or {})
+    threshold = _t(node.v_threshold)
+    if not bool((threshold > 0).all()):
+        raise NIRImportError(f"NIR node {name!r}: v_threshold must be > 0 everywhere")
+    return IFNeuron(v_threshold=threshold, reset=sem["reset"], spike_rule=sem["spike_rule"],
+                    v_init=sem["v_init_fraction"], v_reset=_t(node.v_reset), r=_t(node.r))
+
+
+#: NIR node type → function ``(node name, node) -> nn.Module``.
+IMPORTERS: dict[type, ImportFn] = {
+    nir.Affine: _affine,
+    nir.Linear: _linear,
+    nir.Conv1d: _conv,
+    nir.Conv2d: _conv,
+    nir.AvgPool2d: _pool,
+    nir.SumPool2d: _pool,
+    nir.Flatten: _flatten,
+    nir.Scale: _scale,
+    nir.IF: _if,
+}
+
+
+def read_nir(path: str | Path) -> nir.NIRGraph:
+    """``nir.read`` with a clear error for files that are not NIR.
+
+    Raises:
+        FileNotFoundError: no file at ``path``. NIRImportError: "not a NIR file: <path>".
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such NIR file: {path}")
+    try:
+        return nir.read(path)
+    except (OSError, KeyError) as exc:  # h5py: not HDF5 / truncated; KeyError: HDF5 without a NIR graph
+        raise NIRImportError(f"not a NIR file: {path} ({exc})") from None
+
+
+def _topological(graph: nir.NIRGraph) -> list[str]:
+    preds = {n: [a for a, b in graph.edges if b == n] for n in graph.nodes}
+    order, done = [], set()
+    pending = list(graph.nodes)
+    while pending:
+        ready = [n for n in pending if all(p in done for p in preds[n])]
+        if not ready:
+            raise NIRImportError(f"the NIR graph has a cycle through {sorted(pending)}; recurrent graphs are not supported")
+        for n in ready:
+            order.append(n)
+            done.add(n)
+            pending.remove(n)
+    return order
+
+
+def from_nir(graph: nir.NIRGraph) -> fx.GraphModule:
+    """Build an SNN GraphModule from a NIR graph.
+
+    Returns:
+        A GraphModule taking ``[steps * B, *input_shape]`` like a converted SNN; its
+        ``meta['ann2snn']`` holds the graph metadata (``output_scale``, ``mode``, ``T``, ...).
+
+    Raises:
+        NIRImportError: a node type we cannot simulate (named, never dropped), several Input
+            nodes, a nested graph, or bad IF metadata.
+    """
+    root = nn.Module()
+    fx_graph = fx.Graph()
+    values: dict[str, fx.Node] = {}
+    preds = {n: [a for a, b in graph.edges if b == n] for n in graph.nodes}
+    inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
+    if len(inputs) != 1:
+        raise NIRImportError(f"expected exactly one Input node, found {inputs}")
+    input_shape: list[int] = []
+    for name in _topological(graph):
+        node = graph.nodes[name]
+        if isinstance(node, nir.Input):
+            values[name] = fx_graph.placeholder("x")
+            input_shape = [int(v) for v in np.asarray(node.input_type["input"])]
+            continue
+        if not preds[name]:
+            raise NIRImportError(f"NIR node {name!r} has no input edge")
+        arg = values[preds[name][0]]
+        for other in preds[name][1:]:
+            arg = fx_graph.call_function(operator.add, (arg, values[other]))
+        if isinstance(node, nir.Output):
+            fx_graph.output(arg)
+            continue
+        fn = IMPORTERS.get(type(node))
+        if fn is None:
+            raise NIRImportError(f"NIR node {name!r} of type {type(node).__name__} cannot be simulated by ann2snn")
+        try:
+            module = fn(name, node)
+        except NIRImportError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise NIRImportError(f"NIR node {name!r} ({type(node).__name__}): {exc}") from None
+        target = name.replace(".", "_")
+        root.add_module(target, module)
+        values[name] = fx_graph.call_module(target, (arg,))
+    gm = fx.GraphModule(root, fx_graph)
+    meta = {k: plain(v) for k, v in (graph.metadata or {}).items()}
+    meta.setdefault("output_scale", 1.0)
+    meta["input_shape"] = input_shape
+    gm.meta[META_KEY] = meta
+    return gm
+
+
+def import_nir(path: str | Path) -> fx.GraphModule:
+    """Read a ``.nir`` file and rebuild the SNN for :func:`simulator.simulate`.
+
+    Honours our IF metadata (reset, spike rule, initial potential); files without it get NIR's
+    semantics (:mod:`exporters.semantics`).
+
+    Raises:
+        FileNotFoundError, NIRImportError: see :func:`read_nir` and :func:`from_nir`.
+    """
+    try:
+        return from_nir(read_nir(path))
+    except NIRImportError as exc:
+        raise NIRImportError(f"{path}: {exc}") from None
+
+
+__all__ = ["IMPORTERS", "NIRImportError", "Scale", "from_nir", "import_nir", "read_nir"]

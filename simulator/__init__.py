@@ -1,0 +1,29 @@
+"""Integrate-and-fire neurons and the time loop that simulates a converted SNN (torch only).
+
+Time axis first: ``[T, B, ...]``; one time step is the unit of time.
+"""
+
+from simulator.neuron import IFNeuron, IFParams, if_scan, if_step
+from simulator.simulate import (
+    META_KEY,
+    SimulationResult,
+    accuracy_per_t,
+    if_layers,
+    output_scale,
+    reset_states,
+    simulate,
+)
+
+__all__ = [
+    "META_KEY",
+    "IFNeuron",
+    "IFParams",
+    "SimulationResult",
+    "accuracy_per_t",
+    "if_layers",
+    "if_scan",
+    "if_step",
+    "output_scale",
+    "reset_states",
+    "simulate",
+]

@@ -1,0 +1,160 @@
+"""Integrate-and-fire (IF) neuron: a pure step function and a thin stateful module.
+
+The discrete update implemented, per neuron and unit time step ``t`` (dt = 1):
+
+.. math::
+    V[t] = V[t-1] + r\\,I[t], \\qquad
+    s[t] = \\begin{cases} 1 & V[t] \\ge V_{th} \\\\ 0 & \\text{else} \\end{cases}, \\qquad
+    V[t] \\leftarrow \\begin{cases} V[t] - s[t]\\,V_{th} & \\text{reset = "subtract"} \\\\
+                                   s[t]\\,V_{reset} + (1-s[t])\\,V[t] & \\text{reset = "zero"}
+                     \\end{cases}
+
+- ``V``: membrane potential, volts in units where the layer's threshold is ``V_th``
+  (after conversion every threshold is 1, so V is in multiples of V_th).
+- ``I``: input current per time step (same units as V).
+- ``r``: input resistance (dimensionless, 1 after conversion; NIR's ``r``).
+- ``s``: spike, 0 or 1. With ``spike_rule=">"`` the comparison is strict (NIR's rule).
+- ``V[0] = v_init * V_th`` (``v_init`` is a fraction of the threshold; 0 by default).
+
+With reset by subtraction the firing rate over T steps is
+``rate = I - (V[T] - V[0]) / (T V_th)`` for constant input ``I`` in [0, V_th], so it matches a
+ReLU to within ``1/T`` (Rueckauer et al. 2017, Front. Neurosci. 11:682).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+RESETS = ("subtract", "zero")
+SPIKE_RULES = (">=", ">")
+
+
+class IFParams(NamedTuple):
+    """Parameters of one IF layer, each broadcastable to the state ``[B, ...]``."""
+
+    v_threshold: torch.Tensor
+    v_reset: torch.Tensor
+    r: torch.Tensor
+    reset: str = "subtract"
+    spike_rule: str = ">="
+
+
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``allowed``; else raise ValueError naming ``name``."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value
+
+
+def if_step(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """One time step of the IF neuron.
+
+    Args:
+        x: input current ``[B, ...]`` for this step.
+        v: membrane potential ``[B, ...]`` before the step.
+        p: the layer's :class:`IFParams`.
+
+    Returns:
+        ``(spikes, v)``: spikes ``[B, ...]`` (0./1. in ``x``'s dtype) and the potential after reset.
+    """
+    v = v + p.r * x
+    fired = v >= p.v_threshold if p.spike_rule == ">=" else v > p.v_threshold
+    spikes = fired.to(x.dtype)
+    if p.reset == "subtract":
+        v = v - spikes * p.v_threshold
+    else:
+        v = torch.where(fired, p.v_reset.to(v.dtype).expand_as(v), v)
+    return spikes, v
+
+
+def if_scan(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run :func:`if_step` over the leading time axis.
+
+    Args:
+        x: input currents ``[T, B, ...]``.
+        v: initial potential ``[B, ...]``.
+
+    Returns:
+        ``(spikes [T, B, ...], v [B, ...])``: all spikes and the final potential.
+    """
+    out = torch.empty_like(x)
+    for t in range(x.shape[0]):
+        out[t], v = if_step(x[t], v, p)
+    return out, v
+
+
+class IFNeuron(nn.Module):
+    """A layer of IF neurons with reset by subtraction (or to a value), multi-step aware.
+
+    The layer takes the currents of ``steps`` consecutive time steps folded into the batch
+    axis, ``[steps * B, ...]`` (time-major), so that the stateless layers around it run once
+    on all steps. :func:`simulator.simulate` sets ``steps``; ``steps = 1`` is single-step mode.
+    The membrane potential ``v`` (``[B, ...]``) persists between calls until
+    :meth:`reset_state`; ``spike_count`` (``[B, ...]``) accumulates the spikes emitted.
+
+    Args:
+        v_threshold: threshold V_th, a float or a tensor broadcastable to ``[B, ...]``
+            without the batch axis (per neuron or per channel). Must be > 0.
+        reset: ``"subtract"`` (soft reset, default) or ``"zero"`` (reset to ``v_reset``).
+        spike_rule: ``">="`` (default) or ``">"`` (NIR's strict rule).
+        v_init: initial potential as a fraction of ``v_threshold`` (dimensionless).
+        v_reset: potential after a spike with ``reset="zero"`` (default 0).
+        r: input resistance (dimensionless), default 1.
+
+    Shape:
+        Input ``[steps * B, ...]``; output spikes of the same shape, 0./1. floats.
+
+    Raises:
+        ValueError: unknown ``reset`` or ``spike_rule``, a non-positive threshold, or an
+            input whose leading size is not a multiple of ``steps``.
+    """
+
+    def __init__(
+        self,
+        v_threshold: float | torch.Tensor = 1.0,
+        reset: str = "subtract",
+        spike_rule: str = ">=",
+        v_init: float = 0.0,
+        v_reset: float | torch.Tensor = 0.0,
+        r: float | torch.Tensor = 1.0,
+    ) -> None:
+        super().__init__()
+        self.reset = check_choice("reset", reset, RESETS)
+        self.spike_rule = check_choice("spike_rule", spike_rule, SPIKE_RULES)
+        threshold = torch.as_tensor(v_threshold, dtype=torch.float32)
+        if not bool((threshold > 0).all()):
+            raise ValueError(f"v_threshold must be > 0, got min {threshold.min().item()}")
+        self.register_buffer("v_threshold", threshold)
+        self.register_buffer("v_reset", torch.as_tensor(v_reset, dtype=torch.float32))
+        self.register_buffer("r", torch.as_tensor(r, dtype=torch.float32))
+        self.v_init = float(v_init)
+        self.steps = 1
+        self.v: torch.Tensor | None = None
+        self.spike_count: torch.Tensor | None = None
+
+    def params(self) -> IFParams:
+        return IFParams(self.v_threshold, self.v_reset, self.r, self.reset, self.spike_rule)
+
+    def reset_state(self) -> None:
+        """Forget the membrane potential and spike counts (the next call starts at ``v_init``)."""
+        self.v = None
+        self.spike_count = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] % self.steps:
+            raise ValueError(f"input batch {x.shape[0]} is not a multiple of steps={self.steps}")
+        xt = x.reshape(self.steps, x.shape[0] // self.steps, *x.shape[1:])
+        if self.v is None:
+            self.v = (self.v_init * self.v_threshold).to(x.dtype).expand_as(xt[0]).clone()
+            self.spike_count = torch.zeros_like(xt[0])
+        spikes, self.v = if_scan(xt, self.v, self.params())
+        self.spike_count = self.spike_count + spikes.sum(0)
+        return spikes.reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        th = self.v_threshold
+        th_repr = f"{th.item():g}" if th.numel() == 1 else f"[{tuple(th.shape)}]"
+        return f"v_threshold={th_repr}, reset={self.reset!r}, spike_rule={self.spike_rule!r}, v_init={self.v_init:g}"
