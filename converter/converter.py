@@ -14,7 +14,7 @@ from converter.modes import Mode, parse_mode
 from converter.normalize import normalize, scales_from_stats
 from converter.record import record_activations
 from converter.replace import replace_activations
-from converter.trace import trace
+from converter.trace import describe, trace
 from simulator import META_KEY
 from simulator.neuron import RESETS, SPIKE_RULES, check_choice
 
@@ -79,7 +79,9 @@ class Converter:
         start = time.perf_counter()
         gm = fold_batchnorm(trace(ann))
         stats, input_shape, samples = record_activations(gm, self.dataloader, self.mode.needs_histogram, self.progress)
-        lambdas = scales_from_stats(stats, self.mode)
+        modules = dict(gm.named_modules())
+        labels = {n.name: describe(n, modules) for n in gm.graph.nodes if n.name in stats}
+        lambdas = scales_from_stats(stats, self.mode, labels)
         gm, thresholds, out_scale = normalize(gm, lambdas)
         snn = replace_activations(gm, thresholds, **self.neuron)
         snn.meta[META_KEY] = {

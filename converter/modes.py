@@ -46,6 +46,10 @@ def parse_mode(mode: str | float) -> Mode:
     Raises:
         ValueError: an unparseable mode, a percentile outside (0, 100], or a fraction
             outside (0, 1]; the message names the value.
+
+    Example:
+        >>> parse_mode("1/3").file_name, parse_mode("99.9%").kind
+        ('f0.333', 'percentile')
     """
     if isinstance(mode, bool) or not isinstance(mode, (str, int, float)):
         raise ValueError(f"mode must be 'max', a percentile like '99.9%' or a float in (0, 1], got {mode!r}")

@@ -75,7 +75,7 @@ def normalize(
         elif is_relu(node, modules):
             lam = lambdas.get(node.name)
             if lam is None or not lam > 0:
-                raise ValueError(f"ReLU {node.name!r} has scale λ={lam}; it must be > 0 (did it never fire on the calibration data?)")
+                raise ValueError(f"ReLU {node.name!r} has scale λ={lam}; it must be > 0")
             thresholds[node.name] = lam / s_in
             scale[node] = lam
         elif node.op == "placeholder" or is_transparent(node, modules):
@@ -87,9 +87,12 @@ def normalize(
 
 
 @torch.no_grad()
-def scales_from_stats(stats: dict, mode, floor: float = 1e-12) -> dict[str, float]:
+def scales_from_stats(stats: dict, mode, labels: dict[str, str] | None = None,
+                      floor: float = 1e-12) -> dict[str, float]:
     """λ per ReLU node from its :class:`~converter.statistics.ActivationStats` and a
     :class:`~converter.modes.Mode` (max, percentile, or fraction of the max).
+
+    ``labels`` maps node names to the descriptions used in error messages (module path and type).
 
     Raises:
         ValueError: a layer whose λ is 0 (it never fired), naming the node.
@@ -104,8 +107,8 @@ def scales_from_stats(stats: dict, mode, floor: float = 1e-12) -> dict[str, floa
             lam = mode.value * s.max
         if lam <= floor:
             raise ValueError(
-                f"ReLU {name!r} has scale {lam:g} under mode {mode.text!r}: its activations are "
-                "(almost) all zero on the calibration data; use a larger percentile or more data"
+                f"ReLU {(labels or {}).get(name, repr(name))} has scale {lam:g} under mode {mode.text!r}: "
+                "its activations are (almost) all zero on the calibration data; use a larger percentile or more data"
             )
         lambdas[name] = float(lam)
     return lambdas

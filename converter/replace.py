@@ -11,7 +11,8 @@ from simulator import IFNeuron
 
 
 def replace_activations(gm: fx.GraphModule, thresholds: dict[str, float], **neuron_kwargs) -> fx.GraphModule:
-    """A copy of ``gm`` whose ReLUs (every form) are IF layers named ``if_<node name>``.
+    """A copy of ``gm`` whose ReLUs (every form) are IF layers named ``if_<ReLU module path>``
+    (dots as underscores; ``if_<node name>`` for functional ReLUs).
 
     Each call site gets its own layer (own threshold and state), even when one ``nn.ReLU``
     instance was called twice.
@@ -28,7 +29,10 @@ def replace_activations(gm: fx.GraphModule, thresholds: dict[str, float], **neur
     for node in list(gm.graph.nodes):
         if not is_relu(node, modules):
             continue
-        name = f"if_{node.name}"
+        base = node.target.replace(".", "_") if node.op == "call_module" else node.name
+        name = f"if_{base}"
+        while hasattr(gm, name):
+            name += "_"
         gm.add_submodule(name, IFNeuron(v_threshold=thresholds[node.name], **neuron_kwargs))
         with gm.graph.inserting_after(node):
             new = gm.graph.call_module(name, (node.args[0],))

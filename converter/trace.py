@@ -81,9 +81,10 @@ def check_supported(gm: fx.GraphModule) -> None:
                 continue
         elif is_relu(node, modules) or is_transparent(node, modules) or _is_shape_query(node):
             continue
-        hint = " (use AvgPool2d: max-pooling has no exact rate equivalent)" if "max_pool" in str(node.target).lower() or (
+        is_maxpool = "max_pool" in str(node.target).lower() or (
             node.op == "call_module" and "MaxPool" in type(modules[node.target]).__name__
-        ) else ""
+        )
+        hint = " (use AvgPool2d: max-pooling has no exact rate equivalent)" if is_maxpool else ""
         raise UnsupportedLayerError(f"cannot convert {describe(node, modules)}: not supported{hint}")
 
 

@@ -118,6 +118,20 @@ def _map_node(node: fx.Node, modules: dict[str, nn.Module], in_shape, out_shape)
     raise ExportError(f"cannot export node {node.name!r} ({node.op} {getattr(node.target, '__name__', node.target)})")
 
 
+class _SNNTracer(fx.Tracer):
+    """An fx tracer that keeps IF layers as leaves (their time loop is not traced)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, IFNeuron) or super().is_leaf_module(m, qualname)
+
+
+def as_graph_module(snn: nn.Module) -> fx.GraphModule:
+    """``snn`` itself if it is a GraphModule, else its fx trace with IF layers as leaves."""
+    if isinstance(snn, fx.GraphModule):
+        return snn
+    return fx.GraphModule(snn, _SNNTracer().trace(snn))
+
+
 def _graph_metadata(snn: fx.GraphModule, T: int | None, extra: dict | None) -> dict:
     info = snn.meta.get(META_KEY, {})
     meta = {
@@ -140,24 +154,27 @@ def _version() -> str:
         return "unknown"
 
 
-def to_nir(snn: fx.GraphModule, T: int | None = None, input_shape: tuple[int, ...] | None = None,
+def to_nir(snn: nn.Module, T: int | None = None, input_shape: tuple[int, ...] | None = None,
            metadata: dict | None = None) -> nir.NIRGraph:
     """Build the ``nir.NIRGraph`` of a converted SNN.
 
     Args:
-        snn: the GraphModule from :class:`converter.Converter` (or :func:`exporters.import_nir`).
+        snn: the GraphModule from :class:`converter.Converter` (or :func:`exporters.import_nir`),
+            or any module of supported layers and :class:`simulator.IFNeuron` (traced here).
         T: the time steps to record in the graph metadata.
         input_shape: input shape without batch axis, e.g. ``(1, 28, 28)``; defaults to the one
             recorded at conversion (``snn.meta['ann2snn']['input_shape']``).
         metadata: extra graph metadata (``None`` values are dropped).
 
     Returns:
-        A type-checked ``nir.NIRGraph``: nodes ``input``, one per layer (named as the fx node),
-        ``output``; IF nodes carry the metadata of :mod:`exporters.semantics`.
+        A type-checked ``nir.NIRGraph``: nodes ``input``, one per layer (named by module path,
+        e.g. ``network.0``, or by fx node name for functions), ``output``; IF nodes carry the
+        metadata of :mod:`exporters.semantics`.
 
     Raises:
         ExportError: a node with no NIR equivalent (named), or an unknown input shape.
     """
+    snn = as_graph_module(snn)
     input_shape = input_shape or tuple(snn.meta.get(META_KEY, {}).get("input_shape", ()))
     if not input_shape:
         raise ExportError("unknown input shape: pass input_shape=(C, H, W)")
@@ -180,13 +197,14 @@ def to_nir(snn: fx.GraphModule, T: int | None = None, input_shape: tuple[int, ..
         elif "tensor_meta" in node.meta and _tensor_inputs(node, mapped):
             sources = _tensor_inputs(node, mapped)
             in_shape = _shape(next(a for a in node.all_input_nodes if a in mapped))
-            nodes[node.name] = _map_node(node, modules, in_shape, _shape(node))
-            edges.extend((s, node.name) for s in sources)
-            mapped[node] = node.name
+            name = node.target if node.op == "call_module" else node.name
+            nodes[name] = _map_node(node, modules, in_shape, _shape(node))
+            edges.extend((s, name) for s in sources)
+            mapped[node] = name
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=_graph_metadata(snn, T, metadata))
 
 
-def export_nir(snn: fx.GraphModule, path: str | Path, T: int | None = None,
+def export_nir(snn: nn.Module, path: str | Path, T: int | None = None,
                input_shape: tuple[int, ...] | None = None, metadata: dict | None = None) -> Path:
     """Write the SNN to ``path`` as a ``.nir`` (HDF5) file, atomically.
 

@@ -7,7 +7,9 @@ bias and whose Flatten map breaks for batch > 1. A node fed by several edges rec
 
 from __future__ import annotations
 
+import keyword
 import operator
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -134,12 +136,40 @@ def _topological(graph: nir.NIRGraph) -> list[str]:
     while pending:
         ready = [n for n in pending if all(p in done for p in preds[n])]
         if not ready:
-            raise NIRImportError(f"the NIR graph has a cycle through {sorted(pending)}; recurrent graphs are not supported")
+            raise NIRImportError(f"the NIR graph has a cycle through {sorted(pending)}: recurrence is not supported")
         for n in ready:
             order.append(n)
             done.add(n)
             pending.remove(n)
     return order
+
+
+def _segment(part: str) -> str:
+    part = re.sub(r"\W", "_", part) or "_"
+    return part + "_" if keyword.iskeyword(part) else part
+
+
+def _add_module(root: nn.Module, name: str, module: nn.Module) -> str:
+    """Register ``module`` under the dotted path ``name`` (as the exporter named it); fall back to
+    underscores when a path segment is taken. Returns the target used."""
+    *parents, leaf = (_segment(part) for part in name.split("."))
+    parent = root
+    for part in parents:
+        child = getattr(parent, part, None)
+        if child is None:
+            child = nn.Module()
+            parent.add_module(part, child)
+        if not isinstance(child, nn.Module) or type(child) is not nn.Module:
+            flat = "_".join((*parents, leaf))
+            root.add_module(flat, module)
+            return flat
+        parent = child
+    if hasattr(parent, leaf):
+        flat = "_".join((*parents, leaf)) + "_"
+        root.add_module(flat, module)
+        return flat
+    parent.add_module(leaf, module)
+    return ".".join((*parents, leaf))
 
 
 def from_nir(graph: nir.NIRGraph) -> fx.GraphModule:
@@ -184,9 +214,7 @@ def from_nir(graph: nir.NIRGraph) -> fx.GraphModule:
             raise
         except (ValueError, TypeError) as exc:
             raise NIRImportError(f"NIR node {name!r} ({type(node).__name__}): {exc}") from None
-        target = name.replace(".", "_")
-        root.add_module(target, module)
-        values[name] = fx_graph.call_module(target, (arg,))
+        values[name] = fx_graph.call_module(_add_module(root, name, module), (arg,))
     gm = fx.GraphModule(root, fx_graph)
     meta = {k: plain(v) for k, v in (graph.metadata or {}).items()}
     meta.setdefault("output_scale", 1.0)

@@ -36,8 +36,13 @@ def compare_spike_counts(a: nn.Module, b: nn.Module, x: torch.Tensor, T: int, **
     ra = simulate(a, x, T, **simulate_kwargs)
     rb = simulate(b, x, T, **simulate_kwargs)
     counts_a, counts_b = list(ra.spike_counts.values()), list(rb.spike_counts.values())
-    same_layers = len(counts_a) == len(counts_b) and all(u.shape == v.shape for u, v in zip(counts_a, counts_b))
-    count_diff = max(((u - v).abs().max().item() for u, v in zip(counts_a, counts_b)), default=0.0) if same_layers else float("inf")
+    same_layers = len(counts_a) == len(counts_b) and all(
+        u.shape == v.shape for u, v in zip(counts_a, counts_b, strict=False)
+    )
+    count_diff = float("inf")
+    if same_layers:
+        diffs = ((u - v.to(u.device)).abs().max().item() for u, v in zip(counts_a, counts_b, strict=True))
+        count_diff = max(diffs, default=0.0)
     if ra.outputs.shape == rb.outputs.shape:
         out_diff = (ra.outputs - rb.outputs.to(ra.outputs.device)).abs().max().item()
     else:

@@ -59,6 +59,12 @@ def if_step(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor
 
     Returns:
         ``(spikes, v)``: spikes ``[B, ...]`` (0./1. in ``x``'s dtype) and the potential after reset.
+
+    Example:
+        >>> p = IFParams(torch.tensor(1.0), torch.tensor(0.0), torch.tensor(1.0))
+        >>> s, v = if_step(torch.tensor([0.75, 1.25]), torch.tensor([0.5, 0.0]), p)  # [B=2]
+        >>> s.tolist(), v.tolist()
+        ([1.0, 1.0], [0.25, 0.25])
     """
     v = v + p.r * x
     fired = v >= p.v_threshold if p.spike_rule == ">=" else v > p.v_threshold

@@ -116,6 +116,12 @@ def simulate(
 
     Raises:
         ValueError: ``T < 1``, ``time_chunk < 1`` or an unknown ``encoding``.
+
+    Example:
+        >>> from simulator import IFNeuron
+        >>> result = simulate(IFNeuron(), torch.tensor([[0.25, 0.5]]), T=8)  # x: [B=1, 2]
+        >>> result.outputs.shape, result.outputs.sum(0).tolist()  # [T, B, 2]; rate = x
+        (torch.Size([8, 1, 2]), [[2.0, 4.0]])
     """
     if T < 1:
         raise ValueError(f"T must be >= 1 time step, got {T}")
