@@ -1,4 +1,5 @@
-"""The ANN → SNN converter: trace, fold BatchNorm, record, normalise, replace ReLUs."""
+"""The ANN → SNN converter: trace, fold BatchNorm, record, normalise, replace ReLUs, then the
+optional low-latency steps (channel-wise scales, membrane readout, bias calibration)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,19 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+import torch
 import torch.fx as fx
 from torch import nn
 
+from converter.calibrate import calibrate_biases
+from converter.channelwise import channel_normalize
 from converter.fold_bn import fold_batchnorm
 from converter.modes import Mode, parse_mode
-from converter.normalize import normalize, scales_from_stats
-from converter.record import record_activations
+from converter.normalize import channel_scales_from_stats, normalize, scales_from_stats
+from converter.readout import READOUTS, membrane_readout
+from converter.record import capture_activations, first_samples, record_activations
 from converter.replace import replace_activations
+from converter.statistics import mse_optimal_scale
 from converter.trace import describe, trace
 from simulator import META_KEY
 from simulator.neuron import RESETS, SPIKE_RULES, check_choice
@@ -29,10 +35,13 @@ class Converter:
     Steps (each a pass returning a new ``torch.fx.GraphModule``): trace with torch.fx, fold
     BatchNorm into the preceding Conv/Linear, record each ReLU's activations on the
     calibration data (eval mode, no grad), choose each layer's scale λ by ``mode``, scale the
-    weights so every IF threshold is 1 (:mod:`converter.normalize`), replace every ReLU by an
-    :class:`simulator.IFNeuron` with reset by subtraction. AvgPool, Flatten and reshapes stay
-    as they are (linear); Dropout and Identity are removed. Rueckauer et al. 2017 (Front.
-    Neurosci. 11:682); Diehl et al. 2015 (IJCNN) for ``'max'``.
+    weights so every IF threshold is 1 (:mod:`converter.normalize`), optionally per channel
+    (:mod:`converter.channelwise`), replace every ReLU by an :class:`simulator.IFNeuron` with
+    reset by subtraction starting at ``v_init``·V_th, read the output layer's membrane
+    potential (:mod:`converter.readout`), and optionally correct the biases for a time budget
+    (:mod:`converter.calibrate`). AvgPool, Flatten and reshapes stay as they are (linear);
+    Dropout and Identity are removed. Rueckauer et al. 2017 (Front. Neurosci. 11:682);
+    Diehl et al. 2015 (IJCNN) for ``'max'``.
 
     Args:
         mode: ``'max'``, a percentile string such as ``'99.9%'``, or a float in (0, 1] (or
@@ -40,7 +49,18 @@ class Converter:
         dataloader: calibration data, yielding ``[B, ...]`` tensors or ``(inputs, labels)``.
         reset: ``"subtract"`` (default) or ``"zero"``.
         spike_rule: ``">="`` (default) or ``">"``.
-        v_init: initial membrane potential, a fraction of V_th (default 0).
+        v_init: initial membrane potential as a fraction of V_th. Default 0.5: half the
+            threshold removes the systematic floor error of rate coding (Bu et al., ICLR 2022;
+            Hao et al., AAAI 2023); 0 is the seed's behaviour.
+        readout: ``"membrane"`` (default: the output layer integrates without spiking, no
+            ties) or ``"spike_count"`` (the seed's behaviour: argmax of output spike counts).
+        channel_wise: one scale per output channel (Kim et al., AAAI 2020) instead of per layer.
+        calibrate_T: if given, calibrate for this many time steps (Li et al., ICML 2021): each
+            layer's λ (per channel with ``channel_wise``) becomes the one at most the mode's λ
+            that minimises the T-step rate-coding error of its calibration activations, then
+            every IF layer's biases are corrected for its mean rate error on the first
+            ``calibration_samples`` calibration images.
+        calibration_samples: images used by the bias calibration (default 500).
         progress: called with each calibration batch's size (e.g. ``tqdm.update``).
 
     The returned SNN is a ``GraphModule`` taking ``[steps * B, ...]`` inputs (run it with
@@ -48,8 +68,9 @@ class Converter:
     output scale (rate × output_scale = ANN output), the input shape and the timings.
 
     Raises:
-        ValueError: an unparseable mode, a bad reset/spike rule, or no dataloader (at
-            construction, before any work); a layer that never fired on the calibration data.
+        ValueError: an unparseable mode, a bad reset/spike rule/readout, ``calibrate_T < 1``, or
+            no dataloader (at construction, before any work); a layer that never fired on the
+            calibration data.
         converter.trace.UnsupportedLayerError: a layer that cannot be converted, naming its path
             and type (the ANN is left untouched and no partial SNN is returned).
         converter.trace.NotTraceableError: torch.fx cannot trace the forward.
@@ -61,45 +82,101 @@ class Converter:
         dataloader: Iterable | None = None,
         reset: str = "subtract",
         spike_rule: str = ">=",
-        v_init: float = 0.0,
+        v_init: float = 0.5,
+        readout: str = "membrane",
+        channel_wise: bool = False,
+        calibrate_T: int | None = None,
+        calibration_samples: int = 500,
         progress: Callable[[int], None] | None = None,
     ) -> None:
         self.mode: Mode = parse_mode(mode)
         if dataloader is None:
             raise ValueError(f"mode {self.mode.text!r} is data-driven: pass a calibration dataloader")
+        if calibrate_T is not None and calibrate_T < 1:
+            raise ValueError(f"calibrate_T must be >= 1 time step, got {calibrate_T}")
+        if calibration_samples < 1:
+            raise ValueError(f"calibration_samples must be >= 1, got {calibration_samples}")
         self.dataloader = dataloader
         self.neuron = {
             "reset": check_choice("reset", reset, RESETS),
             "spike_rule": check_choice("spike_rule", spike_rule, SPIKE_RULES),
             "v_init": float(v_init),
         }
+        self.readout = check_choice("readout", readout, READOUTS)
+        self.channel_wise = bool(channel_wise)
+        self.calibrate_T = calibrate_T
+        self.calibration_samples = calibration_samples
         self.progress = progress
 
     def __call__(self, ann: nn.Module) -> fx.GraphModule:
         start = time.perf_counter()
-        gm = fold_batchnorm(trace(ann))
-        stats, input_shape, samples = record_activations(gm, self.dataloader, self.mode.needs_histogram, self.progress)
-        modules = dict(gm.named_modules())
-        labels = {n.name: describe(n, modules) for n in gm.graph.nodes if n.name in stats}
+        ann_gm = fold_batchnorm(trace(ann))
+        needs_histogram = self.mode.needs_histogram or self.calibrate_T is not None
+        stats, input_shape, samples = record_activations(
+            ann_gm, self.dataloader, needs_histogram, self.progress, self.channel_wise
+        )
+        modules = dict(ann_gm.named_modules())
+        labels = {n.name: describe(n, modules) for n in ann_gm.graph.nodes if n.name in stats}
         lambdas = scales_from_stats(stats, self.mode, labels)
-        gm, thresholds, out_scale = normalize(gm, lambdas)
+        ratios = channel_scales_from_stats(stats, self.mode) if self.channel_wise else {}
+        if self.calibrate_T is not None:
+            lambdas, ratios = self._search_scales(stats, lambdas, ratios)
+        gm, thresholds, out_scale = normalize(ann_gm, lambdas)
+        units = {name: torch.tensor(lam) for name, lam in lambdas.items()}
+        channel_wise_layers: list[str] = []
+        if self.channel_wise:
+            ratios = {k: v for k, v in ratios.items() if thresholds[k] == 1.0}
+            gm, channel_wise_layers = channel_normalize(gm, ratios, input_shape)
+            units.update({k: lambdas[k] * ratios[k].float() for k in channel_wise_layers})
         snn = replace_activations(gm, thresholds, **self.neuron)
+        if_layers = snn.meta[META_KEY]["if_layers"]
+        if self.readout == "membrane":
+            snn = membrane_readout(snn)
+        calibrated = self._calibrate(snn, ann_gm, if_layers, units) if self.calibrate_T else []
         snn.meta[META_KEY] = {
             "mode": self.mode.text,
             "lambdas": lambdas,
             "output_scale": out_scale,
             "input_shape": list(input_shape),
             "calibration_samples": samples,
+            "readout": self.readout,
+            "channel_wise_layers": channel_wise_layers,
+            "bias_calibrated_layers": calibrated,
+            "calibrate_T": self.calibrate_T,
+            "if_layers": if_layers,
             "conversion_seconds": time.perf_counter() - start,
             **self.neuron,
         }
         log.info("converted %s with mode %s in %.2f s", type(ann).__name__, self.mode.text, time.perf_counter() - start)
         return snn
 
+    def _search_scales(self, stats, lambdas: dict[str, float], ratios: dict[str, torch.Tensor]):
+        """λ (and per-channel ratios) minimising each layer's T-step coding error, at most the
+        mode's λ (:func:`~converter.statistics.mse_optimal_scale`)."""
+        new_lambdas, new_ratios = {}, {}
+        for name, s in stats.items():
+            upper = lambdas[name] * ratios[name] if name in ratios else lambdas[name]
+            best = mse_optimal_scale(s, upper, self.calibrate_T, self.neuron["v_init"])
+            new_lambdas[name] = float(best.max())
+            if name in ratios:
+                new_ratios[name] = best / best.max()
+        return new_lambdas, new_ratios
+
+    def _calibrate(self, snn: fx.GraphModule, ann_gm: fx.GraphModule, if_layers: dict[str, str],
+                   units: dict[str, torch.Tensor]) -> list[str]:
+        x = first_samples(self.dataloader, self.calibration_samples)
+        device = next((p.device for p in snn.parameters()), torch.device("cpu"))
+        x = x.to(device)
+        present = {name: relu for name, relu in if_layers.items() if name in dict(snn.named_modules())}
+        activations = capture_activations(ann_gm, x, set(present.values()))
+        targets = {}
+        for name, relu in present.items():
+            a = activations[relu]
+            unit = units[relu].to(a.device).view(-1, *([1] * (a.dim() - 2))) if units[relu].dim() else units[relu]
+            targets[name] = (a / unit).clamp(0, 1)
+        return calibrate_biases(snn, targets, x, self.calibrate_T)
+
 
 def convert(ann: nn.Module, mode: str | float, dataloader: Iterable, **kwargs) -> fx.GraphModule:
     """Functional form of :class:`Converter`: ``convert(ann, 'max', loader)``."""
     return Converter(mode=mode, dataloader=dataloader, **kwargs)(ann)
-
-
-__all__ = ["Converter", "convert"]

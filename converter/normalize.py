@@ -86,11 +86,34 @@ def normalize(
     return gm, thresholds, result
 
 
+def _statistic(s, mode):
+    if mode.kind == "max":
+        return s.max
+    if mode.kind == "percentile":
+        return s.percentile(mode.value)
+    return mode.value * s.max
+
+
+@torch.no_grad()
+def channel_scales_from_stats(stats: dict, mode) -> dict[str, torch.Tensor]:
+    """``[C]`` λ per channel for every ReLU whose statistics are per channel, relative to the
+    layer's λ (the largest channel's): values in (0, 1]. A channel that never fired gets 1."""
+    ratios = {}
+    for name, s in stats.items():
+        if s.channels is None:
+            continue
+        lam = torch.as_tensor(_statistic(s, mode), dtype=torch.float64)
+        top = lam.max()
+        ratios[name] = torch.where(lam > 0, lam / top, torch.ones_like(lam)) if top > 0 else torch.ones_like(lam)
+    return ratios
+
+
 @torch.no_grad()
 def scales_from_stats(stats: dict, mode, labels: dict[str, str] | None = None,
                       floor: float = 1e-12) -> dict[str, float]:
     """λ per ReLU node from its :class:`~converter.statistics.ActivationStats` and a
-    :class:`~converter.modes.Mode` (max, percentile, or fraction of the max).
+    :class:`~converter.modes.Mode` (max, percentile, or fraction of the max). For per-channel
+    statistics the layer's λ is the largest channel λ.
 
     ``labels`` maps node names to the descriptions used in error messages (module path and type).
 
@@ -99,12 +122,8 @@ def scales_from_stats(stats: dict, mode, labels: dict[str, str] | None = None,
     """
     lambdas = {}
     for name, s in stats.items():
-        if mode.kind == "max":
-            lam = s.max
-        elif mode.kind == "percentile":
-            lam = s.percentile(mode.value)
-        else:
-            lam = mode.value * s.max
+        lam = _statistic(s, mode)
+        lam = float(lam.max()) if isinstance(lam, torch.Tensor) else lam
         if lam <= floor:
             raise ValueError(
                 f"ReLU {(labels or {}).get(name, repr(name))} has scale {lam:g} under mode {mode.text!r}: "

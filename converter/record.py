@@ -12,15 +12,59 @@ from converter.trace import is_relu
 
 
 class _Recorder(fx.Interpreter):
-    def __init__(self, gm: fx.GraphModule, stats: dict[str, ActivationStats]) -> None:
+    """Runs the graph and feeds each ReLU's output to its summary (created on first sight)."""
+
+    def __init__(self, gm: fx.GraphModule, names: set[str], track_histogram: bool, channel_wise: bool) -> None:
         super().__init__(gm)
-        self.stats = stats
+        self.names = names
+        self.track_histogram = track_histogram
+        self.channel_wise = channel_wise
+        self.stats: dict[str, ActivationStats] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
 
     def run_node(self, n: fx.Node):
         out = super().run_node(n)
-        if n.name in self.stats:
+        if n.name in self.names:
+            if n.name not in self.stats:
+                channels = out.shape[1] if self.channel_wise and out.dim() >= 2 else None
+                self.stats[n.name] = ActivationStats.empty(self.track_histogram, channels)
+                self.shapes[n.name] = tuple(out.shape[1:])
             self.stats[n.name].update(out)
         return out
+
+
+class _Capture(fx.Interpreter):
+    def __init__(self, gm: fx.GraphModule, names: set[str]) -> None:
+        super().__init__(gm)
+        self.names, self.values = names, {}
+
+    def run_node(self, n: fx.Node):
+        out = super().run_node(n)
+        if n.name in self.names:
+            self.values[n.name] = out.clone()
+        return out
+
+
+@torch.no_grad()
+def capture_activations(gm: fx.GraphModule, x: torch.Tensor, names: set[str]) -> dict[str, torch.Tensor]:
+    """The outputs ``[N, ...]`` of the nodes ``names`` when ``gm`` runs on ``x`` (eval, no grad)."""
+    capture = _Capture(gm.eval(), names)
+    capture.run(x)
+    return capture.values
+
+
+def first_samples(dataloader: Iterable, n: int) -> torch.Tensor:
+    """The first ``n`` inputs of ``dataloader`` stacked into ``[n, ...]`` (fewer if it is shorter)."""
+    parts, total = [], 0
+    for batch in dataloader:
+        x = batch_inputs(batch)
+        parts.append(x[: n - total])
+        total += parts[-1].shape[0]
+        if total >= n:
+            break
+    if not parts:
+        raise ValueError("the calibration dataloader yielded no samples")
+    return torch.cat(parts)
 
 
 def batch_inputs(batch) -> torch.Tensor:
@@ -38,6 +82,7 @@ def record_activations(
     dataloader: Iterable,
     track_histogram: bool,
     progress: Callable[[int], None] | None = None,
+    channel_wise: bool = False,
 ) -> tuple[dict[str, ActivationStats], tuple[int, ...], int]:
     """Run ``gm`` (eval mode, no grad) over ``dataloader`` and summarise each ReLU's output.
 
@@ -46,6 +91,7 @@ def record_activations(
         dataloader: yields input tensors ``[B, ...]`` or ``(inputs, labels)`` tuples.
         track_histogram: keep histograms (needed for percentile modes).
         progress: called with each batch's size.
+        channel_wise: keep one summary per channel (dim 1) of each activation.
 
     Returns:
         ``(stats by ReLU node name, input shape without the batch axis, samples seen)``.
@@ -54,9 +100,9 @@ def record_activations(
         ValueError: the dataloader yields no samples.
     """
     modules = dict(gm.named_modules())
-    stats = {n.name: ActivationStats.empty(track_histogram) for n in gm.graph.nodes if is_relu(n, modules)}
+    names = {n.name for n in gm.graph.nodes if is_relu(n, modules)}
     device = next((p.device for p in gm.parameters()), torch.device("cpu"))
-    recorder = _Recorder(gm.eval(), stats)
+    recorder = _Recorder(gm.eval(), names, track_histogram, channel_wise)
     input_shape: tuple[int, ...] | None = None
     samples = 0
     for batch in dataloader:
@@ -68,4 +114,4 @@ def record_activations(
             progress(x.shape[0])
     if input_shape is None:
         raise ValueError("the calibration dataloader yielded no samples")
-    return stats, input_shape, samples
+    return recorder.stats, input_shape, samples

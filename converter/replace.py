@@ -7,7 +7,7 @@ import copy
 import torch.fx as fx
 
 from converter.trace import is_relu
-from simulator import IFNeuron
+from simulator import META_KEY, IFNeuron
 
 
 def replace_activations(gm: fx.GraphModule, thresholds: dict[str, float], **neuron_kwargs) -> fx.GraphModule:
@@ -21,11 +21,14 @@ def replace_activations(gm: fx.GraphModule, thresholds: dict[str, float], **neur
         thresholds: V_th per ReLU node name (from :func:`~converter.normalize.normalize`).
         **neuron_kwargs: ``reset``, ``spike_rule``, ``v_init`` for :class:`~simulator.IFNeuron`.
 
+    ``gm.meta['ann2snn']['if_layers']`` maps each new IF module name to its ReLU node name.
+
     Raises:
         KeyError: a ReLU node without a threshold.
     """
     gm = copy.deepcopy(gm)
     modules = dict(gm.named_modules())
+    if_layers: dict[str, str] = {}
     for node in list(gm.graph.nodes):
         if not is_relu(node, modules):
             continue
@@ -34,6 +37,7 @@ def replace_activations(gm: fx.GraphModule, thresholds: dict[str, float], **neur
         while hasattr(gm, name):
             name += "_"
         gm.add_submodule(name, IFNeuron(v_threshold=thresholds[node.name], **neuron_kwargs))
+        if_layers[name] = node.name
         with gm.graph.inserting_after(node):
             new = gm.graph.call_module(name, (node.args[0],))
         node.replace_all_uses_with(new)
@@ -41,4 +45,5 @@ def replace_activations(gm: fx.GraphModule, thresholds: dict[str, float], **neur
     gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
+    gm.meta.setdefault(META_KEY, {})["if_layers"] = if_layers
     return gm

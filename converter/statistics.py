@@ -1,15 +1,18 @@
-"""Mergeable activation statistics: exact max and a log-binned histogram for percentiles.
+"""Mergeable activation statistics: exact max and a fixed-size histogram for percentiles.
 
 ``torch.quantile`` refuses more than 2^24 values; one layer of the seed CNN over 1,000
-calibration images already has 21.6 million. :class:`ActivationStats` instead keeps the exact
-count, zero count and maximum, plus (for percentile modes) a histogram of the positive values
-with ``BINS_PER_OCTAVE`` logarithmic bins per factor of two over [2^-32, 2^32). Memory is fixed
-per layer (2 MiB), and two summaries merge by addition, so one pass, many batches or many
-processes give the same numbers.
+calibration images already has 21.6 million. :class:`ActivationStats` keeps the exact count,
+zero count and maximum, plus (for percentile modes) a histogram whose bins are the float32 bit
+patterns of the values with the low mantissa bits dropped: ``MANTISSA_BITS`` mantissa bits
+give ``2^MANTISSA_BITS`` equal bins per octave over [2^MIN_EXP, 2^MAX_EXP). Binning is one
+integer shift per value (no logarithm), memory is fixed per layer (4 MiB; 256 KiB a channel for
+per-channel statistics), and two summaries merge by addition, so one pass, many batches or many
+processes give bit-identical summaries.
 
-Bound: a percentile is returned as the geometric centre of the bin holding the order statistic
-(clamped to the exact max), so its relative error is at most ``2^(1/(2*BINS_PER_OCTAVE)) - 1``
-≈ 8.5e-5 for values in [2^-32, 2^32); values below 2^-32 count as zero.
+Bound: a percentile is computed from the midpoints of the bins that hold the order statistics
+(clamped to the exact max), so its relative error is at most ``2^-(MANTISSA_BITS + 1)``
+(:data:`RELATIVE_ERROR` ≈ 6.1e-5) for values in [2^MIN_EXP, 2^MAX_EXP); smaller values count
+as zero and larger ones fall in the top bin.
 """
 
 from __future__ import annotations
@@ -19,66 +22,117 @@ from dataclasses import dataclass, field
 
 import torch
 
-BINS_PER_OCTAVE = 4096
+MANTISSA_BITS = 13
+#: Mantissa bits of per-channel histograms (``[C, n_bins]``): 512 bins per octave, 256 KiB a channel.
+CHANNEL_MANTISSA_BITS = 9
 MIN_EXP, MAX_EXP = -32, 32
-N_BINS = (MAX_EXP - MIN_EXP) * BINS_PER_OCTAVE
-#: Largest relative error of :meth:`ActivationStats.percentile` inside the binned range.
-RELATIVE_ERROR = 2 ** (1 / (2 * BINS_PER_OCTAVE)) - 1
+#: Largest relative error of :meth:`ActivationStats.percentile` inside the binned range
+#: (layer-wise statistics; per-channel ones: ``2^-(CHANNEL_MANTISSA_BITS + 1)`` ≈ 9.8e-4).
+RELATIVE_ERROR = 2.0 ** -(MANTISSA_BITS + 1)
+
+
+def n_bins(bits: int = MANTISSA_BITS) -> int:
+    """Histogram length for ``bits`` mantissa bits; bin 0 holds zeros (values < 2^MIN_EXP)."""
+    return 1 + ((MAX_EXP - MIN_EXP) << bits)
+
+
+N_BINS = n_bins()
+
+
+def _offset(bits: int) -> int:
+    return (127 + MIN_EXP) << bits  # the shifted bit pattern of 2^MIN_EXP
+
+
+def _bin_midpoints(bins: torch.Tensor, bits: int = MANTISSA_BITS) -> torch.Tensor:
+    """float64 midpoints of histogram bins ``bins`` (>= 1)."""
+    shift = 23 - bits
+    pattern = ((bins - 1 + _offset(bits)) << shift) | (1 << (shift - 1))
+    return pattern.to(torch.int32).view(torch.float32).double()
+
+
+def bin_index(x: torch.Tensor, bits: int = MANTISSA_BITS) -> torch.Tensor:
+    """Histogram bin of each value of ``x`` (int64, same shape): 0 for values below 2^MIN_EXP."""
+    pattern = x.float().contiguous().view(torch.int32) >> (23 - bits)
+    return (pattern.long() - (_offset(bits) - 1)).clamp_(0, n_bins(bits) - 1)
 
 
 @dataclass
 class ActivationStats:
     """Summary of one layer's activations over the calibration set.
 
+    With ``channels=None`` one summary covers the whole layer; with ``channels=C`` (channel-wise
+    normalisation) every field has a leading ``[C]`` axis over dim 1 of the activations.
+
     Attributes:
-        count: number of values seen. zeros: values below 2^-32 (ReLU zeros).
-        max: the exact largest value (0 if none seen).
-        histogram: ``[N_BINS]`` int64 counts of positive values, or None when only the max
-            is tracked (``'max'`` and fraction modes).
+        count: number of values seen (per channel). zeros: values below 2^MIN_EXP.
+        max: the exact largest value (0 if none seen); a float, or ``[C]`` float64.
+        histogram: ``[N_BINS]`` (or ``[C, n_bins(CHANNEL_MANTISSA_BITS)]``) int64 counts, bin 0 = zeros;
+            None when only the max is tracked (``'max'`` and fraction modes).
     """
 
     count: int = 0
-    zeros: int = 0
-    max: float = 0.0
+    max: float | torch.Tensor = 0.0
     histogram: torch.Tensor | None = field(default=None, repr=False)
+    channels: int | None = None
+    bits: int = MANTISSA_BITS
 
     @classmethod
-    def empty(cls, track_histogram: bool) -> ActivationStats:
-        return cls(histogram=torch.zeros(N_BINS, dtype=torch.int64) if track_histogram else None)
+    def empty(cls, track_histogram: bool, channels: int | None = None) -> ActivationStats:
+        bits = MANTISSA_BITS if channels is None else CHANNEL_MANTISSA_BITS
+        shape = (n_bins(bits),) if channels is None else (channels, n_bins(bits))
+        hist = torch.zeros(shape, dtype=torch.int64) if track_histogram else None
+        start_max = 0.0 if channels is None else torch.zeros(channels, dtype=torch.float64)
+        return cls(0, start_max, hist, channels, bits)
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
-        """Add the values of ``x`` (any shape, non-negative: post-ReLU activations)."""
-        x = x.detach().reshape(-1)
+        """Add the values of ``x`` (non-negative, post-ReLU): any shape, or ``[B, C, ...]``
+        for per-channel statistics.
+
+        Raises:
+            ValueError: per-channel statistics and ``x.shape[1] != channels``.
+        """
+        x = x.detach()
         if x.numel() == 0:
             return
-        self.count += x.numel()
-        self.max = max(self.max, float(x.max()))
-        positive = x[x >= 2.0**MIN_EXP]
-        self.zeros += x.numel() - positive.numel()
-        if self.histogram is not None and positive.numel():
-            idx = ((torch.log2(positive.double()) - MIN_EXP) * BINS_PER_OCTAVE).floor().long()
-            self.histogram += torch.bincount(idx.clamp_(0, N_BINS - 1), minlength=N_BINS).cpu()
+        if self.channels is None:
+            self.count += x.numel()
+            self.max = max(self.max, float(x.max()))
+            if self.histogram is not None:
+                self.histogram += torch.bincount(bin_index(x).reshape(-1), minlength=N_BINS).cpu()
+            return
+        if x.dim() < 2 or x.shape[1] != self.channels:
+            raise ValueError(f"expected [B, {self.channels}, ...] activations, got {tuple(x.shape)}")
+        per_channel = x.transpose(0, 1).reshape(self.channels, -1)
+        self.count += per_channel.shape[1]
+        self.max = torch.maximum(self.max, per_channel.max(1).values.double().cpu())
+        if self.histogram is not None:
+            length = n_bins(self.bits)
+            idx = bin_index(per_channel, self.bits) + torch.arange(self.channels, device=x.device).view(-1, 1) * length
+            flat = torch.bincount(idx.reshape(-1), minlength=self.channels * length).cpu()
+            self.histogram += flat.view(self.channels, length)
 
     def merge(self, other: ActivationStats) -> ActivationStats:
-        """A new summary equal to one pass over both data sets."""
-        if (self.histogram is None) != (other.histogram is None):
-            raise ValueError("cannot merge a summary with a histogram and one without")
+        """A new summary equal (bit for bit) to one pass over both data sets."""
+        if (self.histogram is None) != (other.histogram is None) or self.channels != other.channels:
+            raise ValueError("cannot merge summaries of different kinds (histogram or channels differ)")
         hist = None if self.histogram is None else self.histogram + other.histogram
-        return ActivationStats(self.count + other.count, self.zeros + other.zeros, max(self.max, other.max), hist)
+        if self.channels is None:
+            top = max(self.max, other.max)
+        else:
+            top = torch.maximum(self.max, other.max)
+        return ActivationStats(self.count + other.count, top, hist, self.channels, self.bits)
 
-    def _order_statistic(self, k: int, cumulative: torch.Tensor) -> float:
-        if k >= self.count - 1:
-            return self.max
-        if k < self.zeros:
-            return 0.0
-        b = int(torch.searchsorted(cumulative, k - self.zeros, right=True))
-        centre = 2.0 ** (MIN_EXP + (b + 0.5) / BINS_PER_OCTAVE)
-        return min(centre, self.max)
+    @property
+    def zeros(self) -> int | torch.Tensor:
+        """Number of values below 2^MIN_EXP (needs the histogram)."""
+        if self.histogram is None:
+            raise ValueError("zero counts need a histogram")
+        return self.histogram[..., 0] if self.channels is not None else int(self.histogram[0])
 
-    def percentile(self, p: float) -> float:
-        """The p-th percentile (0 < p <= 100) with numpy's default linear interpolation,
-        within :data:`RELATIVE_ERROR` (relative).
+    def percentile(self, p: float) -> float | torch.Tensor:
+        """The p-th percentile (0 < p <= 100) with numpy's default linear interpolation, within
+        :data:`RELATIVE_ERROR` (relative); a ``[C]`` float64 tensor for per-channel statistics.
 
         Raises:
             ValueError: no values seen, p outside (0, 100], or no histogram was tracked.
@@ -91,9 +145,62 @@ class ActivationStats:
             return self.max
         if self.histogram is None:
             raise ValueError("percentiles need a histogram: create the stats with track_histogram=True")
+        hist = self.histogram.view(-1, self.histogram.shape[-1])
+        tops = torch.as_tensor(self.max, dtype=torch.float64).view(-1)
         rank = p / 100 * (self.count - 1)
         lo, frac = math.floor(rank), rank - math.floor(rank)
-        cumulative = self.histogram.cumsum(0)
-        low = self._order_statistic(lo, cumulative)
-        high = self._order_statistic(lo + 1, cumulative) if frac > 0 else low
-        return low + frac * (high - low)
+        cumulative = hist.cumsum(1)
+        values = [self._order_statistic(k, cumulative, tops) for k in ((lo, lo + 1) if frac > 0 else (lo,))]
+        result = values[0] if len(values) == 1 else values[0] + frac * (values[1] - values[0])
+        return float(result[0]) if self.channels is None else result
+
+    def _order_statistic(self, k: int, cumulative: torch.Tensor, tops: torch.Tensor) -> torch.Tensor:
+        """``[C]`` float64 approximation of the k-th smallest value (0-based) per row."""
+        if k >= self.count - 1:
+            return tops.clone()
+        target = torch.full((cumulative.shape[0], 1), k, dtype=cumulative.dtype)
+        bins = torch.searchsorted(cumulative, target, right=True).view(-1)
+        values = torch.where(bins == 0, torch.zeros_like(tops), _bin_midpoints(bins.clamp(min=1), self.bits))
+        return torch.minimum(values, tops)
+
+
+@torch.no_grad()
+def mse_optimal_scale(stats: ActivationStats, upper: float | torch.Tensor, T: int, v_init: float,
+                      candidates: int = 64, octave_bins: int = 128) -> torch.Tensor:
+    """The scale λ ≤ ``upper`` minimising the squared error between the activations and their
+    T-step rate-coded version (per channel for per-channel statistics).
+
+    An IF neuron with reset by subtraction, constant input ``a/λ`` per step and ``V[0] = v_init``
+    fires ``n = clamp(floor(T a/λ + v_init), 0, T)`` times in T steps, so it represents
+    ``q(a) = n λ / T``. The error ``Σ (a - q(a))²`` is evaluated on the histogram (bins merged in
+    ``octave_bins`` per octave) for ``λ = f·upper``, ``f`` on a grid of ``candidates`` values in
+    (0, 1]. This is the threshold search of Li et al. (ICML 2021) for a given time budget T.
+
+    Returns:
+        ``[C]`` float64 λ per channel (``[1]`` for layer-wise statistics).
+
+    Raises:
+        ValueError: the statistics have no histogram.
+    """
+    if stats.histogram is None:
+        raise ValueError("the scale search needs a histogram")
+    coarsen = max(1, (1 << stats.bits) // octave_bins)
+    length = stats.histogram.shape[-1]
+    hist = stats.histogram.view(-1, length)[:, 1:].double()
+    hist = hist.view(hist.shape[0], -1, coarsen).sum(-1)
+    occupied = hist.sum(0) > 0
+    first = torch.arange(1, length, coarsen, dtype=torch.int64)
+    lo, hi = _bin_midpoints(first, stats.bits), _bin_midpoints(first + coarsen - 1, stats.bits)
+    values = ((lo + hi) / 2)[occupied]  # [M]
+    counts = hist[:, occupied]  # [C, M]
+    upper = torch.as_tensor(upper, dtype=torch.float64).view(-1, 1).expand(counts.shape[0], 1)
+    best_err = torch.full((counts.shape[0],), float("inf"), dtype=torch.float64)
+    best = upper.view(-1).clone()
+    for f in torch.linspace(1.0 / candidates, 1.0, candidates, dtype=torch.float64):
+        lam = f * upper  # [C, 1]
+        n = torch.floor(T * values / lam + v_init).clamp(0, T)
+        err = (counts * (values - n * lam / T) ** 2).sum(1)
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        best = torch.where(better, lam.view(-1), best)
+    return best

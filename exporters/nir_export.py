@@ -20,7 +20,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from exporters.atomic import atomic_path
 from exporters.semantics import plain
-from simulator import META_KEY, IFNeuron, reset_states
+from simulator import META_KEY, IFNeuron, Integrator, readout, reset_states
 
 ExportFn = Callable[[nn.Module, tuple[int, ...], tuple[int, ...]], nir.NIRNode]
 
@@ -75,6 +75,10 @@ def _if(module: IFNeuron, in_shape, out_shape) -> nir.NIRNode:
     )
 
 
+def _integrator(module: Integrator, in_shape, out_shape) -> nir.NIRNode:
+    return nir.I(r=np.broadcast_to(_np(module.r), out_shape).copy(), metadata={"dt": 1.0})
+
+
 #: Module type → function ``(module, input shape, output shape) -> nir.NIRNode`` (no batch axis).
 EXPORTERS: dict[type, ExportFn] = {
     nn.Conv1d: _conv,
@@ -83,6 +87,7 @@ EXPORTERS: dict[type, ExportFn] = {
     nn.AvgPool2d: _avgpool,
     nn.Flatten: _flatten,
     IFNeuron: _if,
+    Integrator: _integrator,
 }
 
 _FLATTEN_FUNCTIONS = (torch.flatten, torch.reshape)
@@ -137,7 +142,7 @@ def _graph_metadata(snn: fx.GraphModule, T: int | None, extra: dict | None) -> d
     meta = {
         "T": T,
         "input_encoding": "constant",
-        "readout": "spike_count",
+        "readout": readout(snn),
         "mode": info.get("mode"),
         "output_scale": info.get("output_scale"),
         "generator": f"ann2snn {_version()}",

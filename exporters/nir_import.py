@@ -20,7 +20,7 @@ import torch.fx as fx
 from torch import nn
 
 from exporters.semantics import if_semantics, plain
-from simulator import META_KEY, IFNeuron
+from simulator import META_KEY, IFNeuron, Integrator
 
 ImportFn = Callable[[str, nir.NIRNode], nn.Module]
 
@@ -100,6 +100,10 @@ def _if(name: str, node: nir.IF) -> nn.Module:
                     v_init=sem["v_init_fraction"], v_reset=_t(node.v_reset), r=_t(node.r))
 
 
+def _integrator(name: str, node: nir.I) -> nn.Module:
+    return Integrator(r=_t(node.r))
+
+
 #: NIR node type → function ``(node name, node) -> nn.Module``.
 IMPORTERS: dict[type, ImportFn] = {
     nir.Affine: _affine,
@@ -111,6 +115,7 @@ IMPORTERS: dict[type, ImportFn] = {
     nir.Flatten: _flatten,
     nir.Scale: _scale,
     nir.IF: _if,
+    nir.I: _integrator,
 }
 
 

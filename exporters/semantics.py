@@ -16,7 +16,8 @@ IF node metadata (:data:`IF_KEYS`):
 
 Graph metadata (:data:`GRAPH_KEYS`): ``T`` (time steps the file was validated with),
 ``input_encoding`` (``"constant"``: the analog input is the current at every step),
-``readout`` (``"spike_count"``: the class is the argmax of output spike counts),
+``readout`` (``"spike_count"``: the class is the argmax of output spike counts;
+``"membrane"``: the output node is an ``I`` integrator, dt = 1, whose potential is read),
 ``mode`` (normalisation mode), ``output_scale`` (rate × output_scale = ANN output),
 ``generator`` (``"ann2snn <version>"``) and ``nir_version``.
 

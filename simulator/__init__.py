@@ -3,6 +3,7 @@
 Time axis first: ``[T, B, ...]``; one time step is the unit of time.
 """
 
+from simulator.integrator import Integrator
 from simulator.neuron import IFNeuron, IFParams, if_scan, if_step
 from simulator.simulate import (
     META_KEY,
@@ -10,6 +11,7 @@ from simulator.simulate import (
     accuracy_per_t,
     if_layers,
     output_scale,
+    readout,
     reset_states,
     simulate,
 )
@@ -18,12 +20,14 @@ __all__ = [
     "META_KEY",
     "IFNeuron",
     "IFParams",
+    "Integrator",
     "SimulationResult",
     "accuracy_per_t",
     "if_layers",
     "if_scan",
     "if_step",
     "output_scale",
+    "readout",
     "reset_states",
     "simulate",
 ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from simulator.integrator import Integrator
 from simulator.neuron import IFNeuron
 
 #: Key of the dict in ``GraphModule.meta`` where conversion facts are stored.
@@ -25,10 +26,29 @@ def if_layers(model: nn.Module) -> dict[str, IFNeuron]:
     return {name: m for name, m in model.named_modules() if isinstance(m, IFNeuron)}
 
 
+def stateful_layers(model: nn.Module) -> list[IFNeuron | Integrator]:
+    """Every module that keeps state over time steps (IF layers and integrators)."""
+    return [m for m in model.modules() if isinstance(m, (IFNeuron, Integrator))]
+
+
 def reset_states(model: nn.Module) -> None:
-    """Reset every IF layer's membrane potential and spike counts."""
-    for layer in if_layers(model).values():
+    """Reset every IF layer's and integrator's membrane potential and spike counts."""
+    for layer in stateful_layers(model):
         layer.reset_state()
+
+
+def readout(model: nn.Module) -> str:
+    """``"membrane"`` if the model's output comes from an :class:`Integrator`, else
+    ``"spike_count"`` (outputs are summed over time to classify)."""
+    last = None
+    graph = getattr(model, "graph", None)
+    if graph is not None:
+        out = next(n for n in graph.nodes if n.op == "output").args[0]
+        if getattr(out, "op", None) == "call_module":
+            last = model.get_submodule(out.target)
+    else:
+        last = list(model.modules())[-1]
+    return "membrane" if isinstance(last, Integrator) else "spike_count"
 
 
 def output_scale(model: nn.Module) -> float:
@@ -46,19 +66,23 @@ class SimulationResult:
             output IF layer, or an analog current if the network ends in a linear layer).
         spike_counts: per IF layer path, ``[B, ...]`` spikes emitted over all T steps.
         output_scale: multiply a rate by this to get the ANN's output units.
+        readout: ``"spike_count"`` (outputs are per-step spikes or currents, summed over time
+            to classify) or ``"membrane"`` (outputs are the output layer's potential V[t]).
     """
 
     outputs: torch.Tensor
     spike_counts: dict[str, torch.Tensor]
     output_scale: float = 1.0
+    readout: str = "spike_count"
 
     @property
     def T(self) -> int:
         return int(self.outputs.shape[0])
 
     def cumulative(self) -> torch.Tensor:
-        """``[T, B, ...]`` output summed over steps 1..t (spike counts for a spiking output)."""
-        return self.outputs.cumsum(0)
+        """``[T, B, ...]`` output summed over steps 1..t (spike counts for a spiking output);
+        with membrane readout the outputs themselves (the potential is already a sum)."""
+        return self.outputs if self.readout == "membrane" else self.outputs.cumsum(0)
 
     def rates(self) -> torch.Tensor:
         """``[T, B, ...]`` mean output over steps 1..t, times ``output_scale`` (ANN units)."""
@@ -66,8 +90,8 @@ class SimulationResult:
         return self.cumulative() / t.view(-1, *([1] * (self.outputs.dim() - 1))) * self.output_scale
 
     def predictions(self) -> torch.Tensor:
-        """``[T, B]`` predicted class at each t: argmax of the cumulative output (ties go to
-        the lowest class index, as ``torch.argmax`` does)."""
+        """``[T, B]`` predicted class at each t: argmax of the cumulative output or of the
+        membrane potential (ties go to the lowest class index, as ``torch.argmax`` does)."""
         return self.cumulative().flatten(2).argmax(-1)
 
     def correct_per_t(self, labels: torch.Tensor) -> torch.Tensor:
@@ -132,20 +156,20 @@ def simulate(
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     x = x.to(device)
     generator = torch.Generator(device=device).manual_seed(seed) if encoding == "poisson" else None
-    layers = if_layers(model)
+    layers = stateful_layers(model)
     reset_states(model)
     chunk = T if time_chunk is None else min(time_chunk, T)
     outputs = []
     for start in range(0, T, chunk):
         steps = min(chunk, T - start)
-        for layer in layers.values():
+        for layer in layers:
             layer.steps = steps
         y = model(encode(x, steps, encoding, generator))
         outputs.append(y.reshape(steps, x.shape[0], *y.shape[1:]))
-    for layer in layers.values():
+    for layer in layers:
         layer.steps = 1
-    counts = {name: layer.spike_count for name, layer in layers.items() if layer.spike_count is not None}
-    return SimulationResult(torch.cat(outputs), counts, output_scale(model))
+    counts = {name: layer.spike_count for name, layer in if_layers(model).items() if layer.spike_count is not None}
+    return SimulationResult(torch.cat(outputs), counts, output_scale(model), readout(model))
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ def _rate_error(ann, snn, x, T):
 def test_snn_matches_ann_and_error_falls_with_T(make, shape):
     ann = randomize_bn(make())
     x = inputs(shape, 64)
-    snn = Converter(mode="max", dataloader=_loader(x))(ann)
+    snn = Converter(mode="max", dataloader=_loader(x), v_init=0.0, readout="spike_count")(ann)
     err_100, err_1000 = _rate_error(ann, snn, x, 100), _rate_error(ann, snn, x, 1000)
     assert err_1000 <= 0.02, f"rate error {err_1000:.4f} of the ANN's output range at T=1000"
     assert err_1000 <= err_100 / 4, f"error {err_100:.4f} at T=100 vs {err_1000:.4f} at T=1000"
@@ -49,7 +49,7 @@ def test_every_relu_form_becomes_its_own_if_layer():
             x = torch.relu(self.fc3(x))
             return self.act(self.fc4(x).relu())
 
-    snn = Converter(mode="max", dataloader=_loader(torch.rand(32, 4)))(Forms())
+    snn = Converter(mode="max", dataloader=_loader(torch.rand(32, 4)), readout="spike_count")(Forms())
     layers = [m for m in snn.modules() if isinstance(m, IFNeuron)]
     assert len(layers) == 5
     assert not any(isinstance(m, nn.ReLU) for m in snn.modules())
@@ -57,7 +57,7 @@ def test_every_relu_form_becomes_its_own_if_layer():
 
 def test_scales_and_meta_recorded():
     x = inputs((1, 4, 4))
-    snn = Converter(mode="max", dataloader=_loader(x))(randomize_bn(mlp()))
+    snn = Converter(mode="max", dataloader=_loader(x), readout="spike_count")(randomize_bn(mlp()))
     meta = snn.meta["ann2snn"]
     assert meta["mode"] == "max" and meta["input_shape"] == [1, 4, 4] and meta["calibration_samples"] == 64
     assert len(meta["lambdas"]) == 4 and meta["output_scale"] == pytest.approx(list(meta["lambdas"].values())[-1])

@@ -1,0 +1,46 @@
+"""Non-spiking integrator: the membrane-potential readout of an output layer.
+
+.. math::  V[t] = V[t-1] + r\\,I[t], \\qquad V[0] = 0
+
+The layer never spikes or resets; it outputs ``V[t]`` at every step, so the class at time t is
+``argmax V[t]`` — the accumulated input current — which, unlike spike counts, has no ties
+(Rueckauer et al. 2017, Front. Neurosci. 11:682, "membrane potential" output). NIR's ``I`` node
+(``dv/dt = R·I``) with dt = 1.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Integrator(nn.Module):
+    """Integrate the input over time without spiking; output the membrane potential.
+
+    Args:
+        r: input resistance (dimensionless), a float or a tensor broadcastable to ``[B, ...]``.
+
+    Shape:
+        Input ``[steps * B, ...]`` (time-major, as for :class:`~simulator.neuron.IFNeuron`);
+        output ``V`` of the same shape, in the units of the input current × time steps.
+    """
+
+    def __init__(self, r: float | torch.Tensor = 1.0) -> None:
+        super().__init__()
+        self.register_buffer("r", torch.as_tensor(r, dtype=torch.float32))
+        self.steps = 1
+        self.v: torch.Tensor | None = None
+
+    def reset_state(self) -> None:
+        """Forget the membrane potential (the next call starts at 0)."""
+        self.v = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] % self.steps:
+            raise ValueError(f"input batch {x.shape[0]} is not a multiple of steps={self.steps}")
+        xt = (self.r * x).reshape(self.steps, x.shape[0] // self.steps, *x.shape[1:])
+        v = xt.cumsum(0)
+        if self.v is not None:
+            v = v + self.v
+        self.v = v[-1]
+        return v.reshape(x.shape)

@@ -1,0 +1,99 @@
+"""Issue 4: initial membrane potential, membrane readout, channel-wise scales, calibration."""
+
+import pytest
+import torch
+from torch import nn
+
+from converter import Converter
+from converter.statistics import ActivationStats, mse_optimal_scale
+from exporters import compare_spike_counts, export_nir, import_nir
+from simulator import IFNeuron, Integrator, simulate
+from tests.nets import cnn, inputs, randomize_bn
+
+
+def _count(x: float, T: int, **kwargs) -> int:
+    return int(simulate(IFNeuron(**kwargs), torch.tensor([[x]]), T).outputs.sum())
+
+
+def _loader(x, batch_size=16):
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=batch_size)
+
+
+def test_half_threshold_start_golden_counts():
+    assert _count(0.25, 10, v_init=0.5, spike_rule=">=") == 3
+    assert _count(0.25, 10, v_init=0.5, spike_rule=">") == 2
+    assert _count(0.25, 10, v_init=0.0, spike_rule=">=") == 2
+
+
+def test_membrane_readout_breaks_spike_count_ties():
+    linear = nn.Linear(1, 2)
+    linear.weight.data = torch.tensor([[0.5], [0.55]])
+    linear.bias.data.zero_()
+    x = torch.ones(1, 1)
+    counts = simulate(nn.Sequential(linear, IFNeuron()), x, 4)
+    membrane = simulate(nn.Sequential(linear, Integrator()), x, 4)
+    assert counts.cumulative()[-1, 0].tolist() == [2.0, 2.0]  # a tie: argmax picks class 0
+    assert membrane.readout == "membrane" and membrane.outputs[-1, 0].tolist() == pytest.approx([2.0, 2.2])
+    assert counts.predictions()[-1].item() == 0 and membrane.predictions()[-1].item() == 1
+
+
+def test_converter_defaults_are_half_threshold_and_membrane_readout():
+    snn = Converter(mode="max", dataloader=_loader(inputs((1, 8, 8))))(randomize_bn(cnn()))
+    assert all(m.v_init == 0.5 for m in snn.modules() if isinstance(m, IFNeuron))
+    assert isinstance(snn.get_submodule("readout"), Integrator)
+    assert snn.meta["ann2snn"]["readout"] == "membrane"
+
+
+def test_max_is_independent_of_batch_order():
+    x = inputs((1, 8, 8), 96)
+    ann = randomize_bn(cnn())
+    a = Converter(mode="max", dataloader=_loader(x, 8))(ann).meta["ann2snn"]["lambdas"]
+    b = Converter(mode="max", dataloader=_loader(x.flip(0), 32))(ann).meta["ann2snn"]["lambdas"]
+    assert a == b
+
+
+def test_channel_wise_keeps_the_ann_function_and_survives_nir(tmp_path):
+    ann = randomize_bn(cnn())
+    x = inputs((1, 8, 8), 64)
+    snn = Converter(mode="max", dataloader=_loader(x), channel_wise=True, readout="spike_count")(ann)
+    assert snn.meta["ann2snn"]["channel_wise_layers"] == ["_2", "_5", "_8"]  # not the output layer "_11"
+    with torch.no_grad():
+        target = ann(x)
+    rate = simulate(snn, x, 1000, time_chunk=250).rates()[-1]
+    assert (rate - target).abs().max().item() <= 0.02 * (target.max() - target.min()).item()
+    back = import_nir(export_nir(snn, tmp_path / "cw.nir", T=20))
+    report = compare_spike_counts(snn, back, x, 20)
+    assert report.equal and report.max_count_diff == 0
+
+
+def test_mse_scale_search_clips_more_at_small_T():
+    values = torch.rand(200_000) ** 3  # heavy tail towards 0
+    stats = ActivationStats.empty(track_histogram=True)
+    stats.update(values)
+    lam_2 = mse_optimal_scale(stats, stats.max, T=2, v_init=0.5).item()
+    lam_64 = mse_optimal_scale(stats, stats.max, T=64, v_init=0.5).item()
+    assert lam_2 < lam_64 <= stats.max
+    assert lam_2 < 0.8 * stats.max
+
+
+def test_calibration_reduces_the_output_error_at_small_T():
+    ann = randomize_bn(cnn())
+    x = inputs((1, 8, 8), 128)
+    with torch.no_grad():
+        target = ann(x)
+
+    def error(snn):
+        rates = simulate(snn, x, 6).rates()[-1]
+        return (rates.clamp(min=0) - target).abs().mean().item()
+
+    plain = Converter(mode="max", dataloader=_loader(x))(ann)
+    calibrated = Converter(mode="max", dataloader=_loader(x), calibrate_T=6, calibration_samples=128)(ann)
+    assert calibrated.meta["ann2snn"]["bias_calibrated_layers"]
+    assert error(calibrated) < 0.9 * error(plain)  # measured: 0.00081 vs 0.00098
+
+
+def test_bad_low_latency_options():
+    with pytest.raises(ValueError, match="readout"):
+        Converter(mode="max", dataloader=[], readout="votes")
+    with pytest.raises(ValueError, match="calibrate_T"):
+        Converter(mode="max", dataloader=[], calibrate_T=0)
