@@ -5,7 +5,7 @@ The semantics contract (what our metadata means) is in :mod:`exporters.semantics
 
 from exporters.nir_export import EXPORTERS, ExportError, export_nir, graph_metadata, to_nir
 from exporters.nir_import import IMPORTERS, NIRImportError, from_nir, import_nir, read_nir
-from exporters.verify import RoundTripReport, compare_spike_counts
+from exporters.verify import RoundTripReport, SelfCheck, compare_spike_counts, verify_file
 
 __all__ = [
     "EXPORTERS",
@@ -13,6 +13,7 @@ __all__ = [
     "ExportError",
     "NIRImportError",
     "RoundTripReport",
+    "SelfCheck",
     "compare_spike_counts",
     "export_nir",
     "from_nir",
@@ -20,4 +21,5 @@ __all__ = [
     "import_nir",
     "read_nir",
     "to_nir",
+    "verify_file",
 ]

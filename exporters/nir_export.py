@@ -20,7 +20,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from exporters.atomic import atomic_path
 from exporters.semantics import plain
-from simulator import META_KEY, IFNeuron, Integrator, readout, reset_states
+from simulator import META_KEY, IFNeuron, Integrator, readout, reset_states, simulate
 
 ExportFn = Callable[[nn.Module, tuple[int, ...], tuple[int, ...]], nir.NIRNode]
 
@@ -209,17 +209,42 @@ def to_nir(snn: nn.Module, T: int | None = None, input_shape: tuple[int, ...] | 
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=_graph_metadata(snn, T, metadata))
 
 
+def reference_metadata(snn: nn.Module, T: int, input_shape: tuple[int, ...],
+                       inputs: torch.Tensor | None = None, samples: int = 2) -> dict:
+    """A self-check for the file: a few inputs and the exact outputs our simulator gives them.
+
+    Args:
+        inputs: ``[B, *input_shape]``; by default ``samples`` uniform [0, 1) inputs drawn with
+            seed 0.
+
+    Returns:
+        ``{"reference_input": [B, ...] float32, "reference_output": [T, B, ...] float32}``
+        (the per-step outputs of :func:`simulator.simulate`, constant encoding).
+    """
+    if inputs is None:
+        inputs = torch.rand(samples, *input_shape, generator=torch.Generator().manual_seed(0))
+    result = simulate(snn, inputs, T)
+    return {"reference_input": _np(inputs), "reference_output": _np(result.outputs)}
+
+
 def export_nir(snn: nn.Module, path: str | Path, T: int | None = None,
-               input_shape: tuple[int, ...] | None = None, metadata: dict | None = None) -> Path:
+               input_shape: tuple[int, ...] | None = None, metadata: dict | None = None,
+               reference_inputs: torch.Tensor | None = None) -> Path:
     """Write the SNN to ``path`` as a ``.nir`` (HDF5) file, atomically.
 
     See :func:`to_nir` for the arguments; the file passes ``nir.read`` with type checking.
-    On any failure no file (and no partial file) is left at ``path``.
+    When ``T`` is given, the graph metadata also carries a self-check
+    (:func:`reference_metadata`: ``reference_input`` ``[B, ...]`` and ``reference_output``
+    ``[T, B, ...]``) that :func:`exporters.verify_file` reproduces. On any failure no file
+    (and no partial file) is left at ``path``.
 
     Returns:
         ``path`` as a ``Path``.
     """
     graph = to_nir(snn, T=T, input_shape=input_shape, metadata=metadata)
+    if T is not None:
+        shape = tuple(int(v) for v in graph.nodes["input"].input_type["input"])
+        graph.metadata.update(reference_metadata(as_graph_module(snn), T, shape, reference_inputs))
     with atomic_path(path) as tmp:
         nir.write(tmp, graph)
     return Path(path)

@@ -19,7 +19,10 @@ Graph metadata (:data:`GRAPH_KEYS`): ``T`` (time steps the file was validated wi
 ``readout`` (``"spike_count"``: the class is the argmax of output spike counts;
 ``"membrane"``: the output node is an ``I`` integrator, dt = 1, whose potential is read),
 ``mode`` (normalisation mode), ``output_scale`` (rate × output_scale = ANN output),
-``generator`` (``"ann2snn <version>"``) and ``nir_version``.
+``generator`` (``"ann2snn <version>"``) and ``nir_version``; and, when written with ``T``, a
+self-check: ``reference_input`` (``[B, *input_shape]`` float32) and ``reference_output``
+(``[T, B, *output_shape]`` float32, the output at every step under these semantics with
+constant input encoding), which :func:`exporters.verify_file` reproduces.
 
 A file without our IF metadata is read with NIR's own semantics: reset to ``v_reset``
 (0 if absent), spike when ``v > v_threshold``, ``v = 0`` at the start, ``r`` applied once
@@ -31,7 +34,8 @@ from __future__ import annotations
 from simulator.neuron import RESETS, SPIKE_RULES
 
 IF_KEYS = ("reset", "spike_rule", "v_init_fraction", "dt")
-GRAPH_KEYS = ("T", "input_encoding", "readout", "mode", "output_scale", "generator", "nir_version")
+GRAPH_KEYS = ("T", "input_encoding", "readout", "mode", "output_scale", "generator", "nir_version",
+              "reference_input", "reference_output")
 
 #: NIR's own IF semantics, assumed for files that carry none of :data:`IF_KEYS`.
 NIR_DEFAULTS = {"reset": "zero", "spike_rule": ">", "v_init_fraction": 0.0, "dt": 1.0}

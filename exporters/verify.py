@@ -11,6 +11,45 @@ from simulator import simulate
 
 
 @dataclass(frozen=True)
+class SelfCheck:
+    """Result of :func:`verify_file`: does our simulator reproduce the file's reference vector?
+
+    Attributes:
+        equal: every reference output value is reproduced exactly.
+        max_abs_diff: largest absolute difference (0.0 when equal).
+        T: time steps of the reference. samples: reference inputs.
+    """
+
+    equal: bool
+    max_abs_diff: float
+    T: int
+    samples: int
+
+
+@torch.no_grad()
+def verify_file(path) -> SelfCheck:
+    """Reload ``path`` and rerun its embedded reference inputs under the file's semantics.
+
+    Raises:
+        ValueError: the file has no reference vector (written without ``T``).
+        exporters.NIRImportError, FileNotFoundError: see :func:`exporters.import_nir`.
+    """
+    from exporters.nir_import import import_nir  # local: verify is imported by the package init
+
+    snn = import_nir(path)
+    meta = snn.meta.get("ann2snn", {})
+    if "reference_input" not in meta or "reference_output" not in meta:
+        raise ValueError(f"{path}: no reference vector in the graph metadata (export with T=...)")
+    x = torch.as_tensor(meta["reference_input"])
+    expected = torch.as_tensor(meta["reference_output"])
+    got = simulate(snn, x, expected.shape[0]).outputs.cpu()
+    if got.shape != expected.shape:
+        return SelfCheck(False, float("inf"), expected.shape[0], x.shape[0])
+    diff = (got - expected).abs().max().item() if got.numel() else 0.0
+    return SelfCheck(diff == 0.0, diff, expected.shape[0], x.shape[0])
+
+
+@dataclass(frozen=True)
 class RoundTripReport:
     """Result of :func:`compare_spike_counts`.
 

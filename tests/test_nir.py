@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from converter import Converter
-from exporters import ExportError, NIRImportError, compare_spike_counts, export_nir, import_nir, to_nir
+from exporters import ExportError, NIRImportError, compare_spike_counts, export_nir, import_nir, to_nir, verify_file
 from simulator import IFNeuron, simulate
 from tests.nets import cnn, inputs, mlp, randomize_bn
 
@@ -119,3 +119,23 @@ def test_export_without_input_shape_is_refused():
     model = torch.fx.symbolic_trace(nn.Sequential(nn.Linear(2, 2)))
     with pytest.raises(ExportError, match="input shape"):
         to_nir(model)
+
+
+def test_files_carry_a_reference_vector_that_reproduces(tmp_path):
+    snn, x = _snn(cnn, (1, 8, 8))
+    path = export_nir(snn, tmp_path / "ref.nir", T=12, reference_inputs=x[:3])
+    check = verify_file(path)
+    assert check.equal and check.max_abs_diff == 0.0 and (check.T, check.samples) == (12, 3)
+    with h5py.File(path, "r+") as f:  # tamper with one reference value
+        data = f["node/metadata/reference_output"]
+        values = data[()]
+        values[-1, 0, 0] += 0.5
+        data[...] = values
+    tampered = verify_file(path)
+    assert not tampered.equal and tampered.max_abs_diff == pytest.approx(0.5)
+
+
+def test_file_without_reference_vector_is_reported(tmp_path):
+    snn, _ = _snn(mlp, (1, 4, 4))
+    with pytest.raises(ValueError, match="no reference vector"):
+        verify_file(export_nir(snn, tmp_path / "noref.nir"))
