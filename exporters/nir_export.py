@@ -36,6 +36,9 @@ def _np(t: torch.Tensor) -> np.ndarray:
 def _conv(module: nn.Conv1d | nn.Conv2d, in_shape, out_shape) -> nir.NIRNode:
     if module.padding_mode != "zeros":
         raise ExportError(f"padding_mode={module.padding_mode!r} has no NIR equivalent (only 'zeros')")
+    if module.groups != 1:
+        raise ExportError(f"groups={module.groups}: nir 1.0.8's type inference takes the input channels from "
+                          "weight.shape[1], so grouped convolutions fail nir.read's type check")
     bias = module.bias if module.bias is not None else torch.zeros(module.out_channels)
     cls = nir.Conv2d if isinstance(module, nn.Conv2d) else nir.Conv1d
     spatial = tuple(in_shape[1:]) if cls is nir.Conv2d else int(in_shape[1])
@@ -127,7 +130,7 @@ class _SNNTracer(fx.Tracer):
     """An fx tracer that keeps IF layers as leaves (their time loop is not traced)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, IFNeuron) or super().is_leaf_module(m, qualname)
+        return isinstance(m, (IFNeuron, Integrator)) or super().is_leaf_module(m, qualname)
 
 
 def as_graph_module(snn: nn.Module) -> fx.GraphModule:

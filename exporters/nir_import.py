@@ -134,10 +134,10 @@ def read_nir(path: str | Path) -> nir.NIRGraph:
         raise NIRImportError(f"not a NIR file: {path} ({exc})") from None
 
 
-def _topological(graph: nir.NIRGraph) -> list[str]:
-    preds = {n: [a for a, b in graph.edges if b == n] for n in graph.nodes}
+def _topological(nodes: dict, edges: list[tuple[str, str]]) -> list[str]:
+    preds = {n: [a for a, b in edges if b == n] for n in nodes}
     order, done = [], set()
-    pending = list(graph.nodes)
+    pending = list(nodes)
     while pending:
         ready = [n for n in pending if all(p in done for p in preds[n])]
         if not ready:
@@ -177,6 +177,39 @@ def _add_module(root: nn.Module, name: str, module: nn.Module) -> str:
     return ".".join((*parents, leaf))
 
 
+def _single(graph: nir.NIRGraph, name: str, kind: type) -> str:
+    found = [k for k, n in graph.nodes.items() if isinstance(n, kind)]
+    if len(found) != 1:
+        raise NIRImportError(f"subgraph {name!r} has {len(found)} {kind.__name__} nodes; name one in the edge")
+    return f"{name}.{found[0]}"
+
+
+def inline_subgraphs(graph: nir.NIRGraph) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]]]:
+    """Flatten nested ``NIRGraph`` nodes into one level of nodes named ``outer.inner``.
+
+    An edge into a subgraph goes to its Input node (``sub`` or ``sub.<input>``); an edge out of
+    it leaves from its Output node. Inner Input/Output nodes become pass-throughs.
+
+    Returns:
+        ``(nodes, edges)`` with no ``NIRGraph`` node left.
+    """
+    nodes: dict[str, nir.NIRNode] = {}
+    edges: list[tuple[str, str]] = []
+    rename_in: dict[str, str] = {}
+    rename_out: dict[str, str] = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            inner_nodes, inner_edges = inline_subgraphs(node)
+            nodes.update({f"{name}.{k}": v for k, v in inner_nodes.items()})
+            edges.extend((f"{name}.{a}", f"{name}.{b}") for a, b in inner_edges)
+            rename_in[name] = _single(node, name, nir.Input)
+            rename_out[name] = _single(node, name, nir.Output)
+        else:
+            nodes[name] = node
+    edges.extend((rename_out.get(a, a), rename_in.get(b, b)) for a, b in graph.edges)
+    return nodes, edges
+
+
 def from_nir(graph: nir.NIRGraph) -> fx.GraphModule:
     """Build an SNN GraphModule from a NIR graph.
 
@@ -184,21 +217,28 @@ def from_nir(graph: nir.NIRGraph) -> fx.GraphModule:
         A GraphModule taking ``[steps * B, *input_shape]`` like a converted SNN; its
         ``meta['ann2snn']`` holds the graph metadata (``output_scale``, ``mode``, ``T``, ...).
 
+    Nested graphs are inlined first (:func:`inline_subgraphs`).
+
     Raises:
         NIRImportError: a node type we cannot simulate (named, never dropped), several Input
-            nodes, a nested graph, or bad IF metadata.
+            nodes, an edge naming a missing node, a cycle, or bad IF metadata.
     """
     root = nn.Module()
     fx_graph = fx.Graph()
     values: dict[str, fx.Node] = {}
-    preds = {n: [a for a, b in graph.edges if b == n] for n in graph.nodes}
-    inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
+    nodes, edges = inline_subgraphs(graph)
+    for a, b in edges:
+        for end in (a, b):
+            if end not in nodes:
+                raise NIRImportError(f"edge ({a!r}, {b!r}) names a node that does not exist: {end!r}")
+    preds = {n: [a for a, b in edges if b == n] for n in nodes}
+    inputs = [n for n, node in nodes.items() if isinstance(node, nir.Input) and "." not in n]
     if len(inputs) != 1:
         raise NIRImportError(f"expected exactly one Input node, found {inputs}")
     input_shape: list[int] = []
-    for name in _topological(graph):
-        node = graph.nodes[name]
-        if isinstance(node, nir.Input):
+    for name in _topological(nodes, edges):
+        node = nodes[name]
+        if isinstance(node, nir.Input) and "." not in name:
             values[name] = fx_graph.placeholder("x")
             input_shape = [int(v) for v in np.asarray(node.input_type["input"])]
             continue
@@ -207,6 +247,9 @@ def from_nir(graph: nir.NIRGraph) -> fx.GraphModule:
         arg = values[preds[name][0]]
         for other in preds[name][1:]:
             arg = fx_graph.call_function(operator.add, (arg, values[other]))
+        if isinstance(node, (nir.Input, nir.Output)) and "." in name:  # an inlined subgraph's boundary
+            values[name] = arg
+            continue
         if isinstance(node, nir.Output):
             fx_graph.output(arg)
             continue
