@@ -133,18 +133,22 @@ class Runner:
         self.job, self.force, self.quiet, self.echo = job, force, quiet, echo
         self.rows: list[Row] = []
         self.header: dict = {}
+        self.bar: tqdm | None = None
+
+    def advance(self, items: int) -> None:
+        if self.bar is not None:
+            self.bar.update(items)
 
     def run(self) -> list[Row]:
         job = self.job
         data = load_data(job.data, job.calib_size, job.limit, job.input_shape)
         self.header = self.summary_header(data)
         total = len(job.models) * len(job.modes) * len(job.Ts)
-        with tqdm(total=total, desc="batch", unit="item", disable=self.quiet) as bar:
+        with tqdm(total=total, desc="batch", unit="item", disable=self.quiet) as self.bar:
             for entry in job.models:
                 rows = self.run_model(entry, data)
                 self.rows.extend(rows)
                 self.report_failures(rows)
-                bar.update(len(rows))
                 write_summary(job.out, self.rows, self.header)
         return self.rows
 
@@ -167,8 +171,10 @@ class Runner:
         try:
             settings = {**job.settings(), "model": entry.spec.fingerprint()}
         except OSError as exc:  # an unreadable checkpoint fails its own rows only
+            self.advance(len(job.modes) * len(job.Ts))
             return [Row(entry.name, m, t, error=describe_error(exc)) for m in job.modes for t in job.Ts]
         done = {} if self.force else self.finished(entry.name, settings)
+        self.advance(len(done))
         pending = [(m, t) for m in job.modes for t in job.Ts if (m, t) not in done]
         rows = dict(done)
         if pending:
@@ -200,6 +206,7 @@ class Runner:
             ann = load_model(entry.spec).to(self.job.device)
             ann_acc = ann_accuracy(ann, data, self.job.batch_size)
         except Exception as exc:  # a broken checkpoint fails its own rows only
+            self.advance(len(pending))
             return {(m, t): Row(entry.name, m, t, error=describe_error(exc)) for m, t in pending}
         rows = {}
         for mode in dict.fromkeys(m for m, _ in pending):
@@ -225,6 +232,7 @@ class Runner:
         except Exception as exc:
             for row in rows.values():
                 row.error = describe_error(exc)
+            self.advance(len(rows))
             return {(mode, t): row for t, row in rows.items()}
         for T, row in rows.items():
             row.conversion_s, row.simulation_s, row.simulated_T = conversion_s, simulation_s, max(Ts)
@@ -232,6 +240,7 @@ class Runner:
                 row.accuracy_per_t = curve[:T]
                 row.snn_accuracy = curve[T - 1]
             self.finish(row, snn, data, settings)
+            self.advance(1)
         return {(mode, t): row for t, row in rows.items()}
 
     def finish(self, row: Row, snn, data: DataSet, settings: dict) -> None:
@@ -282,17 +291,29 @@ def write_json(path: Path, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
+def _rounded(row: Row) -> dict:
+    """The row as a dict, seconds to the millisecond and accuracies to 1e-4 points."""
+    values = asdict(row)
+    for key, digits in (("conversion_s", 3), ("simulation_s", 3), ("ann_accuracy", 4), ("snn_accuracy", 4)):
+        if values[key] is not None:
+            values[key] = round(values[key], digits)
+    if values["accuracy_per_t"] is not None:
+        values["accuracy_per_t"] = [round(v, 4) for v in values["accuracy_per_t"]]
+    return values
+
+
 def summary_csv(rows: list[Row]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in asdict(row).items()})
+        writer.writerow({k: "" if v is None else v for k, v in _rounded(row).items()})
     return buffer.getvalue()
 
 
 def summary_object(rows: list[Row], header: dict) -> dict:
-    return {"settings": header, "failed": sum(r.failed for r in rows), "rows": [asdict(r) for r in rows]}
+    counts = {status: sum(r.status == status for r in rows) for status in ("converted", "reused", "failed")}
+    return {"settings": header, **counts, "rows": [_rounded(r) for r in rows]}
 
 
 def write_summary(out: Path, rows: list[Row], header: dict) -> tuple[Path, Path]:

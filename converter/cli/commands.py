@@ -55,8 +55,9 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
         click.echo(json.dumps(summary_object(rows, runner.header), indent=2))
     else:
         click.echo(format_summary(rows))
-        click.echo(f"wrote {sum(r.file is not None for r in rows)} .nir files, summary.csv and summary.json "
-                   f"in {job.out}")
+        counts = {status: sum(r.status == status for r in rows) for status in ("converted", "reused", "failed")}
+        click.echo(", ".join(f"{n} {status}" for status, n in counts.items()) +
+                   f"; summary.csv and summary.json in {job.out}")
     if any(r.failed for r in rows):
         failed = sum(r.failed for r in rows)
         raise click.ClickException(f"{failed} of {len(rows)} combinations failed (see summary.csv)")
