@@ -55,6 +55,8 @@ def read_job(path: Path, out: Path | None = None, device: str | None = None, lim
         doc = tomllib.loads(Path(path).read_text())
     except tomllib.TOMLDecodeError as exc:
         raise JobFileError(f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise JobFileError(f"{path} is not a text (TOML) file") from None
     _check_keys(doc, JOB_KEYS, "the job file")
     base = Path(path).parent
     for key in ("models", "modes", "T"):

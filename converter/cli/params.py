@@ -68,10 +68,10 @@ class ShapeType(click.ParamType):
     def convert(self, value, param, ctx) -> tuple[int, ...]:
         if isinstance(value, tuple):
             return value
-        parts = [p for p in re.split(r"[,x ]+", value.strip()) if p]
-        if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+        text = value.strip().replace(" ", "")
+        if not re.fullmatch(r"\d+([,x]\d+)*", text) or any(int(p) == 0 for p in re.split(r"[,x]", text)):
             self.fail(f"{value!r} is not a shape like 1,28,28 (positive integers)", param, ctx)
-        return tuple(int(p) for p in parts)
+        return tuple(int(p) for p in re.split(r"[,x]", text))
 
 
 class DeviceType(click.ParamType):
