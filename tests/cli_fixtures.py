@@ -8,7 +8,7 @@ from converter.zoo import load_mnist_cnn
 
 FACTORY = "converter.zoo.mnist_cnn:MnistCNN"
 #: Small enough that one combination takes well under a second on 2 CPU cores.
-FAST = ["--limit", "20", "--calib-size", "50", "--check-samples", "5", "--batch-size", "20", "--quiet"]
+FAST = ["--limit", "10", "--calib-size", "50", "--check-samples", "2", "--batch-size", "10", "--quiet"]
 
 
 def write_checkpoints(folder: Path) -> dict[str, Path]:

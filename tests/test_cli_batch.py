@@ -10,10 +10,10 @@ JOB = f"""
 data = "mnist"
 modes = ["max"]
 T = [4]
-limit = 20
+limit = 10
 calib_size = 50
-check_samples = 5
-batch_size = 20
+check_samples = 2
+batch_size = 10
 out = "runs/job"
 
 [[models]]
@@ -52,7 +52,7 @@ def test_job_file_runs_every_model_and_reports_the_broken_one(job_file):
     summary = json.loads((out / "summary.json").read_text())
     assert [(r["model"], r["status"]) for r in summary["rows"]] == [
         ("plain", "converted"), ("dp", "converted"), ("broken", "failed")]
-    assert summary["settings"]["evaluation_samples"] == 20 and summary["settings"]["calibration_samples"] == 50
+    assert summary["settings"]["evaluation_samples"] == 10 and summary["settings"]["calibration_samples"] == 50
     assert sorted(p.name for p in out.glob("*.nir")) == ["dp_max_T4.nir", "plain_max_T4.nir"]
     assert "FAILED broken" in result.output and "1 of 3 combinations failed" in result.output
     rerun = batch(str(job_file), "--json", "--quiet")

@@ -38,7 +38,7 @@ def test_three_checkpoints_two_convert_the_corrupt_one_is_reported(checkpoints, 
 
 
 def test_rerun_skips_finished_combinations_unless_force(checkpoints, tmp_path):
-    args = ["--model", FACTORY, "--weights", str(checkpoints["plain"]), "--mode", "max", "--T", "3", "--T", "5",
+    args = ["--model", FACTORY, "--weights", str(checkpoints["plain"]), "--mode", "max", "--T", "2", "--T", "3",
             "--out", str(tmp_path), "--json", *FAST]
     first = convert(*args)
     assert first.exit_code == 0, first.output

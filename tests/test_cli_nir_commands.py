@@ -23,16 +23,16 @@ def run(*args):
 
 def test_simulate_reports_accuracy_curve_and_spikes_per_layer(converted, tmp_path):
     nir_file = converted / "plain_max_T6.nir"
-    result = run("simulate", str(nir_file), "--limit", "20", "--json", "--quiet", "--plot", str(tmp_path / "a.png"))
+    result = run("simulate", str(nir_file), "--limit", "10", "--json", "--quiet", "--plot", str(tmp_path / "a.png"))
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["T"] == 6 and report["samples"] == 20  # T read from the file
+    assert report["T"] == 6 and report["samples"] == 10  # T read from the file
     assert len(report["accuracy_per_t"]) == 6
     summary = json.loads((converted / "summary.json").read_text())
     assert report["accuracy"] == summary["rows"][1]["snn_accuracy"]  # the file reproduces the batch's number
     assert len(report["layers"]) == 4 and all(0 <= layer["rate"] <= 1 for layer in report["layers"])
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
-    text = run("simulate", str(nir_file), "--limit", "20", "--T", "3", "--quiet")
+    text = run("simulate", str(nir_file), "--limit", "10", "--T", "3", "--quiet")
     assert text.exit_code == 0 and "T=3: accuracy" in text.output and "spikes/sample" in text.output
 
 
