@@ -141,3 +141,12 @@ def test_weights_with_missing_and_unexpected_keys_are_listed(checkpoints, tmp_pa
                      "--json", *FAST)
     error = json.loads(result.stdout)["rows"][0]["error"]
     assert "missing keys: network.13.bias" in error and "unexpected keys: head.extra" in error
+
+
+def test_idx_folder_calibrates_on_its_training_split(shared_mnist, tmp_path):
+    result = convert("--model", "converter.zoo:load_mnist_cnn", "--data", str(shared_mnist), "--mode", "max",
+                     "--T", "2", "--out", str(tmp_path), "--json", *FAST)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["settings"]["calibration_source"] == f"the training split of {shared_mnist}"
+    assert summary["rows"][0]["model"] == "load_mnist_cnn" and summary["rows"][0]["ann_accuracy"] >= 90
