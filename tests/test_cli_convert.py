@@ -150,3 +150,8 @@ def test_idx_folder_calibrates_on_its_training_split(shared_mnist, tmp_path):
     summary = json.loads(result.stdout)
     assert summary["settings"]["calibration_source"] == f"the training split of {shared_mnist}"
     assert summary["rows"][0]["model"] == "load_mnist_cnn" and summary["rows"][0]["ann_accuracy"] >= 90
+
+
+def test_the_same_mode_twice_is_a_usage_error():
+    result = convert("--model", FACTORY, "--mode", "1/2", "--mode", "0.5")
+    assert result.exit_code == 2 and "'1/2' and '0.5' are the same" in result.output

@@ -80,8 +80,12 @@ class Job:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"model names must be unique, repeated: {', '.join(duplicates)}")
+        seen: dict[str, str] = {}
         for mode in self.modes:
-            parse_mode(mode)
+            name = parse_mode(mode).file_name
+            if name in seen:
+                raise ValueError(f"modes {seen[name]!r} and {mode!r} are the same normalisation ({name}): give it once")
+            seen[name] = mode
         if any(t < 1 for t in self.Ts):
             raise ValueError(f"every T must be >= 1, got {list(self.Ts)}")
 
