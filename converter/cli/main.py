@@ -7,16 +7,8 @@ from pathlib import Path
 import click
 import torch
 
-from converter.modes import parse_mode
-
-
-def _modes(ctx, param, value):
-    try:
-        for mode in value:
-            parse_mode(mode)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-    return list(value)
+from converter.cli.commands import batch, convert, inspect, plot, simulate
+from converter.cli.params import check_modes as _modes
 
 
 @click.group()
@@ -73,3 +65,7 @@ def demo(T, limit, modes, out, check_samples, threads, quiet):
     click.echo(f"wrote {len(curves)} .nir files and {png} in {out}")
     if any(r.error or not r.reload_equal for r in results):
         raise SystemExit(1)
+
+
+for _command in (convert, batch, simulate, inspect, plot):
+    main.add_command(_command)

@@ -8,12 +8,14 @@ from pathlib import Path
 from exporters.atomic import atomic_path
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A Markdown table with right-aligned columns; floats shown with two decimals."""
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], left: int = 0) -> str:
+    """A Markdown table, its first ``left`` columns left-aligned and the others right-aligned;
+    floats shown with two decimals."""
     cells = [[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    line = lambda vals: "| " + " | ".join(v.rjust(w) for v, w in zip(vals, widths, strict=True)) + " |"  # noqa: E731
-    sep = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
+    just = lambda v, i: v.ljust(widths[i]) if i < left else v.rjust(widths[i])  # noqa: E731
+    line = lambda vals: "| " + " | ".join(just(v, i) for i, v in enumerate(vals)) + " |"  # noqa: E731
+    sep = "|" + "|".join(":" + "-" * (w + 1) if i < left else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|"
     return "\n".join([line(headers), sep, *(line(r) for r in cells)])
 
 
@@ -36,6 +38,71 @@ def plot_accuracy_curves(curves: dict[str, Sequence[float]], path: str | Path, t
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def format_summary(rows) -> str:
+    """The batch summary (rows of :class:`converter.cli.batch.Row`) as a table."""
+    headers = ["model", "mode", "T", "ANN %", "SNN %", "convert s", "simulate s", "round trip", "status"]
+    cells = [[r.model, r.mode, str(r.T), _pct(r.ann_accuracy), _pct(r.snn_accuracy), _secs(r.conversion_s),
+              _secs(r.simulation_s), r.round_trip or "-", r.status] for r in rows]
+    return format_table(headers, cells, left=2)
+
+
+def format_simulation(stats, steps: Sequence[int]) -> str:
+    """Accuracy at the given t's and spikes per IF layer of a :class:`SimulationStats`."""
+    parts = []
+    if stats.accuracy_per_t is not None:
+        parts.append(format_table(["t", *(str(t) for t in steps)],
+                                  [["accuracy %", *(_pct(stats.accuracy_per_t[t - 1]) for t in steps)]]))
+    layers = [[s.layer, str(s.neurons), f"{s.spikes_per_sample:.1f}", f"{s.rate:.4f}"] for s in stats.layers]
+    parts.append(format_table(["IF layer", "neurons", "spikes/sample", "rate (spikes/neuron/step)"], layers, left=1))
+    return "\n\n".join(parts)
+
+
+def format_graph(description: dict) -> str:
+    """Nodes and metadata of :func:`converter.cli.nirinfo.describe_graph` as two tables."""
+    nodes = [[n["name"], n["type"], n["input_shape"], n["output_shape"], n["parameters"],
+              " ".join(f"{k}={v}" for k, v in n["metadata"].items())] for n in description["nodes"]]
+    meta = [[k, str(v)] for k, v in description["metadata"].items()]
+    return "\n\n".join([
+        format_table(["node", "type", "input", "output", "parameters [min, max]", "metadata"], nodes, left=6),
+        f"{len(description['edges'])} edges: " + ", ".join(f"{a}->{b}" for a, b in description["edges"]),
+        format_table(["graph metadata", "value"], meta, left=2) if meta else "no graph metadata",
+    ])
+
+
+def plot_if_rate(inputs: Sequence[float], rates: dict[str, Sequence[float]], T: int, path: str | Path) -> Path:
+    """Save a PNG of IF firing rate against constant input current (one curve per label), with
+    the ReLU line rate = input and its 1/T band, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ideal = [min(max(x, 0.0), 1.0) for x in inputs]
+    ax.fill_between(inputs, [v - 1 / T for v in ideal], [v + 1 / T for v in ideal], color="0.85",
+                    label=f"ReLU ± 1/T (T={T})")
+    ax.plot(inputs, ideal, "k--", linewidth=1, label="ReLU")
+    for label, values in rates.items():
+        ax.plot(inputs, values, marker=".", linewidth=1, label=label)
+    ax.set_xlabel("constant input current (units of V_th per step)")
+    ax.set_ylabel("firing rate (spikes per step)")
+    ax.set_title(f"IF neuron, reset by subtraction, T = {T}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -1,0 +1,328 @@
+"""The batch runner behind ``ann2snn convert`` and ``ann2snn batch``: models × modes × T's.
+
+Each combination writes ``<out>/<model>_<mode>_T<T>.nir`` and, beside it, a record
+``<model>_<mode>_T<T>.json`` of its summary row and the settings that produced it. A failing
+model, mode or combination becomes a row with its error and the others still run. The summary
+(``summary.csv``, ``summary.json``) is rewritten atomically after every model, so a killed run
+keeps what it finished; a re-run reuses every combination whose .nir and record exist and whose
+settings match, unless ``force``.
+
+Conversion runs once per (model, mode); simulation runs once per (model, mode) at the largest
+pending T, and every smaller T reads its accuracy off the same run (the simulation is causal:
+the prediction at step t does not depend on later steps). ``simulated_T`` in each row says
+which run ``simulation_s`` timed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from converter import Converter, parse_mode
+from converter.cli.data import DataSet, DataSource, load_data
+from converter.cli.models import ModelSpec, load_model
+from exporters import compare_spike_counts, export_nir, import_nir
+from exporters.atomic import atomic_path
+from simulator import simulate
+
+SUMMARY_FIELDS = ("model", "mode", "T", "ann_accuracy", "snn_accuracy", "conversion_s", "simulation_s",
+                  "simulated_T", "round_trip", "round_trip_max_diff", "file", "status", "error")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of a job; ``name`` is used in file names and the summary."""
+
+    name: str
+    spec: ModelSpec
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][\w.+-]*", self.name):
+            raise ValueError(f"model name {self.name!r} must be letters, digits, '_', '-', '.', '+' (it names files)")
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a batch run needs; ``ann2snn convert`` options and job files both build one.
+
+    ``limit`` evaluation samples (0: all), ``calib_size`` calibration samples, ``check_samples``
+    inputs on which each reloaded .nir must reproduce the SNN's spike counts.
+    """
+
+    models: tuple[ModelEntry, ...]
+    modes: tuple[str, ...]
+    Ts: tuple[int, ...]
+    out: Path
+    data: DataSource = field(default_factory=lambda: DataSource("mnist"))
+    calib_size: int = 1000
+    limit: int = 0
+    input_shape: tuple[int, ...] | None = None
+    v_init: float = 0.0
+    device: str = "cpu"
+    batch_size: int = 100
+    check_samples: int = 100
+    # TODO(issues 4 and 6): readout (membrane / spike count) and export profile (exact /
+    # portable) go here and into Converter / export_nir once those options exist in the library.
+
+    def __post_init__(self) -> None:
+        if not self.models or not self.modes or not self.Ts:
+            raise ValueError("a job needs at least one model, one mode and one T")
+        names = [m.name for m in self.models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"model names must be unique, repeated: {', '.join(duplicates)}")
+        seen: dict[str, str] = {}
+        for mode in self.modes:
+            name = parse_mode(mode).file_name
+            if name in seen:
+                raise ValueError(f"modes {seen[name]!r} and {mode!r} are the same normalisation ({name}): give it once")
+            seen[name] = mode
+        if any(t < 1 for t in self.Ts):
+            raise ValueError(f"every T must be >= 1, got {list(self.Ts)}")
+
+    def settings(self) -> dict:
+        """The settings that decide a combination's result (besides model, mode and T)."""
+        return {"data": str(self.data), "calib_size": self.calib_size, "limit": self.limit,
+                "input_shape": list(self.input_shape) if self.input_shape else None, "v_init": self.v_init,
+                "check_samples": self.check_samples}
+
+    def stem(self, model: str, mode: str, T: int) -> str:
+        return f"{model}_{parse_mode(mode).file_name}_T{T}"
+
+
+@dataclass
+class Row:
+    """One combination's line of the summary. Accuracies in percent (None without labels)."""
+
+    model: str
+    mode: str
+    T: int
+    ann_accuracy: float | None = None
+    snn_accuracy: float | None = None
+    conversion_s: float | None = None
+    simulation_s: float | None = None
+    simulated_T: int | None = None
+    round_trip: str | None = None  # "equal" or "differ"
+    round_trip_max_diff: float | None = None
+    file: str | None = None
+    status: str = "failed"  # "converted", "reused" or "failed"
+    error: str | None = None
+    accuracy_per_t: list[float] | None = field(default=None, repr=False)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: first line of the message``, for a summary cell."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+class Runner:
+    """Runs a :class:`Job`; ``echo`` receives one line per failure (stderr in the CLI)."""
+
+    def __init__(self, job: Job, force: bool = False, quiet: bool = False,
+                 echo: Callable[[str], None] = lambda line: None) -> None:
+        self.job, self.force, self.quiet, self.echo = job, force, quiet, echo
+        self.rows: list[Row] = []
+        self.header: dict = {}
+        self.bar: tqdm | None = None
+
+    def advance(self, items: int) -> None:
+        if self.bar is not None:
+            self.bar.update(items)
+
+    def run(self) -> list[Row]:
+        job = self.job
+        data = load_data(job.data, job.calib_size, job.limit, job.input_shape)
+        self.header = self.summary_header(data)
+        total = len(job.models) * len(job.modes) * len(job.Ts)
+        with tqdm(total=total, desc="batch", unit="item", disable=self.quiet) as self.bar:
+            for entry in job.models:
+                rows = self.run_model(entry, data)
+                self.rows.extend(rows)
+                self.report_failures(rows)
+                write_summary(job.out, self.rows, self.header)
+        return self.rows
+
+    def report_failures(self, rows: list[Row]) -> None:
+        """One line per distinct error of a model, naming the combinations it hit."""
+        errors: dict[str, list[str]] = {}
+        for row in rows:
+            if row.failed:
+                errors.setdefault(row.error, []).append(f"{row.mode} T={row.T}")
+        for error, items in errors.items():
+            self.echo(f"FAILED {rows[0].model} ({', '.join(items)}): {error}")
+
+    def summary_header(self, data: DataSet) -> dict:
+        return {**self.job.settings(), "device": self.job.device, "evaluation_samples": len(data.x),
+                "calibration_samples": len(data.calib), "calibration_source": data.note,
+                "labels": data.has_labels}
+
+    def run_model(self, entry: ModelEntry, data: DataSet) -> list[Row]:
+        job = self.job
+        try:
+            settings = {**job.settings(), "model": entry.spec.fingerprint()}
+        except OSError as exc:  # an unreadable checkpoint fails its own rows only
+            self.advance(len(job.modes) * len(job.Ts))
+            return [Row(entry.name, m, t, error=describe_error(exc)) for m in job.modes for t in job.Ts]
+        done = {} if self.force else self.finished(entry.name, settings)
+        self.advance(len(done))
+        pending = [(m, t) for m in job.modes for t in job.Ts if (m, t) not in done]
+        rows = dict(done)
+        if pending:
+            rows.update(self.convert_model(entry, data, pending, settings))
+        return [rows[(m, t)] for m in job.modes for t in job.Ts]
+
+    def finished(self, model: str, settings: dict) -> dict[tuple[str, int], Row]:
+        """Combinations whose .nir and record exist, succeeded, and match ``settings``."""
+        found = {}
+        for mode in self.job.modes:
+            for T in self.job.Ts:
+                stem = self.job.stem(model, mode, T)
+                nir_path, record = self.job.out / f"{stem}.nir", self.job.out / f"{stem}.json"
+                if not (nir_path.is_file() and record.is_file()):
+                    continue
+                try:
+                    saved = json.loads(record.read_text())
+                    row = Row(**saved["row"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # an unreadable record: redo the combination
+                if saved.get("settings") == settings and not row.failed:
+                    row.status = "reused"
+                    found[(mode, T)] = row
+        return found
+
+    def convert_model(self, entry: ModelEntry, data: DataSet, pending: list[tuple[str, int]],
+                      settings: dict) -> dict[tuple[str, int], Row]:
+        try:
+            ann = load_model(entry.spec).to(self.job.device)
+            ann_acc = ann_accuracy(ann, data, self.job.batch_size)
+        except Exception as exc:  # a broken checkpoint fails its own rows only
+            self.advance(len(pending))
+            return {(m, t): Row(entry.name, m, t, error=describe_error(exc)) for m, t in pending}
+        rows = {}
+        for mode in dict.fromkeys(m for m, _ in pending):
+            Ts = [t for m, t in pending if m == mode]
+            rows.update(self.convert_mode(entry, ann, ann_acc, mode, Ts, data, settings))
+        return rows
+
+    def convert_mode(self, entry: ModelEntry, ann, ann_acc: float | None, mode: str, Ts: list[int],
+                     data: DataSet, settings: dict) -> dict[tuple[str, int], Row]:
+        job, label = self.job, f"{entry.name} {mode}"
+        rows = {t: Row(entry.name, mode, t, ann_accuracy=ann_acc) for t in Ts}
+        try:
+            start = time.perf_counter()
+            with tqdm(total=len(data.calib), desc=f"calibrate {label}", leave=False, disable=self.quiet) as bar:
+                snn = Converter(mode=mode, dataloader=data.calib_loader(), v_init=job.v_init,
+                                progress=bar.update)(ann)
+            conversion_s = time.perf_counter() - start
+            start = time.perf_counter()
+            with tqdm(total=len(data.x), desc=f"simulate {label} T={max(Ts)}", leave=False,
+                      disable=self.quiet) as bar:
+                curve = accuracy_curve(snn, data, max(Ts), job.batch_size, bar.update)
+            simulation_s = time.perf_counter() - start
+        except Exception as exc:
+            for row in rows.values():
+                row.error = describe_error(exc)
+            self.advance(len(rows))
+            return {(mode, t): row for t, row in rows.items()}
+        for T, row in rows.items():
+            row.conversion_s, row.simulation_s, row.simulated_T = conversion_s, simulation_s, max(Ts)
+            if curve is not None:
+                row.accuracy_per_t = curve[:T]
+                row.snn_accuracy = curve[T - 1]
+            self.finish(row, snn, data, settings)
+            self.advance(1)
+        return {(mode, t): row for t, row in rows.items()}
+
+    def finish(self, row: Row, snn, data: DataSet, settings: dict) -> None:
+        """Export, reload and cross-check one combination; write its record."""
+        stem = self.job.stem(row.model, row.mode, row.T)
+        try:
+            path = export_nir(snn, self.job.out / f"{stem}.nir", T=row.T)
+            report = compare_spike_counts(snn, import_nir(path), data.x[: self.job.check_samples], row.T)
+        except Exception as exc:
+            row.error = describe_error(exc)
+            return
+        row.file = str(path)
+        row.round_trip, row.round_trip_max_diff = ("equal" if report.equal else "differ"), report.max_count_diff
+        if report.equal:
+            row.status = "converted"
+        else:
+            row.error = (f"the reloaded .nir does not reproduce the SNN's spikes "
+                         f"(max spike-count difference {report.max_count_diff:g})")
+        write_json(self.job.out / f"{stem}.json", {"settings": settings, "row": asdict(row)})
+
+
+@torch.no_grad()
+def ann_accuracy(ann: torch.nn.Module, data: DataSet, batch_size: int) -> float | None:
+    """The ANN's accuracy (%) on the evaluation data, None without labels."""
+    if not data.has_labels:
+        return None
+    device = next((p.device for p in ann.parameters()), torch.device("cpu"))
+    correct = sum(int((ann(x.to(device)).argmax(1).cpu() == y).sum()) for x, y in data.batches(batch_size))
+    return 100.0 * correct / len(data.x)
+
+
+def accuracy_curve(snn, data: DataSet, T: int, batch_size: int,
+                   progress: Callable[[int], None] | None = None) -> list[float] | None:
+    """Accuracy (%) at t = 1..T over the evaluation data (None without labels; the SNN is
+    still simulated, so that its time is measured and failures show)."""
+    correct = torch.zeros(T, dtype=torch.float64)
+    for x, y in data.batches(batch_size):
+        result = simulate(snn, x, T)
+        if y is not None:
+            correct += result.correct_per_t(y).cpu()
+        if progress is not None:
+            progress(len(x))
+    return (100.0 * correct / len(data.x)).tolist() if data.has_labels else None
+
+
+def write_json(path: Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def _rounded(row: Row) -> dict:
+    """The row as a dict, seconds to the millisecond and accuracies to 1e-4 points."""
+    values = asdict(row)
+    for key, digits in (("conversion_s", 3), ("simulation_s", 3), ("ann_accuracy", 4), ("snn_accuracy", 4)):
+        if values[key] is not None:
+            values[key] = round(values[key], digits)
+    if values["accuracy_per_t"] is not None:
+        values["accuracy_per_t"] = [round(v, 4) for v in values["accuracy_per_t"]]
+    return values
+
+
+def summary_csv(rows: list[Row]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in _rounded(row).items()})
+    return buffer.getvalue()
+
+
+def summary_object(rows: list[Row], header: dict) -> dict:
+    counts = {status: sum(r.status == status for r in rows) for status in ("converted", "reused", "failed")}
+    return {"settings": header, **counts, "rows": [_rounded(r) for r in rows]}
+
+
+def write_summary(out: Path, rows: list[Row], header: dict) -> tuple[Path, Path]:
+    """Write ``summary.csv`` and ``summary.json`` in ``out``, each atomically."""
+    with atomic_path(out / "summary.csv") as tmp:
+        tmp.write_text(summary_csv(rows))
+    write_json(out / "summary.json", summary_object(rows, header))
+    return out / "summary.csv", out / "summary.json"

@@ -1,0 +1,268 @@
+"""``ann2snn convert``, ``batch``, ``simulate``, ``inspect`` and ``plot``: thin click commands
+over the library and the batch runner (:mod:`converter.cli.batch`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import torch
+from tqdm import tqdm
+
+from converter.cli.batch import Job, ModelEntry, Runner, summary_object
+from converter.cli.data import load_data
+from converter.cli.errors import library_errors
+from converter.cli.jobfile import JobFileError, read_job
+from converter.cli.models import ModelSpec, refusal
+from converter.cli.params import DATA, DEVICE, MODEL, SHAPE, check_modes
+from converter.cli.report import format_graph, format_simulation, format_summary, plot_accuracy_curves, plot_if_rate
+
+FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+OUT_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+def output_options(command):
+    """``--quiet`` and ``--json``, shared by the commands that run work."""
+    command = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts).")(command)
+    return click.option("--quiet", is_flag=True, help="No progress bars.")(command)
+
+
+def run_options(command):
+    """Options shared by ``convert`` and ``batch``."""
+    command = click.option("--force", is_flag=True, help="Redo combinations whose outputs already exist.")(command)
+    return output_options(command)
+
+
+def _model_entries(model, weights: tuple[Path, ...], trust_pickle: bool) -> tuple[ModelEntry, ...]:
+    kind, value = model
+    if kind == "pickle":
+        if weights:
+            raise click.BadParameter(f"{value} is a whole pickled model and holds its weights; --weights "
+                                     "goes with --model package.module:factory", param_hint="'--weights'")
+        if not trust_pickle:
+            raise click.BadParameter(refusal(value), param_hint="'--model'")
+        spec = ModelSpec(pickled=value, trust_pickle=True)
+        return (ModelEntry(spec.default_name, spec),)
+    specs = [ModelSpec(factory=value, weights=w) for w in weights] or [ModelSpec(factory=value)]
+    return tuple(ModelEntry(s.default_name, s) for s in specs)
+
+
+def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
+    runner = Runner(job, force=force, quiet=quiet, echo=lambda line: click.echo(line, err=True))
+    rows = runner.run()
+    if as_json:
+        click.echo(json.dumps(summary_object(rows, runner.header), indent=2))
+    else:
+        click.echo(format_summary(rows))
+        counts = {status: sum(r.status == status for r in rows) for status in ("converted", "reused", "failed")}
+        click.echo(", ".join(f"{n} {status}" for status, n in counts.items()) +
+                   f"; summary.csv and summary.json in {job.out}")
+    if any(r.failed for r in rows):
+        failed = sum(r.failed for r in rows)
+        raise click.ClickException(f"{failed} of {len(rows)} combinations failed (see summary.csv)")
+
+
+@click.command()
+@click.option("--model", "model", type=MODEL, required=True,
+              help="package.module:factory (or file.py:factory) returning an nn.Module, or a pickled model file.")
+@click.option("--weights", type=FILE, multiple=True,
+              help="state_dict for the factory's model, read with weights_only=True (repeatable: one run per file).")
+@click.option("--trust-pickle", is_flag=True, help="Allow --model FILE.pt to be unpickled (it can run code).")
+@click.option("--data", type=DATA, default="mnist", show_default=True,
+              help="mnist (embedded), a folder of IDX files, a .npz with x and y, or a .npy of inputs.")
+@click.option("--calib-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Calibration samples.")
+@click.option("--limit", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Evaluation samples (0: all).")
+@click.option("--input-shape", type=SHAPE, default=None, help="Sample shape when the data's is not the model's.")
+@click.option("--mode", "modes", multiple=True, default=("99.9%",), callback=check_modes, show_default=True,
+              help="Normalisation: max, a percentile like 99.9%, or a fraction like 1/2 (repeatable).")
+@click.option("--T", "Ts", type=click.IntRange(min=1), multiple=True, default=(50,), show_default=True,
+              help="Time steps to simulate (repeatable).")
+@click.option("--v-init", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Initial membrane potential as a fraction of the threshold.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("ann2snn-out"),
+              show_default=True, help="Folder for the .nir files and the summary.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Samples per simulation batch.")
+@click.option("--check-samples", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Samples on which each reloaded .nir must reproduce the SNN's spike counts.")
+@run_options
+@library_errors
+def convert(model, weights, trust_pickle, data, calib_size, limit, input_shape, modes, Ts, v_init, out, device,
+            batch_size, check_samples, force, quiet, as_json):
+    """Convert a model (one or more checkpoints) in each mode, simulate each T, export .nir.
+
+    Writes OUT/<model>_<mode>_T<T>.nir per combination, OUT/summary.csv and OUT/summary.json.
+    A failing checkpoint is reported and the others still run; the exit status is 1 if any
+    combination failed. A re-run skips finished combinations unless --force.
+
+    Example:
+
+    \b
+        ann2snn convert --model converter.zoo.mnist_cnn:MnistCNN \\
+            --weights a.pt --weights b.pt --mode max --mode 99.9% \\
+            --T 20 --T 50 --limit 1000 --out runs/cnn
+    """
+    entries = _model_entries(model, weights, trust_pickle)
+    try:
+        job = Job(entries, tuple(modes), tuple(dict.fromkeys(Ts)), out, data, calib_size, limit, input_shape,
+                  v_init, device, batch_size, check_samples)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    _run(job, force, quiet, as_json)
+
+
+@click.command()
+@click.argument("job_file", type=FILE)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (overrides the job file's 'out').")
+@click.option("--device", type=DEVICE, default=None, help="cpu, cuda, cuda:N or auto (overrides the job file).")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Evaluation samples (overrides the job file).")
+@run_options
+@library_errors
+def batch(job_file, out, device, limit, force, quiet, as_json):
+    """Run a TOML job file: every model × mode × T, one .nir each, one summary.
+
+    The job file lists `modes`, `T`, `data`, `out` and [[models]] tables with `name`,
+    `model` (package.module:factory or a pickled file) and `weights`; see the README.
+
+    Example:
+
+    \b
+        ann2snn batch job.toml --out runs/job
+    """
+    try:
+        job = read_job(job_file, out=out, device=device, limit=limit)
+    except JobFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="'JOB_FILE'") from None
+    _run(job, force, quiet, as_json)
+
+
+@click.command()
+@click.argument("nir_file", type=FILE)
+@click.option("--data", type=DATA, default="mnist", show_default=True,
+              help="mnist (embedded), a folder of IDX files, a .npz with x and y, or a .npy of inputs.")
+@click.option("--T", "T", type=click.IntRange(min=1), default=None, help="Time steps (default: the file's T).")
+@click.option("--limit", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Evaluation samples (0: all).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--plot", "png", type=OUT_FILE, default=None, help="Also save accuracy against t as a PNG.")
+@output_options
+@library_errors
+def simulate(nir_file, data, T, limit, batch_size, device, png, quiet, as_json):
+    """Simulate a .nir file on data: accuracy per t and spikes per IF layer.
+
+    Samples are reshaped to the file's input shape when their sizes agree.
+
+    Example:
+
+    \b
+        ann2snn simulate runs/cnn/a_p99.9_T50.nir --data mnist --T 50 --limit 1000
+    """
+    from converter.cli.nirinfo import checkpoints, simulate_dataset
+    from exporters import import_nir
+    from simulator import META_KEY
+
+    snn = import_nir(nir_file).to(device)
+    meta = snn.meta[META_KEY]
+    T = T or meta.get("T")
+    if not T:
+        raise click.BadParameter(f"{nir_file} stores no T: pass --T", param_hint="'--T'")
+    dataset = load_data(data, calib_size=1, limit=limit, input_shape=tuple(meta["input_shape"]) or None)
+    with tqdm(total=len(dataset.x), desc=f"simulate T={T}", disable=quiet or as_json) as bar:
+        stats = simulate_dataset(snn, dataset, int(T), batch_size, bar.update)
+    if png is not None and stats.accuracy_per_t is not None:
+        plot_accuracy_curves({nir_file.stem: stats.accuracy_per_t}, png, f"{nir_file.name} on {stats.samples} samples")
+    if as_json:
+        click.echo(json.dumps({"file": str(nir_file), "T": stats.T, "samples": stats.samples,
+                               "accuracy": stats.accuracy, "accuracy_per_t": stats.accuracy_per_t,
+                               "layers": [vars(layer) for layer in stats.layers]}, indent=2))
+        return
+    acc = "no labels, no accuracy" if stats.accuracy is None else f"accuracy {stats.accuracy:.2f} %"
+    click.echo(f"{nir_file}: {stats.samples} samples of {data}, T={stats.T}: {acc}")
+    click.echo(format_simulation(stats, checkpoints(stats.T)))
+
+
+@click.command()
+@click.argument("nir_file", type=FILE)
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@library_errors
+def inspect(nir_file, as_json):
+    """Show a .nir file's nodes, shapes, parameter ranges and metadata as tables.
+
+    Example:
+
+    \b
+        ann2snn inspect runs/cnn/a_p99.9_T50.nir
+    """
+    from converter.cli.nirinfo import describe_graph
+    from exporters import read_nir
+
+    description = describe_graph(read_nir(nir_file))
+    click.echo(json.dumps(description, indent=2, default=str) if as_json else format_graph(description))
+
+
+@click.group()
+def plot():
+    """Figures: accuracy against t from a batch summary, or the IF neuron's rate against input.
+
+    Example:
+
+    \b
+        ann2snn plot accuracy runs/cnn/summary.json --out runs/cnn/accuracy.png
+        ann2snn plot if-rate --T 100 --out if_rate.png
+    """
+
+
+@plot.command("accuracy")
+@click.argument("summary", type=FILE)
+@click.option("--out", type=OUT_FILE, default=None, help="PNG to write (default: beside the summary).")
+@library_errors
+def plot_accuracy(summary, out):
+    """Accuracy against time step t, one curve per model and mode, from a summary.json.
+
+    Example:
+
+    \b
+        ann2snn plot accuracy runs/cnn/summary.json --out runs/cnn/accuracy.png
+    """
+    try:
+        rows = json.loads(summary.read_text())["rows"]
+    except (ValueError, KeyError, TypeError):
+        raise click.BadParameter(f"{summary} is not a summary.json written by ann2snn convert/batch",
+                                 param_hint="'SUMMARY'") from None
+    curves = {}
+    for row in sorted((r for r in rows if r.get("accuracy_per_t")), key=lambda r: r["T"]):
+        curves[f"{row['model']} {row['mode']}"] = row["accuracy_per_t"]  # the longest T wins
+    if not curves:
+        raise click.ClickException(f"{summary} has no accuracy curves (no labels, or every row failed)")
+    anns = {r["ann_accuracy"] for r in rows if r.get("ann_accuracy") is not None}
+    path = plot_accuracy_curves(curves, out or summary.with_name("accuracy_vs_t.png"), f"SNN accuracy ({summary})",
+                                ann_accuracy=anns.pop() if len(anns) == 1 else None)
+    click.echo(f"wrote {path}")
+
+
+@plot.command("if-rate")
+@click.option("--T", "T", type=click.IntRange(min=1), default=100, show_default=True, help="Time steps.")
+@click.option("--v-init", "v_inits", type=click.FloatRange(0, 1), multiple=True, default=(0.0,), show_default=True,
+              help="Initial potential as a fraction of V_th (repeatable: one curve each).")
+@click.option("--out", type=OUT_FILE, default=Path("if_rate.png"), show_default=True, help="PNG to write.")
+def plot_if(T, v_inits, out):
+    """The seed's figure: an IF neuron's firing rate over T steps against a constant input.
+
+    Example:
+
+    \b
+        ann2snn plot if-rate --T 100 --v-init 0 --v-init 0.5 --out if_rate.png
+    """
+    from simulator import IFNeuron
+    from simulator import simulate as run
+
+    inputs = torch.linspace(-0.1, 1.1, 121)
+    rates = {f"IF, V[0] = {v:g} V_th": (run(IFNeuron(v_init=v), inputs[None, :], T).outputs.sum(0)[0] / T).tolist()
+             for v in v_inits}
+    click.echo(f"wrote {plot_if_rate(inputs.tolist(), rates, T, out)}")

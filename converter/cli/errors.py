@@ -1,0 +1,33 @@
+"""The edge between library and command line: a library error becomes a one-line
+``click.ClickException`` (exit 1, no traceback) unless ``--debug`` asks for the traceback."""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (later lines joined with ' | ')."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {' | '.join(lines)}" if lines else type(exc).__name__
+
+
+def library_errors(command):
+    """Decorator for a click command: adds ``--debug`` and turns library errors into a one-line
+    message with exit status 1 (``--debug``: the exception propagates with its traceback)."""
+
+    @click.option("--debug", is_flag=True, help="On an error, show the full traceback.")
+    @functools.wraps(command)
+    def wrapper(*args, debug: bool, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if debug:
+                raise
+            raise click.ClickException(f"{one_line(exc)} (--debug shows the traceback)") from None
+
+    return wrapper

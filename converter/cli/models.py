@@ -1,0 +1,243 @@
+"""Load the ANN to convert: a factory (``package.module:factory``) plus a state_dict, or a
+whole pickled model when the user says they trust it.
+
+A state_dict is read with ``torch.load(weights_only=True)``, which cannot run code. A pickled
+model can run arbitrary code while it loads, so it is read only with ``trust_pickle=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import pickle
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+#: Prefixes that wrappers add to every key: DataParallel / DistributedDataParallel, torch.compile.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+#: Keys under which training scripts commonly nest the state_dict in a checkpoint dict.
+NESTED_KEYS = ("state_dict", "model_state_dict", "model")
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".ckpt", ".bin")
+
+_FACTORY = re.compile(r"^(?P<module>[^:]+):(?P<attr>[A-Za-z_][\w.]*)$")
+
+
+class ModelLoadError(ValueError):
+    """The model or its weights cannot be loaded; the message names the file or factory."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model comes from.
+
+    Attributes:
+        factory: ``package.module:callable`` or ``path/to/file.py:callable`` (a callable that
+            returns an ``nn.Module``), or None for a pickled model.
+        weights: a state_dict file for the factory's module, or None.
+        pickled: a whole pickled model (``torch.save(model)``), or None.
+        trust_pickle: the user allows ``pickled`` to be unpickled (it can run code).
+    """
+
+    factory: str | None = None
+    weights: Path | None = None
+    pickled: Path | None = None
+    trust_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.factory is None) == (self.pickled is None):
+            raise ModelLoadError("give either a factory 'package.module:factory' or a pickled model file")
+        if self.pickled is not None and self.weights is not None:
+            raise ModelLoadError(f"a pickled model ({self.pickled}) already holds its weights: drop the weights file")
+
+    @property
+    def default_name(self) -> str:
+        """A name for file names: the weights' or pickle's stem, else the factory's name."""
+        source = self.weights or self.pickled
+        return source.stem if source is not None else self.factory.rsplit(":", 1)[1].rsplit(".", 1)[-1]
+
+    def fingerprint(self) -> dict:
+        """What identifies this model's content (for deciding whether old outputs are current)."""
+        return {
+            "factory": self.factory,
+            "weights_sha256": file_sha256(self.weights) if self.weights else None,
+            "pickle_sha256": file_sha256(self.pickled) if self.pickled else None,
+        }
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def looks_like_factory(text: str) -> bool:
+    """``package.module:callable`` or ``file.py:callable`` (not a plain file path)."""
+    return _FACTORY.match(text) is not None and not Path(text).exists()
+
+
+def resolve_factory(spec: str):
+    """The callable named by ``package.module:name`` or ``path/to/file.py:name``.
+
+    Raises:
+        ModelLoadError: the module cannot be imported, lacks the attribute, or it is not callable.
+    """
+    match = _FACTORY.match(spec)
+    if match is None:
+        raise ModelLoadError(f"expected 'package.module:factory' or 'file.py:factory', got {spec!r}")
+    module_name, attr = match["module"], match["attr"]
+    try:
+        module = _import(module_name)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # an ImportError or anything the module raises while importing
+        raise ModelLoadError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ModelLoadError(f"{module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ModelLoadError(f"{spec!r} is not callable ({type(obj).__name__})")
+    return obj
+
+
+def _import(module_name: str):
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.is_file():
+            raise ModelLoadError(f"no such Python file: {path}")
+        name = f"_ann2snn_user_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses and pickling look the module up by name
+        spec.loader.exec_module(module)
+        return module
+    return importlib.import_module(module_name)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state_dict from ``path`` (``weights_only=True``), unnested and without wrapper prefixes.
+
+    Accepts a plain state_dict or a checkpoint dict holding one under ``state_dict``,
+    ``model_state_dict`` or ``model``; strips ``module.`` (DataParallel) and ``_orig_mod.``
+    (torch.compile) from every key.
+
+    Raises:
+        ModelLoadError: not a torch file, a file holding pickled objects (a whole model), or
+            no tensors in it.
+    """
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelLoadError(
+            f"{path} is not a plain state_dict: it holds pickled objects that a weights-only load refuses "
+            f"(first line: {str(exc).strip().splitlines()[0]}). If it is a whole model saved with torch.save(model) "
+            "and you trust its source, load it with --model FILE --trust-pickle"
+        ) from exc
+    except Exception as exc:  # RuntimeError / EOFError / OSError from a truncated, corrupt or foreign file
+        raise ModelLoadError(f"cannot read weights {path}: not a complete torch.save file (truncated or corrupt?): "
+                             f"{type(exc).__name__}: {_first_line(exc)}") from exc
+    state = _unnest(obj, path)
+    return {_strip_prefixes(k): v for k, v in state.items()}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _unnest(obj, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj
+    if isinstance(obj, dict):
+        for key in NESTED_KEYS:
+            if isinstance(obj.get(key), dict):
+                return _unnest(obj[key], path)
+    raise ModelLoadError(f"{path} holds no state_dict (a dict of tensors), found {type(obj).__name__}")
+
+
+def _strip_prefixes(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix):], True
+    return key
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``model.load_state_dict(state)`` with every missing, unexpected or mis-shaped key listed.
+
+    Raises:
+        ModelLoadError: the keys or shapes do not match exactly (nothing is loaded then).
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in own.items() if k in state and state[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {', '.join(unexpected)}")
+    if shapes:
+        problems.append(f"shape mismatches: {', '.join(shapes)}")
+    if problems:
+        raise ModelLoadError(f"weights {source} do not fit {type(model).__name__}: {'; '.join(problems)}")
+    model.load_state_dict(state)
+
+
+def load_model(spec: ModelSpec) -> nn.Module:
+    """Build the ANN described by ``spec``, on the CPU, in eval mode.
+
+    Raises:
+        ModelLoadError: see :func:`resolve_factory`, :func:`read_state_dict`,
+            :func:`load_weights`; a pickle without ``trust_pickle``; a factory or pickle that
+            does not give an ``nn.Module``.
+    """
+    if spec.pickled is not None:
+        model = _load_pickled(spec.pickled, spec.trust_pickle)
+    else:
+        try:
+            model = resolve_factory(spec.factory)()
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(f"factory {spec.factory} failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+        if not isinstance(model, nn.Module):
+            raise ModelLoadError(f"factory {spec.factory} returned {type(model).__name__}, not a torch.nn.Module")
+        if spec.weights is not None:
+            load_weights(model, read_state_dict(spec.weights), str(spec.weights))
+    return model.cpu().eval()
+
+
+def refusal(path: Path) -> str:
+    """Why a pickled model is not loaded without ``--trust-pickle``."""
+    return (f"{path} would be loaded by unpickling, and unpickling can run arbitrary code from the file. "
+            "Load it only if you trust its source: add --trust-pickle (trust_pickle = true in a job file), "
+            "or better, save model.state_dict() and pass --model package.module:factory --weights FILE")
+
+
+def _load_pickled(path: Path, trust: bool) -> nn.Module:
+    if not trust:
+        raise ModelLoadError(refusal(path))
+    try:
+        model = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot unpickle model {path}: {type(exc).__name__}: {_first_line(exc)}") from exc
+    if isinstance(model, dict):
+        raise ModelLoadError(f"{path} holds a state_dict, not a model: pass --model package.module:factory "
+                             f"--weights {path}")
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"{path} holds a {type(model).__name__}, not a torch.nn.Module")
+    return model

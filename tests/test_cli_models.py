@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from converter.cli.models import ModelLoadError, ModelSpec, load_model, read_state_dict, resolve_factory
+from converter.zoo import load_mnist_cnn
+from tests.cli_fixtures import FACTORY
+
+
+def test_nested_and_prefixed_checkpoints_load_the_same_weights(tmp_path):
+    state = load_mnist_cnn().state_dict()
+    torch.save({"epoch": 3, "state_dict": {f"module._orig_mod.{k}": v for k, v in state.items()}}, tmp_path / "c.pt")
+    loaded = read_state_dict(tmp_path / "c.pt")
+    assert loaded.keys() == state.keys()
+    model = load_model(ModelSpec(factory=FACTORY, weights=tmp_path / "c.pt"))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    assert not model.training
+
+
+def test_shape_mismatch_names_both_shapes(tmp_path):
+    state = load_mnist_cnn().state_dict()
+    state["network.13.weight"] = torch.zeros(5, 32)
+    torch.save(state, tmp_path / "s.pt")
+    with pytest.raises(ModelLoadError, match=r"network.13.weight \(5, 32\) vs model \(10, 32\)"):
+        load_model(ModelSpec(factory=FACTORY, weights=tmp_path / "s.pt"))
+
+
+def test_factory_from_a_python_file_and_errors_naming_the_spec(tmp_path):
+    (tmp_path / "net.py").write_text("import torch\ndef build():\n    return torch.nn.Sequential(torch.nn.ReLU())\n"
+                                     "def not_a_module():\n    return 3\n")
+    assert isinstance(load_model(ModelSpec(factory=f"{tmp_path}/net.py:build")), torch.nn.Sequential)
+    with pytest.raises(ModelLoadError, match="returned int, not a torch.nn.Module"):
+        load_model(ModelSpec(factory=f"{tmp_path}/net.py:not_a_module"))
+    with pytest.raises(ModelLoadError, match="has no attribute 'Nope'"):
+        resolve_factory("converter.zoo.mnist_cnn:Nope")
+
+
+def test_pickled_state_dict_given_as_a_model_says_what_to_do(tmp_path):
+    torch.save(load_mnist_cnn().state_dict(), tmp_path / "sd.pt")
+    with pytest.raises(ModelLoadError, match="holds a state_dict, not a model"):
+        load_model(ModelSpec(pickled=tmp_path / "sd.pt", trust_pickle=True))

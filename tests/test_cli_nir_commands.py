@@ -1,0 +1,78 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from converter.cli import main
+from tests.cli_fixtures import FACTORY, FAST, write_checkpoints
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("converted")
+    weights = write_checkpoints(folder / "checkpoints")["plain"]
+    result = CliRunner().invoke(main, ["convert", "--model", FACTORY, "--weights", str(weights), "--mode", "max",
+                                       "--T", "4", "--T", "6", "--out", str(folder), *FAST])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_simulate_reports_accuracy_curve_and_spikes_per_layer(converted, tmp_path):
+    nir_file = converted / "plain_max_T6.nir"
+    result = run("simulate", str(nir_file), "--limit", "10", "--json", "--quiet", "--plot", str(tmp_path / "a.png"))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["T"] == 6 and report["samples"] == 10  # T read from the file
+    assert len(report["accuracy_per_t"]) == 6
+    summary = json.loads((converted / "summary.json").read_text())
+    assert report["accuracy"] == summary["rows"][1]["snn_accuracy"]  # the file reproduces the batch's number
+    assert len(report["layers"]) == 4 and all(0 <= layer["rate"] <= 1 for layer in report["layers"])
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    text = run("simulate", str(nir_file), "--limit", "10", "--T", "3", "--quiet")
+    assert text.exit_code == 0 and "T=3: accuracy" in text.output and "spikes/sample" in text.output
+
+
+def test_inspect_lists_nodes_in_order_with_shapes_ranges_and_metadata(converted):
+    result = run("inspect", str(converted / "plain_max_T4.nir"))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[2].startswith("| input ") and "| 1x28x28 " in lines[2]
+    assert any("Conv2d" in line and "32x26x26" in line and "weight 32x1x3x3 [" in line for line in lines)
+    assert any("| T " in line and "| 4 " in line for line in lines)
+    described = json.loads(run("inspect", str(converted / "plain_max_T4.nir"), "--json").stdout)
+    assert described["metadata"]["mode"] == "max" and described["nodes"][-1]["type"] == "Output"
+
+
+def test_plot_accuracy_from_a_summary_and_the_if_rate_figure(converted, tmp_path):
+    acc = run("plot", "accuracy", str(converted / "summary.json"), "--out", str(tmp_path / "acc.png"))
+    assert acc.exit_code == 0, acc.output
+    assert (tmp_path / "acc.png").read_bytes()[:4] == b"\x89PNG"
+    rate = run("plot", "if-rate", "--T", "20", "--v-init", "0", "--v-init", "0.5", "--out", str(tmp_path / "r.png"))
+    assert rate.exit_code == 0, rate.output
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_library_error_is_one_line_without_traceback_unless_debug(tmp_path):
+    bogus = tmp_path / "bogus.nir"
+    bogus.write_bytes(b"not hdf5")
+    result = run("simulate", str(bogus))
+    assert result.exit_code == 1
+    assert "not a NIR file" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    debug = run("inspect", str(bogus), "--debug")
+    assert debug.exit_code == 1 and type(debug.exception).__name__ == "NIRImportError"
+
+
+def test_missing_nir_file_is_a_usage_error():
+    result = run("inspect", "nowhere.nir")
+    assert result.exit_code == 2 and "NIR_FILE" in result.output and "nowhere.nir" in result.output
+
+
+def test_a_summary_that_is_not_ours_is_a_usage_error(tmp_path):
+    (tmp_path / "x.json").write_text("[]")
+    result = run("plot", "accuracy", str(tmp_path / "x.json"))
+    assert result.exit_code == 2 and "SUMMARY" in result.output
