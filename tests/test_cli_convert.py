@@ -58,7 +58,7 @@ def test_changed_settings_redo_a_finished_combination(checkpoints, tmp_path):
     args = ["--model", FACTORY, "--weights", str(checkpoints["plain"]), "--mode", "max", "--T", "3",
             "--out", str(tmp_path), "--json", *FAST]
     assert convert(*args).exit_code == 0
-    again = convert(*args, "--v-init", "0.5")
+    again = convert(*args, "--v-init", "0.25")
     assert json.loads(again.stdout)["rows"][0]["status"] == "converted"
 
 
@@ -155,3 +155,12 @@ def test_idx_folder_calibrates_on_its_training_split(shared_mnist, tmp_path):
 def test_the_same_mode_twice_is_a_usage_error():
     result = convert("--model", FACTORY, "--mode", "1/2", "--mode", "0.5")
     assert result.exit_code == 2 and "'1/2' and '0.5' are the same" in result.output
+
+
+def test_calibrate_converts_once_per_T(checkpoints, tmp_path):
+    args = ["--model", FACTORY, "--weights", str(checkpoints["plain"]), "--mode", "99.9%", "--T", "2", "--T", "3",
+            "--calibrate", "--channel-wise", "--out", str(tmp_path), "--json", *FAST]
+    result = convert(*args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert [(r["T"], r["simulated_T"], r["round_trip"]) for r in rows] == [(2, 2, "equal"), (3, 3, "equal")]

@@ -30,7 +30,8 @@ def test_simulate_reports_accuracy_curve_and_spikes_per_layer(converted, tmp_pat
     assert len(report["accuracy_per_t"]) == 6
     summary = json.loads((converted / "summary.json").read_text())
     assert report["accuracy"] == summary["rows"][1]["snn_accuracy"]  # the file reproduces the batch's number
-    assert len(report["layers"]) == 4 and all(0 <= layer["rate"] <= 1 for layer in report["layers"])
+    # three IF layers: the fourth ReLU became the membrane readout (the converter's default)
+    assert len(report["layers"]) == 3 and all(0 <= layer["rate"] <= 1 for layer in report["layers"])
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
     text = run("simulate", str(nir_file), "--limit", "10", "--T", "3", "--quiet")
     assert text.exit_code == 0 and "T=3: accuracy" in text.output and "spikes/sample" in text.output

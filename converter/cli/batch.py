@@ -30,6 +30,7 @@ from tqdm import tqdm
 from converter import Converter, parse_mode
 from converter.cli.data import DataSet, DataSource, load_data
 from converter.cli.models import ModelSpec, load_model
+from converter.readout import READOUTS
 from exporters import compare_spike_counts, export_nir, import_nir
 from exporters.atomic import atomic_path
 from simulator import simulate
@@ -66,12 +67,14 @@ class Job:
     calib_size: int = 1000
     limit: int = 0
     input_shape: tuple[int, ...] | None = None
-    v_init: float = 0.0
+    v_init: float = 0.5
     device: str = "cpu"
     batch_size: int = 100
     check_samples: int = 100
-    # TODO(issues 4 and 6): readout (membrane / spike count) and export profile (exact /
-    # portable) go here and into Converter / export_nir once those options exist in the library.
+    readout: str = "membrane"
+    channel_wise: bool = False
+    calibrate: bool = False
+    # TODO(issue 6): the export profile (exact / portable) goes here once export_nir has it.
 
     def __post_init__(self) -> None:
         if not self.models or not self.modes or not self.Ts:
@@ -88,12 +91,20 @@ class Job:
             seen[name] = mode
         if any(t < 1 for t in self.Ts):
             raise ValueError(f"every T must be >= 1, got {list(self.Ts)}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
 
     def settings(self) -> dict:
         """The settings that decide a combination's result (besides model, mode and T)."""
         return {"data": str(self.data), "calib_size": self.calib_size, "limit": self.limit,
                 "input_shape": list(self.input_shape) if self.input_shape else None, "v_init": self.v_init,
-                "check_samples": self.check_samples}
+                "check_samples": self.check_samples, "readout": self.readout, "channel_wise": self.channel_wise,
+                "calibrate": self.calibrate}
+
+    def converter(self, mode: str, dataloader, progress, calibrate_T: int | None = None) -> Converter:
+        """The :class:`~converter.Converter` for one mode (and one T when calibrating)."""
+        return Converter(mode=mode, dataloader=dataloader, v_init=self.v_init, readout=self.readout,
+                         channel_wise=self.channel_wise, calibrate_T=calibrate_T, progress=progress)
 
     def stem(self, model: str, mode: str, T: int) -> str:
         return f"{model}_{parse_mode(mode).file_name}_T{T}"
@@ -215,7 +226,9 @@ class Runner:
         rows = {}
         for mode in dict.fromkeys(m for m, _ in pending):
             Ts = [t for m, t in pending if m == mode]
-            rows.update(self.convert_mode(entry, ann, ann_acc, mode, Ts, data, settings))
+            # calibration is specific to T: one conversion per T; else one for all T's
+            for group in ([[t] for t in Ts] if self.job.calibrate else [Ts]):
+                rows.update(self.convert_mode(entry, ann, ann_acc, mode, group, data, settings))
         return rows
 
     def convert_mode(self, entry: ModelEntry, ann, ann_acc: float | None, mode: str, Ts: list[int],
@@ -225,8 +238,8 @@ class Runner:
         try:
             start = time.perf_counter()
             with tqdm(total=len(data.calib), desc=f"calibrate {label}", leave=False, disable=self.quiet) as bar:
-                snn = Converter(mode=mode, dataloader=data.calib_loader(), v_init=job.v_init,
-                                progress=bar.update)(ann)
+                calibrate_T = max(Ts) if job.calibrate else None
+                snn = job.converter(mode, data.calib_loader(), bar.update, calibrate_T)(ann)
             conversion_s = time.perf_counter() - start
             start = time.perf_counter()
             with tqdm(total=len(data.x), desc=f"simulate {label} T={max(Ts)}", leave=False,

@@ -80,8 +80,13 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
               help="Normalisation: max, a percentile like 99.9%, or a fraction like 1/2 (repeatable).")
 @click.option("--T", "Ts", type=click.IntRange(min=1), multiple=True, default=(50,), show_default=True,
               help="Time steps to simulate (repeatable).")
-@click.option("--v-init", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Initial membrane potential as a fraction of the threshold.")
+@click.option("--v-init", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Initial membrane potential as a fraction of the threshold (0: the seed's behaviour).")
+@click.option("--readout", type=click.Choice(["membrane", "spike_count"]), default="membrane", show_default=True,
+              help="Output layer: integrate without spiking (membrane) or count its spikes (the seed's).")
+@click.option("--channel-wise", is_flag=True, help="One scale per output channel instead of per layer.")
+@click.option("--calibrate", is_flag=True,
+              help="Calibrate for each T (scale search and bias correction on 500 calibration samples).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("ann2snn-out"),
               show_default=True, help="Folder for the .nir files and the summary.")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
@@ -91,8 +96,8 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
               help="Samples on which each reloaded .nir must reproduce the SNN's spike counts.")
 @run_options
 @library_errors
-def convert(model, weights, trust_pickle, data, calib_size, limit, input_shape, modes, Ts, v_init, out, device,
-            batch_size, check_samples, force, quiet, as_json):
+def convert(model, weights, trust_pickle, data, calib_size, limit, input_shape, modes, Ts, v_init, readout,
+            channel_wise, calibrate, out, device, batch_size, check_samples, force, quiet, as_json):
     """Convert a model (one or more checkpoints) in each mode, simulate each T, export .nir.
 
     Writes OUT/<model>_<mode>_T<T>.nir per combination, OUT/summary.csv and OUT/summary.json.
@@ -109,7 +114,7 @@ def convert(model, weights, trust_pickle, data, calib_size, limit, input_shape, 
     entries = _model_entries(model, weights, trust_pickle)
     try:
         job = Job(entries, tuple(modes), tuple(dict.fromkeys(Ts)), out, data, calib_size, limit, input_shape,
-                  v_init, device, batch_size, check_samples)
+                  v_init, device, batch_size, check_samples, readout, channel_wise, calibrate)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     _run(job, force, quiet, as_json)

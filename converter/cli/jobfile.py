@@ -36,7 +36,7 @@ else:  # pragma: no cover - Python 3.10
 #: Top-level keys and their types; ``models`` is an array of tables.
 JOB_KEYS = {"data": str, "modes": list, "T": list, "out": str, "calib_size": int, "limit": int,
             "input_shape": list, "v_init": (int, float), "device": str, "batch_size": int, "check_samples": int,
-            "models": list}
+            "readout": str, "channel_wise": bool, "calibrate": bool, "models": list}
 MODEL_KEYS = {"name": str, "model": str, "weights": str, "trust_pickle": bool}
 
 
@@ -73,10 +73,13 @@ def read_job(path: Path, out: Path | None = None, device: str | None = None, lim
             calib_size=doc.get("calib_size", 1000),
             limit=limit if limit is not None else doc.get("limit", 0),
             input_shape=tuple(_int(v, "input_shape") for v in doc["input_shape"]) if "input_shape" in doc else None,
-            v_init=float(doc.get("v_init", 0.0)),
+            v_init=float(doc.get("v_init", 0.5)),
             device=device or doc.get("device", "cpu"),
             batch_size=doc.get("batch_size", 100),
             check_samples=doc.get("check_samples", 100),
+            readout=doc.get("readout", "membrane"),
+            channel_wise=doc.get("channel_wise", False),
+            calibrate=doc.get("calibrate", False),
         )
     except JobFileError:
         raise
