@@ -14,7 +14,7 @@ from converter.modes import Mode, parse_mode
 from converter.normalize import normalize, scales_from_stats
 from converter.record import record_activations
 from converter.replace import replace_activations
-from converter.trace import describe, trace
+from converter.trace import describe, relu_cap, trace
 from simulator import META_KEY
 from simulator.neuron import RESETS, SPIKE_RULES, check_choice
 
@@ -31,8 +31,11 @@ class Converter:
     calibration data (eval mode, no grad), choose each layer's scale λ by ``mode``, scale the
     weights so every IF threshold is 1 (:mod:`converter.normalize`), replace every ReLU by an
     :class:`simulator.IFNeuron` with reset by subtraction. AvgPool, Flatten and reshapes stay
-    as they are (linear); Dropout and Identity are removed. Rueckauer et al. 2017 (Front.
-    Neurosci. 11:682); Diehl et al. 2015 (IJCNN) for ``'max'``.
+    as they are (linear); Dropout and Identity are removed; a trailing Softmax is dropped with
+    a warning. Residual adds and concats are reconciled to one scale (explicit
+    :class:`simulator.Scale` nodes on the edges that need them). ReLU6 and clamp(0, c) become IF
+    layers with λ ≤ c. Rueckauer et al. 2017 (Front. Neurosci. 11:682); Diehl et al. 2015
+    (IJCNN) for ``'max'``.
 
     Args:
         mode: ``'max'``, a percentile string such as ``'99.9%'``, or a float in (0, 1] (or
@@ -81,7 +84,7 @@ class Converter:
         stats, input_shape, samples = record_activations(gm, self.dataloader, self.mode.needs_histogram, self.progress)
         modules = dict(gm.named_modules())
         labels = {n.name: describe(n, modules) for n in gm.graph.nodes if n.name in stats}
-        lambdas = scales_from_stats(stats, self.mode, labels)
+        lambdas = cap_scales(scales_from_stats(stats, self.mode, labels), gm)
         gm, thresholds, out_scale = normalize(gm, lambdas)
         snn = replace_activations(gm, thresholds, **self.neuron)
         snn.meta[META_KEY] = {
@@ -95,6 +98,15 @@ class Converter:
         }
         log.info("converted %s with mode %s in %.2f s", type(ann).__name__, self.mode.text, time.perf_counter() - start)
         return snn
+
+
+def cap_scales(lambdas: dict[str, float], gm: fx.GraphModule) -> dict[str, float]:
+    """λ ≤ c for a ReLU capped at c (ReLU6, clamp(0, c)): the IF neuron saturates at one spike
+    per step, i.e. at λ, which then reproduces the cap (recorded activations never exceed c, so
+    this only guards against a mode that would pick λ above it)."""
+    modules = dict(gm.named_modules())
+    caps = {n.name: relu_cap(n, modules) for n in gm.graph.nodes if n.name in lambdas}
+    return {name: min(lam, caps[name]) for name, lam in lambdas.items()}
 
 
 def convert(ann: nn.Module, mode: str | float, dataloader: Iterable, **kwargs) -> fx.GraphModule:

@@ -8,18 +8,31 @@ import torch
 import torch.fx as fx
 
 from converter.statistics import ActivationStats
-from converter.trace import is_relu
+from converter.trace import UnsupportedLayerError, describe, is_relu, is_reshape
 
 
 class _Recorder(fx.Interpreter):
+    """Runs the graph, adding each ReLU's output to its statistics and checking that every
+    reshape keeps the batch axis (the simulator folds time steps into it)."""
+
     def __init__(self, gm: fx.GraphModule, stats: dict[str, ActivationStats]) -> None:
         super().__init__(gm)
         self.stats = stats
+        modules = dict(gm.named_modules())
+        self.reshapes = {n: describe(n, modules) for n in gm.graph.nodes if is_reshape(n, modules)}
 
     def run_node(self, n: fx.Node):
         out = super().run_node(n)
         if n.name in self.stats:
             self.stats[n.name].update(out)
+        if n in self.reshapes:
+            batch = self.env[n.args[0]].shape[0]
+            if out.shape[0] != batch:
+                raise UnsupportedLayerError(
+                    f"cannot convert {self.reshapes[n]}: it turns a batch of {batch} into {out.shape[0]}; keep the "
+                    "batch axis with nn.Flatten(), x.flatten(1) or x.view(x.size(0), -1) "
+                    "(the simulator folds time steps into the batch axis)"
+                )
         return out
 
 
