@@ -4,6 +4,7 @@ Time axis first: ``[T, B, ...]``; one time step is the unit of time.
 """
 
 from simulator.neuron import IFNeuron, IFParams, if_scan, if_step
+from simulator.scale import Scale
 from simulator.simulate import (
     META_KEY,
     SimulationResult,
@@ -18,6 +19,7 @@ __all__ = [
     "META_KEY",
     "IFNeuron",
     "IFParams",
+    "Scale",
     "SimulationResult",
     "accuracy_per_t",
     "if_layers",
