@@ -24,6 +24,7 @@ import nir
 import numpy as np
 import torch
 import torch.fx as fx
+import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
@@ -177,6 +178,10 @@ def _map_node(node: fx.Node, modules: dict[str, nn.Module], in_shape, out_shape)
             return fn(module, in_shape, out_shape)
         except ExportError as exc:
             raise ExportError(f"cannot export {node.target!r} ({type(module).__name__}): {exc}") from None
+    if node.op == "call_function" and node.target is F.avg_pool2d:
+        names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+        kwargs = {**dict(zip(names, node.args[1:], strict=False)), **node.kwargs}
+        return _avgpool(nn.AvgPool2d(**kwargs), in_shape, out_shape)
     is_flat = (node.op == "call_function" and node.target in _FLATTEN_FUNCTIONS) or (
         node.op == "call_method" and node.target in _FLATTEN_METHODS
     )
