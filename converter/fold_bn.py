@@ -24,6 +24,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from converter.trace import UnsupportedLayerError
+
 log = logging.getLogger(__name__)
 
 _FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)
@@ -140,7 +142,7 @@ def fold_batchnorm(gm: fx.GraphModule) -> fx.GraphModule:
     The input is not modified; the returned GraphModule has no BatchNorm left.
 
     Raises:
-        ValueError: a BatchNorm that can be folded neither way (after a ReLU, an add or a pool,
+        converter.trace.UnsupportedLayerError: a BatchNorm that can be folded neither way (after a ReLU, an add or a pool,
             or before a padded Conv), naming the BatchNorm's module path; a BatchNorm without
             running statistics.
     """
@@ -155,7 +157,7 @@ def fold_batchnorm(gm: fx.GraphModule) -> fx.GraphModule:
         elif (nxt := _next_foldable(node, modules)) is not None:
             target, after = nxt, False
         else:
-            raise ValueError(
+            raise UnsupportedLayerError(
                 f"BatchNorm {node.target!r} ({type(bn).__name__}) cannot be folded: it neither directly follows "
                 "a Conv1d/Conv2d/Linear used only by it, nor directly precedes a Linear or an unpadded Conv"
             )
