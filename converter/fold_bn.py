@@ -142,9 +142,9 @@ def fold_batchnorm(gm: fx.GraphModule) -> fx.GraphModule:
     The input is not modified; the returned GraphModule has no BatchNorm left.
 
     Raises:
-        converter.trace.UnsupportedLayerError: a BatchNorm that can be folded neither way (after a ReLU, an add or a pool,
-            or before a padded Conv), naming the BatchNorm's module path; a BatchNorm without
-            running statistics.
+        converter.trace.UnsupportedLayerError: a BatchNorm that can be folded neither way (after
+            a ReLU, an add or a pool, or before a padded Conv), naming the BatchNorm's module path.
+        ValueError: a BatchNorm without running statistics.
     """
     gm = copy.deepcopy(gm)
     modules = dict(gm.named_modules())

@@ -43,8 +43,10 @@ class MnistResNet(nn.Module):
     Shape:
         Input ``[B, 1, 28, 28]``; output ``[B, 10]`` (non-negative class scores).
 
-    About 9,000 parameters; at most 16 channels. As in the seed CNN, the final Linear's bias
-    starts at 0.1 so that no output unit begins dead behind the final ReLU.
+    9,794 parameters; at most 16 channels. As in the seed CNN the output passes a final ReLU
+    (so the SNN's output layer spikes and the class is the argmax of spike counts), but training
+    uses the scores before it (:meth:`logits`): a unit dead behind the final ReLU gets no
+    gradient and never recovers, which cost whole classes in a first attempt.
     """
 
     def __init__(self) -> None:
@@ -56,14 +58,20 @@ class MnistResNet(nn.Module):
         self.pool2 = nn.AvgPool2d(2)
         self.block3 = BasicBlock(16, 16)
         self.pool3 = nn.AvgPool2d(3)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(16, 10), nn.ReLU())
-        nn.init.constant_(self.head[1].bias, 0.1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(16, 10)
+        self.out = nn.ReLU()
+        nn.init.constant_(self.fc.bias, 0.1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The class scores before the final ReLU (used for training)."""
         x = self.pool1(self.block1(self.stem(x)))
         x = self.pool2(self.block2(x))
         x = self.pool3(self.block3(x))
-        return self.head(x)
+        return self.fc(self.flatten(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.logits(x))
 
 
 def load_mnist_resnet() -> MnistResNet:
