@@ -293,7 +293,7 @@ def _drop_trailing_softmax(gm: fx.GraphModule) -> None:
             )
         warnings.warn(
             f"dropped the trailing {describe(node, modules)}: the SNN outputs the scores before it "
-            "(the predicted class is the same)", UserWarning, stacklevel=3,
+            "(the predicted class is the same)", UserWarning, stacklevel=4,
         )
         node.replace_all_uses_with(node.args[0])
         gm.graph.erase_node(node)

@@ -8,6 +8,10 @@ writes ``<out>/mnist_resnet.nir``, reloads it and checks that every IF layer's s
 identical on ``--check-samples`` images. Prints a Markdown table. Usage::
 
     python examples/mnist_resnet.py --limit 0 --T 16 32 64 --out runs/resnet
+
+Every IF layer starts at half its threshold by default (``--v-init 0.5``): with eight IF layers
+in series, starting at 0 delays each layer's first spikes and costs most of the accuracy at
+small T (on 500 test images at T = 64: 98.8 % with 0.5, 88.8 % with 0 in mode 99 %).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=1000, help="test images (0: all 10,000)")
     parser.add_argument("--T", type=int, nargs="+", default=[16, 32, 64], help="time steps to report")
     parser.add_argument("--mode", default="99.9%", help="normalisation mode")
+    parser.add_argument("--v-init", type=float, default=0.5,
+                        help="initial membrane potential as a fraction of the threshold (0.5 halves the latency)")
     parser.add_argument("--check-samples", type=int, default=100, help="images for the NIR spike-count check")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--out", default="runs/resnet")
@@ -50,7 +56,7 @@ def main() -> None:
     acc_ann = ann_accuracy(ann, test.images, test.labels)
 
     start = time.perf_counter()
-    snn = Converter(mode=args.mode, dataloader=calib.loader(500))(ann)
+    snn = Converter(mode=args.mode, dataloader=calib.loader(500), v_init=args.v_init)(ann)
     convert_s = time.perf_counter() - start
     scales = {n: round(float(m.scale), 4) for n, m in snn.named_modules() if isinstance(m, Scale)}
     print(f"converted in {convert_s:.1f} s: {len(if_layers(snn))} IF layers, residual Scale nodes {scales}")
@@ -63,7 +69,8 @@ def main() -> None:
     path = export_nir(snn, Path(args.out) / "mnist_resnet.nir", T=T)
     report = compare_spike_counts(snn, import_nir(path), test.images[: args.check_samples], T)
 
-    print(f"\n{len(test)} test images, mode {args.mode}, simulation of T={T} took {sim_s:.0f} s\n")
+    print(f"\n{len(test)} test images, mode {args.mode}, v_init {args.v_init:g}, "
+          f"simulation of T={T} took {sim_s:.0f} s\n")
     print("| model | " + " | ".join(f"T = {t}" for t in args.T) + " |")
     print("|---|" + "---|" * len(args.T))
     print("| ANN | " + " | ".join(f"{acc_ann:.2f} %" for _ in args.T) + " |")
