@@ -7,7 +7,7 @@ embedded default data in :mod:`converter.zoo`.
 """
 
 from converter.converter import Converter, convert
-from converter.fold_bn import fold_batchnorm, fold_bn_weights
+from converter.fold_bn import fold_batchnorm, fold_bn_into_next, fold_bn_weights
 from converter.modes import Mode, parse_mode
 from converter.statistics import ActivationStats
 from converter.trace import NotTraceableError, UnsupportedLayerError, trace
@@ -20,6 +20,7 @@ __all__ = [
     "UnsupportedLayerError",
     "convert",
     "fold_batchnorm",
+    "fold_bn_into_next",
     "fold_bn_weights",
     "parse_mode",
     "trace",

@@ -20,7 +20,7 @@ from converter.readout import READOUTS, membrane_readout
 from converter.record import capture_activations, first_samples, record_activations
 from converter.replace import replace_activations
 from converter.statistics import mse_optimal_scale
-from converter.trace import describe, trace
+from converter.trace import describe, relu_cap, trace
 from simulator import META_KEY
 from simulator.neuron import RESETS, SPIKE_RULES, check_choice
 
@@ -40,8 +40,10 @@ class Converter:
     reset by subtraction starting at ``v_init``·V_th, read the output layer's membrane
     potential (:mod:`converter.readout`), and optionally correct the biases for a time budget
     (:mod:`converter.calibrate`). AvgPool, Flatten and reshapes stay as they are (linear);
-    Dropout and Identity are removed. Rueckauer et al. 2017 (Front. Neurosci. 11:682);
-    Diehl et al. 2015 (IJCNN) for ``'max'``.
+    Dropout and Identity are removed; a trailing Softmax is dropped with a warning. Residual
+    adds and concats are reconciled to one scale (explicit :class:`simulator.Scale` nodes on
+    the edges that need them). ReLU6 and clamp(0, c) become IF layers with λ ≤ c.
+    Rueckauer et al. 2017 (Front. Neurosci. 11:682); Diehl et al. 2015 (IJCNN) for ``'max'``.
 
     Args:
         mode: ``'max'``, a percentile string such as ``'99.9%'``, or a float in (0, 1] (or
@@ -117,7 +119,7 @@ class Converter:
         )
         modules = dict(ann_gm.named_modules())
         labels = {n.name: describe(n, modules) for n in ann_gm.graph.nodes if n.name in stats}
-        lambdas = scales_from_stats(stats, self.mode, labels)
+        lambdas = cap_scales(scales_from_stats(stats, self.mode, labels), ann_gm)
         ratios = channel_scales_from_stats(stats, self.mode) if self.channel_wise else {}
         if self.calibrate_T is not None:
             lambdas, ratios = self._search_scales(stats, lambdas, ratios)
@@ -175,6 +177,15 @@ class Converter:
             unit = units[relu].to(a.device).view(-1, *([1] * (a.dim() - 2))) if units[relu].dim() else units[relu]
             targets[name] = (a / unit).clamp(0, 1)
         return calibrate_biases(snn, targets, x, self.calibrate_T)
+
+
+def cap_scales(lambdas: dict[str, float], gm: fx.GraphModule) -> dict[str, float]:
+    """λ ≤ c for a ReLU capped at c (ReLU6, clamp(0, c)): the IF neuron saturates at one spike
+    per step, i.e. at λ, which then reproduces the cap (recorded activations never exceed c, so
+    this only guards against a mode that would pick λ above it)."""
+    modules = dict(gm.named_modules())
+    caps = {n.name: relu_cap(n, modules) for n in gm.graph.nodes if n.name in lambdas}
+    return {name: min(lam, caps[name]) for name, lam in lambdas.items()}
 
 
 def convert(ann: nn.Module, mode: str | float, dataloader: Iterable, **kwargs) -> fx.GraphModule:

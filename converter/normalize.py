@@ -4,7 +4,8 @@ to an IF threshold of 1 (Diehl et al. 2015; Rueckauer et al. 2017).
 Every tensor in the SNN carries a scale ``s`` such that ``SNN value × s = ANN value``: the
 input has ``s = 1``, a spike train leaving the IF layer that replaces ReLU ``r`` has
 ``s = λ_r``, and pooling, flatten and reshape pass the scale through. A Conv/Linear with input
-scale ``s_in`` whose output reaches ReLU ``r`` (possibly through pooling or reshapes) gets
+scale ``s_in`` whose output reaches ReLU ``r`` (through pooling, reshapes, adds or concats,
+each used once) gets
 
 .. math::  \\hat W = W \\, s_{in} / \\lambda_r, \\qquad \\hat b = b / \\lambda_r
 
@@ -13,34 +14,71 @@ We scale weights rather than thresholds so that every spike is a unit event and 
 threshold is 1, which is what NIR readers and hardware expect of binary spikes.
 Where a ReLU's input scale differs from its λ (a ReLU right on the input, say), its IF
 threshold absorbs the ratio: ``V_th = λ_r / s_in``.
+
+**Residual joins** (Rueckauer et al. 2017, section 2.2). An add or concat whose inputs carry
+scales ``s_i`` must bring them to one scale ``t``: ``t = λ_r`` of the ReLU the join feeds (else
+the largest ``s_i``). Inputs from a Conv/Linear already arrive at ``t`` (their weights were
+scaled for that ReLU); any other input, typically the identity skip carrying spikes of scale
+``λ_skip``, gets an explicit :class:`simulator.Scale` node with factor ``s_i / t`` on that edge,
+so the reconciling factor is visible in the graph and in the exported NIR file.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 
 import torch
 import torch.fx as fx
 from torch import nn
 
-from converter.trace import WEIGHTED, is_relu, is_transparent
+from converter.trace import WEIGHTED, cat_inputs, is_add, is_relu, is_transparent
+from simulator import Scale
+
+log = logging.getLogger(__name__)
+
+#: Relative difference below which two scales are taken as equal (no Scale node inserted).
+SCALE_RTOL = 1e-7
+
+
+def _is_join(node: fx.Node) -> bool:
+    return is_add(node) or cat_inputs(node) is not None
 
 
 def _downstream_relu(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
-    """The ReLU that ``node``'s output reaches through single-user scale-transparent ops."""
+    """The ReLU that ``node``'s output reaches through single-user scale-transparent ops and joins."""
     while len(node.users) == 1:
         (node,) = node.users
         if is_relu(node, modules):
             return node
-        if not is_transparent(node, modules):
+        if not (is_transparent(node, modules) or _is_join(node)):
             return None
     return None
+
+
+def _scale_edge(gm: fx.GraphModule, join: fx.Node, source: fx.Node, factor: float) -> None:
+    """Insert ``Scale(factor)`` on the edge ``source -> join`` only."""
+    name = f"scale_{join.name}_{source.name}"
+    while hasattr(gm, name):
+        name += "_"
+    gm.add_submodule(name, Scale(factor))
+    with gm.graph.inserting_before(join):
+        scaled = gm.graph.call_module(name, (source,))
+    join.replace_input_with(source, scaled)
+    log.debug("join %s: input %s rescaled by %.6g", join.name, source.name, factor)
+
+
+def _reconcile(gm: fx.GraphModule, join: fx.Node, scale: dict[fx.Node, float], target: float) -> None:
+    for source in dict.fromkeys(a for a in join.all_input_nodes if a in scale):
+        if abs(scale[source] - target) > SCALE_RTOL * target:
+            _scale_edge(gm, join, source, scale[source] / target)
 
 
 def normalize(
     gm: fx.GraphModule, lambdas: dict[str, float]
 ) -> tuple[fx.GraphModule, dict[str, float], float]:
-    """Scale a (BatchNorm-free) traced ANN's weights by the per-ReLU scales ``lambdas``.
+    """Scale a (BatchNorm-free) traced ANN's weights by the per-ReLU scales ``lambdas`` and
+    reconcile the scales at every add and concat.
 
     Args:
         gm: traced ANN after :func:`~converter.fold_bn.fold_batchnorm`.
@@ -51,19 +89,16 @@ def normalize(
         turns the SNN's output rate back into the ANN's output units.
 
     Raises:
-        ValueError: a missing or non-positive λ (names the ReLU node), or an operation with
-            more than one tensor input whose scales cannot be reconciled (names the node).
+        ValueError: a missing or non-positive λ (names the ReLU node).
     """
     gm = copy.deepcopy(gm)
     modules = dict(gm.named_modules())
     scale: dict[fx.Node, float] = {}
     thresholds: dict[str, float] = {}
     result = 1.0
-    for node in gm.graph.nodes:
+    for node in list(gm.graph.nodes):
         tensor_inputs = [a for a in node.all_input_nodes if a in scale]
         s_in = scale[tensor_inputs[0]] if tensor_inputs else 1.0
-        if len({scale[a] for a in tensor_inputs}) > 1:
-            raise ValueError(f"node {node.name!r} joins tensors at different scales")
         if node.op == "call_module" and isinstance(modules[node.target], WEIGHTED):
             relu = _downstream_relu(node, modules)
             s_out = s_in if relu is None else lambdas[relu.name]
@@ -78,10 +113,16 @@ def normalize(
                 raise ValueError(f"ReLU {node.name!r} has scale λ={lam}; it must be > 0")
             thresholds[node.name] = lam / s_in
             scale[node] = lam
+        elif _is_join(node):
+            relu = _downstream_relu(node, modules)
+            target = lambdas[relu.name] if relu is not None else max(scale[a] for a in tensor_inputs)
+            _reconcile(gm, node, scale, target)
+            scale[node] = target
         elif node.op == "placeholder" or is_transparent(node, modules):
             scale[node] = s_in
         elif node.op == "output":
             result = s_in
+    gm.graph.lint()
     gm.recompile()
     return gm, thresholds, result
 

@@ -8,11 +8,12 @@ import torch
 import torch.fx as fx
 
 from converter.statistics import ActivationStats
-from converter.trace import is_relu
+from converter.trace import UnsupportedLayerError, describe, is_relu, is_reshape
 
 
 class _Recorder(fx.Interpreter):
-    """Runs the graph and feeds each ReLU's output to its summary (created on first sight)."""
+    """Runs the graph, feeding each ReLU's output to its summary (created on first sight) and
+    checking that every reshape keeps the batch axis (the simulator folds time steps into it)."""
 
     def __init__(self, gm: fx.GraphModule, names: set[str], track_histogram: bool, channel_wise: bool) -> None:
         super().__init__(gm)
@@ -21,6 +22,8 @@ class _Recorder(fx.Interpreter):
         self.channel_wise = channel_wise
         self.stats: dict[str, ActivationStats] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
+        modules = dict(gm.named_modules())
+        self.reshapes = {n: describe(n, modules) for n in gm.graph.nodes if is_reshape(n, modules)}
 
     def run_node(self, n: fx.Node):
         out = super().run_node(n)
@@ -30,6 +33,14 @@ class _Recorder(fx.Interpreter):
                 self.stats[n.name] = ActivationStats.empty(self.track_histogram, channels)
                 self.shapes[n.name] = tuple(out.shape[1:])
             self.stats[n.name].update(out)
+        if n in self.reshapes:
+            batch = self.env[n.args[0]].shape[0]
+            if out.shape[0] != batch:
+                raise UnsupportedLayerError(
+                    f"cannot convert {self.reshapes[n]}: it turns a batch of {batch} into {out.shape[0]}; keep the "
+                    "batch axis with nn.Flatten(), x.flatten(1) or x.view(x.size(0), -1) "
+                    "(the simulator folds time steps into the batch axis)"
+                )
         return out
 
 

@@ -11,7 +11,8 @@ from simulator import META_KEY, IFNeuron
 
 
 def replace_activations(gm: fx.GraphModule, thresholds: dict[str, float], **neuron_kwargs) -> fx.GraphModule:
-    """A copy of ``gm`` whose ReLUs (every form) are IF layers named ``if_<ReLU module path>``
+    """A copy of ``gm`` whose ReLUs (every form, and the capped ReLU6/clamp(0, c), see
+    :func:`converter.trace.relu_cap`) are IF layers named ``if_<ReLU module path>``
     (dots as underscores; ``if_<node name>`` for functional ReLUs).
 
     Each call site gets its own layer (own threshold and state), even when one ``nn.ReLU``

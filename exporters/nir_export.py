@@ -3,11 +3,20 @@
 Export is a table from module type to one small mapping function (:data:`EXPORTERS`), which a
 user can extend. Shapes come from running the graph once on a zero input of the recorded
 input shape (torch.fx ``ShapeProp``); NIR shapes have no batch axis.
+
+Joins: NIR sums every edge that enters a node, so a residual add (``a + b``, ``torch.add``,
+``+=``) becomes no node at all: the edges of both summands go into each consumer (on import
+they are summed in edge order, the order of the add's arguments). NIR 1.0.8 has no
+concatenation node, so a ``torch.cat`` on the channel axis becomes one channel-embedding node
+per input (a 1×1 Conv with 0/1 weights for ``[C, ...]`` tensors, an Affine map for ``[C]``),
+all feeding the consumers, whose sum is the concatenation, bit for bit. Residual scale
+factors are :class:`simulator.Scale` modules, written as ``nir.Scale`` nodes.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import operator
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,12 +24,13 @@ import nir
 import numpy as np
 import torch
 import torch.fx as fx
+import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from exporters.atomic import atomic_path
 from exporters.semantics import plain
-from simulator import META_KEY, IFNeuron, Integrator, readout, reset_states, simulate
+from simulator import META_KEY, IFNeuron, Integrator, Scale, readout, reset_states, simulate
 
 ExportFn = Callable[[nn.Module, tuple[int, ...], tuple[int, ...]], nir.NIRNode]
 
@@ -82,6 +92,10 @@ def _integrator(module: Integrator, in_shape, out_shape) -> nir.NIRNode:
     return nir.I(r=np.broadcast_to(_np(module.r), out_shape).copy(), metadata={"dt": 1.0})
 
 
+def _scale(module: Scale, in_shape, out_shape) -> nir.NIRNode:
+    return nir.Scale(scale=np.broadcast_to(_np(module.scale), out_shape).copy())
+
+
 #: Module type → function ``(module, input shape, output shape) -> nir.NIRNode`` (no batch axis).
 EXPORTERS: dict[type, ExportFn] = {
     nn.Conv1d: _conv,
@@ -89,12 +103,17 @@ EXPORTERS: dict[type, ExportFn] = {
     nn.Linear: _linear,
     nn.AvgPool2d: _avgpool,
     nn.Flatten: _flatten,
+    Scale: _scale,
     IFNeuron: _if,
     Integrator: _integrator,
 }
 
 _FLATTEN_FUNCTIONS = (torch.flatten, torch.reshape)
 _FLATTEN_METHODS = ("view", "reshape", "flatten")
+_ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
+_ADD_METHODS = ("add", "add_")
+_CAT_FUNCTIONS = (torch.cat, torch.concat, torch.concatenate)
+_PASS_METHODS = ("contiguous",)
 
 
 def _shape(node: fx.Node) -> tuple[int, ...]:
@@ -104,8 +123,57 @@ def _shape(node: fx.Node) -> tuple[int, ...]:
     return tuple(meta.shape[1:])
 
 
-def _tensor_inputs(node: fx.Node, mapped: dict[fx.Node, str]) -> list[str]:
-    return [mapped[a] for a in node.all_input_nodes if a in mapped]
+def _tensor_inputs(node: fx.Node, mapped: dict[fx.Node, list[str]]) -> list[str]:
+    """NIR sources of ``node``'s tensor inputs (an add contributes the sources of its summands)."""
+    return [name for a in node.all_input_nodes if a in mapped for name in mapped[a]]
+
+
+def _is_add(node: fx.Node) -> bool:
+    return (node.op == "call_function" and node.target in _ADD_FUNCTIONS) or (
+        node.op == "call_method" and node.target in _ADD_METHODS
+    )
+
+
+def _cat_parts(node: fx.Node) -> list[fx.Node] | None:
+    if node.op != "call_function" or node.target not in _CAT_FUNCTIONS:
+        return None
+    parts = node.args[0] if node.args else node.kwargs["tensors"]
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    rank = len(_shape(node)) + 1
+    if dim % rank != 1:
+        raise ExportError(f"cannot export node {node.name!r} (torch.cat on axis {dim}): only the channel axis (1) "
+                          "can be written as NIR channel-embedding nodes")
+    return list(parts)
+
+
+def _embedding(offset: int, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> nir.NIRNode:
+    """A node copying ``[C_in, ...]`` into channels ``offset .. offset + C_in`` of ``[C_out, ...]``."""
+    c_in, c_out = in_shape[0], out_shape[0]
+    weight = np.zeros((c_out, c_in), dtype=np.float32)
+    weight[offset + np.arange(c_in), np.arange(c_in)] = 1.0
+    bias = np.zeros(c_out, dtype=np.float32)
+    if len(in_shape) == 1:
+        return nir.Affine(weight=weight, bias=bias)
+    if len(in_shape) == 2:
+        return nir.Conv1d(input_shape=int(in_shape[1]), weight=weight[:, :, None], stride=1, padding=0,
+                          dilation=1, groups=1, bias=bias)
+    if len(in_shape) == 3:
+        return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=weight[:, :, None, None], stride=(1, 1),
+                          padding=(0, 0), dilation=(1, 1), groups=1, bias=bias)
+    raise ExportError(f"no NIR channel embedding for tensors of shape {in_shape}")
+
+
+def _export_cat(node: fx.Node, parts: list[fx.Node], mapped, nodes: dict, edges: list) -> list[str]:
+    """Write one embedding node per concatenated tensor; return their names (summed by consumers)."""
+    names, offset = [], 0
+    for i, part in enumerate(parts):
+        name = f"{node.name}_embed{i}"
+        in_shape = _shape(part)
+        nodes[name] = _embedding(offset, in_shape, _shape(node))
+        edges.extend((src, name) for src in mapped[part])
+        names.append(name)
+        offset += in_shape[0]
+    return names
 
 
 def _map_node(node: fx.Node, modules: dict[str, nn.Module], in_shape, out_shape) -> nir.NIRNode:
@@ -118,6 +186,10 @@ def _map_node(node: fx.Node, modules: dict[str, nn.Module], in_shape, out_shape)
             return fn(module, in_shape, out_shape)
         except ExportError as exc:
             raise ExportError(f"cannot export {node.target!r} ({type(module).__name__}): {exc}") from None
+    if node.op == "call_function" and node.target is F.avg_pool2d:
+        names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+        kwargs = {**dict(zip(names, node.args[1:], strict=False)), **node.kwargs}
+        return _avgpool(nn.AvgPool2d(**kwargs), in_shape, out_shape)
     is_flat = (node.op == "call_function" and node.target in _FLATTEN_FUNCTIONS) or (
         node.op == "call_method" and node.target in _FLATTEN_METHODS
     )
@@ -130,7 +202,7 @@ class _SNNTracer(fx.Tracer):
     """An fx tracer that keeps IF layers as leaves (their time loop is not traced)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (IFNeuron, Integrator)) or super().is_leaf_module(m, qualname)
+        return isinstance(m, (IFNeuron, Integrator, Scale)) or super().is_leaf_module(m, qualname)
 
 
 def as_graph_module(snn: nn.Module) -> fx.GraphModule:
@@ -193,23 +265,31 @@ def to_nir(snn: nn.Module, T: int | None = None, input_shape: tuple[int, ...] | 
     modules = dict(snn.named_modules())
     nodes: dict[str, nir.NIRNode] = {}
     edges: list[tuple[str, str]] = []
-    mapped: dict[fx.Node, str] = {}
+    mapped: dict[fx.Node, list[str]] = {}
     for node in snn.graph.nodes:
         if node.op == "placeholder":
             nodes["input"] = nir.Input(input_type={"input": np.array(input_shape)})
-            mapped[node] = "input"
+            mapped[node] = ["input"]
         elif node.op == "output":
-            (src,) = _tensor_inputs(node, mapped)
             nodes["output"] = nir.Output(output_type={"output": np.array(_shape(node.args[0]))})
-            edges.append((src, "output"))
+            edges.extend((src, "output") for src in _tensor_inputs(node, mapped))
         elif "tensor_meta" in node.meta and _tensor_inputs(node, mapped):
-            sources = _tensor_inputs(node, mapped)
-            in_shape = _shape(next(a for a in node.all_input_nodes if a in mapped))
-            name = node.target if node.op == "call_module" else node.name
-            nodes[name] = _map_node(node, modules, in_shape, _shape(node))
-            edges.extend((s, name) for s in sources)
-            mapped[node] = name
+            mapped[node] = _export_node(node, modules, mapped, nodes, edges)
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=_graph_metadata(snn, T, metadata))
+
+
+def _export_node(node: fx.Node, modules, mapped, nodes: dict, edges: list) -> list[str]:
+    """Add ``node`` to the NIR graph; return the NIR names whose sum is its value."""
+    if _is_add(node) or (node.op == "call_method" and node.target in _PASS_METHODS):
+        return _tensor_inputs(node, mapped)
+    parts = _cat_parts(node)
+    if parts is not None:
+        return _export_cat(node, parts, mapped, nodes, edges)
+    in_shape = _shape(next(a for a in node.all_input_nodes if a in mapped))
+    name = node.target if node.op == "call_module" else node.name
+    nodes[name] = _map_node(node, modules, in_shape, _shape(node))
+    edges.extend((s, name) for s in _tensor_inputs(node, mapped))
+    return [name]
 
 
 def reference_metadata(snn: nn.Module, T: int, input_shape: tuple[int, ...],

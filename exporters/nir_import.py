@@ -20,24 +20,13 @@ import torch.fx as fx
 from torch import nn
 
 from exporters.semantics import if_semantics, plain
-from simulator import META_KEY, IFNeuron, Integrator
+from simulator import META_KEY, IFNeuron, Integrator, Scale
 
 ImportFn = Callable[[str, nir.NIRNode], nn.Module]
 
 
 class NIRImportError(ValueError):
     """A NIR file or node our simulator cannot run; the message names the file or node."""
-
-
-class Scale(nn.Module):
-    """Element-wise multiplication by a fixed ``scale`` (NIR's ``Scale`` node)."""
-
-    def __init__(self, scale: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("scale", scale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale
 
 
 def _t(a) -> torch.Tensor:
@@ -135,17 +124,19 @@ def read_nir(path: str | Path) -> nir.NIRGraph:
 
 
 def _topological(nodes: dict, edges: list[tuple[str, str]]) -> list[str]:
+    """Nodes in an order where each follows its inputs, otherwise keeping the file's node order
+    (so the IF layers of a graph with parallel branches are registered in the order they were
+    exported, and :func:`exporters.compare_spike_counts` pairs them correctly)."""
     preds = {n: [a for a, b in edges if b == n] for n in nodes}
     order, done = [], set()
     pending = list(nodes)
     while pending:
-        ready = [n for n in pending if all(p in done for p in preds[n])]
-        if not ready:
+        ready = next((n for n in pending if all(p in done for p in preds[n])), None)
+        if ready is None:
             raise NIRImportError(f"the NIR graph has a cycle through {sorted(pending)}: recurrence is not supported")
-        for n in ready:
-            order.append(n)
-            done.add(n)
-            pending.remove(n)
+        order.append(ready)
+        done.add(ready)
+        pending.remove(ready)
     return order
 
 

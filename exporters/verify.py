@@ -70,11 +70,15 @@ class RoundTripReport:
 def compare_spike_counts(a: nn.Module, b: nn.Module, x: torch.Tensor, T: int, **simulate_kwargs) -> RoundTripReport:
     """Simulate both SNNs on ``x`` (``[B, ...]``) for ``T`` steps and compare layer by layer.
 
-    Layers are matched in order of execution; a different number of IF layers is a mismatch.
+    Layers are matched by module path when both SNNs have the same set of IF layer paths (an
+    exported and reimported SNN does: NIR node names are module paths), else in registration
+    order; a different number of IF layers is a mismatch.
     """
     ra = simulate(a, x, T, **simulate_kwargs)
     rb = simulate(b, x, T, **simulate_kwargs)
     counts_a, counts_b = list(ra.spike_counts.values()), list(rb.spike_counts.values())
+    if set(ra.spike_counts) == set(rb.spike_counts):
+        counts_b = [rb.spike_counts[name] for name in ra.spike_counts]
     same_layers = len(counts_a) == len(counts_b) and all(
         u.shape == v.shape for u, v in zip(counts_a, counts_b, strict=False)
     )

@@ -5,6 +5,7 @@ Time axis first: ``[T, B, ...]``; one time step is the unit of time.
 
 from simulator.integrator import Integrator
 from simulator.neuron import IFNeuron, IFParams, if_scan, if_step
+from simulator.scale import Scale
 from simulator.simulate import (
     META_KEY,
     SimulationResult,
@@ -21,6 +22,7 @@ __all__ = [
     "IFNeuron",
     "IFParams",
     "Integrator",
+    "Scale",
     "SimulationResult",
     "accuracy_per_t",
     "if_layers",

@@ -3,16 +3,21 @@
 - :mod:`converter.zoo.mnist` reads MNIST's IDX files (gzip, plain, or split ``.part*`` files)
   and loads the embedded default (10,000 test images, a calibration subset of the training set).
 - :mod:`converter.zoo.mnist_cnn` defines the seed CNN and loads its shipped weights.
+- :mod:`converter.zoo.mnist_resnet` defines the small residual network of the residual example
+  and loads its shipped weights.
 """
 
 from converter.zoo.mnist import MnistArrays, load_embedded, read_idx, read_mnist_folder
 from converter.zoo.mnist_cnn import MnistCNN, load_mnist_cnn
+from converter.zoo.mnist_resnet import MnistResNet, load_mnist_resnet
 
 __all__ = [
     "MnistArrays",
     "MnistCNN",
+    "MnistResNet",
     "load_embedded",
     "load_mnist_cnn",
+    "load_mnist_resnet",
     "read_idx",
     "read_mnist_folder",
 ]
