@@ -32,6 +32,29 @@ _FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 
+def bn_affine(
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    eps: float,
+    gamma: torch.Tensor | None,
+    beta: torch.Tensor | None,
+    n: int,
+    what: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eval-mode BatchNorm as ``y = a x + c`` per channel: ``a = γ/σ``, ``c = β − μ a``.
+
+    Raises:
+        ValueError: a statistic whose length is not ``n``; ``what`` (with ``{n}``) describes
+            the layer's side in the message.
+    """
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("gamma", gamma), ("beta", beta)):
+        if t is not None and t.shape != (n,):
+            raise ValueError(f"BatchNorm {name} has shape {tuple(t.shape)}, {what.format(n=n)}")
+    a = gamma / torch.sqrt(running_var + eps) if gamma is not None else 1 / torch.sqrt(running_var + eps)
+    c = (beta if beta is not None else torch.zeros_like(running_mean)) - running_mean * a
+    return a, c
+
+
 def fold_bn_weights(
     weight: torch.Tensor,
     bias: torch.Tensor | None,
@@ -52,16 +75,9 @@ def fold_bn_weights(
     Raises:
         ValueError: a statistic whose length is not ``C_out`` (both sizes in the message).
     """
-    c_out = weight.shape[0]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("gamma", gamma), ("beta", beta)):
-        if t is not None and t.shape != (c_out,):
-            raise ValueError(f"BatchNorm {name} has shape {tuple(t.shape)}, layer has {c_out} output channels")
-    gamma = torch.ones_like(running_mean) if gamma is None else gamma
-    beta = torch.zeros_like(running_mean) if beta is None else beta
-    bias = torch.zeros_like(running_mean) if bias is None else bias
-    factor = gamma / torch.sqrt(running_var + eps)
-    w = weight * factor.reshape(-1, *([1] * (weight.dim() - 1)))
-    b = (bias - running_mean) * factor + beta
+    a, c = bn_affine(running_mean, running_var, eps, gamma, beta, weight.shape[0], "layer has {n} output channels")
+    w = weight * a.reshape(-1, *([1] * (weight.dim() - 1)))
+    b = c if bias is None else bias * a + c  # = γ(b − μ)/σ + β
     return w, b
 
 
@@ -84,15 +100,8 @@ def fold_bn_into_next(
     Raises:
         ValueError: a statistic whose length is not ``C_in`` (both sizes in the message).
     """
-    c_in = weight.shape[1]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("gamma", gamma), ("beta", beta)):
-        if t is not None and t.shape != (c_in,):
-            raise ValueError(f"BatchNorm {name} has shape {tuple(t.shape)}, next layer has {c_in} input channels")
-    gamma = torch.ones_like(running_mean) if gamma is None else gamma
-    beta = torch.zeros_like(running_mean) if beta is None else beta
+    a, c = bn_affine(running_mean, running_var, eps, gamma, beta, weight.shape[1], "next layer has {n} input channels")
     bias = weight.new_zeros(weight.shape[0]) if bias is None else bias
-    a = gamma / torch.sqrt(running_var + eps)
-    c = beta - running_mean * a
     shape = (1, -1, *([1] * (weight.dim() - 2)))
     w = weight * a.reshape(shape)
     b = bias + (weight * c.reshape(shape)).flatten(1).sum(1)

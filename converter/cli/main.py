@@ -53,7 +53,8 @@ def demo(T, limit, modes, out, check_samples, threads, quiet):
         for r in results if r.error is None
     ]
     click.echo(f"ANN accuracy {ann_acc:.2f} % on {n_test} MNIST test images; calibration on {n_calib} "
-               f"training images; SNN: IF, reset by subtraction, V[0] = V_th/2, membrane readout, constant input, T={T}; "
+               f"training images; SNN: IF, reset by subtraction, V[0] = V_th/2, membrane readout, "
+               f"constant input, T={T}; "
                f"reload checked on {min(check_samples, n_test)} images.")
     click.echo(format_table(headers, rows))
     for r in results:
