@@ -136,30 +136,28 @@ def cat_inputs(node: fx.Node) -> list[fx.Node] | None:
     return list(tensors) if isinstance(dim, int) and dim != 0 else None
 
 
+def _matches(node: fx.Node, modules: dict[str, nn.Module], module_types: tuple, functions: tuple,
+             methods: tuple) -> bool:
+    """Whether ``node`` calls one of ``module_types``, ``functions`` or tensor ``methods``."""
+    if node.op == "call_module":
+        return isinstance(modules[node.target], module_types)
+    if node.op == "call_function":
+        return node.target in functions
+    return node.op == "call_method" and node.target in methods
+
+
 def is_transparent(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     """Whether ``node`` is linear and scale-free (pooling, flatten, reshape): a scale passes through."""
-    if node.op == "call_module":
-        return isinstance(modules[node.target], SCALE_TRANSPARENT)
-    if node.op == "call_function":
-        return node.target in TRANSPARENT_FUNCTIONS
-    return node.op == "call_method" and node.target in TRANSPARENT_METHODS
+    return _matches(node, modules, SCALE_TRANSPARENT, TRANSPARENT_FUNCTIONS, TRANSPARENT_METHODS)
 
 
 def is_reshape(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     """Flatten/view/reshape in any form (these must keep the batch axis)."""
-    if node.op == "call_module":
-        return isinstance(modules[node.target], (nn.Flatten, nn.Unflatten))
-    if node.op == "call_function":
-        return node.target in RESHAPE_FUNCTIONS
-    return node.op == "call_method" and node.target in RESHAPE_METHODS
+    return _matches(node, modules, (nn.Flatten, nn.Unflatten), RESHAPE_FUNCTIONS, RESHAPE_METHODS)
 
 
 def is_softmax(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
-    if node.op == "call_module":
-        return isinstance(modules[node.target], SOFTMAXES)
-    if node.op == "call_function":
-        return node.target in SOFTMAX_FUNCTIONS
-    return node.op == "call_method" and node.target in SOFTMAX_METHODS
+    return _matches(node, modules, SOFTMAXES, SOFTMAX_FUNCTIONS, SOFTMAX_METHODS)
 
 
 def _is_removed(node: fx.Node, modules: dict[str, nn.Module]) -> bool:

@@ -38,10 +38,7 @@ def plot_accuracy_curves(curves: dict[str, Sequence[float]], path: str | Path, t
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return Path(path)
+    return _save_png(fig, path)
 
 
 def _pct(value: float | None) -> str:
@@ -103,6 +100,13 @@ def plot_if_rate(inputs: Sequence[float], rates: dict[str, Sequence[float]], T: 
     ax.set_title(f"IF neuron, reset by subtraction, T = {T}")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
+    return _save_png(fig, path)
+
+
+def _save_png(fig, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` as a PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
