@@ -51,9 +51,9 @@ def _bin_midpoints(bins: torch.Tensor, bits: int = MANTISSA_BITS) -> torch.Tenso
 
 
 def bin_index(x: torch.Tensor, bits: int = MANTISSA_BITS) -> torch.Tensor:
-    """Histogram bin of each value of ``x`` (int64, same shape): 0 for values below 2^MIN_EXP."""
-    pattern = x.float().contiguous().view(torch.int32) >> (23 - bits)
-    return (pattern.long() - (_offset(bits) - 1)).clamp_(0, n_bins(bits) - 1)
+    """Histogram bin of each value of ``x`` (int32, same shape): 0 for values below 2^MIN_EXP."""
+    index = x.float().contiguous().view(torch.int32) >> (23 - bits)  # int32 throughout: one allocation
+    return index.sub_(_offset(bits) - 1).clamp_(0, n_bins(bits) - 1)
 
 
 @dataclass
