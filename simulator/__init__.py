@@ -3,11 +3,14 @@
 Time axis first: ``[T, B, ...]``; one time step is the unit of time.
 """
 
-from simulator.neuron import IFNeuron, IFParams, if_scan, if_step
+from simulator.early_exit import DEFAULT_STABLE_STEPS
+from simulator.neuron import IFNeuron, IFParams, if_scan, if_scan_bool, if_step
 from simulator.simulate import (
     META_KEY,
+    Classification,
     SimulationResult,
     accuracy_per_t,
+    classify,
     if_layers,
     output_scale,
     reset_states,
@@ -15,13 +18,17 @@ from simulator.simulate import (
 )
 
 __all__ = [
+    "DEFAULT_STABLE_STEPS",
     "META_KEY",
+    "Classification",
     "IFNeuron",
     "IFParams",
     "SimulationResult",
     "accuracy_per_t",
+    "classify",
     "if_layers",
     "if_scan",
+    "if_scan_bool",
     "if_step",
     "output_scale",
     "reset_states",

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import torch
 
-#: Default k for early exit: measured on the seed CNN (1,000 test images, T = 50, 99.9 %
-#: mode), k = 10 keeps the accuracy of the full T steps within 0.1 % while using about 40 %
-#: of the steps (see the issue 5 note).
-DEFAULT_STABLE_STEPS = 10
+#: Default k for early exit. Measured on the seed CNN (1,000 test images, T = 50, 99.9 % mode,
+#: full accuracy 98.4 %): k = 5 gave 90.9 % in 12.0 steps on average, k = 10 96.4 % in 17.7,
+#: k = 15 97.8 % in 23.0, k = 20 98.2 % in 28.0. k = 20 keeps the accuracy within 0.2 % of
+#: the full run while using 56 % of the steps.
+DEFAULT_STABLE_STEPS = 20
 
 
 class StablePrediction:

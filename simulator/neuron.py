@@ -80,9 +80,10 @@ def if_step(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor
 
 def input_current(x: torch.Tensor, r: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``r * x`` in ``dtype``, as :func:`if_step` computes it (``r`` broadcast from the right);
-    ``x`` itself when ``r`` is the scalar 1 on the CPU (``1 * x == x`` exactly)."""
+    ``x`` itself when every ``r`` is 1 on the CPU (``1 * x == x`` exactly; the check is a host
+    read, so it is skipped on other devices)."""
     r = r.to(x.device)
-    if r.numel() == 1 and r.device.type == "cpu" and float(r) == 1.0:
+    if r.device.type == "cpu" and bool((r == 1).all()):
         return x.to(dtype)
     return (r * x).to(dtype)
 

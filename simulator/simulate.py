@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from simulator.early_exit import StablePrediction, mask_after_exit
+from simulator.early_exit import DEFAULT_STABLE_STEPS, StablePrediction, mask_after_exit
 from simulator.executor import GraphRunner, ModuleRunner, NotHoistable, build_plan, trace
 from simulator.neuron import IFNeuron
 
@@ -290,3 +290,72 @@ def accuracy_per_t(
     if total == 0:
         raise ValueError("no samples to evaluate")
     return 100.0 * correct / total
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What :func:`classify` returns, for ``N`` samples.
+
+    Attributes:
+        predictions: ``[N]`` int64 predicted class (at the exit step, or at T).
+        labels: ``[N]`` int64 true class.
+        steps_used: ``[N]`` int64 time steps after which each prediction was taken.
+        correct: number of correct predictions, counted batch by batch as they were made.
+    """
+
+    predictions: torch.Tensor
+    labels: torch.Tensor
+    steps_used: torch.Tensor
+    correct: int
+
+    @property
+    def accuracy(self) -> float:
+        """Percent of correct predictions."""
+        return 100.0 * self.correct / len(self.labels)
+
+    @property
+    def mean_steps(self) -> float:
+        """Mean time steps used per sample."""
+        return float(self.steps_used.double().mean())
+
+
+@torch.no_grad()
+def classify(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    T: int,
+    early_exit: int | None = DEFAULT_STABLE_STEPS,
+    progress: Callable[[int], None] | None = None,
+    **simulate_kwargs,
+) -> Classification:
+    """Classify a data set with the SNN, by default with early exit.
+
+    Args:
+        batches: iterable of ``(x [B, ...], labels [B])``.
+        T: the most time steps per sample.
+        early_exit: ``k`` steps of stable prediction to stop a sample (default
+            :data:`~simulator.early_exit.DEFAULT_STABLE_STEPS`); ``None`` runs all T steps.
+        progress: called with the batch size after each batch.
+        **simulate_kwargs: passed to :func:`simulate`.
+
+    Returns:
+        :class:`Classification` with predictions, steps used and accuracy.
+
+    Raises:
+        ValueError: no samples, or an invalid option of :func:`simulate`.
+    """
+    preds, labels, steps, correct = [], [], [], 0
+    for x, y in batches:
+        result = simulate(model, x, T, early_exit=early_exit, **simulate_kwargs)
+        pred = result.predictions()[-1].cpu()
+        used = result.steps_used if result.steps_used is not None else torch.full((len(y),), T)
+        y = y.cpu().long()
+        correct += int((pred == y).sum())
+        preds.append(pred)
+        labels.append(y)
+        steps.append(used.cpu())
+        if progress is not None:
+            progress(len(y))
+    if not labels:
+        raise ValueError("no samples to classify")
+    return Classification(torch.cat(preds), torch.cat(labels), torch.cat(steps), correct)

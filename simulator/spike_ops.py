@@ -48,15 +48,18 @@ def sum_pool2d_bool(spikes: torch.Tensor, kernel: tuple[int, int]) -> torch.Tens
     n, c, h, w = spikes.shape
     ho, wo = h // kh, w // kw
     u = spikes[..., : ho * kh, : wo * kw].view(torch.uint8)
-    rows = u.reshape(n, c, ho, kh, wo * kw)
-    acc = rows[:, :, :, 0].clone()
-    for i in range(1, kh):
-        acc += rows[:, :, :, i]
-    cols = acc.reshape(n, c, ho, wo, kw)
-    out = cols[..., 0].clone()
-    for j in range(1, kw):
-        out += cols[..., j]
-    return out
+    rows = _sum_slices(u.reshape(n, c, ho, kh, wo * kw), 3)
+    return _sum_slices(rows.reshape(n, c, ho, wo, kw), 4)
+
+
+def _sum_slices(u: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sum over ``dim`` by adding its slices in place (one pass each, no int64 promotion)."""
+    if u.shape[dim] == 1:
+        return u.select(dim, 0).clone()
+    acc = u.select(dim, 0) + u.select(dim, 1)
+    for i in range(2, u.shape[dim]):
+        acc += u.select(dim, i)
+    return acc
 
 
 def _avg_pool2d(spikes: Spikes, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
@@ -66,7 +69,7 @@ def _avg_pool2d(spikes: Spikes, kernel_size, stride, padding, ceil_mode, count_i
     if not plain or kernel[0] * kernel[1] > MAX_POOL_AREA or spikes.data.dim() != 4:
         return None
     counts = sum_pool2d_bool(spikes.data, kernel)
-    return counts.to(spikes.dtype) / (kernel[0] * kernel[1])
+    return counts.to(spikes.dtype).div_(kernel[0] * kernel[1])
 
 
 def _avg_pool_module(spikes: Spikes, m: nn.AvgPool2d, args: tuple, kwargs: dict):
