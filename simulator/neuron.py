@@ -150,7 +150,9 @@ class IFNeuron(nn.Module):
 
     The layer takes the currents of ``steps`` consecutive time steps folded into the batch
     axis, ``[steps * B, ...]`` (time-major), so that the stateless layers around it run once
-    on all steps. :func:`simulator.simulate` sets ``steps``; ``steps = 1`` is single-step mode.
+    on all steps; ``steps = 1`` (the default) is single-step mode. The multi-step executor of
+    :func:`simulator.simulate` does not call ``forward``: it keeps the state itself and calls
+    :func:`if_scan_bool` with :meth:`params` and :meth:`initial_potential` (same arithmetic).
     The membrane potential ``v`` (``[B, ...]``) persists between calls until
     :meth:`reset_state`; ``spike_count`` (``[B, ...]``) accumulates the spikes emitted.
 

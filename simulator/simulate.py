@@ -1,8 +1,10 @@
 """The time loop: run an SNN for T steps on constant or Poisson-coded input.
 
-All stateless layers run once per chunk of time steps on ``[chunk * B, ...]`` tensors (time
-folded into the batch axis, time-major); each :class:`~simulator.neuron.IFNeuron` scans its
-steps and keeps its state between chunks, so the result does not depend on the chunk size.
+In multi-step mode all stateless layers run once per chunk of time steps on ``[chunk * B, ...]``
+tensors (time folded into the batch axis, time-major; layers fed only by a constant input run
+once per simulation) and each IF layer scans the chunk's steps in one call, keeping its state
+between chunks (:mod:`simulator.executor`), so the result does not depend on the chunk size.
+Single-step mode calls the model once per step. Early exit: :mod:`simulator.early_exit`.
 """
 
 from __future__ import annotations
