@@ -198,3 +198,14 @@ def test_pooling_on_bool_spikes_is_bitwise_avg_pool(dtype, kernel):
     ref = F.avg_pool2d(spikes.to(dtype), kernel)
     assert torch.equal(SPIKE_OPS[F.avg_pool2d](Spikes(spikes, dtype), None, (kernel,), {}), ref)
     assert torch.equal(SPIKE_OPS[nn.AvgPool2d](Spikes(spikes, dtype), nn.AvgPool2d(kernel), (), {}), ref)
+
+
+def test_early_exit_with_recording_keeps_counts_and_trains_consistent():
+    net, x = Residual(), torch.rand(6, 1, 8, 8)
+    result = simulate(net, x, 24, time_chunk=4, early_exit=2, record=True)
+    assert result.steps_used.min() < 24
+    for name, train in result.spikes.items():
+        assert train.shape[:2] == (24, 6)
+        assert torch.equal(train.sum(0).to(result.spike_counts[name].dtype), result.spike_counts[name])
+    after_exit = torch.arange(1, 25).view(-1, 1) > result.steps_used.view(1, -1)
+    assert not result.outputs[after_exit].any()
