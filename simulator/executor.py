@@ -14,6 +14,12 @@ stateless layer that mixes ``CONST`` and ``TIME`` values gets the ``CONST`` ones
 over the chunk. This works for any graph of stateless ops and IF layers (residual adds,
 concatenations, several IF inputs). The IF state is passed in and returned per call, held
 here in a dict keyed by the layer's module path.
+
+Fallbacks: when a batch-dependent value of the constant part that is not a ``[B, ...]`` tensor
+(e.g. ``x.size(0)``) reaches the time-varying part, :class:`NotHoistable` is raised in the first
+chunk and :func:`simulator.simulate` starts again with the input as ``TIME``. A model fx cannot
+trace, or one whose called modules hold IF layers inside them, runs through
+:class:`ModuleRunner` (its own forward per chunk).
 """
 
 from __future__ import annotations
@@ -121,7 +127,7 @@ def _attr(root: nn.Module, target: str) -> Any:
 
 
 class GraphRunner:
-    """Runs a :class:`Plan` chunk by chunk on one batch.
+    """Runs a :class:`Plan` chunk by chunk on one batch (a plan without opaque modules).
 
     Args:
         plan: from :func:`build_plan`.
@@ -140,11 +146,6 @@ class GraphRunner:
         self.t = 0  # steps simulated so far
         self.recorded: dict[str, list[tuple[int, torch.Tensor, torch.Tensor]]] = {}  # (t0, rows, spikes)
         self.final_counts: dict[str, torch.Tensor] = {}  # counts of samples no longer kept
-        for m in plan.modules.values():
-            if not isinstance(m, IFNeuron):
-                for layer in m.modules():
-                    if isinstance(layer, IFNeuron):
-                        layer.reset_state()
 
     @property
     def batch(self) -> int:
@@ -209,10 +210,6 @@ class GraphRunner:
         module = self.plan.modules.get(node)
         if isinstance(module, IFNeuron):
             return self._if(node, module, env, expanded, steps)
-        if module is not None and has_if_inside(module):
-            for layer in module.modules():
-                if isinstance(layer, IFNeuron):
-                    layer.steps = steps
         op = spike_op(node.op, node.target, module)
         first = node.args[0] if node.args else None
         if op is not None and isinstance(first, fx.Node) and isinstance(env.get(first), Spikes):

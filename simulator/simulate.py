@@ -121,11 +121,13 @@ def _check(T: int, time_chunk: int | None, encoding: str, mode: str, early_exit:
 
 
 def _runner(model: nn.Module, x: torch.Tensor, encoder, mode: str, record: bool, hoist: bool):
-    """A :class:`GraphRunner` for multi-step mode on a traceable model, else a :class:`ModuleRunner`."""
+    """A :class:`GraphRunner` for multi-step mode on a traceable model whose IF layers are all
+    graph nodes; else a :class:`ModuleRunner` (the model's own forward per chunk)."""
     gm = trace(model) if mode == "multi" else None
-    if gm is None:
+    plan = None if gm is None else build_plan(gm, hoist)
+    if plan is None or plan.opaque:
         return ModuleRunner(model, x, encoder, record)
-    return GraphRunner(build_plan(gm, hoist), x, encoder, record)
+    return GraphRunner(plan, x, encoder, record)
 
 
 def _assemble(chunks: list[tuple[int, torch.Tensor, torch.Tensor]], T: int, batch: int) -> torch.Tensor:
