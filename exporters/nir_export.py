@@ -260,7 +260,8 @@ def to_nir(snn: nn.Module, T: int | None = None, input_shape: tuple[int, ...] | 
         raise ExportError("unknown input shape: pass input_shape=(C, H, W)")
     device = next((p.device for p in snn.parameters()), torch.device("cpu"))
     reset_states(snn)
-    ShapeProp(snn).propagate(torch.zeros(1, *input_shape, device=device))
+    with torch.no_grad():
+        ShapeProp(snn).propagate(torch.zeros(1, *input_shape, device=device))
     reset_states(snn)
     modules = dict(snn.named_modules())
     nodes: dict[str, nir.NIRNode] = {}

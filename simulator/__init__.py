@@ -3,13 +3,16 @@
 Time axis first: ``[T, B, ...]``; one time step is the unit of time.
 """
 
+from simulator.early_exit import DEFAULT_STABLE_STEPS
 from simulator.integrator import Integrator
-from simulator.neuron import IFNeuron, IFParams, if_scan, if_step
+from simulator.neuron import IFNeuron, IFParams, if_scan, if_scan_bool, if_step
 from simulator.scale import Scale
 from simulator.simulate import (
     META_KEY,
+    Classification,
     SimulationResult,
     accuracy_per_t,
+    classify,
     if_layers,
     output_scale,
     readout,
@@ -18,15 +21,19 @@ from simulator.simulate import (
 )
 
 __all__ = [
+    "DEFAULT_STABLE_STEPS",
     "META_KEY",
+    "Classification",
     "IFNeuron",
     "IFParams",
     "Integrator",
     "Scale",
     "SimulationResult",
     "accuracy_per_t",
+    "classify",
     "if_layers",
     "if_scan",
+    "if_scan_bool",
     "if_step",
     "output_scale",
     "readout",

@@ -14,6 +14,15 @@ import torch
 from torch import nn
 
 
+def integrate(x: torch.Tensor, v: torch.Tensor | None, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Potentials ``[steps, B, ...]`` for input currents ``x`` ``[steps, B, ...]`` starting from
+    ``v`` (``[B, ...]``, or None for 0); returns them and the last one (the new state)."""
+    potentials = (r * x).cumsum(0)
+    if v is not None:
+        potentials = potentials + v
+    return potentials, potentials[-1]
+
+
 class Integrator(nn.Module):
     """Integrate the input over time without spiking; output the membrane potential.
 
@@ -38,9 +47,6 @@ class Integrator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] % self.steps:
             raise ValueError(f"input batch {x.shape[0]} is not a multiple of steps={self.steps}")
-        xt = (self.r * x).reshape(self.steps, x.shape[0] // self.steps, *x.shape[1:])
-        v = xt.cumsum(0)
-        if self.v is not None:
-            v = v + self.v
-        self.v = v[-1]
+        xt = x.reshape(self.steps, x.shape[0] // self.steps, *x.shape[1:])
+        v, self.v = integrate(xt, self.v, self.r)
         return v.reshape(x.shape)

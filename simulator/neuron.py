@@ -28,6 +28,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from simulator.kernels import scalar_or_flat, scan_flat
+
 RESETS = ("subtract", "zero")
 SPIKE_RULES = (">=", ">")
 
@@ -76,6 +78,16 @@ def if_step(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor
     return spikes, v
 
 
+def input_current(x: torch.Tensor, r: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``r * x`` in ``dtype``, as :func:`if_step` computes it (``r`` broadcast from the right);
+    ``x`` itself when every ``r`` is 1 on the CPU (``1 * x == x`` exactly; the check is a host
+    read, so it is skipped on other devices)."""
+    r = r.to(x.device)
+    if r.device.type == "cpu" and bool((r == 1).all()):
+        return x.to(dtype)
+    return (r * x).to(dtype)
+
+
 def if_scan(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor, torch.Tensor]:
     """Run :func:`if_step` over the leading time axis.
 
@@ -84,12 +96,53 @@ def if_scan(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor
         v: initial potential ``[B, ...]``.
 
     Returns:
-        ``(spikes [T, B, ...], v [B, ...])``: all spikes and the final potential.
+        ``(spikes [T, B, ...], v [B, ...])``: all spikes (0./1. in ``x``'s dtype) and the final
+        potential; bitwise what ``T`` calls of :func:`if_step` give.
     """
-    out = torch.empty_like(x)
-    for t in range(x.shape[0]):
-        out[t], v = if_step(x[t], v, p)
-    return out, v
+    spikes, v = if_scan_bool(x, v, p)
+    return spikes.to(x.dtype), v
+
+
+def if_scan_bool(
+    x: torch.Tensor, v: torch.Tensor, p: IFParams, steps: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All steps of one IF layer at once, with compact ``bool`` spikes (the fast path).
+
+    Bitwise the same spikes and potential as repeating :func:`if_step`; each neuron's state is
+    updated for all steps while it is in cache (:func:`simulator.kernels.scan_flat`).
+
+    Args:
+        x: input currents ``[T, B, ...]``; or, with ``steps`` given, one current ``[B, ...]``
+            that is the same at every step (a constant input: it is never expanded over time).
+        v: potential ``[B, ...]`` before the first step (not modified).
+        p: the layer's :class:`IFParams`.
+        steps: number of steps for a constant current; ``None`` when ``x`` has a time axis.
+
+    Returns:
+        ``(spikes, v)``: ``bool`` spikes ``[T, B, ...]`` and the potential after the last step.
+
+    Raises:
+        ValueError: ``steps < 1``.
+
+    Example:
+        >>> p = IFParams(torch.tensor(1.0), torch.tensor(0.0), torch.tensor(1.0))
+        >>> s, v = if_scan_bool(torch.tensor([0.75]), torch.tensor([0.0]), p, steps=4)  # [B=1]
+        >>> s.flatten().tolist(), v.tolist()  # V: 0.75, 1.5-1, 1.25-1, 1.0-1
+        ([False, True, True, True], [0.0])
+    """
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    constant = steps is not None
+    state_shape = x.shape if constant else x.shape[1:]
+    steps = steps if constant else x.shape[0]
+    dtype = torch.promote_types(x.dtype, v.dtype)
+    current = input_current(x, p.r, dtype).reshape(1 if constant else steps, -1)
+    v_flat = v.to(dtype).expand(state_shape).reshape(-1).clone()
+    out = torch.empty(steps, v_flat.numel(), dtype=torch.bool, device=x.device)
+    threshold = scalar_or_flat(p.v_threshold.to(x.device), state_shape, dtype)
+    v_reset = scalar_or_flat(p.v_reset.to(x.device), state_shape, dtype)
+    scan_flat(current, v_flat, out, threshold, v_reset, p.reset == "subtract", p.spike_rule == ">")
+    return out.reshape(steps, *state_shape), v_flat.reshape(state_shape)
 
 
 class IFNeuron(nn.Module):
@@ -97,7 +150,9 @@ class IFNeuron(nn.Module):
 
     The layer takes the currents of ``steps`` consecutive time steps folded into the batch
     axis, ``[steps * B, ...]`` (time-major), so that the stateless layers around it run once
-    on all steps. :func:`simulator.simulate` sets ``steps``; ``steps = 1`` is single-step mode.
+    on all steps; ``steps = 1`` (the default) is single-step mode. The multi-step executor of
+    :func:`simulator.simulate` does not call ``forward``: it keeps the state itself and calls
+    :func:`if_scan_bool` with :meth:`params` and :meth:`initial_potential` (same arithmetic).
     The membrane potential ``v`` (``[B, ...]``) persists between calls until
     :meth:`reset_state`; ``spike_count`` (``[B, ...]``) accumulates the spikes emitted.
 
@@ -149,16 +204,20 @@ class IFNeuron(nn.Module):
         self.v = None
         self.spike_count = None
 
+    def initial_potential(self, like: torch.Tensor) -> torch.Tensor:
+        """``V[0] = v_init * V_th`` as a new tensor shaped and typed like ``like`` (``[B, ...]``)."""
+        return (self.v_init * self.v_threshold).to(device=like.device, dtype=like.dtype).expand_as(like).clone()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] % self.steps:
             raise ValueError(f"input batch {x.shape[0]} is not a multiple of steps={self.steps}")
         xt = x.reshape(self.steps, x.shape[0] // self.steps, *x.shape[1:])
         if self.v is None:
-            self.v = (self.v_init * self.v_threshold).to(x.dtype).expand_as(xt[0]).clone()
+            self.v = self.initial_potential(xt[0])
             self.spike_count = torch.zeros_like(xt[0])
-        spikes, self.v = if_scan(xt, self.v, self.params())
+        spikes, self.v = if_scan_bool(xt, self.v, self.params())
         self.spike_count = self.spike_count + spikes.sum(0)
-        return spikes.reshape(x.shape)
+        return spikes.to(x.dtype).reshape(x.shape)
 
     def extra_repr(self) -> str:
         th = self.v_threshold

@@ -1,8 +1,10 @@
 """The time loop: run an SNN for T steps on constant or Poisson-coded input.
 
-All stateless layers run once per chunk of time steps on ``[chunk * B, ...]`` tensors (time
-folded into the batch axis, time-major); each :class:`~simulator.neuron.IFNeuron` scans its
-steps and keeps its state between chunks, so the result does not depend on the chunk size.
+In multi-step mode all stateless layers run once per chunk of time steps on ``[chunk * B, ...]``
+tensors (time folded into the batch axis, time-major; layers fed only by a constant input run
+once per simulation) and each IF layer scans the chunk's steps in one call, keeping its state
+between chunks (:mod:`simulator.executor`), so the result does not depend on the chunk size.
+Single-step mode calls the model once per step. Early exit: :mod:`simulator.early_exit`.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from simulator.early_exit import DEFAULT_STABLE_STEPS, StablePrediction, hold_after_exit, mask_after_exit
+from simulator.executor import GraphRunner, ModuleRunner, NotHoistable, build_plan, trace
 from simulator.integrator import Integrator
 from simulator.neuron import IFNeuron
 
 #: Key of the dict in ``GraphModule.meta`` where conversion facts are stored.
 META_KEY = "ann2snn"
 ENCODINGS = ("constant", "poisson")
+MODES = ("multi", "single")
 
 
 def if_layers(model: nn.Module) -> dict[str, IFNeuron]:
@@ -63,17 +68,25 @@ class SimulationResult:
 
     Attributes:
         outputs: ``[T, B, ...]`` the network's output at each time step (spikes 0/1 of the
-            output IF layer, or an analog current if the network ends in a linear layer).
-        spike_counts: per IF layer path, ``[B, ...]`` spikes emitted over all T steps.
+            output IF layer, or an analog current if the network ends in a linear layer). With
+            early exit, a sample's outputs after its exit step are 0.
+        spike_counts: per IF layer path, ``[B, ...]`` spikes emitted over the steps simulated
+            (all T, or up to the end of the time chunk in which the sample exited early).
         output_scale: multiply a rate by this to get the ANN's output units.
         readout: ``"spike_count"`` (outputs are per-step spikes or currents, summed over time
             to classify) or ``"membrane"`` (outputs are the output layer's potential V[t]).
+        spikes: with ``record=True``, per IF layer path, the full spike train ``[T, B, ...]``
+            as ``bool``; else ``None``.
+        steps_used: ``[B]`` int64, the step at which each sample's prediction was taken
+            (``T`` unless it exited early).
     """
 
     outputs: torch.Tensor
     spike_counts: dict[str, torch.Tensor]
     output_scale: float = 1.0
     readout: str = "spike_count"
+    spikes: dict[str, torch.Tensor] | None = None
+    steps_used: torch.Tensor | None = None
 
     @property
     def T(self) -> int:
@@ -98,6 +111,12 @@ class SimulationResult:
         """``[T]`` number of correct predictions at each t for integer ``labels`` ``[B]``."""
         return (self.predictions() == labels.to(self.outputs.device).view(1, -1)).sum(1)
 
+    def mean_steps(self) -> float:
+        """Mean number of time steps used per sample (``T`` without early exit)."""
+        if self.steps_used is None:
+            return float(self.T)
+        return float(self.steps_used.double().mean())
+
 
 def encode(x: torch.Tensor, steps: int, encoding: str, generator: torch.Generator | None) -> torch.Tensor:
     """Input currents for ``steps`` time steps, ``[steps * B, ...]`` time-major.
@@ -112,6 +131,93 @@ def encode(x: torch.Tensor, steps: int, encoding: str, generator: torch.Generato
     return torch.bernoulli(probs, generator=generator)
 
 
+def _check(T: int, time_chunk: int | None, encoding: str, mode: str, early_exit: int | None) -> None:
+    if T < 1:
+        raise ValueError(f"T must be >= 1 time step, got {T}")
+    if time_chunk is not None and time_chunk < 1:
+        raise ValueError(f"time_chunk must be >= 1, got {time_chunk}")
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if early_exit is not None and early_exit < 1:
+        raise ValueError(f"early_exit must be >= 1 step or None, got {early_exit}")
+
+
+def _runner(model: nn.Module, x: torch.Tensor, encoder, mode: str, record: bool, hoist: bool):
+    """A :class:`GraphRunner` for multi-step mode on a traceable model whose IF layers are all
+    graph nodes; else a :class:`ModuleRunner` (the model's own forward per chunk)."""
+    gm = trace(model) if mode == "multi" else None
+    plan = None if gm is None else build_plan(gm, hoist)
+    if plan is None or plan.opaque:
+        return ModuleRunner(model, x, encoder, record)
+    return GraphRunner(plan, x, encoder, record)
+
+
+def _assemble(chunks: list[tuple[int, torch.Tensor, torch.Tensor]], T: int, batch: int) -> torch.Tensor:
+    """Recorded ``(t0, rows, spikes [steps, b, ...])`` chunks as one ``[T, B, ...]`` bool tensor."""
+    first = chunks[0][2]
+    full = torch.zeros(T, batch, *first.shape[2:], dtype=torch.bool, device=first.device)
+    for t0, rows, spikes in chunks:
+        full[t0 : t0 + spikes.shape[0], rows] = spikes
+    return full
+
+
+def _layer_paths(model: nn.Module, runner) -> dict[str, str]:
+    """Runner key (module path in the traced graph) -> IF layer path in ``model``."""
+    paths = {id(layer): name for name, layer in if_layers(model).items()}
+    if isinstance(runner, GraphRunner):
+        return {t: paths[id(runner.plan.gm.get_submodule(t))] for t in runner.states}
+    return {name: name for name in runner.layers}
+
+
+def _collect_counts(model: nn.Module, runner) -> dict[str, torch.Tensor]:
+    """Spike counts by IF layer path of ``model`` (registration order); also stored on the layers
+    (``spike_count`` and, unless samples exited early, ``v``) as their own forward leaves them."""
+    if isinstance(runner, GraphRunner):
+        for target, count in runner.spike_counts().items():
+            layer, state = runner.plan.gm.get_submodule(target), runner.states[target]
+            layer.spike_count = count.to(state.v.dtype)
+            layer.v = state.v if len(runner.rows) == runner.original_batch else None
+    return {name: layer.spike_count for name, layer in if_layers(model).items() if layer.spike_count is not None}
+
+
+def _recorded(model: nn.Module, runner, T: int, batch: int) -> dict[str, torch.Tensor]:
+    """Full spike trains ``[T, B, ...]`` (bool) by IF layer path of ``model``."""
+    paths = _layer_paths(model, runner)
+    return {paths[key]: _assemble(chunks, T, batch) for key, chunks in runner.recorded.items()}
+
+
+def _run(runner, T: int, chunk: int, early_exit: int | None, membrane: bool = False):
+    """The time loop over chunks; returns ``(outputs [T, B, ...], steps_used [B] or None)``.
+    With ``membrane`` (readout) the outputs are potentials: after an early exit they hold."""
+    batch, device = runner.x.shape[0], runner.x.device
+    tracker = StablePrediction(early_exit, batch, device, cumulative=not membrane) if early_exit else None
+    steps_used = torch.full((batch,), T, dtype=torch.long, device=device) if early_exit else None
+    outputs = None
+    for t0 in range(0, T, chunk):
+        steps = min(chunk, T - t0)
+        out = runner.run(steps)
+        if outputs is None:
+            outputs = torch.zeros(T, batch, *out.shape[2:], dtype=out.dtype, device=out.device)
+        if tracker is None:
+            outputs[t0 : t0 + steps] = out
+            continue
+        exit_step = tracker.update(out, t0)
+        outputs[t0 : t0 + steps, runner.rows] = mask_after_exit(out, exit_step, t0)
+        exited = exit_step > 0  # one host synchronisation per chunk, only with early exit
+        steps_used[runner.rows[exited]] = exit_step[exited]
+        keep = (~exited).nonzero().flatten()
+        if len(keep) == 0:
+            break
+        if len(keep) < len(exited):
+            runner.keep(keep)
+            tracker.keep(keep)
+    if membrane and steps_used is not None:
+        outputs = hold_after_exit(outputs, steps_used)
+    return outputs, steps_used
+
+
 @torch.no_grad()
 def simulate(
     model: nn.Module,
@@ -120,26 +226,47 @@ def simulate(
     time_chunk: int | None = 10,
     encoding: str = "constant",
     seed: int = 0,
+    mode: str = "multi",
+    record: bool = False,
+    early_exit: int | None = None,
 ) -> SimulationResult:
     """Run ``model`` for ``T`` time steps on input ``x``.
 
     The IF states are reset first, so the same input gives bitwise the same output. The
     input is moved to the device of the model's parameters (CPU for a parameter-free model).
 
+    In ``mode="multi"`` (default) each layer runs once per chunk of ``time_chunk`` steps and
+    each IF layer scans the chunk's steps in one call (:mod:`simulator.executor`); layers fed
+    only by a constant input (``encoding="constant"``), such as the first convolution, run
+    once for the whole simulation. ``mode="single"`` calls ``model`` once per step on
+    ``[B, ...]``, like hardware stepping; both modes give the same spikes (bitwise in float64;
+    in float32 layers may sum in a different order for different batch sizes, so a spike
+    exactly at threshold can rarely differ). A model that torch.fx cannot trace is run as
+    ``model`` on ``[steps * B, ...]`` per chunk.
+
     Args:
         model: a module whose spiking layers are :class:`~simulator.neuron.IFNeuron`.
         x: input ``[B, ...]`` (e.g. ``[B, 1, 28, 28]`` pixel intensities in [0, 1]).
         T: number of time steps (>= 1).
-        time_chunk: time steps per forward call (``None``: all T at once); trades memory
-            (about ``time_chunk * B`` activations per layer) for fewer Python calls.
+        time_chunk: time steps per chunk in multi-step mode (``None``: all T at once). Memory
+            is about ``time_chunk * B`` activations per layer whatever T is; larger chunks are
+            faster until they leave the cache.
         encoding: ``"constant"`` analog current (default) or ``"poisson"`` spikes.
         seed: seed of the Poisson generator.
+        mode: ``"multi"`` (default) or ``"single"`` (``time_chunk`` is then 1).
+        record: also return every IF layer's spike train ``[T, B, ...]`` as ``bool``
+            (memory grows with T); spike counts are always returned.
+        early_exit: ``k``: stop simulating a sample once its prediction has been stable for k
+            steps (:mod:`simulator.early_exit`; :data:`DEFAULT_STABLE_STEPS` is a good k).
+            ``None`` (default): run all T steps. Needs ``mode="multi"`` and a traceable model.
+            The decision is per step; the compute stops at the end of that chunk.
 
     Returns:
         :class:`SimulationResult` with outputs ``[T, B, ...]``.
 
     Raises:
-        ValueError: ``T < 1``, ``time_chunk < 1`` or an unknown ``encoding``.
+        ValueError: ``T < 1``, ``time_chunk < 1``, ``early_exit < 1``, an unknown
+            ``encoding`` or ``mode``, or early exit on a model that must run as a whole.
 
     Example:
         >>> from simulator import IFNeuron
@@ -147,29 +274,24 @@ def simulate(
         >>> result.outputs.shape, result.outputs.sum(0).tolist()  # [T, B, 2]; rate = x
         (torch.Size([8, 1, 2]), [[2.0, 4.0]])
     """
-    if T < 1:
-        raise ValueError(f"T must be >= 1 time step, got {T}")
-    if time_chunk is not None and time_chunk < 1:
-        raise ValueError(f"time_chunk must be >= 1, got {time_chunk}")
-    if encoding not in ENCODINGS:
-        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    _check(T, time_chunk, encoding, mode, early_exit)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     x = x.to(device)
-    generator = torch.Generator(device=device).manual_seed(seed) if encoding == "poisson" else None
-    layers = stateful_layers(model)
-    reset_states(model)
-    chunk = T if time_chunk is None else min(time_chunk, T)
-    outputs = []
-    for start in range(0, T, chunk):
-        steps = min(chunk, T - start)
-        for layer in layers:
-            layer.steps = steps
-        y = model(encode(x, steps, encoding, generator))
-        outputs.append(y.reshape(steps, x.shape[0], *y.shape[1:]))
-    for layer in layers:
-        layer.steps = 1
-    counts = {name: layer.spike_count for name, layer in if_layers(model).items() if layer.spike_count is not None}
-    return SimulationResult(torch.cat(outputs), counts, output_scale(model), readout(model))
+    chunk = 1 if mode == "single" else (T if time_chunk is None else min(time_chunk, T))
+    hoist = encoding == "constant"
+    while True:
+        generator = torch.Generator(device=device).manual_seed(seed) if encoding == "poisson" else None
+        runner = _runner(model, x, lambda v, n, g=generator: encode(v, n, encoding, g), mode, record, hoist)
+        if early_exit and not isinstance(runner, GraphRunner):
+            raise ValueError("early_exit needs mode='multi' and a model that torch.fx can trace")
+        try:
+            outputs, steps_used = _run(runner, T, chunk, early_exit, readout(model) == "membrane")
+            break
+        except NotHoistable:  # a size of the constant part is used per step: run it per chunk
+            hoist = False
+    spikes = _recorded(model, runner, T, x.shape[0]) if record else None
+    return SimulationResult(outputs, _collect_counts(model, runner), output_scale(model), readout(model),
+                            spikes, steps_used)
 
 
 @torch.no_grad()
@@ -200,3 +322,72 @@ def accuracy_per_t(
     if total == 0:
         raise ValueError("no samples to evaluate")
     return 100.0 * correct / total
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What :func:`classify` returns, for ``N`` samples.
+
+    Attributes:
+        predictions: ``[N]`` int64 predicted class (at the exit step, or at T).
+        labels: ``[N]`` int64 true class.
+        steps_used: ``[N]`` int64 time steps after which each prediction was taken.
+        correct: number of correct predictions, counted batch by batch as they were made.
+    """
+
+    predictions: torch.Tensor
+    labels: torch.Tensor
+    steps_used: torch.Tensor
+    correct: int
+
+    @property
+    def accuracy(self) -> float:
+        """Percent of correct predictions."""
+        return 100.0 * self.correct / len(self.labels)
+
+    @property
+    def mean_steps(self) -> float:
+        """Mean time steps used per sample."""
+        return float(self.steps_used.double().mean())
+
+
+@torch.no_grad()
+def classify(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    T: int,
+    early_exit: int | None = DEFAULT_STABLE_STEPS,
+    progress: Callable[[int], None] | None = None,
+    **simulate_kwargs,
+) -> Classification:
+    """Classify a data set with the SNN, by default with early exit.
+
+    Args:
+        batches: iterable of ``(x [B, ...], labels [B])``.
+        T: the most time steps per sample.
+        early_exit: ``k`` steps of stable prediction to stop a sample (default
+            :data:`~simulator.early_exit.DEFAULT_STABLE_STEPS`); ``None`` runs all T steps.
+        progress: called with the batch size after each batch.
+        **simulate_kwargs: passed to :func:`simulate`.
+
+    Returns:
+        :class:`Classification` with predictions, steps used and accuracy.
+
+    Raises:
+        ValueError: no samples, or an invalid option of :func:`simulate`.
+    """
+    preds, labels, steps, correct = [], [], [], 0
+    for x, y in batches:
+        result = simulate(model, x, T, early_exit=early_exit, **simulate_kwargs)
+        pred = result.predictions()[-1].cpu()
+        used = result.steps_used if result.steps_used is not None else torch.full((len(y),), T)
+        y = y.cpu().long()
+        correct += int((pred == y).sum())
+        preds.append(pred)
+        labels.append(y)
+        steps.append(used.cpu())
+        if progress is not None:
+            progress(len(y))
+    if not labels:
+        raise ValueError("no samples to classify")
+    return Classification(torch.cat(preds), torch.cat(labels), torch.cat(steps), correct)

@@ -1,0 +1,83 @@
+"""The IF scan kernel: all T steps of one IF layer in one call, spikes written as ``bool``.
+
+The update is exactly :func:`simulator.neuron.if_step` repeated (same operations in the same
+order, so the results are bitwise identical to stepping), but each neuron's state is touched
+in cache-sized blocks: on the CPU the neurons are cut into blocks of :data:`CPU_BLOCK` and
+each block runs its T steps while its potentials stay in the L2 cache; on other devices
+(CUDA) the whole layer is one block, so each step is four kernel launches and nothing in
+the loop waits for the host.
+
+Measured on the seed CNN's first IF layer (2.16 M neurons: 100 images, T = 50) on a shared,
+loaded 2-core machine: a loop over t with separate ops on the whole layer 1.42 s; blocked
+with bool arithmetic 0.78 s; ``torch.compile`` (inductor) 3.8 s after 85 s of compilation.
+Side by side at 1 thread: this kernel 0.58 s, ``numba`` (``@njit`` loop over neurons, same
+results) 0.80 s, so numba is not used. Comparing into a float scratch block is vectorised
+(comparing into ``bool`` is 8x slower in PyTorch), and the float-to-bool copy is cheap.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: Neurons per block on the CPU. 32,768 float32 potentials (128 KiB) and their inputs stay in
+#: L2, and it is PyTorch's grain size, so each op runs on one thread without OpenMP start-up
+#: (larger blocks were up to 6x slower on a loaded 2-core machine).
+CPU_BLOCK = 32_768
+
+
+def scalar_or_flat(t: torch.Tensor, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` in ``dtype`` as a 0-d tensor if it holds one value, else expanded to ``shape``
+    and flattened (``[M]``). On the CPU a tensor whose values are all equal is also
+    collapsed to 0-d (a host check, done once per run, never on CUDA)."""
+    t = t.to(dtype)
+    if t.numel() == 1:
+        return t.reshape(())
+    if t.device.type == "cpu" and bool((t == t.reshape(-1)[0]).all()):
+        return t.reshape(-1)[0].clone()
+    return t.expand(shape).reshape(-1).contiguous()
+
+
+def _piece(t: torch.Tensor, sl: slice) -> torch.Tensor:
+    return t if t.dim() == 0 else t[sl]
+
+
+def scan_flat(
+    x: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    v_threshold: torch.Tensor,
+    v_reset: torch.Tensor,
+    subtract: bool,
+    strict: bool,
+    block: int | None = None,
+) -> None:
+    """Run ``out.shape[0]`` IF steps on flattened neurons, in place.
+
+    Args:
+        x: input current already multiplied by ``r``, ``[T, M]``, or ``[1, M]`` for a current
+            that is the same at every step (read at every step, never expanded).
+        v: membrane potentials ``[M]`` (contiguous); updated in place to the final potential.
+        out: ``bool`` spikes ``[T, M]``, written in place.
+        v_threshold, v_reset: 0-d or ``[M]`` tensors in ``v``'s dtype.
+        subtract: reset by subtraction (else to ``v_reset``).
+        strict: spike on ``v > v_threshold`` (else ``>=``).
+        block: neurons per block; default :data:`CPU_BLOCK` on the CPU, all on other devices.
+    """
+    steps, m = out.shape
+    if block is None:
+        block = CPU_BLOCK if v.device.type == "cpu" else max(m, 1)
+    compare = torch.gt if strict else torch.ge
+    constant = x.shape[0] == 1
+    fired = torch.empty(min(block, m), dtype=v.dtype, device=v.device)  # 0./1., reused per block
+    for start in range(0, m, block):
+        sl = slice(start, start + block)
+        vb, th, vr = v[sl], _piece(v_threshold, sl), _piece(v_reset, sl)
+        xb, ob, s = x[:, sl], out[:, sl], fired[: vb.shape[0]]
+        for t in range(steps):
+            vb.add_(xb[0 if constant else t])
+            compare(vb, th, out=s)  # float output: vectorised (a bool output is 8x slower)
+            ob[t].copy_(s)
+            if subtract:
+                vb.addcmul_(s, th, value=-1)  # v - s * V_th, exact
+            else:
+                torch.where(ob[t], vr, vb, out=vb)

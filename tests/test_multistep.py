@@ -1,0 +1,225 @@
+"""Multi-step execution (issue 5): same spikes as single-step, recording, early exit, hoisting."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from converter import Converter
+from converter.zoo import load_embedded, load_mnist_cnn
+from simulator import IFNeuron, IFParams, classify, if_scan_bool, if_step, simulate
+from simulator.spike_ops import SPIKE_OPS, Spikes
+
+
+@pytest.fixture(scope="module")
+def seed_snn():
+    snn = Converter(mode="99.9%", dataloader=load_embedded("calib").subset(300).loader(300))(load_mnist_cnn())
+    return snn, load_embedded("test").subset(40)
+
+
+class Residual(nn.Module):
+    """IF outputs added (residual), concatenated, pooled; a skip from the constant input."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.conv1, self.conv2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.skip, self.conv3 = nn.Conv2d(1, 4, 1), nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(8 * 4 * 4, 10)
+        self.if1, self.if2 = IFNeuron(0.5), IFNeuron(torch.rand(4, 1, 1) + 0.3)
+        self.if3, self.if4 = IFNeuron(0.7, v_init=0.5), IFNeuron(0.4, spike_rule=">")
+
+    def forward(self, x):
+        a = self.if1(self.conv1(x))
+        b = self.if2(self.conv2(a))
+        c = self.if3(self.conv3(a + b) + self.skip(x))
+        d = F.avg_pool2d(torch.cat([a, c], 1), 2)
+        return self.if4(self.fc(torch.flatten(d, 1)))
+
+
+def _fraction_differing(a, b) -> float:
+    diff = sum(int((a.spike_counts[k] != b.spike_counts[k]).sum()) for k in a.spike_counts)
+    return diff / sum(c.numel() for c in a.spike_counts.values())
+
+
+def _identical(a, b) -> bool:
+    return a.spike_counts.keys() == b.spike_counts.keys() and all(
+        torch.equal(a.spike_counts[k], b.spike_counts[k]) for k in a.spike_counts
+    ) and torch.equal(a.outputs, b.outputs)
+
+
+def test_seed_cnn_multi_and_single_step_identical_in_float64(seed_snn):
+    snn, data = seed_snn
+    snn64, x = snn.double(), data.images[:8].double()
+    try:
+        multi, single = simulate(snn64, x, 20, time_chunk=8), simulate(snn64, x, 20, mode="single")
+    finally:
+        snn.float()
+    assert len(multi.spike_counts) == 3  # three IF layers; the fourth ReLU is the membrane readout
+    assert _identical(multi, single)
+    assert multi.readout == "membrane" and torch.equal(multi.outputs, single.outputs)
+
+
+def test_seed_cnn_float32_at_most_1e4_of_spike_counts_differ(seed_snn):
+    snn, data = seed_snn
+    multi = simulate(snn, data.images[:10], 20, time_chunk=7)
+    single = simulate(snn, data.images[:10], 20, mode="single")
+    assert _fraction_differing(multi, single) <= 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_residual_and_concat_graph_multi_equals_single(dtype):
+    net = Residual().to(dtype)
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    multi, single = simulate(net, x, 20, time_chunk=8), simulate(net, x, 20, mode="single")
+    assert sum(int(c.sum()) for c in multi.spike_counts.values()) > 0
+    if dtype == torch.float64:
+        assert _identical(multi, single)
+    else:
+        assert _fraction_differing(multi, single) <= 1e-4
+
+
+def test_recording_on_and_off_give_identical_results():
+    net = Residual()
+    x = torch.rand(5, 1, 8, 8)
+    off, on = simulate(net, x, 23, time_chunk=6), simulate(net, x, 23, time_chunk=6, record=True)
+    assert off.spikes is None and _identical(off, on)
+    assert on.spikes.keys() == on.spike_counts.keys()
+    for name, train in on.spikes.items():
+        assert train.dtype == torch.bool and train.shape == (23, *on.spike_counts[name].shape)
+        assert torch.equal(train.sum(0).to(on.spike_counts[name].dtype), on.spike_counts[name])
+
+
+def test_two_runs_are_bitwise_identical_in_both_modes():
+    net = Residual()
+    x = torch.rand(4, 1, 8, 8)
+    for mode in ("multi", "single"):
+        assert _identical(simulate(net, x, 12, mode=mode), simulate(net, x, 12, mode=mode))
+    poisson = [simulate(net, x, 12, encoding="poisson", seed=3) for _ in range(2)]
+    assert _identical(*poisson)
+
+
+def test_constant_part_runs_once_per_simulation():
+    net = Residual()
+    calls = {"conv1": 0, "skip": 0, "conv2": 0}
+    for name in calls:
+        getattr(net, name).register_forward_hook(lambda m, i, o, n=name: calls.__setitem__(n, calls[n] + 1))
+    simulate(net, torch.rand(3, 1, 8, 8), 40, time_chunk=10)
+    assert calls == {"conv1": 1, "skip": 1, "conv2": 4}  # conv2 follows an IF layer: once per chunk
+
+
+def test_batch_size_used_in_the_graph_falls_back_and_stays_exact():
+    class Sized(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act = nn.Linear(3, 6), IFNeuron()
+
+        def forward(self, x):
+            return self.act(self.fc(x)).view(x.size(0), 2, 3).flatten(1)  # x.size(0): the batch of the input
+
+    net, x = Sized(), torch.rand(4, 3)
+    assert _identical(simulate(net, x, 9, time_chunk=4), simulate(net, x, 9, mode="single"))
+
+
+def test_untraceable_model_runs_as_a_whole():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act = nn.Linear(3, 4), IFNeuron()
+
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace this
+                x = x * 0.9
+            return self.act(self.fc(x))
+
+    net, x = Branchy(), torch.rand(4, 3)
+    result = simulate(net, x, 12, time_chunk=5)
+    assert _identical(result, simulate(net, x, 12, mode="single"))
+    with pytest.raises(ValueError, match="early_exit"):
+        simulate(net, x, 12, early_exit=3)
+
+
+def test_early_exit_accuracy_equals_accuracy_recomputed_from_predictions(seed_snn):
+    snn, data = seed_snn
+    result = classify(snn, data.loader(20), 30, early_exit=5, time_chunk=5)
+    assert result.accuracy == pytest.approx(100.0 * float((result.predictions == result.labels).double().mean()))
+    assert 1 <= result.steps_used.min() and result.steps_used.max() <= 30 and result.mean_steps < 30
+    sim = simulate(snn, data.images[:20], 30, early_exit=5, time_chunk=5)
+    assert torch.equal(sim.predictions()[-1], result.predictions[:20])
+    assert torch.equal(sim.steps_used, result.steps_used[:20])
+    assert classify(snn, data.subset(10).loader(10), 30, early_exit=None).mean_steps == 30
+
+
+def test_early_exit_longer_than_T_changes_nothing():
+    net, x = Residual(), torch.rand(5, 1, 8, 8)
+    assert _identical(simulate(net, x, 12, early_exit=13), simulate(net, x, 12))
+
+
+def test_bad_simulate_options_are_refused():
+    with pytest.raises(ValueError, match="mode"):
+        simulate(IFNeuron(), torch.ones(1, 1), 3, mode="parallel")
+    with pytest.raises(ValueError, match="early_exit"):
+        simulate(IFNeuron(), torch.ones(1, 1), 3, early_exit=0)
+    with pytest.raises(ValueError, match="early_exit"):
+        simulate(IFNeuron(), torch.ones(1, 1), 3, mode="single", early_exit=2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.integers(1, 12),
+    reset=st.sampled_from(["subtract", "zero"]),
+    rule=st.sampled_from([">=", ">"]),
+    constant=st.booleans(),
+    per_neuron=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_scan_is_bitwise_repeated_if_step(steps, reset, rule, constant, per_neuron, seed):
+    g = torch.Generator().manual_seed(seed)
+    shape = (3, 5)
+    th = torch.rand(shape[1:], generator=g) + 0.2 if per_neuron else torch.tensor(0.6)
+    p = IFParams(th, torch.tensor(-0.1), torch.rand(shape[1:], generator=g) + 0.5, reset, rule)
+    x = torch.rand((steps, *shape), generator=g) * 1.5 - 0.25
+    if constant:
+        x = x[:1].expand(steps, *shape)
+    v0 = torch.rand(shape, generator=g)
+    spikes, v = if_scan_bool(x[0] if constant else x, v0, p, steps=steps if constant else None)
+    ref_v, ref = v0, []
+    for t in range(steps):
+        s, ref_v = if_step(x[t], ref_v, p)
+        ref.append(s)
+    assert torch.equal(spikes.to(x.dtype), torch.stack(ref)) and torch.equal(v, ref_v)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kernel", [1, 2, 3, 5])
+def test_pooling_on_bool_spikes_is_bitwise_avg_pool(dtype, kernel):
+    spikes = torch.rand(4, 3, 17, 16, generator=torch.Generator().manual_seed(kernel)) < 0.4
+    ref = F.avg_pool2d(spikes.to(dtype), kernel)
+    assert torch.equal(SPIKE_OPS[F.avg_pool2d](Spikes(spikes, dtype), None, (kernel,), {}), ref)
+    assert torch.equal(SPIKE_OPS[nn.AvgPool2d](Spikes(spikes, dtype), nn.AvgPool2d(kernel), (), {}), ref)
+
+
+def test_early_exit_with_recording_keeps_counts_and_trains_consistent():
+    net, x = Residual(), torch.rand(6, 1, 8, 8)
+    result = simulate(net, x, 24, time_chunk=4, early_exit=2, record=True)
+    assert result.steps_used.min() < 24
+    for name, train in result.spikes.items():
+        assert train.shape[:2] == (24, 6)
+        assert torch.equal(train.sum(0).to(result.spike_counts[name].dtype), result.spike_counts[name])
+    after_exit = torch.arange(1, 25).view(-1, 1) > result.steps_used.view(1, -1)
+    assert not result.outputs[after_exit].any()
+
+
+def test_early_exit_with_membrane_readout_holds_the_exit_potential(seed_snn):
+    snn, data = seed_snn
+    x, labels = data.images[:40], data.labels[:40]
+    full = simulate(snn, x, 30)
+    early = simulate(snn, x, 30, early_exit=5)
+    assert early.readout == "membrane" and (early.steps_used < 30).any()
+    for b in range(len(labels)):
+        e = int(early.steps_used[b])
+        assert torch.equal(early.outputs[e - 1 :, b], early.outputs[e - 1, b].expand_as(early.outputs[e - 1 :, b]))
+        assert torch.equal(early.outputs[:e, b], full.outputs[:e, b])
+    assert torch.equal(early.predictions()[-1], early.predictions()[early.steps_used - 1, torch.arange(40)])
