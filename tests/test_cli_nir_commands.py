@@ -77,3 +77,23 @@ def test_a_summary_that_is_not_ours_is_a_usage_error(tmp_path):
     (tmp_path / "x.json").write_text("[]")
     result = run("plot", "accuracy", str(tmp_path / "x.json"))
     assert result.exit_code == 2 and "SUMMARY" in result.output
+
+
+def test_verify_reproduces_the_reference_and_fails_on_a_tampered_file(tmp_path):
+    import h5py
+    from torch import nn
+
+    from exporters import export_nir
+    from simulator import IFNeuron
+
+    model = nn.Sequential(nn.Linear(3, 4), IFNeuron(v_init=0.5))
+    path = export_nir(model, tmp_path / "net.nir", T=7, input_shape=(3,))
+    ok = CliRunner().invoke(main, ["verify", str(path)])
+    assert ok.exit_code == 0 and "reference of 2 inputs over T=7 steps reproduced exactly" in ok.output
+    with h5py.File(path, "r+") as f:
+        data = f["node/metadata/reference_output"]
+        values = data[()]
+        values[0, 0, 0] = 1.0 - values[0, 0, 0]
+        data[...] = values
+    bad = CliRunner().invoke(main, ["verify", str(path)])
+    assert bad.exit_code == 1 and "DIFFERS (max |difference| 1)" in bad.output

@@ -211,6 +211,27 @@ def inspect(nir_file, as_json):
     click.echo(json.dumps(description, indent=2, default=str) if as_json else format_graph(description))
 
 
+@click.command()
+@click.argument("nir_file", type=FILE)
+@library_errors
+def verify(nir_file):
+    """Reload a .nir file and reproduce the reference outputs embedded in it (exit 1 on any
+    difference). Files exported with T carry a few inputs and our simulator's exact outputs.
+
+    Example:
+
+    \b
+        ann2snn verify ann2snn-demo/mnist_cnn_p99.9.nir
+    """
+    from exporters import verify_file
+
+    check = verify_file(nir_file)
+    verdict = "reproduced exactly" if check.equal else f"DIFFERS (max |difference| {check.max_abs_diff:g})"
+    click.echo(f"{nir_file}: reference of {check.samples} inputs over T={check.T} steps {verdict}")
+    if not check.equal:
+        raise SystemExit(1)
+
+
 @click.group()
 def plot():
     """Figures: accuracy against t from a batch summary, or the IF neuron's rate against input.

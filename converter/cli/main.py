@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import torch
 
-from converter.cli.commands import batch, convert, inspect, plot, simulate
+from converter.cli.commands import batch, convert, inspect, plot, simulate, verify
 from converter.cli.params import check_modes as _modes
 
 
@@ -68,5 +68,5 @@ def demo(T, limit, modes, out, check_samples, threads, quiet):
         raise SystemExit(1)
 
 
-for _command in (convert, batch, simulate, inspect, plot):
+for _command in (convert, batch, simulate, inspect, verify, plot):
     main.add_command(_command)
