@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from converter.cli.data import DataSet
-from exporters import graph_metadata
 from exporters.semantics import plain
 from simulator import simulate
 
@@ -39,6 +38,18 @@ def _param(name: str, value) -> str | None:
     return None
 
 
+def _metadata(meta: dict) -> dict:
+    """Metadata as plain values, arrays of more than one value summarised by shape and range
+    (the reference vectors of a self-checking file would otherwise fill the screen)."""
+    out = {}
+    for key, value in meta.items():
+        value = plain(value)
+        if isinstance(value, np.ndarray) and value.size > 1:
+            value = f"array {list(value.shape)} [{value.min():.4g}, {value.max():.4g}]"
+        out[key] = value
+    return out
+
+
 def describe_node(name: str, node: nir.NIRNode) -> dict:
     """One node as plain values: name, type, input/output shapes, parameters (shape and
     [min, max] for arrays, the value for scalars) and its metadata."""
@@ -55,7 +66,7 @@ def describe_node(name: str, node: nir.NIRNode) -> dict:
         "input_shape": _shape(getattr(node, "input_type", None)),
         "output_shape": _shape(getattr(node, "output_type", None)),
         "parameters": "; ".join(params),
-        "metadata": {k: plain(v) for k, v in (getattr(node, "metadata", None) or {}).items()},
+        "metadata": _metadata(getattr(node, "metadata", None) or {}),
     }
 
 
@@ -77,7 +88,7 @@ def describe_graph(graph: nir.NIRGraph) -> dict:
     return {
         "nodes": [describe_node(name, graph.nodes[name]) for name in _in_order(graph)],
         "edges": [list(edge) for edge in graph.edges],
-        "metadata": graph_metadata(graph),
+        "metadata": _metadata(graph.metadata or {}),
     }
 
 
