@@ -17,21 +17,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from train_mnist_cnn import evaluate  # the script's own folder is on sys.path
 
 from converter.zoo.mnist import read_mnist_folder
 from converter.zoo.mnist_resnet import WEIGHTS_FILE, MnistResNet
 
 OUT = Path(__file__).resolve().parents[1] / "converter" / "zoo" / "data"
-
-
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    model.eval()
-    with torch.no_grad():
-        correct = sum(
-            (model(images[i : i + 1000]).argmax(1) == labels[i : i + 1000]).sum().item()
-            for i in range(0, len(labels), 1000)
-        )
-    return 100.0 * correct / len(labels)
 
 
 def main() -> None:
