@@ -5,6 +5,7 @@ The semantics contract (what our metadata means) is in :mod:`exporters.semantics
 
 from exporters.nir_export import EXPORTERS, ExportError, export_nir, graph_metadata, to_nir
 from exporters.nir_import import IMPORTERS, NIRImportError, from_nir, import_nir, read_nir
+from exporters.profiles import PROFILES, ProfileError, apply_profile
 from exporters.verify import RoundTripReport, SelfCheck, compare_spike_counts, verify_file
 
 __all__ = [
@@ -12,9 +13,12 @@ __all__ = [
     "IMPORTERS",
     "ExportError",
     "NIRImportError",
+    "PROFILES",
+    "ProfileError",
     "RoundTripReport",
     "SelfCheck",
     "compare_spike_counts",
+    "apply_profile",
     "export_nir",
     "from_nir",
     "graph_metadata",

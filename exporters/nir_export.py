@@ -29,6 +29,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from exporters.atomic import atomic_path
+from exporters.profiles import PROFILES, apply_profile
 from exporters.semantics import plain
 from simulator import META_KEY, IFNeuron, Integrator, Scale, readout, reset_states, simulate
 
@@ -313,22 +314,33 @@ def reference_metadata(snn: nn.Module, T: int, input_shape: tuple[int, ...],
 
 def export_nir(snn: nn.Module, path: str | Path, T: int | None = None,
                input_shape: tuple[int, ...] | None = None, metadata: dict | None = None,
-               reference_inputs: torch.Tensor | None = None) -> Path:
+               reference_inputs: torch.Tensor | None = None, profile: str = "exact") -> Path:
     """Write the SNN to ``path`` as a ``.nir`` (HDF5) file, atomically.
 
     See :func:`to_nir` for the arguments; the file passes ``nir.read`` with type checking.
     When ``T`` is given, the graph metadata also carries a self-check
     (:func:`reference_metadata`: ``reference_input`` ``[B, ...]`` and ``reference_output``
     ``[T, B, ...]``) that :func:`exporters.verify_file` reproduces. On any failure no file
-    (and no partial file) is left at ``path``.
+    (and no partial file) is left at ``path``. ``profile`` (:mod:`exporters.profiles`):
+    ``"exact"`` (default) or ``"portable"`` (AvgPool2d as SumPool2d with folded weights, Scale
+    folded where possible), for readers that lack some nodes.
 
     Returns:
         ``path`` as a ``Path``.
+
+    Raises:
+        ExportError: a node with no NIR equivalent. exporters.profiles.ProfileError: a node
+            the profile cannot express. ValueError: an unknown profile.
     """
-    graph = to_nir(snn, T=T, input_shape=input_shape, metadata=metadata)
-    if T is not None:
+    if profile not in PROFILES:
+        raise ValueError(f"export profile must be one of {PROFILES}, got {profile!r}")
+    graph = apply_profile(to_nir(snn, T=T, input_shape=input_shape, metadata=metadata), profile)
+    if T is not None:  # the reference comes from the graph as written (a portable file rounds differently)
+        from exporters.nir_import import from_nir
+
         shape = tuple(int(v) for v in graph.nodes["input"].input_type["input"])
-        graph.metadata.update(reference_metadata(as_graph_module(snn), T, shape, reference_inputs))
+        model = as_graph_module(snn) if profile == "exact" else from_nir(graph)
+        graph.metadata.update(reference_metadata(model, T, shape, reference_inputs))
     with atomic_path(path) as tmp:
         nir.write(tmp, graph)
     return Path(path)

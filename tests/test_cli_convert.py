@@ -164,3 +164,17 @@ def test_calibrate_converts_once_per_T(checkpoints, tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["rows"]
     assert [(r["T"], r["simulated_T"], r["round_trip"]) for r in rows] == [(2, 2, "equal"), (3, 3, "equal")]
+
+
+def test_portable_export_profile(checkpoints, tmp_path):
+    import nir
+
+    args = ["--model", FACTORY, "--weights", str(checkpoints["plain"]), "--mode", "99.9%", "--T", "3",
+            "--export-profile", "portable", "--out", str(tmp_path), "--json", *FAST]
+    result = convert(*args)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    kinds = {type(n).__name__ for n in nir.read(row["file"]).nodes.values()}
+    assert "SumPool2d" in kinds and "AvgPool2d" not in kinds
+    bad = convert(*args[:-len(FAST) - 1], "--export-profile", "tiny")
+    assert bad.exit_code == 2 and "--export-profile" in bad.output

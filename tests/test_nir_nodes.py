@@ -117,3 +117,42 @@ def test_grouped_conv_is_refused_by_name(tmp_path):
     with pytest.raises(ExportError, match=r"'0' \(Conv2d\): groups=2"):
         export_nir(model, tmp_path / "g.nir", input_shape=(2, 5, 5))
     assert not (tmp_path / "g.nir").exists()
+
+
+def test_portable_profile_folds_avgpool_and_scale_and_reproduces(tmp_path):
+    from converter import Converter
+    from converter.zoo import load_embedded, load_mnist_cnn
+    from exporters import verify_file
+
+    calib = load_embedded("calib").subset(200)
+    snn = Converter(mode="99.9%", dataloader=calib.loader(100))(load_mnist_cnn())
+    path = export_nir(snn, tmp_path / "portable.nir", T=20, profile="portable")
+    graph = nir.read(path)
+    kinds = {type(n).__name__ for n in graph.nodes.values()}
+    assert "AvgPool2d" not in kinds and "SumPool2d" in kinds
+    assert verify_file(path).equal
+    x = load_embedded("test").images[:50]
+    exact = simulate(snn, x, 20)
+    portable = simulate(import_nir(path), x, 20)
+    differing = sum(int((exact.spike_counts[k] != portable.spike_counts[k]).sum()) for k in exact.spike_counts)
+    total = sum(c.numel() for c in exact.spike_counts.values())
+    assert differing / total <= 1e-4  # float32: x·(w/4) and (x/4)·w can round apart
+    assert torch.equal(exact.predictions()[-1], portable.predictions()[-1])
+
+
+def test_portable_profile_folds_a_scale_into_the_next_linear(tmp_path):
+    from simulator import Scale
+
+    model = _randomize(nn.Sequential(nn.Linear(4, 4), IFNeuron(), Scale(torch.full((4,), 0.5)), nn.Linear(4, 3),
+                                     IFNeuron()))
+    path = export_nir(model, tmp_path / "scale.nir", input_shape=(4,), profile="portable")
+    graph = nir.read(path)
+    assert not any(isinstance(n, nir.Scale) for n in graph.nodes.values())
+    x = torch.rand(16, 4, generator=torch.Generator().manual_seed(7))
+    assert compare_spike_counts(model.double(), import_nir(path).double(), x.double(), 12).equal
+
+
+def test_unknown_profile_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="profile"):
+        export_nir(nn.Sequential(nn.Linear(2, 2), IFNeuron()), tmp_path / "p.nir", input_shape=(2,), profile="tiny")
+    assert list(tmp_path.iterdir()) == []

@@ -31,7 +31,7 @@ from converter import Converter, parse_mode
 from converter.cli.data import DataSet, DataSource, load_data
 from converter.cli.models import ModelSpec, load_model
 from converter.readout import READOUTS
-from exporters import compare_spike_counts, export_nir, import_nir
+from exporters import PROFILES, compare_spike_counts, export_nir, import_nir
 from exporters.atomic import atomic_path
 from simulator import simulate
 
@@ -74,7 +74,7 @@ class Job:
     readout: str = "membrane"
     channel_wise: bool = False
     calibrate: bool = False
-    # TODO(issue 6): the export profile (exact / portable) goes here once export_nir has it.
+    export_profile: str = "exact"
 
     def __post_init__(self) -> None:
         if not self.models or not self.modes or not self.Ts:
@@ -93,13 +93,15 @@ class Job:
             raise ValueError(f"every T must be >= 1, got {list(self.Ts)}")
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.export_profile not in PROFILES:
+            raise ValueError(f"export_profile must be one of {PROFILES}, got {self.export_profile!r}")
 
     def settings(self) -> dict:
         """The settings that decide a combination's result (besides model, mode and T)."""
         return {"data": str(self.data), "calib_size": self.calib_size, "limit": self.limit,
                 "input_shape": list(self.input_shape) if self.input_shape else None, "v_init": self.v_init,
                 "check_samples": self.check_samples, "readout": self.readout, "channel_wise": self.channel_wise,
-                "calibrate": self.calibrate}
+                "calibrate": self.calibrate, "export_profile": self.export_profile}
 
     def converter(self, mode: str, dataloader, progress, calibrate_T: int | None = None) -> Converter:
         """The :class:`~converter.Converter` for one mode (and one T when calibrating)."""
@@ -264,7 +266,7 @@ class Runner:
         """Export, reload and cross-check one combination; write its record."""
         stem = self.job.stem(row.model, row.mode, row.T)
         try:
-            path = export_nir(snn, self.job.out / f"{stem}.nir", T=row.T)
+            path = export_nir(snn, self.job.out / f"{stem}.nir", T=row.T, profile=self.job.export_profile)
             report = compare_spike_counts(snn, import_nir(path), data.x[: self.job.check_samples], row.T)
         except Exception as exc:
             row.error = describe_error(exc)

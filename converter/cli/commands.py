@@ -85,6 +85,8 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
 @click.option("--readout", type=click.Choice(["membrane", "spike_count"]), default="membrane", show_default=True,
               help="Output layer: integrate without spiking (membrane) or count its spikes (the seed's).")
 @click.option("--channel-wise", is_flag=True, help="One scale per output channel instead of per layer.")
+@click.option("--export-profile", type=click.Choice(["exact", "portable"]), default="exact", show_default=True,
+              help="exact: our nodes and metadata; portable: AvgPool as SumPool, Scale folded (for other readers).")
 @click.option("--calibrate", is_flag=True,
               help="Calibrate for each T (scale search and bias correction on 500 calibration samples).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("ann2snn-out"),
@@ -97,7 +99,7 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
 @run_options
 @library_errors
 def convert(model, weights, trust_pickle, data, calib_size, limit, input_shape, modes, Ts, v_init, readout,
-            channel_wise, calibrate, out, device, batch_size, check_samples, force, quiet, as_json):
+            channel_wise, export_profile, calibrate, out, device, batch_size, check_samples, force, quiet, as_json):
     """Convert a model (one or more checkpoints) in each mode, simulate each T, export .nir.
 
     Writes OUT/<model>_<mode>_T<T>.nir per combination, OUT/summary.csv and OUT/summary.json.
@@ -114,7 +116,7 @@ def convert(model, weights, trust_pickle, data, calib_size, limit, input_shape, 
     entries = _model_entries(model, weights, trust_pickle)
     try:
         job = Job(entries, tuple(modes), tuple(dict.fromkeys(Ts)), out, data, calib_size, limit, input_shape,
-                  v_init, device, batch_size, check_samples, readout, channel_wise, calibrate)
+                  v_init, device, batch_size, check_samples, readout, channel_wise, calibrate, export_profile)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     _run(job, force, quiet, as_json)
