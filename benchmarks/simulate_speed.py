@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--T", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--time-chunk", type=int, default=10)
+    parser.add_argument("--time-chunk", type=int, default=5)
     parser.add_argument("--mode", default="99.9%", help="normalisation mode of the conversion")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--memory-T", type=int, nargs="*", default=[100, 1000])

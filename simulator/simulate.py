@@ -223,7 +223,7 @@ def simulate(
     model: nn.Module,
     x: torch.Tensor,
     T: int,
-    time_chunk: int | None = 10,
+    time_chunk: int | None = 5,
     encoding: str = "constant",
     seed: int = 0,
     mode: str = "multi",
