@@ -21,7 +21,6 @@ class _Recorder(fx.Interpreter):
         self.track_histogram = track_histogram
         self.channel_wise = channel_wise
         self.stats: dict[str, ActivationStats] = {}
-        self.shapes: dict[str, tuple[int, ...]] = {}
         modules = dict(gm.named_modules())
         self.reshapes = {n: describe(n, modules) for n in gm.graph.nodes if is_reshape(n, modules)}
 
@@ -31,7 +30,6 @@ class _Recorder(fx.Interpreter):
             if n.name not in self.stats:
                 channels = out.shape[1] if self.channel_wise and out.dim() >= 2 else None
                 self.stats[n.name] = ActivationStats.empty(self.track_histogram, channels)
-                self.shapes[n.name] = tuple(out.shape[1:])
             self.stats[n.name].update(out)
         if n in self.reshapes:
             batch = self.env[n.args[0]].shape[0]

@@ -3,9 +3,10 @@
 The semantics contract (what our metadata means) is in :mod:`exporters.semantics`.
 """
 
-from exporters.nir_export import EXPORTERS, ExportError, export_nir, graph_metadata, to_nir
+from exporters.nir_export import EXPORTERS, ExportError, export_nir, to_nir
 from exporters.nir_import import IMPORTERS, NIRImportError, from_nir, import_nir, read_nir
 from exporters.profiles import PROFILES, ProfileError, apply_profile
+from exporters.semantics import graph_metadata
 from exporters.verify import RoundTripReport, SelfCheck, compare_spike_counts, verify_file
 
 __all__ = [

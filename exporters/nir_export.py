@@ -30,7 +30,6 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from exporters.atomic import atomic_path
 from exporters.profiles import PROFILES, apply_profile
-from exporters.semantics import plain
 from simulator import META_KEY, IFNeuron, Integrator, Scale, readout, reset_states, simulate
 
 ExportFn = Callable[[nn.Module, tuple[int, ...], tuple[int, ...]], nir.NIRNode]
@@ -345,7 +344,3 @@ def export_nir(snn: nn.Module, path: str | Path, T: int | None = None,
         nir.write(tmp, graph)
     return Path(path)
 
-
-def graph_metadata(graph: nir.NIRGraph) -> dict:
-    """The graph's metadata as plain Python values."""
-    return {k: plain(v) for k, v in (graph.metadata or {}).items()}

@@ -19,7 +19,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from exporters.semantics import if_semantics, plain
+from exporters.semantics import graph_metadata, if_semantics
 from simulator import META_KEY, IFNeuron, Integrator, Scale
 
 ImportFn = Callable[[str, nir.NIRNode], nn.Module]
@@ -255,7 +255,7 @@ def from_nir(graph: nir.NIRGraph) -> fx.GraphModule:
             raise NIRImportError(f"NIR node {name!r} ({type(node).__name__}): {exc}") from None
         values[name] = fx_graph.call_module(_add_module(root, name, module), (arg,))
     gm = fx.GraphModule(root, fx_graph)
-    meta = {k: plain(v) for k, v in (graph.metadata or {}).items()}
+    meta = graph_metadata(graph)
     meta.setdefault("output_scale", 1.0)
     meta["input_shape"] = input_shape
     gm.meta[META_KEY] = meta

@@ -50,6 +50,11 @@ def plain(value):
     return value
 
 
+def graph_metadata(graph) -> dict:
+    """A ``nir.NIRGraph``'s metadata as plain Python values (see :func:`plain`)."""
+    return {k: plain(v) for k, v in (graph.metadata or {}).items()}
+
+
 def if_semantics(node_name: str, metadata: dict) -> dict:
     """The IF settings of node ``node_name`` from its metadata, NIR's defaults where absent.
 
