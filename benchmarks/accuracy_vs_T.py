@@ -13,12 +13,18 @@ and the converter's defaults (half-threshold start, membrane readout) with and w
 other technique: for fraction modes, channel-wise scales clip every channel at that fraction of
 its own max, which can cost accuracy. Rows without calibration come from one run of max(T) steps (the
 accuracy at t only depends on steps 1..t); calibrated rows convert and run once per T.
-SpikingJelly's rows are added when ``spikingjelly`` is installed.
+When ``spikingjelly`` (2.0) is importable (``bash interop/setup.sh spikingjelly``, then run with
+``$ANN2SNN_INTEROP_VENVS/spikingjelly/bin/python``), SpikingJelly's rows follow on the same
+weights, calibration loader (500-image batches of the 4,000 training images) and test images:
+its tutorial conversion in every mode above (``RateCodingRecipe(loader, mode)``: layer-wise
+scales, V[0] = 0, its readout = argmax of the output summed over t) and its strongest
+rate-coding recipe (``mode='99.9%', channel_wise=True, half_threshold=True``).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from pathlib import Path
 
@@ -55,14 +61,58 @@ def row(ann, calib, test, mode: str, options: dict, Ts: list[int], batch: int) -
     return out
 
 
-def spikingjelly_rows(ann, calib, test, Ts, batch) -> list[list]:
+def spikingjelly_mode(mode: str) -> str | float:
+    """Our mode string as SpikingJelly's ``RateCodingRecipe`` takes it: ``'max'``, a percentile
+    string, or a fraction of the max as a float (``'1/2'`` -> 0.5)."""
+    if "/" in mode:
+        num, den = mode.split("/")
+        return float(num) / float(den)
+    return mode
+
+
+def spikingjelly_accuracy_per_t(snn, loader, T: int) -> list[float]:
+    """SpikingJelly's tutorial readout: the class is the argmax of the model's output summed over
+    steps 1..t (its output is the last IF layer's spikes times its scale). Multi-step mode, the
+    constant input repeated T times; the net is reset before every batch."""
+    from spikingjelly.activation_based import functional
+
+    functional.set_step_mode(snn, "m")
+    correct, n = torch.zeros(T), 0
+    with torch.no_grad():
+        for x, y in loader:
+            functional.reset_net(snn)
+            out = snn(x.unsqueeze(0).expand(T, *x.shape).contiguous())  # [T, B, 10]
+            correct += (out.cumsum(0).argmax(2) == y).sum(1).float()
+            n += len(y)
+    return (correct * 100.0 / n).tolist()
+
+
+def spikingjelly_rows(ann, calib, test, Ts, batch, modes: list[str]) -> list[list]:
+    """SpikingJelly 2.0's rows on the same weights, calibration loader and test images: its
+    tutorial conversion (``RateCodingRecipe(loader, mode)``: layer-wise scales, IF neurons with
+    reset by subtraction starting at 0) in every mode, and its strongest rate-coding recipe
+    (99.9 %, channel-wise scales, neurons starting at half the threshold). One run of max(T)
+    steps per row. Its statistics are momentum averages (0.1) of per-batch maxima or
+    percentiles, so they depend on the batch size (500 here, as ours) and order."""
     try:
-        from spikingjelly.activation_based.ann2snn import Converter as SJConverter  # noqa: F401
+        from spikingjelly.activation_based.ann2snn import Converter as SJConverter
+        from spikingjelly.activation_based.ann2snn import RateCodingRecipe
     except ImportError:
         print("spikingjelly is not installed: its rows are skipped")
         return []
-    print("spikingjelly rows: not implemented in this version of the benchmark")
-    return []
+    plan = [(mode, "SpikingJelly", {"mode": spikingjelly_mode(mode)}) for mode in modes]
+    plan.append(("99.9%", "SpikingJelly channel-wise + half threshold",
+                 {"mode": "99.9%", "channel_wise": True, "half_threshold": True}))
+    rows = []
+    for mode, name, options in plan:
+        t0 = time.perf_counter()
+        recipe = RateCodingRecipe(calib.loader(500), **options)
+        snn = SJConverter(recipe=recipe).convert(copy.deepcopy(ann)).eval()
+        acc = spikingjelly_accuracy_per_t(snn, test.loader(batch), max(Ts))
+        accs = [acc[T - 1] for T in Ts]
+        rows.append([mode, name, *accs, time.perf_counter() - t0])
+        print(f"{mode} {name}: {[round(a, 2) for a in accs]} ({rows[-1][-1]:.0f} s)", flush=True)
+    return rows
 
 
 def main() -> None:
@@ -91,7 +141,7 @@ def main() -> None:
         accs = row(ann, calib, test, mode, options, args.T, args.batch)
         rows.append([mode, name, *accs, time.perf_counter() - t0])
         print(f"{mode} {name}: {[round(a, 2) for a in accs]} ({rows[-1][-1]:.0f} s)", flush=True)
-    rows += spikingjelly_rows(ann, calib, test, args.T, args.batch)
+    rows += spikingjelly_rows(ann, calib, test, args.T, args.batch, [*args.modes, *args.other_modes])
     print(f"\nseed CNN, ANN accuracy {ann_acc:.2f} % on {len(test)} MNIST test images; "
           f"calibration data: {len(calib)} training images; total {time.perf_counter() - start:.0f} s")
     print(format_table(["mode", "technique", *(f"T={T}" for T in args.T), "seconds"], rows))

@@ -1,18 +1,25 @@
 """Simulation speed of the converted seed CNN against T dense ANN passes (issue 5).
 
 Prints, from one run: the ANN's forward time over the images; our SNN's time for T steps
-(multi-step, constant input, spike-count readout, V[0] = 0); the ratio to T x ANN forward;
-the same with early exit; SpikingJelly's time when it is installed; and the peak memory of
-one batch at T = 100 and T = 1,000, each in a fresh subprocess. Timings are medians of
-``--repeats`` runs.
+(multi-step, constant input, the converter's defaults: V[0] = V_th/2, membrane readout); the
+ratio to T x ANN forward; the same with early exit; when ``spikingjelly`` is installed, our
+SNN under the seed's settings (V[0] = 0, spike-count readout) side by side with SpikingJelly
+2.0's conversion of the same weights (its ``RateCodingRecipe`` in the same mode, same
+calibration loader, images, batches and threads; multi-step, and with
+``--spikingjelly-single-step`` its tutorial's step loop too): seconds, images/s, accuracy,
+spikes per image and our speed-up; and the peak memory of one batch at T = 100 and
+T = 1,000, each in a fresh subprocess. Timings are medians of ``--repeats`` runs, each after
+one warm-up run.
 
     python benchmarks/simulate_speed.py                      # 1,000 images, batch 100, T = 50, 2 threads
     python benchmarks/simulate_speed.py --device cuda --batch 1000
+    $ANN2SNN_INTEROP_VENVS/spikingjelly/bin/python benchmarks/simulate_speed.py --spikingjelly-single-step
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import subprocess
@@ -63,12 +70,92 @@ def snn_pass(snn, batches, T: int, **kwargs):
     return run
 
 
-def spikingjelly_line() -> str:
+def spikingjelly_snn(ann, calib_loader, mode: str):
+    """SpikingJelly 2.0's conversion of ``ann`` (its tutorial recipe: layer-wise scales, IF
+    neurons with reset by subtraction, V[0] = 0), or None when it is not installed."""
     try:
-        import spikingjelly  # noqa: F401
+        from spikingjelly.activation_based.ann2snn import Converter as SJConverter
+        from spikingjelly.activation_based.ann2snn import RateCodingRecipe
     except ImportError:
-        return "spikingjelly: not installed, comparison skipped"
-    return "spikingjelly: installed, but this benchmark has no runner for it yet (comparison skipped)"
+        return None
+    if "/" in mode:  # SpikingJelly takes a fraction of the max as a float
+        num, den = mode.split("/")
+        mode = float(num) / float(den)
+    return SJConverter(recipe=RateCodingRecipe(calib_loader, mode=mode)).convert(copy.deepcopy(ann)).eval()
+
+
+def spikingjelly_pass(snn, batches, T: int, step_mode: str):
+    """Run SpikingJelly's SNN the way its API offers: ``"m"`` (multi-step: every layer once on
+    the input repeated T times, ``[T, B, ...]``) or ``"s"`` (its tutorial loop: one call per
+    step). Readout: argmax of the output summed over T (spike counts times the last layer's
+    scale), as in its tutorial; the net is reset before every batch."""
+    from spikingjelly.activation_based import functional
+
+    def run():
+        functional.set_step_mode(snn, step_mode)
+        correct = 0
+        with torch.no_grad():
+            for x, y in batches:
+                functional.reset_net(snn)
+                if step_mode == "m":
+                    out = snn(x.unsqueeze(0).expand(T, *x.shape).contiguous()).sum(0)
+                else:
+                    out = snn(x)
+                    for _ in range(T - 1):
+                        out = out + snn(x)
+                correct += int((out.argmax(1) == y).sum())
+        return correct
+
+    return run
+
+
+def spikingjelly_spikes(snn, batches, T: int) -> float:
+    """SpikingJelly's spikes per image over T steps (all IF layers), counted by forward hooks
+    in an untimed multi-step run."""
+    from spikingjelly.activation_based import neuron
+
+    total = [0.0]
+    hooks = [m.register_forward_hook(lambda _m, _i, out: total.__setitem__(0, total[0] + float(out.sum())))
+             for m in snn.modules() if isinstance(m, neuron.IFNode)]
+    try:
+        spikingjelly_pass(snn, batches, T, "m")()
+    finally:
+        for h in hooks:
+            h.remove()
+    return total[0] / sum(len(y) for _, y in batches)
+
+
+def spikingjelly_comparison(ann, calib_loader, batches, args) -> list[str]:
+    """Lines comparing our simulator with SpikingJelly's on the same weights, mode, calibration
+    loader, images, batches and threads, both under the seed's settings (V[0] = 0, spike-count
+    readout). ``ann`` is on the CPU; both SNNs are converted there and moved to the device."""
+    sj = spikingjelly_snn(ann, calib_loader, args.mode)
+    if sj is None:
+        return ["spikingjelly: not installed, comparison skipped"]
+    import importlib.metadata
+
+    version = importlib.metadata.version("spikingjelly")
+    n, T = sum(len(y) for _, y in batches), args.T
+    ours = Converter(mode=args.mode, dataloader=calib_loader, v_init=0.0, readout="spike_count")(ann).to(args.device)
+    sj = sj.to(args.device)
+    ours_s, ours_correct = median_time(snn_pass(ours, batches, T, time_chunk=args.time_chunk), args.repeats,
+                                       args.device)
+    ours_spikes = sum(float(c.sum()) for x, _ in batches
+                      for c in simulate(ours, x, T, time_chunk=args.time_chunk).spike_counts.values()) / n
+    runs = [("m", "multi-step", args.repeats)]
+    if args.spikingjelly_single_step:
+        runs.append(("s", "single-step (its tutorial loop)", args.repeats))
+    lines = [f"side by side with SpikingJelly {version} (RateCodingRecipe(mode={args.mode!r})), "
+             f"both V[0] = 0 and spike-count readout, T = {T}, medians of {args.repeats} runs:",
+             f"{'what':<44}{'seconds':>10}{'images/s':>10}{'accuracy %':>12}{'spikes/image':>14}{'our speed-up':>14}",
+             f"{'our SNN, multi-step, seed settings':<44}{ours_s:>10.3f}{n / ours_s:>10.0f}"
+             f"{100 * ours_correct / n:>12.2f}{ours_spikes:>14.0f}{'':>14}"]
+    sj_spikes = spikingjelly_spikes(sj, batches, T)
+    for step_mode, label, repeats in runs:
+        sj_s, sj_correct = median_time(spikingjelly_pass(sj, batches, T, step_mode), repeats, args.device)
+        lines.append(f"{'SpikingJelly, ' + label:<44}{sj_s:>10.3f}{n / sj_s:>10.0f}{100 * sj_correct / n:>12.2f}"
+                     f"{sj_spikes:>14.0f}{sj_s / ours_s:>13.2f}x")
+    return lines
 
 
 def peak_memory_child(nir_path: str, T: int, batch: int, device: str, time_chunk: int) -> dict:
@@ -115,6 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", default="99.9%", help="normalisation mode of the conversion")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--memory-T", type=int, nargs="*", default=[100, 1000])
+    parser.add_argument("--spikingjelly-single-step", action="store_true",
+                        help="also time SpikingJelly's single-step loop (its tutorial's; about 3x slower)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -122,7 +211,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(peak_memory_child(args.memory_child, args.T, args.batch, args.device, args.time_chunk)))
         return
     ann = load_mnist_cnn()
-    snn = Converter(mode=args.mode, dataloader=load_embedded("calib").loader(500))(ann).to(args.device)
+    calib = load_embedded("calib").loader(500)
+    snn = Converter(mode=args.mode, dataloader=calib)(ann).to(args.device)
     ann = ann.to(args.device)
     test = load_embedded("test").subset(args.images)
     batches = [(x.to(args.device), y.to(args.device)) for x, y in test.loader(args.batch)]
@@ -143,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{f'our SNN, multi-step, {T} steps':<44}{snn_s:>10.3f}{snn_s / (T * ann_s):>13.3f}{snn_acc:>12.2f}")
     label = f"our SNN, early exit k={DEFAULT_STABLE_STEPS} ({early.mean_steps:.1f} steps)"
     print(f"{label:<44}{exit_s:>10.3f}{exit_s / (T * ann_s):>13.3f}{early.accuracy:>12.2f}")
-    print(spikingjelly_line())
+    for line in spikingjelly_comparison(load_mnist_cnn(), calib, batches, args):  # converted on the CPU
+        print(line)
     if args.memory_T:
         with tempfile.TemporaryDirectory() as tmp:
             path = export_nir(snn.cpu(), Path(tmp) / "snn.nir", T=T)
