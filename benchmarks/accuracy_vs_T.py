@@ -135,13 +135,15 @@ def main() -> None:
     start = time.perf_counter()
     plan = [(m, name, opts) for m in args.modes for name, opts in STEPS]
     plan += [(m, name, opts) for m in args.other_modes for name, opts in (STEPS[0], DEFAULTS, ALL)]
+    # SpikingJelly's rows first (printed as they finish), listed after ours in the table
+    sj_rows = spikingjelly_rows(ann, calib, test, args.T, args.batch, [*args.modes, *args.other_modes])
     rows = []
     for mode, name, options in plan:
         t0 = time.perf_counter()
         accs = row(ann, calib, test, mode, options, args.T, args.batch)
         rows.append([mode, name, *accs, time.perf_counter() - t0])
         print(f"{mode} {name}: {[round(a, 2) for a in accs]} ({rows[-1][-1]:.0f} s)", flush=True)
-    rows += spikingjelly_rows(ann, calib, test, args.T, args.batch, [*args.modes, *args.other_modes])
+    rows += sj_rows
     print(f"\nseed CNN, ANN accuracy {ann_acc:.2f} % on {len(test)} MNIST test images; "
           f"calibration data: {len(calib)} training images; total {time.perf_counter() - start:.0f} s")
     print(format_table(["mode", "technique", *(f"T={T}" for T in args.T), "seconds"], rows))
