@@ -144,7 +144,7 @@ def spikingjelly_comparison(ann, calib_loader, batches, args) -> list[str]:
                       for c in simulate(ours, x, T, time_chunk=args.time_chunk).spike_counts.values()) / n
     runs = [("m", "multi-step", args.repeats)]
     if args.spikingjelly_single_step:
-        runs.append(("s", "single-step (its tutorial loop)", args.repeats))
+        runs.append(("s", "single-step (tutorial loop)", args.repeats))
     lines = [f"side by side with SpikingJelly {version} (RateCodingRecipe(mode={args.mode!r})), "
              f"both V[0] = 0 and spike-count readout, T = {T}, medians of {args.repeats} runs:",
              f"{'what':<44}{'seconds':>10}{'images/s':>10}{'accuracy %':>12}{'spikes/image':>14}{'our speed-up':>14}",
