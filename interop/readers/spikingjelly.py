@@ -1,6 +1,6 @@
 """Run a .nir file in SpikingJelly 2.0 through its own NIR importer (interop/README.md protocol).
 
-    python interop/readers/spikingjelly.py --nir FILE.nir --input IN.npy --T 50 --out OUT.npz
+    python interop/readers/spikingjelly.py --nir FILE.nir --input IN.npy --T 50 --out OUT.npz [--dtype float64]
 
 Runs in the SpikingJelly venv and imports nothing from this repository.
 ``spikingjelly.activation_based.nir_exchange.import_from_nir(path, dt=1.0)`` builds the model:
@@ -15,8 +15,12 @@ Runs in the SpikingJelly venv and imports nothing from this repository.
   (our membrane readout) and ``Scale`` have no map, so such files do not load.
 
 The model runs in single-step mode, one call per step with the returned state passed back,
-the constant input fed at every step. Spike counts are read from each IF module's output.
-Exit 3 (reason on stderr, one line) when the file does not load or run.
+the constant input fed at every step, in ``--dtype`` (``import_from_nir(dtype=...)``). Spike
+counts are read from each IF module's output. ``note`` says what the import did. Exit 3
+(reason on stderr, one line) when the file does not load or run.
+
+Our ``exporters.import_nir`` rules for this reader: ``{"reset": "zero", "spike_rule": ">=",
+"v_init_fraction": 0.0}``.
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ def main() -> None:
     parser.add_argument("--input", required=True)
     parser.add_argument("--T", type=int, required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     args = parser.parse_args()
+    dtype = getattr(torch, args.dtype)
     torch.set_grad_enabled(False)
     try:
         import nir
@@ -55,11 +61,11 @@ def main() -> None:
         from spikingjelly.activation_based.nir_exchange import import_from_nir
     except ImportError as exc:
         fail("spikingjelly is not installed", exc)
-    x = torch.from_numpy(np.load(args.input).astype(np.float32))
+    x = torch.from_numpy(np.load(args.input)).to(dtype)
 
     try:
         graph = nir.read(args.nir)
-        model = import_from_nir(graph, dt=1.0, step_mode="s").eval()
+        model = import_from_nir(graph, dt=1.0, dtype=dtype, step_mode="s").eval()
     except Exception as exc:  # noqa: BLE001 - any refusal is a 'does not load'
         fail("does not load", exc)
 
@@ -87,9 +93,15 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001
         fail("does not run", exc)
 
-    arrays = {f"counts__{name}": c.numpy().astype(np.float32) for name, c in counts.items()}
-    np.savez(args.out, output=output.numpy().astype(np.float32), reader=np.array("spikingjelly"),
-             version=np.array(importlib.metadata.version("spikingjelly")), **arrays)
+    own = {"Affine", "Linear", "Conv1d", "Conv2d", "AvgPool2d", "Flatten", "IF", "LIF", "CubaLIF", "Input", "Output"}
+    borrowed = sorted({type(n).__name__ for n in graph.nodes.values()} - own)
+    note = ("import_from_nir(dt=1.0); IF -> IFNode: reset to v_reset, spike at v >= v_th, V[0] = 0, "
+            "node metadata ignored")
+    if borrowed:
+        note += f"; nirtorch 2.6 default map for {', '.join(borrowed)}"
+    arrays = {f"counts__{name}": c.numpy() for name, c in counts.items()}
+    np.savez(args.out, output=output.numpy(), reader=np.array("spikingjelly"),
+             version=np.array(importlib.metadata.version("spikingjelly")), note=np.array(note), **arrays)
 
 
 if __name__ == "__main__":
