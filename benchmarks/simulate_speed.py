@@ -7,7 +7,8 @@ SNN under the seed's settings (V[0] = 0, spike-count readout) side by side with 
 2.0's conversion of the same weights (its ``RateCodingRecipe`` in the same mode, same
 calibration loader, images, batches and threads; multi-step, and with
 ``--spikingjelly-single-step`` its tutorial's step loop too): seconds, images/s, accuracy,
-spikes per image and our speed-up; and the peak memory of one batch at T = 100 and
+spikes per image and our speed-up (the runners timed in interleaved rounds; the speed-up is
+the median of the rounds' ratios); and the peak memory of one batch at T = 100 and
 T = 1,000, each in a fresh subprocess. Timings are medians of ``--repeats`` runs, each after
 one warm-up run.
 
@@ -138,23 +139,35 @@ def spikingjelly_comparison(ann, calib_loader, batches, args) -> list[str]:
     n, T = sum(len(y) for _, y in batches), args.T
     ours = Converter(mode=args.mode, dataloader=calib_loader, v_init=0.0, readout="spike_count")(ann).to(args.device)
     sj = sj.to(args.device)
-    ours_s, ours_correct = median_time(snn_pass(ours, batches, T, time_chunk=args.time_chunk), args.repeats,
-                                       args.device)
     ours_spikes = sum(float(c.sum()) for x, _ in batches
                       for c in simulate(ours, x, T, time_chunk=args.time_chunk).spike_counts.values()) / n
-    runs = [("m", "multi-step", args.repeats)]
-    if args.spikingjelly_single_step:
-        runs.append(("s", "single-step (tutorial loop)", args.repeats))
-    lines = [f"side by side with SpikingJelly {version} (RateCodingRecipe(mode={args.mode!r})), "
-             f"both V[0] = 0 and spike-count readout, T = {T}, medians of {args.repeats} runs:",
-             f"{'what':<44}{'seconds':>10}{'images/s':>10}{'accuracy %':>12}{'spikes/image':>14}{'our speed-up':>14}",
-             f"{'our SNN, multi-step, seed settings':<44}{ours_s:>10.3f}{n / ours_s:>10.0f}"
-             f"{100 * ours_correct / n:>12.2f}{ours_spikes:>14.0f}{'':>14}"]
     sj_spikes = spikingjelly_spikes(sj, batches, T)
-    for step_mode, label, repeats in runs:
-        sj_s, sj_correct = median_time(spikingjelly_pass(sj, batches, T, step_mode), repeats, args.device)
-        lines.append(f"{'SpikingJelly, ' + label:<44}{sj_s:>10.3f}{n / sj_s:>10.0f}{100 * sj_correct / n:>12.2f}"
-                     f"{sj_spikes:>14.0f}{sj_s / ours_s:>13.2f}x")
+    runs = {"ours": snn_pass(ours, batches, T, time_chunk=args.time_chunk),
+            "m": spikingjelly_pass(sj, batches, T, "m")}
+    if args.spikingjelly_single_step:
+        runs["s"] = spikingjelly_pass(sj, batches, T, "s")
+    # interleaved: each round times every runner back to back, so that a change in the
+    # machine's load hits all of them alike; the speed-up is the median of the rounds' ratios
+    correct = {key: fn() for key, fn in runs.items()}  # warm-up
+    times: dict[str, list[float]] = {key: [] for key in runs}
+    for _ in range(args.repeats):
+        for key, fn in runs.items():
+            _sync(args.device)
+            start = time.perf_counter()
+            correct[key] = fn()
+            _sync(args.device)
+            times[key].append(time.perf_counter() - start)
+    med = {key: statistics.median(t) for key, t in times.items()}
+    lines = [f"side by side with SpikingJelly {version} (RateCodingRecipe(mode={args.mode!r})), "
+             f"both V[0] = 0 and spike-count readout, T = {T}, medians of {args.repeats} interleaved runs:",
+             f"{'what':<44}{'seconds':>10}{'images/s':>10}{'accuracy %':>12}{'spikes/image':>14}{'our speed-up':>14}",
+             f"{'our SNN, multi-step, seed settings':<44}{med['ours']:>10.3f}{n / med['ours']:>10.0f}"
+             f"{100 * correct['ours'] / n:>12.2f}{ours_spikes:>14.0f}{'':>14}"]
+    labels = {"m": "multi-step", "s": "single-step (tutorial loop)"}
+    for key in [k for k in runs if k != "ours"]:
+        speedup = statistics.median(sj_t / our_t for sj_t, our_t in zip(times[key], times["ours"], strict=True))
+        lines.append(f"{'SpikingJelly, ' + labels[key]:<44}{med[key]:>10.3f}{n / med[key]:>10.0f}"
+                     f"{100 * correct[key] / n:>12.2f}{sj_spikes:>14.0f}{speedup:>13.2f}x")
     return lines
 
 
