@@ -129,3 +129,17 @@ def test_verify_with_data_on_a_file_without_reference(tmp_path):
     assert ok.exit_code == 0 and "no reference vector" in ok.output and "multi-spike" in ok.output
     alone = run("verify", str(path))
     assert alone.exit_code == 1 and "no reference vector" in alone.output
+
+
+def test_simulate_with_early_exit_reports_mean_steps(converted):
+    nir_file = converted / "plain_max_T6.nir"
+    full = json.loads(run("simulate", str(nir_file), "--limit", "30", "--T", "40", "--json").stdout)
+    args = ("simulate", str(nir_file), "--limit", "30", "--T", "40", "--json")
+    fast = json.loads(run(*args, "--early-exit", "3").stdout)
+    assert full["mean_steps"] is None and fast["early_exit"] == 3
+    assert 3 <= fast["mean_steps"] < 40
+    assert abs(fast["accuracy"] - full["accuracy"]) <= 20.0
+    text = run("simulate", str(nir_file), "--limit", "10", "--T", "20", "--early-exit", "3", "--quiet")
+    assert text.exit_code == 0 and "early exit after 3 stable steps" in text.output
+    bad = run("simulate", str(nir_file), "--early-exit", "0")
+    assert bad.exit_code == 2 and "--early-exit" in bad.output
