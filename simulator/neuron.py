@@ -17,7 +17,8 @@ The discrete update implemented, per neuron and unit time step ``t`` (dt = 1):
   ``spike_rule="multi"`` (Sinabs' ``MultiSpike``) a neuron emits ``floor(V / V_th)`` spikes in
   one step when ``V >= V_th``, each subtracting ``V_th`` (or resetting once to ``V_reset``).
 - ``v_min`` (optional, a fraction of ``V_th``): after the reset the potential is clamped,
-  ``V = max(V, v_min V_th)`` (Sinabs' ``min_v_mem = -V_th`` is ``v_min = -1``).
+  ``V = relu(V - v_min V_th) + v_min V_th`` (= ``max(V, v_min V_th)`` up to rounding; computed
+  as Sinabs does, whose ``min_v_mem = -V_th`` is ``v_min = -1``).
 - ``V[0] = v_init * V_th`` (``v_init`` is a fraction of the threshold; 0 by default).
 
 With reset by subtraction the firing rate over T steps is
@@ -88,8 +89,9 @@ def if_step(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor
         v = v - spikes * p.v_threshold
     else:
         v = torch.where(fired, p.v_reset.to(v.dtype).expand_as(v), v)
-    if p.v_min is not None:
-        v = torch.maximum(v, (p.v_min * p.v_threshold).to(v.dtype))
+    if p.v_min is not None:  # Sinabs' arithmetic, relu(v - v_min) + v_min, bit for bit (not max(v, v_min))
+        floor = (p.v_min * p.v_threshold).to(v.dtype)
+        v = torch.relu(v - floor) + floor
     return spikes, v
 
 

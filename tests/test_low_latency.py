@@ -97,3 +97,25 @@ def test_bad_low_latency_options():
         Converter(mode="max", dataloader=[], readout="votes")
     with pytest.raises(ValueError, match="calibrate_T"):
         Converter(mode="max", dataloader=[], calibrate_T=0)
+
+
+def test_weight_calibration_reduces_the_error_further_and_is_deterministic():
+    ann = randomize_bn(cnn())
+    x = inputs((1, 8, 8), 128)
+    with torch.no_grad():
+        target = ann(x)
+
+    def error(snn):
+        return (simulate(snn, x, 4).rates()[-1].clamp(min=0) - target).abs().mean().item()
+
+    def convert(weights):
+        return Converter(mode="max", dataloader=_loader(x), calibrate_T=4, calibrate_weights=weights,
+                         calibration_samples=128)(ann)
+
+    biases, weights, again = convert(False), convert(True), convert(True)
+    assert weights.meta["ann2snn"]["weight_calibrated_layers"] == ["if_2", "if_5", "if_8"]
+    assert error(weights) < 0.9 * error(biases)  # measured: 0.00090 vs 0.00104
+    assert all(torch.equal(a, b) for a, b in zip(weights.state_dict().values(), again.state_dict().values(),
+                                                 strict=True))
+    with pytest.raises(ValueError, match="calibrate_weights needs calibrate_T"):
+        Converter(mode="max", dataloader=_loader(x), calibrate_weights=True)

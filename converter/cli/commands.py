@@ -90,6 +90,9 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
               "(for other readers); recurrent: reset by subtraction as pure NIR, I -> Threshold -> Scale -> I.")
 @click.option("--calibrate", is_flag=True,
               help="Calibrate for each T (scale search and bias correction on 500 calibration samples).")
+@click.option("--calibrate-weights", is_flag=True,
+              help="With --calibrate: also fit the weights feeding each IF layer to the ANN, layer by layer "
+              "(best at T <= 16; about a minute per T for the seed CNN).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("ann2snn-out"),
               show_default=True, help="Folder for the .nir files and the summary.")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
@@ -100,7 +103,8 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
 @run_options
 @library_errors
 def convert(model, weights, trust_pickle, data, calib_size, limit, input_shape, modes, Ts, v_init, readout,
-            channel_wise, export_profile, calibrate, out, device, batch_size, check_samples, force, quiet, as_json):
+            channel_wise, export_profile, calibrate, calibrate_weights, out, device, batch_size, check_samples, force,
+            quiet, as_json):
     """Convert a model (one or more checkpoints) in each mode, simulate each T, export .nir.
 
     Writes OUT/<model>_<mode>_T<T>.nir per combination, OUT/summary.csv and OUT/summary.json.
@@ -117,7 +121,8 @@ def convert(model, weights, trust_pickle, data, calib_size, limit, input_shape, 
     entries = _model_entries(model, weights, trust_pickle)
     try:
         job = Job(entries, tuple(modes), tuple(dict.fromkeys(Ts)), out, data, calib_size, limit, input_shape,
-                  v_init, device, batch_size, check_samples, readout, channel_wise, calibrate, export_profile)
+                  v_init, device, batch_size, check_samples, readout, channel_wise, calibrate, export_profile,
+                  calibrate_weights)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     _run(job, force, quiet, as_json)
