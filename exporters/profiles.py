@@ -8,6 +8,9 @@
   such a node with no other input is folded into that node's input columns. The function is
   the same; float32 rounding can differ in the last bit (``x·w/4`` against ``(x/4)·w``).
   A ``Scale`` on a residual edge (its consumer sums several inputs) has no such fold and stays.
+- ``"recurrent"``: the exact nodes, but every IF node with reset by subtraction written in
+  pure NIR as a nested graph ``I → Threshold → Scale(−V_th) → I`` (:mod:`exporters.recurrent`),
+  for readers that honour cycles and ignore our metadata.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import copy
 import nir
 import numpy as np
 
-PROFILES = ("exact", "portable")
+from exporters.recurrent import encode_graph
+
+PROFILES = ("exact", "portable", "recurrent")
 _WEIGHTED = (nir.Conv1d, nir.Conv2d, nir.Affine, nir.Linear)
 
 
@@ -94,9 +99,15 @@ def apply_profile(graph: nir.NIRGraph, profile: str) -> nir.NIRGraph:
     if profile == "exact":
         return graph
     graph = copy.deepcopy(graph)
-    for name in [n for n, node in graph.nodes.items() if isinstance(node, nir.AvgPool2d)]:
-        _fold_avgpool(graph, name)
-    for name in [n for n, node in graph.nodes.items() if isinstance(node, nir.Scale)]:
-        _fold_scale(graph, name)
+    if profile == "recurrent":
+        try:
+            encode_graph(graph)
+        except ValueError as exc:
+            raise ProfileError(str(exc)) from None
+    else:
+        for name in [n for n, node in graph.nodes.items() if isinstance(node, nir.AvgPool2d)]:
+            _fold_avgpool(graph, name)
+        for name in [n for n, node in graph.nodes.items() if isinstance(node, nir.Scale)]:
+            _fold_scale(graph, name)
     metadata = {**(graph.metadata or {}), "profile": profile}
     return nir.NIRGraph(nodes=graph.nodes, edges=graph.edges, metadata=metadata)

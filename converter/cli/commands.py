@@ -85,8 +85,9 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
 @click.option("--readout", type=click.Choice(["membrane", "spike_count"]), default="membrane", show_default=True,
               help="Output layer: integrate without spiking (membrane) or count its spikes (the seed's).")
 @click.option("--channel-wise", is_flag=True, help="One scale per output channel instead of per layer.")
-@click.option("--export-profile", type=click.Choice(["exact", "portable"]), default="exact", show_default=True,
-              help="exact: our nodes and metadata; portable: AvgPool as SumPool, Scale folded (for other readers).")
+@click.option("--export-profile", type=click.Choice(["exact", "portable", "recurrent"]), default="exact",
+              show_default=True, help="exact: our nodes and metadata; portable: AvgPool as SumPool, Scale folded "
+              "(for other readers); recurrent: reset by subtraction as pure NIR, I -> Threshold -> Scale -> I.")
 @click.option("--calibrate", is_flag=True,
               help="Calibrate for each T (scale search and bias correction on 500 calibration samples).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("ann2snn-out"),
@@ -215,22 +216,65 @@ def inspect(nir_file, as_json):
 
 @click.command()
 @click.argument("nir_file", type=FILE)
+@click.option("--data", type=DATA, default=None,
+              help="Also simulate on data (mnist, an IDX folder, .npz, .npy) under each kind of reader's rules.")
+@click.option("--T", "T", type=click.IntRange(min=1), default=None,
+              help="Time steps for --data (default: the file's T).")
+@click.option("--limit", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Samples of --data (0: all).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@output_options
 @library_errors
-def verify(nir_file):
+def verify(nir_file, data, T, limit, batch_size, quiet, as_json):
     """Reload a .nir file and reproduce the reference outputs embedded in it (exit 1 on any
     difference). Files exported with T carry a few inputs and our simulator's exact outputs.
+
+    With --data, also show what each kind of reader will do with the file: accuracy and
+    per-layer spike-count differences under (a) our exact rules (the file's metadata), (b)
+    NIR's reset to zero with v > V_th (Norse, SpikingJelly), (c) several spikes per step with
+    the membrane clamped at -V_th (Sinabs).
 
     Example:
 
     \b
         ann2snn verify ann2snn-demo/mnist_cnn_p99.9.nir
+        ann2snn verify ann2snn-demo/mnist_cnn_p99.9.nir --data mnist --limit 500
     """
-    from exporters import verify_file
+    from converter.cli.report import format_readers
+    from exporters import graph_metadata, read_nir, verify_file
+    from exporters.verify import READER_KINDS, compare_readers
 
-    check = verify_file(nir_file)
-    verdict = "reproduced exactly" if check.equal else f"DIFFERS (max |difference| {check.max_abs_diff:g})"
-    click.echo(f"{nir_file}: reference of {check.samples} inputs over T={check.T} steps {verdict}")
-    if not check.equal:
+    meta = graph_metadata(read_nir(nir_file))
+    check = None
+    if "reference_output" in meta or data is None:
+        check = verify_file(nir_file)
+        verdict = "reproduced exactly" if check.equal else f"DIFFERS (max |difference| {check.max_abs_diff:g})"
+        message = f"{nir_file}: reference of {check.samples} inputs over T={check.T} steps {verdict}"
+    else:
+        message = f"{nir_file}: no reference vector in the file (written without T); not self-checked"
+    runs = None
+    if data is not None:
+        T = T or meta.get("T") or (check.T if check else None)
+        if not T:
+            raise click.BadParameter(f"{nir_file} stores no T: pass --T", param_hint="'--T'")
+        shape = tuple(int(v) for v in read_nir(nir_file).nodes["input"].input_type["input"])
+        dataset = load_data(data, calib_size=1, limit=limit, input_shape=shape or None)
+        batches = tqdm(list(dataset.batches(batch_size)), desc=f"3 readers, T={T}", disable=quiet or as_json)
+        runs = compare_readers(nir_file, batches, int(T))
+    if as_json:
+        out = {"file": str(nir_file), "self_check": None if check is None else vars(check)}
+        if runs is not None:
+            out |= {"T": int(T), "data": str(data), "readers": [
+                {"rules": r.semantics, "reader": READER_KINDS[r.semantics], "accuracy": r.accuracy,
+                 "samples": r.samples, "spikes": r.spikes, "count_diff": r.count_diff,
+                 "neurons_differing": r.neurons_differing, "neurons": r.neurons} for r in runs]}
+        click.echo(json.dumps(out, indent=2))
+    else:
+        click.echo(message)
+        if runs is not None:
+            click.echo(f"\n{runs[0].samples} samples of {data}, T={T}:\n")
+            click.echo(format_readers(runs, READER_KINDS))
+    if check is not None and not check.equal:
         raise SystemExit(1)
 
 
