@@ -62,6 +62,17 @@ def venv_python(reader: str) -> Path:
     return root / reader / "bin" / "python"
 
 
+def reader_version(reader: str) -> str:
+    """``"<reader> X (nir Y, nirtorch Z)"`` as installed in the reader's venv ("" if absent)."""
+    code = ("import importlib.metadata as m, sys; r = sys.argv[1]; "
+            "print(f\"{r} {m.version(r)} (nir {m.version('nir')}, nirtorch {m.version('nirtorch')})\")")
+    python = venv_python(reader)
+    if not python.exists():
+        return ""
+    proc = subprocess.run([str(python), "-c", code, reader], capture_output=True, text=True, timeout=120)
+    return proc.stdout.strip()
+
+
 def _mlp_ann(images: torch.Tensor, labels: torch.Tensor) -> nn.Module:
     """A 784-64-32-10 ReLU MLP trained for one pass over ``images`` (seeded, about a second)."""
     torch.manual_seed(0)
