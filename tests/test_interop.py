@@ -127,12 +127,7 @@ def test_norse_micro_exact(dtype, tmp_path):
     assert mine.tolist() == [[4.0, 10.0, 20.0, 0.0]]
 
 
-@pytest.mark.parametrize("dtype", [
-    "float64",
-    pytest.param("float32", marks=pytest.mark.xfail(strict=True, reason=(
-        "Sinabs clamps with relu(v + V_th) - V_th, which rounds v every step; our 'sinabs' rules clamp "
-        "with max(v, -V_th): currents 0.3 and 0.7 give 11 and 28 spikes in Sinabs, 12 and 27 in ours"))),
-])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])  # float32: the clamp is relu(v + V_th) - V_th, as Sinabs
 def test_sinabs_micro_exact(dtype, tmp_path):
     """The same single IF layer under Sinabs' rules (multi-spike, subtract, clamp at -V_th)."""
     _need("sinabs")
