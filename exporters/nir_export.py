@@ -47,17 +47,32 @@ def _np(t: torch.Tensor) -> np.ndarray:
 def _conv(module: nn.Conv1d | nn.Conv2d, in_shape, out_shape) -> nir.NIRNode:
     if module.padding_mode != "zeros":
         raise ExportError(f"padding_mode={module.padding_mode!r} has no NIR equivalent (only 'zeros')")
-    if module.groups != 1:
-        raise ExportError(f"groups={module.groups}: nir 1.0.8's type inference takes the input channels from "
-                          "weight.shape[1], so grouped convolutions fail nir.read's type check")
+    weight = _np(module.weight)
+    if module.groups != 1:  # nir 1.0.8's type inference reads the input channels from weight.shape[1]
+        weight = _dense_weight(weight, module.groups)
     bias = module.bias if module.bias is not None else torch.zeros(module.out_channels)
     cls = nir.Conv2d if isinstance(module, nn.Conv2d) else nir.Conv1d
     spatial = tuple(in_shape[1:]) if cls is nir.Conv2d else int(in_shape[1])
     unpack = (lambda v: v) if cls is nir.Conv2d else (lambda v: v[0] if isinstance(v, tuple) else v)
     return cls(
-        input_shape=spatial, weight=_np(module.weight), stride=unpack(module.stride),
-        padding=unpack(module.padding), dilation=unpack(module.dilation), groups=module.groups, bias=_np(bias),
+        input_shape=spatial, weight=weight, stride=unpack(module.stride),
+        padding=unpack(module.padding), dilation=unpack(module.dilation), groups=1, bias=_np(bias),
+        metadata={"groups": module.groups} if module.groups != 1 else {},
     )
+
+
+def _dense_weight(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped convolution's weight ``[C_out, C_in / g, *k]`` as the equivalent dense one
+    ``[C_out, C_in, *k]`` (zeros outside each group's block): nir 1.0.8's type check takes
+    the input channels from ``weight.shape[1]``, so ``groups > 1`` fails ``nir.read``. The
+    node's metadata keeps ``groups`` for information."""
+    c_out, per_group = weight.shape[:2]
+    dense = np.zeros((c_out, per_group * groups, *weight.shape[2:]), dtype=weight.dtype)
+    out_per_group = c_out // groups
+    for g in range(groups):
+        rows = slice(g * out_per_group, (g + 1) * out_per_group)
+        dense[rows, g * per_group:(g + 1) * per_group] = weight[rows]
+    return dense
 
 
 def _linear(module: nn.Linear, in_shape, out_shape) -> nir.NIRNode:

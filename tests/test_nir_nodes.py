@@ -110,13 +110,14 @@ def test_file_without_v_reset_loads_with_zero(tmp_path):
     assert neuron.v_reset.tolist() == [0.0] and neuron.reset == "zero" and neuron.spike_rule == ">"
 
 
-def test_grouped_conv_is_refused_by_name(tmp_path):
-    from exporters import ExportError
-
-    model = nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), IFNeuron())
-    with pytest.raises(ExportError, match=r"'0' \(Conv2d\): groups=2"):
-        export_nir(model, tmp_path / "g.nir", input_shape=(2, 5, 5))
-    assert not (tmp_path / "g.nir").exists()
+def test_grouped_conv_is_written_as_an_equivalent_dense_conv(tmp_path):
+    model = _randomize(nn.Sequential(nn.Conv2d(4, 6, 3, groups=2), IFNeuron()))
+    path = export_nir(model, tmp_path / "g.nir", input_shape=(4, 5, 5))
+    node = nir.read(path, type_check=True).nodes["0"]
+    assert node.weight.shape == (6, 4, 3, 3) and int(node.groups) == 1 and int(node.metadata["groups"]) == 2
+    assert np.all(node.weight[:3, 2:] == 0) and np.all(node.weight[3:, :2] == 0)
+    x = torch.rand(8, 4, 5, 5, generator=torch.Generator().manual_seed(3)).double()
+    assert compare_spike_counts(model.double(), import_nir(path).double(), x, 10).equal
 
 
 def test_portable_profile_folds_avgpool_and_scale_and_reproduces(tmp_path):
