@@ -31,7 +31,7 @@ class Reader:
     """One external NIR reader and the rules our simulator needs to reproduce it.
 
     Attributes:
-        name: the venv folder and ``interop/readers/<name>.py``.
+        name: the venv folder and ``interop/readers/run_<name>.py``.
         profile: export profile tried first (``"portable"`` when the reader lacks AvgPool2d).
         semantics: :func:`exporters.import_nir` ``semantics`` matching the reader's IF rules,
             or ``None`` when none of our rules does (no spike comparison is possible).
@@ -141,11 +141,11 @@ class ReaderRun:
 
 def run_reader(reader: str, nir_path: Path, x: torch.Tensor, T: int, dtype: str = "float64",
                timeout: float = 600) -> ReaderRun:
-    """Run ``interop/readers/<reader>.py`` in its venv on ``x`` (``[B, ...]``) for ``T`` steps."""
+    """Run ``interop/readers/run_<reader>.py`` in its venv on ``x`` (``[B, ...]``) for ``T`` steps."""
     with tempfile.TemporaryDirectory() as tmp:
         inp, out = Path(tmp) / "in.npy", Path(tmp) / "out.npz"
         np.save(inp, x.numpy().astype(np.float32))
-        cmd = [str(venv_python(reader)), str(READER_DIR / f"{reader}.py"), "--nir", str(nir_path),
+        cmd = [str(venv_python(reader)), str(READER_DIR / f"run_{reader}.py"), "--nir", str(nir_path),
                "--input", str(inp), "--T", str(T), "--out", str(out), "--dtype", dtype]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
         lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]

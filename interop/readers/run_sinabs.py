@@ -1,6 +1,6 @@
 """Run a .nir file in Sinabs (interop protocol, interop/README.md); imports nothing from ann2snn.
 
-    python interop/readers/sinabs.py --nir FILE.nir --input IN.npy --T 50 --out OUT.npz [--dtype float64]
+    python interop/readers/run_sinabs.py --nir FILE.nir --input IN.npy --T 50 --out OUT.npz [--dtype float64]
 
 Sinabs's own import, ``sinabs.from_nir(graph, batch_size=B)`` (sinabs 3.1.3: ``nirtorch.load``
 with Sinabs's node map), gives a ``nirtorch`` graph executor whose IF layers are
@@ -22,68 +22,34 @@ Exit status 3 with a one-line reason on stderr when the file cannot be read, loa
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
-import logging
-import os
 import sys
-import warnings
 
-import numpy as np
-
-# This file is named like the package it reads with: drop its folder from the import path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import protocol
 
 #: NIR node types that sinabs 3.1.3's ``_import_sinabs_module`` maps (the rest become ``None``).
 MAPPED = ("Input", "Output", "Affine", "Conv1d", "Conv2d", "LI", "IF", "LIF", "SumPool2d", "Flatten")
 
 
-def _fail(stage: str, exc: BaseException) -> int:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    print(f"{stage}: {type(exc).__name__}: {first}", file=sys.stderr)
-    return 3
-
-
-def _unmapped(graph) -> list[str]:
-    return [f"{name} ({type(node).__name__})" for name, node in graph.nodes.items()
-            if type(node).__name__ not in MAPPED]
-
-
-def _versions() -> str:
-    v = importlib.metadata.version
-    return f"sinabs {v('sinabs')} (nir {v('nir')}, nirtorch {v('nirtorch')}, torch {v('torch')})"
-
-
 def main(argv: list[str] | None = None) -> int:
     """Read ``--nir``, run it for ``--T`` steps on the constant input ``--input``, write ``--out``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nir", required=True)
-    parser.add_argument("--input", required=True)
-    parser.add_argument("--T", type=int, required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore")
-    logging.disable(logging.WARNING)
+    args, x_in, graph = protocol.start(__doc__, argv,
+                                         read_stage=f"nir.read (nir {importlib.metadata.version('nir')})")
 
-    import nir
     import sinabs
     import torch
 
     dtype = getattr(torch, args.dtype)
-    x = torch.from_numpy(np.load(args.input)).to(dtype)
+    x = torch.from_numpy(x_in).to(dtype)
     batch, steps = len(x), args.T
-    try:
-        graph = nir.read(args.nir)
-    except Exception as exc:  # noqa: BLE001 - any failure is reported as "does not load"
-        return _fail(f"nir.read (nir {importlib.metadata.version('nir')})", exc)
     try:
         model = sinabs.from_nir(graph, batch_size=batch).to(dtype)
     except Exception as exc:  # noqa: BLE001
-        unmapped = _unmapped(graph)
-        return _fail("sinabs.from_nir" + (f" (no Sinabs mapping for {', '.join(unmapped)})" if unmapped else ""), exc)
+        unmapped = protocol.unmapped(graph, MAPPED)
+        protocol.fail("sinabs.from_nir"
+                      + (f" (no Sinabs mapping for {', '.join(unmapped)})" if unmapped else ""), exc)
 
-    if_names = {name.replace(".", "_"): name for name, node in graph.nodes.items() if isinstance(node, nir.IF)}
+    if_names = protocol.if_nodes(graph)
     counts: dict[str, torch.Tensor] = {}
     for node in model.graph.node_list:
         if node.name in if_names and node.elem is not None:
@@ -102,13 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             out, _ = model(series)
     except Exception as exc:  # noqa: BLE001
-        return _fail("running the Sinabs model", exc)
+        protocol.fail("running the Sinabs model", exc)
 
     output = out.reshape(batch, steps, *out.shape[1:]).transpose(0, 1)
-    notes = [f"skipped, no Sinabs mapping: {', '.join(_unmapped(graph))}"] if _unmapped(graph) else []
-    result = {"output": output.numpy(), "reader": "sinabs", "version": _versions(), "note": "; ".join(notes)}
-    result.update({f"counts__{name}": c.numpy() for name, c in counts.items()})
-    np.savez(args.out, **result)
+    unmapped = protocol.unmapped(graph, MAPPED)
+    notes = [f"skipped, no Sinabs mapping: {', '.join(unmapped)}"] if unmapped else []
+    protocol.write_out(args.out, output.numpy(), "sinabs", protocol.versions("sinabs"), "; ".join(notes),
+                       {name: c.numpy() for name, c in counts.items()})
     return 0
 
 
