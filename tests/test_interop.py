@@ -35,14 +35,19 @@ pytestmark = pytest.mark.interop
 T = 24
 SAMPLES = 8
 
-#: (reader, network) -> "match", or the substrings the reader's failure reason must contain.
+#: (reader, network) -> "match"; "differs" (it runs, but not as the graph says: nirtorch 2.6's
+#: GraphExecutor, which Norse 1.1.0 and Sinabs 3.1.3 load through, orders nodes depth-first, so
+#: at each residual join the skip branch, executed after the join, arrives one step late, and the
+#: executor returns the last node run (a skip branch) instead of the Output node); or the
+#: substrings the reader's failure reason must contain (Norse on the residual net: that last
+#: node's 8x14x14 = 1568 values, where the Output node has 10).
 EXPECTED: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("norse", "cnn"): "match",
     ("norse", "mlp"): "match",
-    ("norse", "resnet"): ("no portable file", "no Norse mapping for pool1 (AvgPool2d)", "(Scale)", "KeyError"),
+    ("norse", "resnet"): ("running the Norse model", "cannot reshape array of size 1568 into shape (1,10)"),
     ("sinabs", "cnn"): "match",
     ("sinabs", "mlp"): "match",
-    ("sinabs", "resnet"): ("no portable file", "no Sinabs mapping for pool1 (AvgPool2d)", "(Scale)", "KeyError"),
+    ("sinabs", "resnet"): "differs",
     ("snntorch", "cnn"): ("running the snnTorch model", "avg_pool2d(): argument 'input'", "not tuple",
                           "Leaky(beta=0.9, init_hidden=False"),
     ("snntorch", "mlp"): ("running the snnTorch model", "linear(): argument 'input'", "not tuple",
@@ -84,6 +89,11 @@ def test_reader_against_our_rules(reader, network, dtype, snns, workdir, x):
     folder, files = workdir
     outcome = harness.evaluate(reader, network, snns[network], x, T, dtype, folder, files)
     expected = EXPECTED[(reader, network)]
+    if expected == "differs":
+        assert outcome.loads, outcome.reason
+        c = outcome.comparison
+        assert c is not None and c.differing > 0.05 * c.total, f"{reader} now runs {network} right: {outcome.cell()}"
+        return
     if expected != "match":
         assert not outcome.loads, f"{reader} now runs {network}: {outcome.cell()} (update EXPECTED and the README)"
         for part in expected:
