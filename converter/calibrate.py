@@ -18,7 +18,7 @@ import torch
 import torch.fx as fx
 
 from converter.channelwise import _producer
-from simulator import IFNeuron, simulate
+from simulator import IFNeuron, Integrator, simulate
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,22 @@ def _mean_inputs(snn: fx.GraphModule, target: str, x: torch.Tensor, T: int) -> t
     return total[0] / T
 
 
+def _sees_spikes(node: fx.Node, modules) -> bool:
+    """Whether some IF layer lies upstream of ``node`` (else it sees the analog input exactly
+    as the ANN does, and only the quantisation of its own output is left, which the bias
+    calibration already centres)."""
+    stack, seen = list(node.all_input_nodes), set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if current.op == "call_module" and isinstance(modules.get(current.target), IFNeuron):
+            return True
+        stack.extend(current.all_input_nodes)
+    return False
+
+
 def calibrate_weights(
     snn: fx.GraphModule,
     targets: dict[str, torch.Tensor],
@@ -95,7 +111,9 @@ def calibrate_weights(
     (up to the 1/T quantisation). This is the weight calibration of Li et al., ICML 2021 ("A
     free lunch from ANN", advanced calibration), on the SNN's own inputs so that the errors of
     earlier layers are compensated. Only the Conv/Linear parameters feeding IF layers change;
-    thresholds, the output layer and layers without a single Conv/Linear producer stay.
+    thresholds, the output layer, layers without a single Conv/Linear producer and layers fed
+    by the analog input alone (the first convolution: it already computes what the ANN does)
+    stay.
 
     Args:
         snn: the converted SNN, modified in place.
@@ -118,6 +136,9 @@ def calibrate_weights(
         if producer is None:
             log.info("weight calibration: %s has no single Conv/Linear producer; skipped", node.target)
             continue
+        if not _sees_spikes(producer, modules):
+            log.info("weight calibration: %s sees the analog input as the ANN does; skipped", node.target)
+            continue
         layer, neuron = modules[producer.target], modules[node.target]
         with torch.no_grad():
             inputs = _mean_inputs(snn, producer.target, x, T)
@@ -138,3 +159,60 @@ def calibrate_weights(
         log.info("weight calibration: %s loss %.3g", node.target, loss.item())
         done.append(node.target)
     return done
+
+
+def calibrate_output(
+    snn: fx.GraphModule,
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    T: int,
+    output_scale: float,
+    iterations: int = 300,
+    lr: float = 1e-3,
+    batch_size: int = 250,
+    seed: int = 0,
+) -> str | None:
+    """Fit the Conv/Linear that feeds the membrane readout so that the SNN's class scores at T
+    match the ANN's: minimise the KL divergence from ``softmax(logits)`` to
+    ``softmax(output_scale · layer(mean input))`` (distillation without labels), where the
+    layer's input is its mean over ``T`` steps in the SNN. The readout potential at T is
+    ``T · layer(mean input)``, so its argmax is the class this fits. Only that layer changes.
+
+    Args:
+        snn: the converted SNN with a membrane readout (:func:`converter.readout.membrane_readout`),
+            modified in place.
+        logits: the ANN's outputs ``[N, classes]`` for ``x``.
+        x: calibration inputs ``[N, ...]``.
+        T: the time steps the SNN will run for.
+        output_scale: ``snn.meta['ann2snn']['output_scale']`` (rate × scale = ANN units).
+
+    Returns:
+        The calibrated layer's path, or None when the SNN has no membrane readout fed by a
+        single Conv/Linear (nothing is changed then).
+    """
+    modules = dict(snn.named_modules())
+    readout = next((n for n in snn.graph.nodes if n.op == "call_module" and isinstance(modules[n.target], Integrator)),
+                   None)
+    producer = _producer(readout, modules) if readout is not None else None
+    if producer is None:
+        log.info("output calibration: no membrane readout fed by a single Conv/Linear; skipped")
+        return None
+    layer = modules[producer.target]
+    with torch.no_grad():
+        inputs = _mean_inputs(snn, producer.target, x, T)
+        teacher = logits.to(inputs.device).flatten(1).log_softmax(1)
+    generator = torch.Generator().manual_seed(seed)
+    params = [p for p in layer.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    with torch.enable_grad():
+        for _ in range(iterations):
+            idx = torch.randint(0, len(inputs), (min(batch_size, len(inputs)),), generator=generator).to(inputs.device)
+            student = (layer(inputs[idx]) * output_scale).flatten(1).log_softmax(1)
+            loss = torch.nn.functional.kl_div(student, teacher[idx], log_target=True, reduction="batchmean")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    for p in params:
+        p.grad = None
+    log.info("output calibration: %s KL %.3g", producer.target, loss.item())
+    return producer.target
