@@ -18,7 +18,7 @@ import torch
 import torch.fx as fx
 
 from converter.channelwise import _producer
-from simulator import IFNeuron, simulate
+from simulator import IFNeuron, Integrator, simulate
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +57,162 @@ def calibrate_biases(
         layer.bias.add_(error.mean(1).to(layer.bias.dtype))
         corrected.append(node.target)
     return corrected
+
+
+def _mean_inputs(snn: fx.GraphModule, target: str, x: torch.Tensor, T: int) -> torch.Tensor:
+    """The input of module ``target`` averaged over ``T`` steps of single-step simulation of
+    ``x`` (``[N, ...]``): what the layer sees, on average, in the SNN."""
+    module = snn.get_submodule(target)
+    total: list[torch.Tensor] = []
+
+    def hook(m, args):
+        total.append(args[0].detach() if not total else total.pop() + args[0].detach())
+
+    handle = module.register_forward_pre_hook(hook)
+    try:
+        simulate(snn, x, T, mode="single")
+    finally:
+        handle.remove()
+    return total[0] / T
+
+
+def _sees_spikes(node: fx.Node, modules) -> bool:
+    """Whether some IF layer lies upstream of ``node`` (else it sees the analog input exactly
+    as the ANN does, and only the quantisation of its own output is left, which the bias
+    calibration already centres)."""
+    stack, seen = list(node.all_input_nodes), set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if current.op == "call_module" and isinstance(modules.get(current.target), IFNeuron):
+            return True
+        stack.extend(current.all_input_nodes)
+    return False
+
+
+def calibrate_weights(
+    snn: fx.GraphModule,
+    targets: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    T: int,
+    iterations: int = 300,
+    lr: float = 1e-3,
+    batch_size: int = 250,
+    seed: int = 0,
+) -> list[str]:
+    """Fit each IF layer's producing Conv/Linear so that its rate matches the ANN, layer by layer.
+
+    For IF layer ``l`` (in graph order), the producer's input is measured in the SNN itself
+    (its mean over ``T`` steps, with the earlier layers already calibrated), and the producer's
+    weights and bias are moved by Adam to minimise ``mean((clamp(z / V_th, 0, 1) - target)²)``
+    where ``z`` is the producer's output: the IF layer's rate for a constant current ``z``
+    (up to the 1/T quantisation). This is the weight calibration of Li et al., ICML 2021 ("A
+    free lunch from ANN", advanced calibration), on the SNN's own inputs so that the errors of
+    earlier layers are compensated. Only the Conv/Linear parameters feeding IF layers change;
+    thresholds, the output layer, layers without a single Conv/Linear producer and layers fed
+    by the analog input alone (the first convolution: it already computes what the ANN does)
+    stay.
+
+    Args:
+        snn: the converted SNN, modified in place.
+        targets: IF module name → target rates ``[N, C, ...]`` in [0, 1] for ``x``.
+        x: calibration inputs ``[N, ...]`` (up to about 1,000 images).
+        T: the time steps the SNN will run for.
+        iterations, lr, batch_size, seed: Adam steps per layer, its learning rate, samples per
+            step, and the seed of the sample draw (the result is deterministic).
+
+    Returns:
+        The IF module names whose producers were calibrated.
+    """
+    modules = dict(snn.named_modules())
+    generator = torch.Generator().manual_seed(seed)
+    done = []
+    for node in list(snn.graph.nodes):
+        if node.op != "call_module" or node.target not in targets or not isinstance(modules[node.target], IFNeuron):
+            continue
+        producer = _producer(node, modules)
+        if producer is None:
+            log.info("weight calibration: %s has no single Conv/Linear producer; skipped", node.target)
+            continue
+        if not _sees_spikes(producer, modules):
+            log.info("weight calibration: %s sees the analog input as the ANN does; skipped", node.target)
+            continue
+        layer, neuron = modules[producer.target], modules[node.target]
+        with torch.no_grad():
+            inputs = _mean_inputs(snn, producer.target, x, T)
+        target = targets[node.target].to(inputs.device)
+        threshold = neuron.v_threshold.to(inputs.device)
+        params = [p for p in layer.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=lr)
+        with torch.enable_grad():
+            for _ in range(iterations):
+                idx = torch.randint(0, len(inputs), (min(batch_size, len(inputs)),), generator=generator)
+                rate = (layer(inputs[idx.to(inputs.device)]) / threshold).clamp(0, 1)
+                loss = (rate - target[idx.to(target.device)]).pow(2).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        for p in params:
+            p.grad = None
+        log.info("weight calibration: %s loss %.3g", node.target, loss.item())
+        done.append(node.target)
+    return done
+
+
+def calibrate_output(
+    snn: fx.GraphModule,
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    T: int,
+    output_scale: float,
+    iterations: int = 300,
+    lr: float = 1e-3,
+    batch_size: int = 250,
+    seed: int = 0,
+) -> str | None:
+    """Fit the Conv/Linear that feeds the membrane readout so that the SNN's class scores at T
+    match the ANN's: minimise the KL divergence from ``softmax(logits)`` to
+    ``softmax(output_scale · layer(mean input))`` (distillation without labels), where the
+    layer's input is its mean over ``T`` steps in the SNN. The readout potential at T is
+    ``T · layer(mean input)``, so its argmax is the class this fits. Only that layer changes.
+
+    Args:
+        snn: the converted SNN with a membrane readout (:func:`converter.readout.membrane_readout`),
+            modified in place.
+        logits: the ANN's outputs ``[N, classes]`` for ``x``.
+        x: calibration inputs ``[N, ...]``.
+        T: the time steps the SNN will run for.
+        output_scale: ``snn.meta['ann2snn']['output_scale']`` (rate × scale = ANN units).
+
+    Returns:
+        The calibrated layer's path, or None when the SNN has no membrane readout fed by a
+        single Conv/Linear (nothing is changed then).
+    """
+    modules = dict(snn.named_modules())
+    readout = next((n for n in snn.graph.nodes if n.op == "call_module" and isinstance(modules[n.target], Integrator)),
+                   None)
+    producer = _producer(readout, modules) if readout is not None else None
+    if producer is None:
+        log.info("output calibration: no membrane readout fed by a single Conv/Linear; skipped")
+        return None
+    layer = modules[producer.target]
+    with torch.no_grad():
+        inputs = _mean_inputs(snn, producer.target, x, T)
+        teacher = logits.to(inputs.device).flatten(1).log_softmax(1)
+    generator = torch.Generator().manual_seed(seed)
+    params = [p for p in layer.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    with torch.enable_grad():
+        for _ in range(iterations):
+            idx = torch.randint(0, len(inputs), (min(batch_size, len(inputs)),), generator=generator).to(inputs.device)
+            student = (layer(inputs[idx]) * output_scale).flatten(1).log_softmax(1)
+            loss = torch.nn.functional.kl_div(student, teacher[idx], log_target=True, reduction="batchmean")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    for p in params:
+        p.grad = None
+    log.info("output calibration: %s KL %.3g", producer.target, loss.item())
+    return producer.target

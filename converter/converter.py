@@ -11,7 +11,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from converter.calibrate import calibrate_biases
+from converter.calibrate import calibrate_biases, calibrate_output, calibrate_weights
 from converter.channelwise import channel_normalize
 from converter.fold_bn import fold_batchnorm
 from converter.modes import Mode, parse_mode
@@ -62,7 +62,15 @@ class Converter:
             that minimises the T-step rate-coding error of its calibration activations, then
             every IF layer's biases are corrected for its mean rate error on the first
             ``calibration_samples`` calibration images.
-        calibration_samples: images used by the bias calibration (default 500).
+        calibrate_weights: with ``calibrate_T``, also fit the weights and biases of every
+            Conv/Linear that feeds an IF layer to the ANN's activations, layer by layer, on the
+            SNN's own T-step input rates (:func:`converter.calibrate.calibrate_weights`), and
+            the layer feeding a membrane readout to the ANN's softmax
+            (:func:`converter.calibrate.calibrate_output`); about a minute per T for the seed
+            CNN on 2 cores.
+        calibration_samples: images used by the bias (and weight) calibration (default 500).
+        calibration_iterations: Adam steps per layer of the weight calibration (default 300;
+            fewer is faster and a little less accurate).
         progress: called with each calibration batch's size (e.g. ``tqdm.update``).
 
     The returned SNN is a ``GraphModule`` taking ``[steps * B, ...]`` inputs (run it with
@@ -88,7 +96,9 @@ class Converter:
         readout: str = "membrane",
         channel_wise: bool = False,
         calibrate_T: int | None = None,
+        calibrate_weights: bool = False,
         calibration_samples: int = 500,
+        calibration_iterations: int = 300,
         progress: Callable[[int], None] | None = None,
     ) -> None:
         self.mode: Mode = parse_mode(mode)
@@ -96,6 +106,10 @@ class Converter:
             raise ValueError(f"mode {self.mode.text!r} is data-driven: pass a calibration dataloader")
         if calibrate_T is not None and calibrate_T < 1:
             raise ValueError(f"calibrate_T must be >= 1 time step, got {calibrate_T}")
+        if calibrate_weights and calibrate_T is None:
+            raise ValueError("calibrate_weights needs calibrate_T (the time steps to calibrate for)")
+        if calibration_iterations < 1:
+            raise ValueError(f"calibration_iterations must be >= 1, got {calibration_iterations}")
         if calibration_samples < 1:
             raise ValueError(f"calibration_samples must be >= 1, got {calibration_samples}")
         self.dataloader = dataloader
@@ -107,6 +121,8 @@ class Converter:
         self.readout = check_choice("readout", readout, READOUTS)
         self.channel_wise = bool(channel_wise)
         self.calibrate_T = calibrate_T
+        self.calibrate_weights = bool(calibrate_weights)
+        self.calibration_iterations = calibration_iterations
         self.calibration_samples = calibration_samples
         self.progress = progress
 
@@ -134,7 +150,8 @@ class Converter:
         if_layers = snn.meta[META_KEY]["if_layers"]
         if self.readout == "membrane":
             snn = membrane_readout(snn)
-        calibrated = self._calibrate(snn, ann_gm, if_layers, units) if self.calibrate_T else []
+        calibrated, weight_calibrated = (self._calibrate(snn, ann_gm, if_layers, units, out_scale)
+                                         if self.calibrate_T else ([], []))
         snn.meta[META_KEY] = {
             "mode": self.mode.text,
             "lambdas": lambdas,
@@ -144,6 +161,7 @@ class Converter:
             "readout": self.readout,
             "channel_wise_layers": channel_wise_layers,
             "bias_calibrated_layers": calibrated,
+            "weight_calibrated_layers": weight_calibrated,
             "calibrate_T": self.calibrate_T,
             "if_layers": if_layers,
             "conversion_seconds": time.perf_counter() - start,
@@ -165,7 +183,7 @@ class Converter:
         return new_lambdas, new_ratios
 
     def _calibrate(self, snn: fx.GraphModule, ann_gm: fx.GraphModule, if_layers: dict[str, str],
-                   units: dict[str, torch.Tensor]) -> list[str]:
+                   units: dict[str, torch.Tensor], out_scale: float) -> tuple[list[str], list[str]]:
         x = first_samples(self.dataloader, self.calibration_samples)
         device = next((p.device for p in snn.parameters()), torch.device("cpu"))
         x = x.to(device)
@@ -176,7 +194,16 @@ class Converter:
             a = activations[relu]
             unit = units[relu].to(a.device).view(-1, *([1] * (a.dim() - 2))) if units[relu].dim() else units[relu]
             targets[name] = (a / unit).clamp(0, 1)
-        return calibrate_biases(snn, targets, x, self.calibrate_T)
+        biases = calibrate_biases(snn, targets, x, self.calibrate_T)
+        weights = []
+        if self.calibrate_weights:
+            steps = self.calibration_iterations
+            weights = calibrate_weights(snn, targets, x, self.calibrate_T, iterations=steps)
+            with torch.no_grad():
+                logits = ann_gm(x)
+            output = calibrate_output(snn, logits, x, self.calibrate_T, out_scale, iterations=steps)
+            weights += [output] if output else []
+        return biases, weights
 
 
 def cap_scales(lambdas: dict[str, float], gm: fx.GraphModule) -> dict[str, float]:

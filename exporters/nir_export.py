@@ -15,6 +15,7 @@ factors are :class:`simulator.Scale` modules, written as ``nir.Scale`` nodes.
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import operator
 from collections.abc import Callable
@@ -46,17 +47,32 @@ def _np(t: torch.Tensor) -> np.ndarray:
 def _conv(module: nn.Conv1d | nn.Conv2d, in_shape, out_shape) -> nir.NIRNode:
     if module.padding_mode != "zeros":
         raise ExportError(f"padding_mode={module.padding_mode!r} has no NIR equivalent (only 'zeros')")
-    if module.groups != 1:
-        raise ExportError(f"groups={module.groups}: nir 1.0.8's type inference takes the input channels from "
-                          "weight.shape[1], so grouped convolutions fail nir.read's type check")
+    weight = _np(module.weight)
+    if module.groups != 1:  # nir 1.0.8's type inference reads the input channels from weight.shape[1]
+        weight = _dense_weight(weight, module.groups)
     bias = module.bias if module.bias is not None else torch.zeros(module.out_channels)
     cls = nir.Conv2d if isinstance(module, nn.Conv2d) else nir.Conv1d
     spatial = tuple(in_shape[1:]) if cls is nir.Conv2d else int(in_shape[1])
     unpack = (lambda v: v) if cls is nir.Conv2d else (lambda v: v[0] if isinstance(v, tuple) else v)
     return cls(
-        input_shape=spatial, weight=_np(module.weight), stride=unpack(module.stride),
-        padding=unpack(module.padding), dilation=unpack(module.dilation), groups=module.groups, bias=_np(bias),
+        input_shape=spatial, weight=weight, stride=unpack(module.stride),
+        padding=unpack(module.padding), dilation=unpack(module.dilation), groups=1, bias=_np(bias),
+        metadata={"groups": module.groups} if module.groups != 1 else {},
     )
+
+
+def _dense_weight(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped convolution's weight ``[C_out, C_in / g, *k]`` as the equivalent dense one
+    ``[C_out, C_in, *k]`` (zeros outside each group's block): nir 1.0.8's type check takes
+    the input channels from ``weight.shape[1]``, so ``groups > 1`` fails ``nir.read``. The
+    node's metadata keeps ``groups`` for information."""
+    c_out, per_group = weight.shape[:2]
+    dense = np.zeros((c_out, per_group * groups, *weight.shape[2:]), dtype=weight.dtype)
+    out_per_group = c_out // groups
+    for g in range(groups):
+        rows = slice(g * out_per_group, (g + 1) * out_per_group)
+        dense[rows, g * per_group:(g + 1) * per_group] = weight[rows]
+    return dense
 
 
 def _linear(module: nn.Linear, in_shape, out_shape) -> nir.NIRNode:
@@ -84,7 +100,8 @@ def _if(module: IFNeuron, in_shape, out_shape) -> nir.NIRNode:
     return nir.IF(
         r=full(module.r), v_threshold=full(module.v_threshold), v_reset=full(module.v_reset),
         metadata={"reset": module.reset, "spike_rule": module.spike_rule,
-                  "v_init_fraction": float(module.v_init), "dt": 1.0},
+                  "v_init_fraction": float(module.v_init), "dt": 1.0}
+        | ({} if module.v_min is None else {"v_min_fraction": module.v_min}),
     )
 
 
@@ -297,18 +314,27 @@ def reference_metadata(snn: nn.Module, T: int, input_shape: tuple[int, ...],
                        inputs: torch.Tensor | None = None, samples: int = 2) -> dict:
     """A self-check for the file: a few inputs and the exact outputs our simulator gives them.
 
+    The outputs are simulated in float64 (on a copy of ``snn``): the parameters are float32,
+    so their products with 0/1 spikes and float32 inputs are exact in float64 and the sums do
+    not depend on summation order; any reader, with any batch or time chunking, can reproduce
+    them bit for bit. (In float32 a linear layer run on 5 or on 10 steps at once already
+    differs in the last bits.)
+
     Args:
-        inputs: ``[B, *input_shape]``; by default ``samples`` uniform [0, 1) inputs drawn with
-            seed 0.
+        inputs: ``[B, *input_shape]`` float32; by default ``samples`` uniform [0, 1) inputs
+            drawn with seed 0.
 
     Returns:
-        ``{"reference_input": [B, ...] float32, "reference_output": [T, B, ...] float32}``
+        ``{"reference_input": [B, ...] float32, "reference_output": [T, B, ...] float64}``
         (the per-step outputs of :func:`simulator.simulate`, constant encoding).
     """
     if inputs is None:
         inputs = torch.rand(samples, *input_shape, generator=torch.Generator().manual_seed(0))
-    result = simulate(snn, inputs, T)
-    return {"reference_input": _np(inputs), "reference_output": _np(result.outputs)}
+    inputs = inputs.detach().float().cpu()
+    model = copy.deepcopy(snn).cpu().double()
+    reset_states(model)
+    result = simulate(model, inputs.double(), T)
+    return {"reference_input": _np(inputs), "reference_output": result.outputs.numpy().astype(np.float64)}
 
 
 def export_nir(snn: nn.Module, path: str | Path, T: int | None = None,

@@ -11,6 +11,7 @@ import keyword
 import operator
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nir
@@ -19,10 +20,23 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from exporters.semantics import graph_metadata, if_semantics
+from exporters.recurrent import fuse_subtraction
+from exporters.semantics import graph_metadata, if_semantics, plain, reader_rules
 from simulator import META_KEY, IFNeuron, Integrator, Scale
 
-ImportFn = Callable[[str, nir.NIRNode], nn.Module]
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How stateful nodes are read: ``rules`` override every IF node's metadata
+    (:func:`exporters.semantics.reader_rules`); ``dt`` (``None``: each node's ``dt`` metadata,
+    else 1) is the length of one simulated step in the file's time unit (current per step
+    ``dt · r · I``)."""
+
+    rules: dict = field(default_factory=dict)
+    dt: float | None = None
+
+
+ImportFn = Callable[[str, nir.NIRNode, ImportOptions], nn.Module]
 
 
 class NIRImportError(ValueError):
@@ -38,7 +52,7 @@ def _ints(a, n: int) -> tuple[int, ...]:
     return tuple(int(v) for v in (np.repeat(arr, n) if arr.size == 1 else arr))
 
 
-def _affine(name: str, node: nir.Affine) -> nn.Module:
+def _affine(name: str, node: nir.Affine, opts: ImportOptions) -> nn.Module:
     weight = _t(node.weight)
     layer = nn.Linear(weight.shape[1], weight.shape[0])
     layer.weight.data.copy_(weight)
@@ -46,14 +60,14 @@ def _affine(name: str, node: nir.Affine) -> nn.Module:
     return layer
 
 
-def _linear(name: str, node: nir.Linear) -> nn.Module:
+def _linear(name: str, node: nir.Linear, opts: ImportOptions) -> nn.Module:
     weight = _t(node.weight)
     layer = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
     layer.weight.data.copy_(weight)
     return layer
 
 
-def _conv(name: str, node: nir.Conv2d | nir.Conv1d) -> nn.Module:
+def _conv(name: str, node: nir.Conv2d | nir.Conv1d, opts: ImportOptions) -> nn.Module:
     weight = _t(node.weight)
     dims = 2 if isinstance(node, nir.Conv2d) else 1
     cls = nn.Conv2d if dims == 2 else nn.Conv1d
@@ -66,31 +80,40 @@ def _conv(name: str, node: nir.Conv2d | nir.Conv1d) -> nn.Module:
     return layer
 
 
-def _pool(name: str, node: nir.AvgPool2d | nir.SumPool2d) -> nn.Module:
+def _pool(name: str, node: nir.AvgPool2d | nir.SumPool2d, opts: ImportOptions) -> nn.Module:
     return nn.AvgPool2d(_ints(node.kernel_size, 2), _ints(node.stride, 2), _ints(node.padding, 2),
                         divisor_override=1 if isinstance(node, nir.SumPool2d) else None)
 
 
-def _flatten(name: str, node: nir.Flatten) -> nn.Module:
+def _flatten(name: str, node: nir.Flatten, opts: ImportOptions) -> nn.Module:
     start, end = int(node.start_dim), int(node.end_dim)
     return nn.Flatten(start + 1, end + 1 if end >= 0 else end)
 
 
-def _scale(name: str, node: nir.Scale) -> nn.Module:
+def _scale(name: str, node: nir.Scale, opts: ImportOptions) -> nn.Module:
     return Scale(_t(node.scale))
 
 
-def _if(name: str, node: nir.IF) -> nn.Module:
-    sem = if_semantics(name, node.metadata or {})
+def _step(node: nir.NIRNode, opts: ImportOptions, sem_dt: float) -> float:
+    return float(opts.dt) if opts.dt is not None else sem_dt
+
+
+def _if(name: str, node: nir.IF, opts: ImportOptions) -> nn.Module:
+    meta = node.metadata or {}
+    rules = {} if plain(meta.get("fused")) else opts.rules  # a fused recurrent encoding is exact as it is
+    sem = if_semantics(name, meta, rules)
     threshold = _t(node.v_threshold)
     if not bool((threshold > 0).all()):
         raise NIRImportError(f"NIR node {name!r}: v_threshold must be > 0 everywhere")
+    dt = _step(node, opts, sem["dt"])
+    r = _t(node.r) if dt == 1.0 else _t(node.r) * dt
     return IFNeuron(v_threshold=threshold, reset=sem["reset"], spike_rule=sem["spike_rule"],
-                    v_init=sem["v_init_fraction"], v_reset=_t(node.v_reset), r=_t(node.r))
+                    v_init=sem["v_init_fraction"], v_reset=_t(node.v_reset), r=r, v_min=sem["v_min_fraction"])
 
 
-def _integrator(name: str, node: nir.I) -> nn.Module:
-    return Integrator(r=_t(node.r))
+def _integrator(name: str, node: nir.I, opts: ImportOptions) -> nn.Module:
+    dt = _step(node, opts, float(plain((node.metadata or {}).get("dt", 1.0))))
+    return Integrator(r=_t(node.r) if dt == 1.0 else _t(node.r) * dt)
 
 
 #: NIR node type → function ``(node name, node) -> nn.Module``.
@@ -133,11 +156,31 @@ def _topological(nodes: dict, edges: list[tuple[str, str]]) -> list[str]:
     while pending:
         ready = next((n for n in pending if all(p in done for p in preds[n])), None)
         if ready is None:
-            raise NIRImportError(f"the NIR graph has a cycle through {sorted(pending)}: recurrence is not supported")
+            pending = _on_cycles(pending, edges)
+            raise NIRImportError(f"the NIR graph has a cycle through {sorted(pending)}: the only recurrence ann2snn "
+                                 "simulates is reset by subtraction, I -> Threshold -> Scale -> I")
         order.append(ready)
         done.add(ready)
         pending.remove(ready)
     return order
+
+
+def _on_cycles(names: list[str], edges: list[tuple[str, str]]) -> list[str]:
+    """The nodes of ``names`` that lie on a cycle of ``edges`` (each reaches itself)."""
+    succ = {n: [b for a, b in edges if a == n] for n in names}
+
+    def reaches_itself(start: str) -> bool:
+        seen, stack = set(), list(succ[start])
+        while stack:
+            n = stack.pop()
+            if n == start:
+                return True
+            if n not in seen and n in succ:
+                seen.add(n)
+                stack.extend(succ[n])
+        return False
+
+    return [n for n in names if reaches_itself(n)]
 
 
 def _segment(part: str) -> str:
@@ -201,23 +244,36 @@ def inline_subgraphs(graph: nir.NIRGraph) -> tuple[dict[str, nir.NIRNode], list[
     return nodes, edges
 
 
-def from_nir(graph: nir.NIRGraph) -> fx.GraphModule:
+def from_nir(graph: nir.NIRGraph, semantics: str | dict = "file", dt: float | None = None) -> fx.GraphModule:
     """Build an SNN GraphModule from a NIR graph.
+
+    Args:
+        graph: the NIR graph (nested graphs are inlined first, :func:`inline_subgraphs`; each
+            ``I → Threshold → Scale → I`` cycle becomes one IF node with reset by subtraction,
+            :func:`exporters.recurrent.fuse_subtraction`).
+        semantics: ``"file"`` (default: honour the file's IF metadata, NIR's rules where
+            absent), ``"nir"`` or ``"sinabs"`` (simulate the file the way that kind of reader
+            does), or a dict of overrides (:func:`exporters.semantics.reader_rules`).
+        dt: length of one simulated step in the file's time unit (``None``: the nodes' ``dt``
+            metadata, else 1); the current per step is ``dt · r · I``.
 
     Returns:
         A GraphModule taking ``[steps * B, *input_shape]`` like a converted SNN; its
         ``meta['ann2snn']`` holds the graph metadata (``output_scale``, ``mode``, ``T``, ...).
 
-    Nested graphs are inlined first (:func:`inline_subgraphs`).
-
     Raises:
         NIRImportError: a node type we cannot simulate (named, never dropped), several Input
-            nodes, an edge naming a missing node, a cycle, or bad IF metadata.
+            nodes, an edge naming a missing node, a cycle other than the subtraction pattern,
+            or bad IF metadata. ValueError: an unknown ``semantics`` or ``dt <= 0``.
     """
+    if dt is not None and not dt > 0:
+        raise ValueError(f"dt must be > 0, got {dt}")
+    opts = ImportOptions(reader_rules(semantics), dt)
     root = nn.Module()
     fx_graph = fx.Graph()
     values: dict[str, fx.Node] = {}
     nodes, edges = inline_subgraphs(graph)
+    nodes, edges, _ = fuse_subtraction(nodes, edges)
     for a, b in edges:
         for end in (a, b):
             if end not in nodes:
@@ -248,7 +304,7 @@ def from_nir(graph: nir.NIRGraph) -> fx.GraphModule:
         if fn is None:
             raise NIRImportError(f"NIR node {name!r} of type {type(node).__name__} cannot be simulated by ann2snn")
         try:
-            module = fn(name, node)
+            module = fn(name, node, opts)
         except NIRImportError:
             raise
         except (ValueError, TypeError) as exc:
@@ -262,19 +318,23 @@ def from_nir(graph: nir.NIRGraph) -> fx.GraphModule:
     return gm
 
 
-def import_nir(path: str | Path) -> fx.GraphModule:
+def import_nir(path: str | Path, semantics: str | dict = "file", dt: float | None = None) -> fx.GraphModule:
     """Read a ``.nir`` file and rebuild the SNN for :func:`simulator.simulate`.
 
     Honours our IF metadata (reset, spike rule, initial potential); files without it get NIR's
-    semantics (:mod:`exporters.semantics`).
+    semantics (:mod:`exporters.semantics`). ``semantics`` and ``dt``: see :func:`from_nir`
+    (``semantics="nir"`` shows what a reset-to-zero reader such as Norse does with the file,
+    ``"sinabs"`` what Sinabs does).
 
     Raises:
         FileNotFoundError, NIRImportError: see :func:`read_nir` and :func:`from_nir`.
+        ValueError: an unknown ``semantics`` or ``dt <= 0``.
     """
+    reader_rules(semantics)
     try:
-        return from_nir(read_nir(path))
+        return from_nir(read_nir(path), semantics, dt)
     except NIRImportError as exc:
         raise NIRImportError(f"{path}: {exc}") from None
 
 
-__all__ = ["IMPORTERS", "NIRImportError", "Scale", "from_nir", "import_nir", "read_nir"]
+__all__ = ["IMPORTERS", "ImportOptions", "NIRImportError", "Scale", "from_nir", "import_nir", "read_nir"]

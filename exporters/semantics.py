@@ -7,12 +7,14 @@ node metadata saying exactly what we simulate, and the graph carries the run's s
 
 IF node metadata (:data:`IF_KEYS`):
 
-=================  =====================================================================
-``reset``          ``"subtract"`` (V -= V_th per spike) or ``"zero"`` (V = v_reset)
-``spike_rule``     ``">="`` or ``">"`` (the comparison of V with V_th)
+==================  ====================================================================
+``reset``           ``"subtract"`` (V -= V_th per spike) or ``"zero"`` (V = v_reset)
+``spike_rule``      ``">="``, ``">"`` (the comparison of V with V_th) or ``"multi"``
+                    (floor(V / V_th) spikes in one step)
 ``v_init_fraction`` initial potential V[0] as a fraction of ``v_threshold`` (dimensionless)
-``dt``             length of one time step in NIR time units (always 1.0: ``r`` per step)
-=================  =====================================================================
+``dt``              length of one time step in NIR time units (we write 1.0: ``r`` per step)
+``v_min_fraction``  (only when set) clamp of V after the reset, a fraction of ``v_threshold``
+==================  ====================================================================
 
 Graph metadata (:data:`GRAPH_KEYS`): ``T`` (time steps the file was validated with),
 ``input_encoding`` (``"constant"``: the analog input is the current at every step),
@@ -21,24 +23,40 @@ Graph metadata (:data:`GRAPH_KEYS`): ``T`` (time steps the file was validated wi
 ``mode`` (normalisation mode), ``output_scale`` (rate × output_scale = ANN output),
 ``generator`` (``"ann2snn <version>"``) and ``nir_version``; and, when written with ``T``, a
 self-check: ``reference_input`` (``[B, *input_shape]`` float32) and ``reference_output``
-(``[T, B, *output_shape]`` float32, the output at every step under these semantics with
-constant input encoding), which :func:`exporters.verify_file` reproduces.
+(``[T, B, *output_shape]`` float64, the output at every step under these semantics with
+constant input encoding, simulated in float64 so that it does not depend on summation
+order), which :func:`exporters.verify_file` reproduces exactly.
 
 A file without our IF metadata is read with NIR's own semantics: reset to ``v_reset``
 (0 if absent), spike when ``v > v_threshold``, ``v = 0`` at the start, ``r`` applied once
-per unit time step. An unknown value is an error naming node and key.
+per unit time step (a file written with a physical time step is read with ``dt=...``: the
+current per step is then ``dt · r · I``). An unknown value is an error naming node and key.
+
+To see what another kind of reader does with a file, the importer can override every IF
+node's rules with one of :data:`READER_RULES`: ``"nir"`` (NIR's rules as Norse and
+SpikingJelly apply them: reset to ``v_reset``, strict ``>``, ``V[0] = 0``) or ``"sinabs"``
+(Sinabs' ``IAF``: reset by subtraction, several spikes per step, ``V`` clamped at ``-V_th``
+after the reset, ``V[0] = 0``).
 """
 
 from __future__ import annotations
 
 from simulator.neuron import RESETS, SPIKE_RULES
 
-IF_KEYS = ("reset", "spike_rule", "v_init_fraction", "dt")
+IF_KEYS = ("reset", "spike_rule", "v_init_fraction", "dt", "v_min_fraction")
 GRAPH_KEYS = ("T", "input_encoding", "readout", "mode", "output_scale", "generator", "nir_version",
               "reference_input", "reference_output")
 
 #: NIR's own IF semantics, assumed for files that carry none of :data:`IF_KEYS`.
-NIR_DEFAULTS = {"reset": "zero", "spike_rule": ">", "v_init_fraction": 0.0, "dt": 1.0}
+NIR_DEFAULTS = {"reset": "zero", "spike_rule": ">", "v_init_fraction": 0.0, "dt": 1.0, "v_min_fraction": None}
+
+#: Rules that override every IF node's metadata, by the kind of reader they stand for;
+#: ``"file"`` honours the file (our metadata, else :data:`NIR_DEFAULTS`).
+READER_RULES: dict[str, dict] = {
+    "file": {},
+    "nir": {"reset": "zero", "spike_rule": ">", "v_init_fraction": 0.0, "v_min_fraction": None},
+    "sinabs": {"reset": "subtract", "spike_rule": "multi", "v_init_fraction": 0.0, "v_min_fraction": -1.0},
+}
 
 
 def plain(value):
@@ -55,26 +73,52 @@ def graph_metadata(graph) -> dict:
     return {k: plain(v) for k, v in (graph.metadata or {}).items()}
 
 
-def if_semantics(node_name: str, metadata: dict) -> dict:
-    """The IF settings of node ``node_name`` from its metadata, NIR's defaults where absent.
+def reader_rules(semantics: str | dict) -> dict:
+    """The overrides for ``semantics``: a name in :data:`READER_RULES` or a dict with keys
+    among ``reset``, ``spike_rule``, ``v_init_fraction``, ``v_min_fraction``.
+
+    Raises:
+        ValueError: an unknown name or key (values are checked per node by :func:`if_semantics`).
+    """
+    if isinstance(semantics, str):
+        if semantics not in READER_RULES:
+            raise ValueError(f"semantics must be one of {tuple(READER_RULES)} or a dict, got {semantics!r}")
+        return READER_RULES[semantics]
+    unknown = set(semantics) - (set(IF_KEYS) - {"dt"})
+    if unknown:
+        raise ValueError(f"semantics: unknown key(s) {sorted(unknown)}; allowed: reset, spike_rule, "
+                         "v_init_fraction, v_min_fraction")
+    return dict(semantics)
+
+
+def if_semantics(node_name: str, metadata: dict, overrides: dict | None = None) -> dict:
+    """The IF settings of node ``node_name``: ``overrides`` (see :func:`reader_rules`), else its
+    metadata, else NIR's defaults.
+
+    Returns:
+        dict with ``reset``, ``spike_rule``, ``v_init_fraction`` (float), ``dt`` (float) and
+        ``v_min_fraction`` (float or None).
 
     Raises:
         ValueError: an unknown ``reset`` or ``spike_rule`` value, a non-numeric
-            ``v_init_fraction``, or ``dt`` other than 1 (naming node and key).
+            ``v_init_fraction``, ``v_min_fraction`` or ``dt``, or ``dt <= 0`` (naming node and key).
     """
     meta = {k: plain(v) for k, v in metadata.items()}
     out = {k: meta.get(k, default) for k, default in NIR_DEFAULTS.items()}
+    out.update(overrides or {})
     if out["reset"] not in RESETS:
         raise ValueError(f"NIR node {node_name!r}: metadata 'reset' = {out['reset']!r} is not one of {RESETS}")
     if out["spike_rule"] not in SPIKE_RULES:
         raise ValueError(
             f"NIR node {node_name!r}: metadata 'spike_rule' = {out['spike_rule']!r} is not one of {SPIKE_RULES}"
         )
-    for key in ("v_init_fraction", "dt"):
+    for key in ("v_init_fraction", "dt", "v_min_fraction"):
+        if out[key] is None and key == "v_min_fraction":
+            continue
         try:
             out[key] = float(out[key])
         except (TypeError, ValueError):
             raise ValueError(f"NIR node {node_name!r}: metadata {key!r} = {out[key]!r} is not a number") from None
-    if out["dt"] != 1.0:
-        raise ValueError(f"NIR node {node_name!r}: metadata 'dt' = {out['dt']} is not supported (only 1.0)")
+    if not out["dt"] > 0:
+        raise ValueError(f"NIR node {node_name!r}: metadata 'dt' = {out['dt']} must be > 0")
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -28,7 +28,8 @@ class SelfCheck:
 
 @torch.no_grad()
 def verify_file(path) -> SelfCheck:
-    """Reload ``path`` and rerun its embedded reference inputs under the file's semantics.
+    """Reload ``path`` and rerun its embedded reference inputs under the file's semantics, in
+    float64 as they were written (:func:`exporters.nir_export.reference_metadata`).
 
     Raises:
         ValueError: the file has no reference vector (written without ``T``).
@@ -40,9 +41,9 @@ def verify_file(path) -> SelfCheck:
     meta = snn.meta.get("ann2snn", {})
     if "reference_input" not in meta or "reference_output" not in meta:
         raise ValueError(f"{path}: no reference vector in the graph metadata (export with T=...)")
-    x = torch.as_tensor(meta["reference_input"])
-    expected = torch.as_tensor(meta["reference_output"])
-    got = simulate(snn, x, expected.shape[0]).outputs.cpu()
+    x = torch.as_tensor(meta["reference_input"]).double()
+    expected = torch.as_tensor(meta["reference_output"]).double()
+    got = simulate(snn.double(), x, expected.shape[0]).outputs.cpu()
     if got.shape != expected.shape:
         return SelfCheck(False, float("inf"), expected.shape[0], x.shape[0])
     diff = (got - expected).abs().max().item() if got.numel() else 0.0
@@ -91,3 +92,78 @@ def compare_spike_counts(a: nn.Module, b: nn.Module, x: torch.Tensor, T: int, **
     else:
         out_diff = float("inf")
     return RoundTripReport(same_layers and count_diff == 0 and out_diff == 0, count_diff, out_diff, len(counts_a))
+
+
+#: The rules ``ann2snn verify --data`` compares, with the readers that follow them.
+READER_KINDS = {
+    "file": "exact (ann2snn, the file's metadata)",
+    "nir": "reset to zero, v > V_th (NIR; Norse, SpikingJelly)",
+    "sinabs": "multi-spike, clamp at -V_th (Sinabs)",
+}
+
+
+@dataclass
+class ReaderRun:
+    """One file simulated on a data set under one kind of reader's rules.
+
+    Attributes:
+        semantics: the rules (:data:`exporters.semantics.READER_RULES` key).
+        correct: samples classified correctly at T (None without labels). samples: data size.
+        spikes: total spikes per IF layer path, over all samples.
+        count_diff: per IF layer path, sum over neurons and samples of |count − count under
+            the file's own rules| (spikes); all zeros for ``"file"``.
+        neurons_differing: per layer, how many (sample, neuron) pairs have another count.
+        neurons: per layer, neurons per sample.
+    """
+
+    semantics: str
+    samples: int = 0
+    correct: int | None = None
+    spikes: dict[str, float] = field(default_factory=dict)
+    count_diff: dict[str, float] = field(default_factory=dict)
+    neurons_differing: dict[str, int] = field(default_factory=dict)
+    neurons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float | None:
+        """Accuracy at T in %, or None without labels."""
+        return None if self.correct is None else 100.0 * self.correct / max(self.samples, 1)
+
+
+@torch.no_grad()
+def compare_readers(path, batches, T: int, semantics=tuple(READER_KINDS), device: str = "cpu") -> list[ReaderRun]:
+    """What each kind of reader does with the file ``path`` on data: accuracy and per-layer
+    spike counts under each of ``semantics`` against the file's own rules (``"file"``).
+
+    Args:
+        path: a ``.nir`` file.
+        batches: an iterable of ``(x [B, *input_shape], y [B] or None)`` (iterated once).
+        T: time steps per sample.
+        semantics: the rules to compare (keys of :data:`exporters.semantics.READER_RULES`).
+
+    Returns:
+        One :class:`ReaderRun` per entry of ``semantics``, in order.
+
+    Raises:
+        FileNotFoundError, exporters.NIRImportError: the file cannot be read (named).
+    """
+    from exporters.nir_import import import_nir
+
+    models = {s: import_nir(path, s).to(device) for s in ("file", *semantics)}
+    runs = {s: ReaderRun(s) for s in semantics}
+    for x, y in batches:
+        results = {s: simulate(m, x.to(device), T) for s, m in models.items()}
+        exact = results["file"].spike_counts
+        for s, run in runs.items():
+            result = results[s]
+            run.samples += len(x)
+            if y is not None:
+                run.correct = (run.correct or 0) + int((result.predictions()[-1].cpu() == y.cpu()).sum())
+            for name, counts in result.spike_counts.items():
+                ref = exact.get(name, torch.full_like(counts, float("nan")))
+                diff = (counts - ref.to(counts.dtype)).abs()
+                run.spikes[name] = run.spikes.get(name, 0.0) + float(counts.sum())
+                run.count_diff[name] = run.count_diff.get(name, 0.0) + float(diff.sum())
+                run.neurons_differing[name] = run.neurons_differing.get(name, 0) + int((diff != 0).sum())
+                run.neurons[name] = int(counts[0].numel())
+    return [runs[s] for s in semantics]

@@ -33,7 +33,7 @@ import torch.fx as fx
 from torch import nn
 
 from simulator.integrator import Integrator, integrate
-from simulator.neuron import IFNeuron, if_scan_bool
+from simulator.neuron import IFNeuron, if_scan, if_scan_bool
 from simulator.spike_ops import Spikes, spike_op
 
 
@@ -276,7 +276,16 @@ class GraphRunner:
             like = torch.empty(shape, dtype=current.dtype, device=current.device)
             state = self.states[node.target] = IFState(layer.initial_potential(like),
                                                        torch.zeros(shape, dtype=torch.int32, device=current.device))
-        spikes, state.v = if_scan_bool(current, state.v, layer.params(), steps=const_steps)
+        params = layer.params()
+        if not params.binary:  # several spikes per step or a clamp: the per-step loop, float counts
+            if const_steps is not None:
+                current = current.unsqueeze(0).expand(steps, *shape)
+            counts, state.v = if_scan(current, state.v, params)
+            state.count += counts.sum(0).to(torch.int32)
+            if self.record:
+                self.recorded.setdefault(node.target, []).append((self.t, self.rows, counts.to(torch.uint8)))
+            return counts.reshape(steps * self.batch, *shape[1:])
+        spikes, state.v = if_scan_bool(current, state.v, params, steps=const_steps)
         state.count += spike_count(spikes)
         if self.record:
             self.recorded.setdefault(node.target, []).append((self.t, self.rows, spikes))
@@ -314,7 +323,8 @@ class ModuleRunner:
 
     def _hook(self, name: str):
         def hook(layer: IFNeuron, inputs, output: torch.Tensor) -> None:
-            spikes = output.reshape(layer.steps, -1, *output.shape[1:]).bool()
+            spikes = output.reshape(layer.steps, -1, *output.shape[1:])
+            spikes = spikes.bool() if layer.params().binary else spikes.to(torch.uint8)
             self.recorded.setdefault(name, []).append((self.t, self.rows, spikes))
 
         return hook

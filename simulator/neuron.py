@@ -13,7 +13,12 @@ The discrete update implemented, per neuron and unit time step ``t`` (dt = 1):
   (after conversion every threshold is 1, so V is in multiples of V_th).
 - ``I``: input current per time step (same units as V).
 - ``r``: input resistance (dimensionless, 1 after conversion; NIR's ``r``).
-- ``s``: spike, 0 or 1. With ``spike_rule=">"`` the comparison is strict (NIR's rule).
+- ``s``: spike, 0 or 1. With ``spike_rule=">"`` the comparison is strict (NIR's rule). With
+  ``spike_rule="multi"`` (Sinabs' ``MultiSpike``) a neuron emits ``floor(V / V_th)`` spikes in
+  one step when ``V >= V_th``, each subtracting ``V_th`` (or resetting once to ``V_reset``).
+- ``v_min`` (optional, a fraction of ``V_th``): after the reset the potential is clamped,
+  ``V = relu(V - v_min V_th) + v_min V_th`` (= ``max(V, v_min V_th)`` up to rounding; computed
+  as Sinabs does, whose ``min_v_mem = -V_th`` is ``v_min = -1``).
 - ``V[0] = v_init * V_th`` (``v_init`` is a fraction of the threshold; 0 by default).
 
 With reset by subtraction the firing rate over T steps is
@@ -31,7 +36,7 @@ from torch import nn
 from simulator.kernels import scalar_or_flat, scan_flat
 
 RESETS = ("subtract", "zero")
-SPIKE_RULES = (">=", ">")
+SPIKE_RULES = (">=", ">", "multi")
 
 
 class IFParams(NamedTuple):
@@ -42,6 +47,12 @@ class IFParams(NamedTuple):
     r: torch.Tensor
     reset: str = "subtract"
     spike_rule: str = ">="
+    v_min: float | None = None  # clamp after the reset, a fraction of v_threshold
+
+    @property
+    def binary(self) -> bool:
+        """At most one spike per step and no clamp: the fast kernels of :func:`if_scan_bool` apply."""
+        return self.spike_rule != "multi" and self.v_min is None
 
 
 def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -60,7 +71,8 @@ def if_step(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor
         p: the layer's :class:`IFParams`.
 
     Returns:
-        ``(spikes, v)``: spikes ``[B, ...]`` (0./1. in ``x``'s dtype) and the potential after reset.
+        ``(spikes, v)``: spikes ``[B, ...]`` in ``x``'s dtype (0./1.; a count 0, 1, 2, ... with
+        ``spike_rule="multi"``) and the potential after reset (and clamp).
 
     Example:
         >>> p = IFParams(torch.tensor(1.0), torch.tensor(0.0), torch.tensor(1.0))
@@ -69,12 +81,17 @@ def if_step(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor
         ([1.0, 1.0], [0.25, 0.25])
     """
     v = v + p.r * x
-    fired = v >= p.v_threshold if p.spike_rule == ">=" else v > p.v_threshold
+    fired = v > p.v_threshold if p.spike_rule == ">" else v >= p.v_threshold
     spikes = fired.to(x.dtype)
+    if p.spike_rule == "multi":
+        spikes = torch.where(fired, torch.floor(v / p.v_threshold), 0.0).to(x.dtype)
     if p.reset == "subtract":
         v = v - spikes * p.v_threshold
     else:
         v = torch.where(fired, p.v_reset.to(v.dtype).expand_as(v), v)
+    if p.v_min is not None:  # Sinabs' arithmetic, relu(v - v_min) + v_min, bit for bit (not max(v, v_min))
+        floor = (p.v_min * p.v_threshold).to(v.dtype)
+        v = torch.relu(v - floor) + floor
     return spikes, v
 
 
@@ -99,6 +116,12 @@ def if_scan(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor
         ``(spikes [T, B, ...], v [B, ...])``: all spikes (0./1. in ``x``'s dtype) and the final
         potential; bitwise what ``T`` calls of :func:`if_step` give.
     """
+    if not p.binary:
+        out = []
+        for xt in x:
+            s, v = if_step(xt, v, p)
+            out.append(s)
+        return torch.stack(out), v
     spikes, v = if_scan_bool(x, v, p)
     return spikes.to(x.dtype), v
 
@@ -122,7 +145,8 @@ def if_scan_bool(
         ``(spikes, v)``: ``bool`` spikes ``[T, B, ...]`` and the potential after the last step.
 
     Raises:
-        ValueError: ``steps < 1``.
+        ValueError: ``steps < 1``, or a multi-spike or clamped layer (``not p.binary``: use
+            :func:`if_scan`).
 
     Example:
         >>> p = IFParams(torch.tensor(1.0), torch.tensor(0.0), torch.tensor(1.0))
@@ -132,6 +156,8 @@ def if_scan_bool(
     """
     if steps is not None and steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if not p.binary:
+        raise ValueError("if_scan_bool needs binary spikes without clamp; use if_scan")
     constant = steps is not None
     state_shape = x.shape if constant else x.shape[1:]
     steps = steps if constant else x.shape[0]
@@ -160,13 +186,17 @@ class IFNeuron(nn.Module):
         v_threshold: threshold V_th, a float or a tensor broadcastable to ``[B, ...]``
             without the batch axis (per neuron or per channel). Must be > 0.
         reset: ``"subtract"`` (soft reset, default) or ``"zero"`` (reset to ``v_reset``).
-        spike_rule: ``">="`` (default) or ``">"`` (NIR's strict rule).
+        spike_rule: ``">="`` (default), ``">"`` (NIR's strict rule) or ``"multi"`` (several
+            spikes per step, Sinabs' rule; simulated by a slower per-step loop).
         v_init: initial potential as a fraction of ``v_threshold`` (dimensionless).
         v_reset: potential after a spike with ``reset="zero"`` (default 0).
         r: input resistance (dimensionless), default 1.
+        v_min: clamp of the potential after the reset, a fraction of ``v_threshold``
+            (``None``, the default: no clamp; Sinabs: -1).
 
     Shape:
-        Input ``[steps * B, ...]``; output spikes of the same shape, 0./1. floats.
+        Input ``[steps * B, ...]``; output spikes of the same shape, 0./1. floats (counts with
+        ``spike_rule="multi"``).
 
     Raises:
         ValueError: unknown ``reset`` or ``spike_rule``, a non-positive threshold, or an
@@ -181,6 +211,7 @@ class IFNeuron(nn.Module):
         v_init: float = 0.0,
         v_reset: float | torch.Tensor = 0.0,
         r: float | torch.Tensor = 1.0,
+        v_min: float | None = None,
     ) -> None:
         super().__init__()
         self.reset = check_choice("reset", reset, RESETS)
@@ -192,12 +223,13 @@ class IFNeuron(nn.Module):
         self.register_buffer("v_reset", torch.as_tensor(v_reset, dtype=torch.float32))
         self.register_buffer("r", torch.as_tensor(r, dtype=torch.float32))
         self.v_init = float(v_init)
+        self.v_min = None if v_min is None else float(v_min)
         self.steps = 1
         self.v: torch.Tensor | None = None
         self.spike_count: torch.Tensor | None = None
 
     def params(self) -> IFParams:
-        return IFParams(self.v_threshold, self.v_reset, self.r, self.reset, self.spike_rule)
+        return IFParams(self.v_threshold, self.v_reset, self.r, self.reset, self.spike_rule, self.v_min)
 
     def reset_state(self) -> None:
         """Forget the membrane potential and spike counts (the next call starts at ``v_init``)."""
@@ -215,11 +247,14 @@ class IFNeuron(nn.Module):
         if self.v is None:
             self.v = self.initial_potential(xt[0])
             self.spike_count = torch.zeros_like(xt[0])
-        spikes, self.v = if_scan_bool(xt, self.v, self.params())
+        p = self.params()
+        spikes, self.v = if_scan_bool(xt, self.v, p) if p.binary else if_scan(xt, self.v, p)
         self.spike_count = self.spike_count + spikes.sum(0)
         return spikes.to(x.dtype).reshape(x.shape)
 
     def extra_repr(self) -> str:
         th = self.v_threshold
         th_repr = f"{th.item():g}" if th.numel() == 1 else f"[{tuple(th.shape)}]"
-        return f"v_threshold={th_repr}, reset={self.reset!r}, spike_rule={self.spike_rule!r}, v_init={self.v_init:g}"
+        clamp = "" if self.v_min is None else f", v_min={self.v_min:g}"
+        return (f"v_threshold={th_repr}, reset={self.reset!r}, spike_rule={self.spike_rule!r}, "
+                f"v_init={self.v_init:g}{clamp}")

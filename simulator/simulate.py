@@ -76,7 +76,7 @@ class SimulationResult:
         readout: ``"spike_count"`` (outputs are per-step spikes or currents, summed over time
             to classify) or ``"membrane"`` (outputs are the output layer's potential V[t]).
         spikes: with ``record=True``, per IF layer path, the full spike train ``[T, B, ...]``
-            as ``bool``; else ``None``.
+            as ``bool`` (``uint8`` spikes per step for a ``spike_rule="multi"`` layer); else ``None``.
         steps_used: ``[B]`` int64, the step at which each sample's prediction was taken
             (``T`` unless it exited early).
     """
@@ -155,9 +155,10 @@ def _runner(model: nn.Module, x: torch.Tensor, encoder, mode: str, record: bool,
 
 
 def _assemble(chunks: list[tuple[int, torch.Tensor, torch.Tensor]], T: int, batch: int) -> torch.Tensor:
-    """Recorded ``(t0, rows, spikes [steps, b, ...])`` chunks as one ``[T, B, ...]`` bool tensor."""
+    """Recorded ``(t0, rows, spikes [steps, b, ...])`` chunks as one ``[T, B, ...]`` tensor (bool,
+    or uint8 counts for a multi-spike layer)."""
     first = chunks[0][2]
-    full = torch.zeros(T, batch, *first.shape[2:], dtype=torch.bool, device=first.device)
+    full = torch.zeros(T, batch, *first.shape[2:], dtype=first.dtype, device=first.device)
     for t0, rows, spikes in chunks:
         full[t0 : t0 + spikes.shape[0], rows] = spikes
     return full

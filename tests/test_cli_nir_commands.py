@@ -97,3 +97,49 @@ def test_verify_reproduces_the_reference_and_fails_on_a_tampered_file(tmp_path):
         data[...] = values
     bad = CliRunner().invoke(main, ["verify", str(path)])
     assert bad.exit_code == 1 and "DIFFERS (max |difference| 1)" in bad.output
+
+
+def test_verify_with_data_compares_the_three_kinds_of_reader(converted):
+    nir_file = converted / "plain_max_T6.nir"
+    result = run("verify", str(nir_file), "--data", "mnist", "--limit", "20", "--T", "12", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["self_check"]["equal"] and report["T"] == 12
+    exact, zero, sinabs = report["readers"]
+    assert [r["rules"] for r in report["readers"]] == ["file", "nir", "sinabs"]
+    assert all(r["samples"] == 20 for r in report["readers"]) and exact["accuracy"] is not None
+    assert set(exact["count_diff"].values()) == {0.0}
+    assert sum(zero["count_diff"].values()) > 0  # reset to zero loses the residue: other counts
+    assert sum(sinabs["count_diff"].values()) > 0  # V[0] = 0 instead of V_th / 2
+    text = run("verify", str(nir_file), "--data", "mnist", "--limit", "20", "--quiet")
+    assert text.exit_code == 0 and "reset to zero, v > V_th (NIR; Norse, SpikingJelly)" in text.output
+
+
+def test_verify_with_data_on_a_file_without_reference(tmp_path):
+    from torch import nn
+
+    from exporters import export_nir
+    from simulator import IFNeuron
+
+    path = export_nir(nn.Sequential(nn.Flatten(), nn.Linear(784, 10), IFNeuron()), tmp_path / "n.nir",
+                      input_shape=(1, 28, 28))
+    no_t = run("verify", str(path), "--data", "mnist", "--limit", "5")
+    assert no_t.exit_code == 2 and "stores no T: pass --T" in no_t.output
+    ok = run("verify", str(path), "--data", "mnist", "--limit", "5", "--T", "3", "--quiet")
+    assert ok.exit_code == 0 and "no reference vector" in ok.output and "multi-spike" in ok.output
+    alone = run("verify", str(path))
+    assert alone.exit_code == 1 and "no reference vector" in alone.output
+
+
+def test_simulate_with_early_exit_reports_mean_steps(converted):
+    nir_file = converted / "plain_max_T6.nir"
+    full = json.loads(run("simulate", str(nir_file), "--limit", "30", "--T", "40", "--json").stdout)
+    args = ("simulate", str(nir_file), "--limit", "30", "--T", "40", "--json")
+    fast = json.loads(run(*args, "--early-exit", "3").stdout)
+    assert full["mean_steps"] is None and fast["early_exit"] == 3
+    assert 3 <= fast["mean_steps"] < 40
+    assert abs(fast["accuracy"] - full["accuracy"]) <= 20.0
+    text = run("simulate", str(nir_file), "--limit", "10", "--T", "20", "--early-exit", "3", "--quiet")
+    assert text.exit_code == 0 and "early exit after 3 stable steps" in text.output
+    bad = run("simulate", str(nir_file), "--early-exit", "0")
+    assert bad.exit_code == 2 and "--early-exit" in bad.output

@@ -110,13 +110,14 @@ def test_file_without_v_reset_loads_with_zero(tmp_path):
     assert neuron.v_reset.tolist() == [0.0] and neuron.reset == "zero" and neuron.spike_rule == ">"
 
 
-def test_grouped_conv_is_refused_by_name(tmp_path):
-    from exporters import ExportError
-
-    model = nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), IFNeuron())
-    with pytest.raises(ExportError, match=r"'0' \(Conv2d\): groups=2"):
-        export_nir(model, tmp_path / "g.nir", input_shape=(2, 5, 5))
-    assert not (tmp_path / "g.nir").exists()
+def test_grouped_conv_is_written_as_an_equivalent_dense_conv(tmp_path):
+    model = _randomize(nn.Sequential(nn.Conv2d(4, 6, 3, groups=2), IFNeuron()))
+    path = export_nir(model, tmp_path / "g.nir", input_shape=(4, 5, 5))
+    node = nir.read(path, type_check=True).nodes["0"]
+    assert node.weight.shape == (6, 4, 3, 3) and int(node.groups) == 1 and int(node.metadata["groups"]) == 2
+    assert np.all(node.weight[:3, 2:] == 0) and np.all(node.weight[3:, :2] == 0)
+    x = torch.rand(8, 4, 5, 5, generator=torch.Generator().manual_seed(3)).double()
+    assert compare_spike_counts(model.double(), import_nir(path).double(), x, 10).equal
 
 
 def test_portable_profile_folds_avgpool_and_scale_and_reproduces(tmp_path):
@@ -156,3 +157,42 @@ def test_unknown_profile_is_refused(tmp_path):
     with pytest.raises(ValueError, match="profile"):
         export_nir(nn.Sequential(nn.Linear(2, 2), IFNeuron()), tmp_path / "p.nir", input_shape=(2,), profile="tiny")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_portable_profile_writes_a_residual_scale_as_a_diagonal_conv(tmp_path):
+    from converter import Converter
+    from converter.zoo import load_embedded, load_mnist_resnet
+
+    snn = Converter(mode="99.9%", dataloader=load_embedded("calib").subset(100).loader(100))(load_mnist_resnet())
+    path = export_nir(snn, tmp_path / "res.nir", T=10, profile="portable")
+    graph = nir.read(path)
+    assert sorted({type(n).__name__ for n in graph.nodes.values()}) == [
+        "Affine", "Conv2d", "Flatten", "I", "IF", "Input", "Output", "SumPool2d"]
+    assert isinstance(graph.nodes["pool2"], nir.SumPool2d)  # its 1/4 went into conv_a and the skip's Scale
+    skip = graph.nodes["scale_add_2_pool2"]  # the Scale on the identity skip: a diagonal 1x1 conv
+    assert isinstance(skip, nir.Conv2d) and skip.weight.shape == (16, 16, 1, 1) and np.count_nonzero(skip.weight) == 16
+    factor = snn.get_submodule("scale_add_2_pool2").scale.flatten()[0].item() / 4
+    assert np.allclose(skip.weight[np.arange(16), np.arange(16)], factor)
+    x = load_embedded("test").images[:40].double()
+    report = compare_spike_counts(snn.double(), import_nir(path).double(), x, 10)
+    assert report.max_count_diff == 0 and report.max_output_diff < 1e-5  # weights folded in float32
+
+
+def test_portable_profile_writes_a_pool_feeding_a_sum_as_a_diagonal_conv(tmp_path):
+    class Join(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.pool, self.if1, self.if2 = nn.Conv2d(1, 3, 3), nn.Conv2d(3, 3, 2, stride=2), \
+                nn.AvgPool2d(2), IFNeuron(), IFNeuron()
+
+        def forward(self, x):
+            s = self.if1(self.a(x))
+            return self.if2(self.pool(s) + self.b(s))
+
+    model = _randomize(Join())
+    path = export_nir(model, tmp_path / "join.nir", input_shape=(1, 6, 6), profile="portable")
+    pool = nir.read(path).nodes["pool"]
+    assert isinstance(pool, nir.Conv2d) and pool.weight.shape == (3, 3, 2, 2) and np.count_nonzero(pool.weight) == 12
+    assert np.all(pool.weight[np.arange(3), np.arange(3)] == 0.25) and list(pool.stride) == [2, 2]
+    x = torch.rand(8, 1, 6, 6, generator=torch.Generator().manual_seed(2)).double()
+    assert compare_spike_counts(model.double(), import_nir(path).double(), x, 12).equal

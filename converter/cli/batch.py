@@ -75,6 +75,7 @@ class Job:
     channel_wise: bool = False
     calibrate: bool = False
     export_profile: str = "exact"
+    calibrate_weights: bool = False
 
     def __post_init__(self) -> None:
         if not self.models or not self.modes or not self.Ts:
@@ -93,6 +94,8 @@ class Job:
             raise ValueError(f"every T must be >= 1, got {list(self.Ts)}")
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.calibrate_weights and not self.calibrate:
+            raise ValueError("calibrate_weights needs calibrate (weights are calibrated for each T)")
         if self.export_profile not in PROFILES:
             raise ValueError(f"export_profile must be one of {PROFILES}, got {self.export_profile!r}")
 
@@ -101,12 +104,14 @@ class Job:
         return {"data": str(self.data), "calib_size": self.calib_size, "limit": self.limit,
                 "input_shape": list(self.input_shape) if self.input_shape else None, "v_init": self.v_init,
                 "check_samples": self.check_samples, "readout": self.readout, "channel_wise": self.channel_wise,
-                "calibrate": self.calibrate, "export_profile": self.export_profile}
+                "calibrate": self.calibrate, "calibrate_weights": self.calibrate_weights,
+                "export_profile": self.export_profile}
 
     def converter(self, mode: str, dataloader, progress, calibrate_T: int | None = None) -> Converter:
         """The :class:`~converter.Converter` for one mode (and one T when calibrating)."""
         return Converter(mode=mode, dataloader=dataloader, v_init=self.v_init, readout=self.readout,
-                         channel_wise=self.channel_wise, calibrate_T=calibrate_T, progress=progress)
+                         channel_wise=self.channel_wise, calibrate_T=calibrate_T,
+                         calibrate_weights=self.calibrate_weights and calibrate_T is not None, progress=progress)
 
     def stem(self, model: str, mode: str, T: int) -> str:
         return f"{model}_{parse_mode(mode).file_name}_T{T}"

@@ -36,7 +36,8 @@ else:  # pragma: no cover - Python 3.10
 #: Top-level keys and their types; ``models`` is an array of tables.
 JOB_KEYS = {"data": str, "modes": list, "T": list, "out": str, "calib_size": int, "limit": int,
             "input_shape": list, "v_init": (int, float), "device": str, "batch_size": int, "check_samples": int,
-            "readout": str, "channel_wise": bool, "calibrate": bool, "export_profile": str, "models": list}
+            "readout": str, "channel_wise": bool, "calibrate": bool, "calibrate_weights": bool, "export_profile": str,
+            "models": list}
 MODEL_KEYS = {"name": str, "model": str, "weights": str, "trust_pickle": bool}
 
 
@@ -81,6 +82,7 @@ def read_job(path: Path, out: Path | None = None, device: str | None = None, lim
             channel_wise=doc.get("channel_wise", False),
             calibrate=doc.get("calibrate", False),
             export_profile=doc.get("export_profile", "exact"),
+            calibrate_weights=doc.get("calibrate_weights", False),
         )
     except JobFileError:
         raise

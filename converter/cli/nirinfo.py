@@ -104,12 +104,14 @@ class LayerSpikes:
 
 @dataclass
 class SimulationStats:
-    """``accuracy_per_t`` (%) at t = 1..T (None without labels) and spikes per IF layer."""
+    """``accuracy_per_t`` (%) at t = 1..T (None without labels), spikes per IF layer and, with
+    early exit, the mean time steps used (a sample's prediction holds after its exit)."""
 
     T: int
     samples: int
     accuracy_per_t: list[float] | None
     layers: list[LayerSpikes]
+    mean_steps: float | None = None  # time steps used per sample, with early exit
 
     @property
     def accuracy(self) -> float | None:
@@ -118,14 +120,16 @@ class SimulationStats:
 
 @torch.no_grad()
 def simulate_dataset(snn, data: DataSet, T: int, batch_size: int,
-                     progress: Callable[[int], None] | None = None) -> SimulationStats:
+                     progress: Callable[[int], None] | None = None, early_exit: int | None = None) -> SimulationStats:
     """Simulate every evaluation batch for ``T`` steps; sum correct predictions per t and spikes
-    per layer."""
+    per layer. ``early_exit``: k of :func:`simulator.simulate` (None: all T steps)."""
     correct = torch.zeros(T, dtype=torch.float64)
     totals: dict[str, float] = {}
     neurons: dict[str, int] = {}
+    steps = 0.0
     for x, y in data.batches(batch_size):
-        result = simulate(snn, x, T)
+        result = simulate(snn, x, T, early_exit=early_exit)
+        steps += result.mean_steps() * len(x)
         if y is not None:
             correct += result.correct_per_t(y).cpu()
         for name, counts in result.spike_counts.items():
@@ -137,7 +141,7 @@ def simulate_dataset(snn, data: DataSet, T: int, batch_size: int,
     layers = [LayerSpikes(name, neurons[name], total / n, total / (n * neurons[name] * T))
               for name, total in totals.items()]
     curve = (100.0 * correct / n).tolist() if data.has_labels else None
-    return SimulationStats(T, n, curve, layers)
+    return SimulationStats(T, n, curve, layers, steps / n if early_exit else None)
 
 
 def checkpoints(T: int) -> list[int]:

@@ -68,6 +68,27 @@ def format_simulation(stats, steps: Sequence[int]) -> str:
     return "\n\n".join(parts)
 
 
+def format_readers(runs, kinds: dict[str, str]) -> str:
+    """Two tables from :func:`exporters.verify.compare_readers`: accuracy and spikes per kind
+    of reader, then per IF layer the spikes per sample that differ from our exact rules."""
+    def per_sample(run, values):
+        return sum(values.values()) / max(run.samples, 1)
+
+    summary = [[kinds.get(r.semantics, r.semantics), "-" if r.accuracy is None else _pct(r.accuracy),
+                f"{per_sample(r, r.spikes):.1f}", f"{per_sample(r, r.count_diff):.1f}",
+                f"{100.0 * sum(r.neurons_differing.values()) / max(r.samples * sum(r.neurons.values()), 1):.3f}"]
+               for r in runs]
+    layers = [[name, f"{runs[0].spikes[name] / max(runs[0].samples, 1):.1f}",
+               *(f"{r.count_diff.get(name, float('nan')) / max(r.samples, 1):.1f}" for r in runs[1:])]
+              for name in runs[0].spikes]
+    return "\n\n".join([
+        format_table(["rules (readers)", "accuracy %", "spikes/sample", "|Δ spikes|/sample vs exact",
+                      "neurons with another count %"], summary, left=1),
+        format_table(["IF layer", f"spikes/sample ({runs[0].semantics})",
+                      *(f"|Δ|/sample {r.semantics}" for r in runs[1:])], layers, left=1),
+    ])
+
+
 def format_graph(description: dict) -> str:
     """Nodes and metadata of :func:`converter.cli.nirinfo.describe_graph` as two tables."""
     nodes = [[n["name"], n["type"], n["input_shape"], n["output_shape"], n["parameters"],
