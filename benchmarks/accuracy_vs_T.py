@@ -8,11 +8,13 @@ Usage::
 
 Rows for 'max' and '99.9%': seed behaviour (V[0] = 0, spike-count readout), + half-threshold
 start (V[0] = V_th/2), + membrane readout, + channel-wise scales, + calibration for each T
-(scale search and bias correction on 500 calibration images). Other seed modes: seed behaviour
-and the converter's defaults (half-threshold start, membrane readout) with and without every
-other technique: for fraction modes, channel-wise scales clip every channel at that fraction of
-its own max, which can cost accuracy. Rows without calibration come from one run of max(T) steps (the
-accuracy at t only depends on steps 1..t); calibrated rows convert and run once per T.
+(scale search and bias correction on 500 calibration images), + weight calibration for each T
+(Conv/Linear layers fitted on the SNN's own inputs, the readout layer distilled from the ANN).
+Other seed modes: seed behaviour and the converter's defaults (half-threshold start, membrane
+readout) with and without every other technique: for fraction modes, channel-wise scales clip
+every channel at that fraction of its own max, which can cost accuracy. Rows without
+calibration come from one run of max(T) steps (the accuracy at t only depends on steps 1..t);
+calibrated rows convert and run once per T.
 When ``spikingjelly`` (2.0) is importable (``bash interop/setup.sh spikingjelly``, then run with
 ``$ANN2SNN_INTEROP_VENVS/spikingjelly/bin/python``), SpikingJelly's rows follow on the same
 weights, calibration loader (500-image batches of the 4,000 training images) and test images:
@@ -43,6 +45,8 @@ STEPS = [
     ("+ membrane readout", {"v_init": 0.5, "readout": "membrane"}),
     ("+ channel-wise", {"v_init": 0.5, "readout": "membrane", "channel_wise": True}),
     ("+ calibration", {"v_init": 0.5, "readout": "membrane", "channel_wise": True, "calibrate": True}),
+    ("+ weight calibration", {"v_init": 0.5, "readout": "membrane", "channel_wise": True, "calibrate": True,
+                              "calibrate_weights": True}),
 ]
 DEFAULTS = ("defaults", STEPS[2][1])
 ALL = ("all techniques", STEPS[-1][1])
