@@ -131,19 +131,29 @@ IMPORTERS: dict[type, ImportFn] = {
 }
 
 
-def read_nir(path: str | Path) -> nir.NIRGraph:
+def read_nir(path: str | Path, type_check: bool = True) -> nir.NIRGraph:
     """``nir.read`` with a clear error for files that are not NIR.
 
+    ``type_check=False`` skips nir's check that every edge joins equal types (Norse 1.1.0's
+    ``to_nir`` writes the batch axis into the Input and Output types, ``[1, 8]`` before an
+    Affine whose input is ``[8]``, which the check refuses).
+
     Raises:
-        FileNotFoundError: no file at ``path``. NIRImportError: "not a NIR file: <path>".
+        FileNotFoundError: no file at ``path``. NIRImportError: "not a NIR file: <path>", or
+            the type check's mismatch.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such NIR file: {path}")
     try:
-        return nir.read(path)
+        return nir.read(path, type_check=type_check)
     except (OSError, KeyError) as exc:  # h5py: not HDF5 / truncated; KeyError: HDF5 without a NIR graph
         raise NIRImportError(f"not a NIR file: {path} ({exc})") from None
+    except ValueError as exc:
+        if type_check and "type" in str(exc).lower():
+            raise NIRImportError(f"{path}: nir.read's type check fails ({exc}); read_nir/import_nir(..., "
+                                 "type_check=False) read the graph as written") from None
+        raise
 
 
 def _topological(nodes: dict, edges: list[tuple[str, str]]) -> list[str]:
@@ -318,13 +328,14 @@ def from_nir(graph: nir.NIRGraph, semantics: str | dict = "file", dt: float | No
     return gm
 
 
-def import_nir(path: str | Path, semantics: str | dict = "file", dt: float | None = None) -> fx.GraphModule:
+def import_nir(path: str | Path, semantics: str | dict = "file", dt: float | None = None,
+               type_check: bool = True) -> fx.GraphModule:
     """Read a ``.nir`` file and rebuild the SNN for :func:`simulator.simulate`.
 
     Honours our IF metadata (reset, spike rule, initial potential); files without it get NIR's
     semantics (:mod:`exporters.semantics`). ``semantics`` and ``dt``: see :func:`from_nir`
     (``semantics="nir"`` shows what a reset-to-zero reader such as Norse does with the file,
-    ``"sinabs"`` what Sinabs does).
+    ``"sinabs"`` what Sinabs does). ``type_check``: see :func:`read_nir`.
 
     Raises:
         FileNotFoundError, NIRImportError: see :func:`read_nir` and :func:`from_nir`.
@@ -332,8 +343,10 @@ def import_nir(path: str | Path, semantics: str | dict = "file", dt: float | Non
     """
     reader_rules(semantics)
     try:
-        return from_nir(read_nir(path), semantics, dt)
+        return from_nir(read_nir(path, type_check), semantics, dt)
     except NIRImportError as exc:
+        if str(path) in str(exc):
+            raise
         raise NIRImportError(f"{path}: {exc}") from None
 
 
