@@ -76,6 +76,26 @@ def _mean_inputs(snn: fx.GraphModule, target: str, x: torch.Tensor, T: int) -> t
     return total[0] / T
 
 
+def _fit(layer: torch.nn.Module, inputs: torch.Tensor, loss_fn, iterations: int, lr: float, batch_size: int,
+         generator: torch.Generator) -> float:
+    """Adam on ``layer``'s parameters: ``iterations`` steps, each on ``batch_size`` rows of
+    ``inputs`` drawn with ``generator``, minimising ``loss_fn(layer(rows), row_indices)``.
+    Returns the last loss."""
+    params = [p for p in layer.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    with torch.enable_grad():
+        for _ in range(iterations):
+            idx = torch.randint(0, len(inputs), (min(batch_size, len(inputs)),), generator=generator)
+            idx = idx.to(inputs.device)
+            loss = loss_fn(layer(inputs[idx]), idx)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    for p in params:
+        p.grad = None
+    return loss.item()
+
+
 def _sees_spikes(node: fx.Node, modules) -> bool:
     """Whether some IF layer lies upstream of ``node`` (else it sees the analog input exactly
     as the ANN does, and only the quantisation of its own output is left, which the bias
@@ -144,19 +164,12 @@ def calibrate_weights(
             inputs = _mean_inputs(snn, producer.target, x, T)
         target = targets[node.target].to(inputs.device)
         threshold = neuron.v_threshold.to(inputs.device)
-        params = [p for p in layer.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=lr)
-        with torch.enable_grad():
-            for _ in range(iterations):
-                idx = torch.randint(0, len(inputs), (min(batch_size, len(inputs)),), generator=generator)
-                rate = (layer(inputs[idx.to(inputs.device)]) / threshold).clamp(0, 1)
-                loss = (rate - target[idx.to(target.device)]).pow(2).mean()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-        for p in params:
-            p.grad = None
-        log.info("weight calibration: %s loss %.3g", node.target, loss.item())
+
+        def rate_error(z: torch.Tensor, idx: torch.Tensor, target=target, threshold=threshold) -> torch.Tensor:
+            return ((z / threshold).clamp(0, 1) - target[idx]).pow(2).mean()
+
+        loss = _fit(layer, inputs, rate_error, iterations, lr, batch_size, generator)
+        log.info("weight calibration: %s loss %.3g", node.target, loss)
         done.append(node.target)
     return done
 
@@ -201,18 +214,11 @@ def calibrate_output(
     with torch.no_grad():
         inputs = _mean_inputs(snn, producer.target, x, T)
         teacher = logits.to(inputs.device).flatten(1).log_softmax(1)
-    generator = torch.Generator().manual_seed(seed)
-    params = [p for p in layer.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=lr)
-    with torch.enable_grad():
-        for _ in range(iterations):
-            idx = torch.randint(0, len(inputs), (min(batch_size, len(inputs)),), generator=generator).to(inputs.device)
-            student = (layer(inputs[idx]) * output_scale).flatten(1).log_softmax(1)
-            loss = torch.nn.functional.kl_div(student, teacher[idx], log_target=True, reduction="batchmean")
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    for p in params:
-        p.grad = None
-    log.info("output calibration: %s KL %.3g", producer.target, loss.item())
+
+    def divergence(z: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        student = (z * output_scale).flatten(1).log_softmax(1)
+        return torch.nn.functional.kl_div(student, teacher[idx], log_target=True, reduction="batchmean")
+
+    loss = _fit(layer, inputs, divergence, iterations, lr, batch_size, torch.Generator().manual_seed(seed))
+    log.info("output calibration: %s KL %.3g", producer.target, loss)
     return producer.target
