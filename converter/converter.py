@@ -66,8 +66,8 @@ class Converter:
             Conv/Linear that feeds an IF layer to the ANN's activations, layer by layer, on the
             SNN's own T-step input rates (:func:`converter.calibrate.calibrate_weights`), and
             the layer feeding a membrane readout to the ANN's softmax
-            (:func:`converter.calibrate.calibrate_output`); about a minute per T for the seed
-            CNN on 2 cores.
+            (:func:`converter.calibrate.calibrate_output`); about 12 s per T for the seed CNN
+            on 2 idle cores.
         calibration_samples: images used by the bias (and weight) calibration (default 500).
         calibration_iterations: Adam steps per layer of the weight calibration (default 300;
             fewer is faster and a little less accurate).

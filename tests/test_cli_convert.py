@@ -166,6 +166,16 @@ def test_calibrate_converts_once_per_T(checkpoints, tmp_path):
     assert [(r["T"], r["simulated_T"], r["round_trip"]) for r in rows] == [(2, 2, "equal"), (3, 3, "equal")]
 
 
+def test_calibrate_weights_implies_calibrate_and_is_recorded(checkpoints, tmp_path):
+    args = ["--model", FACTORY, "--weights", str(checkpoints["plain"]), "--mode", "99.9%", "--T", "2",
+            "--calibrate-weights", "--out", str(tmp_path), "--json", *FAST]
+    result = convert(*args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["settings"]["calibrate"] is True and summary["settings"]["calibrate_weights"] is True
+    assert [(r["T"], r["round_trip"]) for r in summary["rows"]] == [(2, "equal")]
+
+
 def test_portable_export_profile(checkpoints, tmp_path):
     import nir
 

@@ -91,8 +91,8 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
 @click.option("--calibrate", is_flag=True,
               help="Calibrate for each T (scale search and bias correction on 500 calibration samples).")
 @click.option("--calibrate-weights", is_flag=True,
-              help="With --calibrate: also fit the weights feeding each IF layer to the ANN, layer by layer "
-              "(best at T <= 16; about a minute per T for the seed CNN).")
+              help="Also fit the weights feeding each IF layer to the ANN, layer by layer, for each T (implies "
+              "--calibrate; best at T <= 16; about 12 s per T for the seed CNN).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("ann2snn-out"),
               show_default=True, help="Folder for the .nir files and the summary.")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
@@ -119,6 +119,7 @@ def convert(model, weights, trust_pickle, data, calib_size, limit, input_shape, 
             --T 20 --T 50 --limit 1000 --out runs/cnn
     """
     entries = _model_entries(model, weights, trust_pickle)
+    calibrate = calibrate or calibrate_weights
     try:
         job = Job(entries, tuple(modes), tuple(dict.fromkeys(Ts)), out, data, calib_size, limit, input_shape,
                   v_init, device, batch_size, check_samples, readout, channel_wise, calibrate, export_profile,
