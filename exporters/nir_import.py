@@ -94,8 +94,9 @@ def _scale(name: str, node: nir.Scale, opts: ImportOptions) -> nn.Module:
     return Scale(_t(node.scale))
 
 
-def _step(node: nir.NIRNode, opts: ImportOptions, sem_dt: float) -> float:
-    return float(opts.dt) if opts.dt is not None else sem_dt
+def _step(opts: ImportOptions, node_dt: float) -> float:
+    """Length of one simulated step: the caller's ``dt`` if given, else the node's."""
+    return float(opts.dt) if opts.dt is not None else node_dt
 
 
 def _if(name: str, node: nir.IF, opts: ImportOptions) -> nn.Module:
@@ -105,14 +106,14 @@ def _if(name: str, node: nir.IF, opts: ImportOptions) -> nn.Module:
     threshold = _t(node.v_threshold)
     if not bool((threshold > 0).all()):
         raise NIRImportError(f"NIR node {name!r}: v_threshold must be > 0 everywhere")
-    dt = _step(node, opts, sem["dt"])
+    dt = _step(opts, sem["dt"])
     r = _t(node.r) if dt == 1.0 else _t(node.r) * dt
     return IFNeuron(v_threshold=threshold, reset=sem["reset"], spike_rule=sem["spike_rule"],
                     v_init=sem["v_init_fraction"], v_reset=_t(node.v_reset), r=r, v_min=sem["v_min_fraction"])
 
 
 def _integrator(name: str, node: nir.I, opts: ImportOptions) -> nn.Module:
-    dt = _step(node, opts, float(plain((node.metadata or {}).get("dt", 1.0))))
+    dt = _step(opts, float(plain((node.metadata or {}).get("dt", 1.0))))
     return Integrator(r=_t(node.r) if dt == 1.0 else _t(node.r) * dt)
 
 

@@ -56,14 +56,19 @@ def _weighted_consumers(graph: nir.NIRGraph, name: str) -> list[str] | None:
     return found
 
 
-def _channels(node: nir.NIRNode, name: str) -> int:
+def _input_chw(node: nir.NIRNode, name: str) -> np.ndarray:
+    """The node's ``[C, H, W]`` input shape.
+
+    Raises:
+        ProfileError: unknown or not three-dimensional (named).
+    """
     shape = np.asarray((getattr(node, "input_type", None) or {}).get("input", []))
     if shape.size != 3:
         raise ProfileError(f"node {name!r}: unknown [C, H, W] input shape, cannot write it for the portable profile")
-    return int(shape[0])
+    return shape
 
 
-def _diagonal_conv(name: str, channels: int, per_channel: np.ndarray, kernel, stride, padding,
+def _diagonal_conv(channels: int, per_channel: np.ndarray, kernel, stride, padding,
                    in_hw) -> nir.Conv2d:
     """A dense Conv2d ``C → C`` whose only non-zero weights are ``per_channel[c]`` from channel
     c to channel c: what every reader maps, for an AvgPool2d (weights 1/k²) or a Scale."""
@@ -80,10 +85,10 @@ def _fold_avgpool(graph: nir.NIRGraph, name: str) -> None:
     pool = graph.nodes[name]
     consumers = _weighted_consumers(graph, name)
     if not consumers:  # e.g. it feeds a residual sum: a diagonal convolution does the same
-        shape = np.asarray(pool.input_type["input"]) if getattr(pool, "input_type", None) else np.array([])
-        channels = _channels(pool, name)
+        shape = _input_chw(pool, name)
+        channels = int(shape[0])
         k = np.broadcast_to(np.asarray(pool.kernel_size), (2,))
-        graph.nodes[name] = _diagonal_conv(name, channels, np.full(channels, 1.0 / float(np.prod(k))), k,
+        graph.nodes[name] = _diagonal_conv(channels, np.full(channels, 1.0 / float(np.prod(k))), k,
                                            pool.stride, pool.padding, shape[1:])
         return
     factor = 1.0 / float(np.prod(np.asarray(pool.kernel_size)))
@@ -112,7 +117,7 @@ def _scale_as_weights(graph: nir.NIRGraph, name: str) -> None:
     if scale.ndim != 3 or not np.all(per_channel == per_channel[:, :1]):
         raise ProfileError(f"Scale node {name!r} varies within a channel (shape {list(scale.shape)}): no "
                            "portable equivalent")
-    graph.nodes[name] = _diagonal_conv(name, scale.shape[0], per_channel[:, 0], 1, 1, 0, scale.shape[1:])
+    graph.nodes[name] = _diagonal_conv(scale.shape[0], per_channel[:, 0], 1, 1, 0, scale.shape[1:])
 
 
 def _fold_scale(graph: nir.NIRGraph, name: str) -> bool:

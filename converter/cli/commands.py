@@ -257,7 +257,8 @@ def verify(nir_file, data, T, limit, batch_size, quiet, as_json):
     from exporters import graph_metadata, read_nir, verify_file
     from exporters.verify import READER_KINDS, compare_readers
 
-    meta = graph_metadata(read_nir(nir_file))
+    graph = read_nir(nir_file)
+    meta = graph_metadata(graph)
     check = None
     if "reference_output" in meta or data is None:
         check = verify_file(nir_file)
@@ -270,7 +271,7 @@ def verify(nir_file, data, T, limit, batch_size, quiet, as_json):
         T = T or meta.get("T") or (check.T if check else None)
         if not T:
             raise click.BadParameter(f"{nir_file} stores no T: pass --T", param_hint="'--T'")
-        shape = tuple(int(v) for v in read_nir(nir_file).nodes["input"].input_type["input"])
+        shape = tuple(int(v) for v in graph.nodes["input"].input_type["input"])
         dataset = load_data(data, calib_size=1, limit=limit, input_shape=shape or None)
         batches = tqdm(list(dataset.batches(batch_size)), desc=f"3 readers, T={T}", disable=quiet or as_json)
         runs = compare_readers(nir_file, batches, int(T))

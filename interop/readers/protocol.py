@@ -87,6 +87,19 @@ def if_nodes(graph) -> dict[str, str]:
     return {name.replace(".", "_"): name for name, node in graph.nodes.items() if type(node).__name__ == "IF"}
 
 
+def hook_if_children(model, graph) -> dict[str, list]:
+    """Record the spikes of each IF node that is a direct child module of ``model`` (named as
+    nirtorch names it): ``{node name: [per-call spike arrays]}``, filled as ``model`` runs. A
+    module returning a tuple contributes its first element (the spikes)."""
+    modules = dict(model.named_children())
+    spikes: dict[str, list] = {name: [] for name in if_nodes(graph).values()}
+    for short, name in if_nodes(graph).items():
+        if short in modules:
+            modules[short].register_forward_hook(
+                lambda m, i, o, key=name: spikes[key].append((o[0] if isinstance(o, tuple) else o).detach().numpy()))
+    return spikes
+
+
 def has_flatten(graph) -> bool:
     """Whether the graph has a ``Flatten`` node (readers that do not shift its dims run one sample at a time)."""
     return any(type(node).__name__ == "Flatten" for node in graph.nodes.values())

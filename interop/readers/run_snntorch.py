@@ -61,19 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001
         protocol.fail("snntorch.import_nir.import_from_nir", exc)
 
-    modules = dict(model.named_children())
-    if_names = protocol.if_nodes(graph)
-    spikes: dict[str, list] = {name: [] for name in if_names.values()}
-    for short, name in if_names.items():
-        if short in modules:
-            modules[short].register_forward_hook(
-                lambda m, i, o, key=name: spikes[key].append((o[0] if isinstance(o, tuple) else o).detach().numpy()))
+    spikes = protocol.hook_if_children(model, graph)
     per_sample = protocol.has_flatten(graph)
     try:
         with torch.no_grad():
             output, counts = protocol.step_per_call(model, x, args.T, graph, spikes, per_sample)
     except Exception as exc:  # noqa: BLE001
-        protocol.fail("running the snnTorch model", exc, _describe_if(graph, modules))
+        protocol.fail("running the snnTorch model", exc, _describe_if(graph, dict(model.named_children())))
 
     note = "run one sample at a time (snnTorch maps NIR's batch-less Flatten dims unshifted)" if per_sample else ""
     protocol.write_out(args.out, output, "snntorch", protocol.versions("snntorch"), note, counts)

@@ -46,13 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001
         protocol.fail("spikingjelly import_from_nir(dt=1.0)", exc)
 
-    modules = dict(model.named_children())
-    if_names = protocol.if_nodes(graph)
-    spikes: dict[str, list] = {name: [] for name in if_names.values()}
-    for short, name in if_names.items():
-        if short in modules:
-            modules[short].register_forward_hook(
-                lambda m, i, o, key=name: spikes[key].append((o[0] if isinstance(o, tuple) else o).detach().numpy()))
+    spikes = protocol.hook_if_children(model, graph)
     try:
         with torch.no_grad():
             functional.reset_net(model)

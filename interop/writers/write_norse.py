@@ -55,9 +55,7 @@ def main() -> None:
         writer.fail("nir.write of norse.torch.to_nir's graph", exc, f" (v_threshold shapes: {shapes})")
     dtype = getattr(torch, args.dtype)
     model = model.to(dtype)
-    spikes: list[list] = [[], []]
-    for cell, sink in zip(cells, spikes, strict=True):
-        cell.register_forward_hook(writer.record(sink, index=0))
+    spikes = writer.record(cells, index=0)
     x = torch.as_tensor(x_np).to(dtype)
     steps, state = [], None
     with torch.no_grad():

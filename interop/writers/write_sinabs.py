@@ -53,9 +53,7 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     model = model.to(dtype)
     sinabs.reset_states(model)
-    spikes: list[list] = [[] for _ in neurons]
-    for layer, sink in zip(neurons, spikes, strict=True):
-        layer.register_forward_hook(writer.record(sink, dtype))
+    spikes = writer.record(neurons, dtype)
     with torch.no_grad():
         out = model(folded.to(dtype)).double().numpy()
     output = out.reshape(B, T, *out.shape[1:]).swapaxes(0, 1)

@@ -49,9 +49,7 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     model = model.to(dtype)
     utils.reset(model)
-    spikes: list[list] = [[] for _ in neurons]
-    for layer, sink in zip(neurons, spikes, strict=True):
-        layer.register_forward_hook(writer.record(sink, dtype))
+    spikes = writer.record(neurons, dtype)
     x = torch.as_tensor(x_np).to(dtype)
     steps = []
     with torch.no_grad():

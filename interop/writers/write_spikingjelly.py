@@ -34,9 +34,7 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     model = model.to(dtype)
     functional.reset_net(model)
-    spikes: list[list] = [[] for _ in neurons]
-    for layer, sink in zip(neurons, spikes, strict=True):
-        layer.register_forward_hook(writer.record(sink))
+    spikes = writer.record(neurons)
     steps = []
     with torch.no_grad():
         for _ in range(args.T):

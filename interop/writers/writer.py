@@ -74,18 +74,25 @@ def layers(network: str):
     return mods
 
 
-def record(sink: list, dtype=None, index: int | None = None):
-    """A forward hook appending the layer's spikes (``output[index]`` if given) to ``sink`` as
-    float64 numpy; with ``dtype`` it returns the output cast to it (Sinabs and snnTorch emit
-    float32 spikes from a float64 layer, which the next float64 layer refuses; 0/1 and small
-    integer counts cast exactly)."""
+def record(layers, dtype=None, index: int | None = None) -> list[list]:
+    """Hook every module of ``layers`` to append its spikes (``output[index]`` if given) as
+    float64 numpy to its own list; returns those lists, in the order of ``layers``. With
+    ``dtype`` each hook returns the output cast to it (Sinabs and snnTorch emit float32 spikes
+    from a float64 layer, which the next float64 layer refuses; 0/1 and small integer counts
+    cast exactly)."""
 
-    def hook(module, inputs, output):
-        spikes = output if index is None else output[index]
-        sink.append(spikes.detach().double().numpy())
-        return None if dtype is None else output.to(dtype)
+    def hook_into(sink: list):
+        def hook(module, inputs, output):
+            spikes = output if index is None else output[index]
+            sink.append(spikes.detach().double().numpy())
+            return None if dtype is None else output.to(dtype)
 
-    return hook
+        return hook
+
+    sinks: list[list] = [[] for _ in layers]
+    for layer, sink in zip(layers, sinks, strict=True):
+        layer.register_forward_hook(hook_into(sink))
+    return sinks
 
 
 def write_result(path: str, output: np.ndarray, counts: list[np.ndarray], tool: str, note: str = "") -> None:
