@@ -190,6 +190,8 @@ def calibrate_output(
     ``softmax(output_scale · layer(mean input))`` (distillation without labels), where the
     layer's input is its mean over ``T`` steps in the SNN. The readout potential at T is
     ``T · layer(mean input)``, so its argmax is the class this fits. Only that layer changes.
+    (Knowledge distillation: Hinton et al. 2015, "Distilling the knowledge in a neural
+    network"; here at temperature 1, from the ANN to the SNN's readout layer.)
 
     Args:
         snn: the converted SNN with a membrane readout (:func:`converter.readout.membrane_readout`),
