@@ -45,8 +45,10 @@ STEPS = [
     ("+ membrane readout", {"v_init": 0.5, "readout": "membrane"}),
     ("+ channel-wise", {"v_init": 0.5, "readout": "membrane", "channel_wise": True}),
     ("+ calibration", {"v_init": 0.5, "readout": "membrane", "channel_wise": True, "calibrate": True}),
-    ("+ weight calibration", {"v_init": 0.5, "readout": "membrane", "channel_wise": True, "calibrate": True,
-                              "calibrate_weights": True}),
+    (
+        "+ weight calibration",
+        {"v_init": 0.5, "readout": "membrane", "channel_wise": True, "calibrate": True, "calibrate_weights": True},
+    ),
 ]
 DEFAULTS = ("defaults", STEPS[2][1])
 ALL = ("all techniques", STEPS[-1][1])
@@ -105,8 +107,13 @@ def spikingjelly_rows(ann, calib, test, Ts, batch, modes: list[str]) -> list[lis
         print("spikingjelly is not installed: its rows are skipped")
         return []
     plan = [(mode, "SpikingJelly", {"mode": spikingjelly_mode(mode)}) for mode in modes]
-    plan.append(("99.9%", "SpikingJelly channel-wise + half threshold",
-                 {"mode": "99.9%", "channel_wise": True, "half_threshold": True}))
+    plan.append(
+        (
+            "99.9%",
+            "SpikingJelly channel-wise + half threshold",
+            {"mode": "99.9%", "channel_wise": True, "half_threshold": True},
+        )
+    )
     rows = []
     for mode, name, options in plan:
         t0 = time.perf_counter()
@@ -124,8 +131,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="test images (0: all 10,000)")
     parser.add_argument("--T", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 50])
     parser.add_argument("--modes", nargs="*", default=["max", "99.9%"], help="modes with every technique's row")
-    parser.add_argument("--other-modes", nargs="*", default=["1/2", "1/3", "1/4", "1/5"],
-                        help="modes with the seed, defaults and all-techniques rows only")
+    parser.add_argument(
+        "--other-modes",
+        nargs="*",
+        default=["1/2", "1/3", "1/4", "1/5"],
+        help="modes with the seed, defaults and all-techniques rows only",
+    )
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -148,8 +159,10 @@ def main() -> None:
         rows.append([mode, name, *accs, time.perf_counter() - t0])
         print(f"{mode} {name}: {[round(a, 2) for a in accs]} ({rows[-1][-1]:.0f} s)", flush=True)
     rows += sj_rows
-    print(f"\nseed CNN, ANN accuracy {ann_acc:.2f} % on {len(test)} MNIST test images; "
-          f"calibration data: {len(calib)} training images; total {time.perf_counter() - start:.0f} s")
+    print(
+        f"\nseed CNN, ANN accuracy {ann_acc:.2f} % on {len(test)} MNIST test images; "
+        f"calibration data: {len(calib)} training images; total {time.perf_counter() - start:.0f} s"
+    )
     print(format_table(["mode", "technique", *(f"T={T}" for T in args.T), "seconds"], rows))
 
 

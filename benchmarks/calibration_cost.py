@@ -44,8 +44,10 @@ def main() -> None:
             Converter(mode=mode, dataloader=data.loader(args.batch))(ann)
             times[mode].append(time.perf_counter() - start)
     medians = {mode: statistics.median(t) for mode, t in times.items()}
-    print(f"seed CNN, calibration on {len(data)} images, batch {args.batch}, {args.threads} threads, "
-          f"median of {args.repeats}")
+    print(
+        f"seed CNN, calibration on {len(data)} images, batch {args.batch}, {args.threads} threads, "
+        f"median of {args.repeats}"
+    )
     for mode, seconds in medians.items():
         print(f"  mode {mode:>6}: {seconds:7.2f} s")
     print(f"  ratio 99.9% / max: {medians['99.9%'] / medians['max']:.2f} (goal <= 1.5)")

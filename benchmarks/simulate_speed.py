@@ -116,8 +116,11 @@ def spikingjelly_spikes(snn, batches, T: int) -> float:
     from spikingjelly.activation_based import neuron
 
     total = [0.0]
-    hooks = [m.register_forward_hook(lambda _m, _i, out: total.__setitem__(0, total[0] + float(out.sum())))
-             for m in snn.modules() if isinstance(m, neuron.IFNode)]
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out: total.__setitem__(0, total[0] + float(out.sum())))
+        for m in snn.modules()
+        if isinstance(m, neuron.IFNode)
+    ]
     try:
         spikingjelly_pass(snn, batches, T, "m")()
     finally:
@@ -139,11 +142,16 @@ def spikingjelly_comparison(ann, calib_loader, batches, args) -> list[str]:
     n, T = sum(len(y) for _, y in batches), args.T
     ours = Converter(mode=args.mode, dataloader=calib_loader, v_init=0.0, readout="spike_count")(ann).to(args.device)
     sj = sj.to(args.device)
-    ours_spikes = sum(float(c.sum()) for x, _ in batches
-                      for c in simulate(ours, x, T, time_chunk=args.time_chunk).spike_counts.values()) / n
+    ours_spikes = (
+        sum(
+            float(c.sum())
+            for x, _ in batches
+            for c in simulate(ours, x, T, time_chunk=args.time_chunk).spike_counts.values()
+        )
+        / n
+    )
     sj_spikes = spikingjelly_spikes(sj, batches, T)
-    runs = {"ours": snn_pass(ours, batches, T, time_chunk=args.time_chunk),
-            "m": spikingjelly_pass(sj, batches, T, "m")}
+    runs = {"ours": snn_pass(ours, batches, T, time_chunk=args.time_chunk), "m": spikingjelly_pass(sj, batches, T, "m")}
     if args.spikingjelly_single_step:
         runs["s"] = spikingjelly_pass(sj, batches, T, "s")
     # interleaved: each round times every runner back to back, so that a change in the
@@ -158,16 +166,20 @@ def spikingjelly_comparison(ann, calib_loader, batches, args) -> list[str]:
             _sync(args.device)
             times[key].append(time.perf_counter() - start)
     med = {key: statistics.median(t) for key, t in times.items()}
-    lines = [f"side by side with SpikingJelly {version} (RateCodingRecipe(mode={args.mode!r})), "
-             f"both V[0] = 0 and spike-count readout, T = {T}, medians of {args.repeats} interleaved runs:",
-             f"{'what':<44}{'seconds':>10}{'images/s':>10}{'accuracy %':>12}{'spikes/image':>14}{'our speed-up':>14}",
-             f"{'our SNN, multi-step, seed settings':<44}{med['ours']:>10.3f}{n / med['ours']:>10.0f}"
-             f"{100 * correct['ours'] / n:>12.2f}{ours_spikes:>14.0f}{'':>14}"]
+    lines = [
+        f"side by side with SpikingJelly {version} (RateCodingRecipe(mode={args.mode!r})), "
+        f"both V[0] = 0 and spike-count readout, T = {T}, medians of {args.repeats} interleaved runs:",
+        f"{'what':<44}{'seconds':>10}{'images/s':>10}{'accuracy %':>12}{'spikes/image':>14}{'our speed-up':>14}",
+        f"{'our SNN, multi-step, seed settings':<44}{med['ours']:>10.3f}{n / med['ours']:>10.0f}"
+        f"{100 * correct['ours'] / n:>12.2f}{ours_spikes:>14.0f}{'':>14}",
+    ]
     labels = {"m": "multi-step", "s": "single-step (tutorial loop)"}
     for key in [k for k in runs if k != "ours"]:
         speedup = statistics.median(sj_t / our_t for sj_t, our_t in zip(times[key], times["ours"], strict=True))
-        lines.append(f"{'SpikingJelly, ' + labels[key]:<44}{med[key]:>10.3f}{n / med[key]:>10.0f}"
-                     f"{100 * correct[key] / n:>12.2f}{sj_spikes:>14.0f}{speedup:>13.2f}x")
+        lines.append(
+            f"{'SpikingJelly, ' + labels[key]:<44}{med[key]:>10.3f}{n / med[key]:>10.0f}"
+            f"{100 * correct[key] / n:>12.2f}{sj_spikes:>14.0f}{speedup:>13.2f}x"
+        )
     return lines
 
 
@@ -198,8 +210,20 @@ def _rss_mib(field: str) -> float:
 
 
 def peak_memory(nir_path: Path, T: int, batch: int, device: str, time_chunk: int) -> dict:
-    cmd = [sys.executable, __file__, "--memory-child", str(nir_path), "--T", str(T), "--batch", str(batch),
-           "--device", device, "--time-chunk", str(time_chunk)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--memory-child",
+        str(nir_path),
+        "--T",
+        str(T),
+        "--batch",
+        str(batch),
+        "--device",
+        device,
+        "--time-chunk",
+        str(time_chunk),
+    ]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -215,8 +239,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", default="99.9%", help="normalisation mode of the conversion")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--memory-T", type=int, nargs="*", default=[100, 1000])
-    parser.add_argument("--spikingjelly-single-step", action="store_true",
-                        help="also time SpikingJelly's single-step loop (its tutorial's; about 3x slower)")
+    parser.add_argument(
+        "--spikingjelly-single-step",
+        action="store_true",
+        help="also time SpikingJelly's single-step loop (its tutorial's; about 3x slower)",
+    )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -234,12 +261,15 @@ def main(argv: list[str] | None = None) -> None:
     ann_s, ann_correct = median_time(ann_pass(ann, batches), args.repeats, args.device)
     snn_s, snn_correct = median_time(snn_pass(snn, batches, T, time_chunk=args.time_chunk), args.repeats, args.device)
     ann_acc, snn_acc = 100 * ann_correct / n, 100 * snn_correct / n
-    exit_s, early = median_time(lambda: classify(snn, batches, T, time_chunk=args.time_chunk), args.repeats,
-                                args.device)
+    exit_s, early = median_time(
+        lambda: classify(snn, batches, T, time_chunk=args.time_chunk), args.repeats, args.device
+    )
 
-    print(f"seed CNN, mode {args.mode}, {n} MNIST test images, batch {args.batch}, T = {T}, "
-          f"time_chunk {args.time_chunk}, {args.threads} threads, device {args.device}, "
-          f"medians of {args.repeats} runs")
+    print(
+        f"seed CNN, mode {args.mode}, {n} MNIST test images, batch {args.batch}, T = {T}, "
+        f"time_chunk {args.time_chunk}, {args.threads} threads, device {args.device}, "
+        f"medians of {args.repeats} runs"
+    )
     print(f"{'what':<44}{'seconds':>10}{'x (T x ANN)':>13}{'accuracy %':>12}")
     print(f"{'ANN forward, 1 pass':<44}{ann_s:>10.3f}{'':>13}{ann_acc:>12.2f}")
     print(f"{f'T x ANN forward (T = {T})':<44}{T * ann_s:>10.3f}{1.0:>13.3f}{'':>12}")
@@ -254,9 +284,11 @@ def main(argv: list[str] | None = None) -> None:
             for mem_T in args.memory_T:
                 mem = peak_memory(path, mem_T, args.batch, args.device, args.time_chunk)
                 extra = mem["rss_peak"] - mem["rss_before"]
-                line = (f"peak memory, batch {args.batch}, T = {mem_T:>5}, recording off: "
-                        f"RSS {mem['rss_peak']:.0f} MiB ({extra:.0f} MiB above the "
-                        f"{mem['rss_before']:.0f} MiB before simulate)")
+                line = (
+                    f"peak memory, batch {args.batch}, T = {mem_T:>5}, recording off: "
+                    f"RSS {mem['rss_peak']:.0f} MiB ({extra:.0f} MiB above the "
+                    f"{mem['rss_before']:.0f} MiB before simulate)"
+                )
                 if "cuda_peak" in mem:
                     line += f", CUDA {mem['cuda_peak']:.0f} MiB"
                 print(line)

@@ -76,8 +76,15 @@ def _mean_inputs(snn: fx.GraphModule, target: str, x: torch.Tensor, T: int) -> t
     return total[0] / T
 
 
-def _fit(layer: torch.nn.Module, inputs: torch.Tensor, loss_fn, iterations: int, lr: float, batch_size: int,
-         generator: torch.Generator) -> float:
+def _fit(
+    layer: torch.nn.Module,
+    inputs: torch.Tensor,
+    loss_fn,
+    iterations: int,
+    lr: float,
+    batch_size: int,
+    generator: torch.Generator,
+) -> float:
     """Adam on ``layer``'s parameters: ``iterations`` steps, each on ``batch_size`` rows of
     ``inputs`` drawn with ``generator``, minimising ``loss_fn(layer(rows), row_indices)``.
     Returns the last loss."""
@@ -206,8 +213,9 @@ def calibrate_output(
         single Conv/Linear (nothing is changed then).
     """
     modules = dict(snn.named_modules())
-    readout = next((n for n in snn.graph.nodes if n.op == "call_module" and isinstance(modules[n.target], Integrator)),
-                   None)
+    readout = next(
+        (n for n in snn.graph.nodes if n.op == "call_module" and isinstance(modules[n.target], Integrator)), None
+    )
     producer = _producer(readout, modules) if readout is not None else None
     if producer is None:
         log.info("output calibration: no membrane readout fed by a single Conv/Linear; skipped")

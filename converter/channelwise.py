@@ -73,8 +73,9 @@ def _column_scale(ratio: torch.Tensor, feeding: fx.Node, consumer: nn.Module) ->
 
 
 @torch.no_grad()
-def channel_normalize(gm: fx.GraphModule, ratios: dict[str, torch.Tensor], input_shape: tuple[int, ...]
-                      ) -> tuple[fx.GraphModule, list[str]]:
+def channel_normalize(
+    gm: fx.GraphModule, ratios: dict[str, torch.Tensor], input_shape: tuple[int, ...]
+) -> tuple[fx.GraphModule, list[str]]:
     """Apply per-channel scales ``ratios`` (ReLU node name → ``[C]`` values in (0, 1]).
 
     Args:

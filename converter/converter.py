@@ -150,8 +150,9 @@ class Converter:
         if_layers = snn.meta[META_KEY]["if_layers"]
         if self.readout == "membrane":
             snn = membrane_readout(snn)
-        calibrated, weight_calibrated = (self._calibrate(snn, ann_gm, if_layers, units, out_scale)
-                                         if self.calibrate_T else ([], []))
+        calibrated, weight_calibrated = (
+            self._calibrate(snn, ann_gm, if_layers, units, out_scale) if self.calibrate_T else ([], [])
+        )
         snn.meta[META_KEY] = {
             "mode": self.mode.text,
             "lambdas": lambdas,
@@ -182,8 +183,14 @@ class Converter:
                 new_ratios[name] = best / best.max()
         return new_lambdas, new_ratios
 
-    def _calibrate(self, snn: fx.GraphModule, ann_gm: fx.GraphModule, if_layers: dict[str, str],
-                   units: dict[str, torch.Tensor], out_scale: float) -> tuple[list[str], list[str]]:
+    def _calibrate(
+        self,
+        snn: fx.GraphModule,
+        ann_gm: fx.GraphModule,
+        if_layers: dict[str, str],
+        units: dict[str, torch.Tensor],
+        out_scale: float,
+    ) -> tuple[list[str], list[str]]:
         x = first_samples(self.dataloader, self.calibration_samples)
         device = next((p.device for p in snn.parameters()), torch.device("cpu"))
         x = x.to(device)

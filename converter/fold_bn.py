@@ -111,8 +111,13 @@ def fold_bn_into_next(
 def _bn_args(bn: nn.Module, name: str) -> tuple:
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError(f"BatchNorm {name!r} has no running statistics (track_running_stats=False)")
-    return (bn.running_mean, bn.running_var, bn.eps, None if bn.weight is None else bn.weight.detach(),
-            None if bn.bias is None else bn.bias.detach())
+    return (
+        bn.running_mean,
+        bn.running_var,
+        bn.eps,
+        None if bn.weight is None else bn.weight.detach(),
+        None if bn.bias is None else bn.bias.detach(),
+    )
 
 
 def _fold_pair(layer: nn.Module, bn: nn.Module, name: str, after: bool = True) -> nn.Module:
@@ -125,8 +130,12 @@ def _fold_pair(layer: nn.Module, bn: nn.Module, name: str, after: bool = True) -
 
 
 def _single_user_weighted(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
-    return (isinstance(node, fx.Node) and node.op == "call_module"
-            and isinstance(modules[node.target], _FOLDABLE) and len(node.users) == 1)
+    return (
+        isinstance(node, fx.Node)
+        and node.op == "call_module"
+        and isinstance(modules[node.target], _FOLDABLE)
+        and len(node.users) == 1
+    )
 
 
 def _next_foldable(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:

@@ -69,8 +69,7 @@ def parse_mode(mode: str | float) -> Mode:
             fraction = float(Fraction(text))
         except (ValueError, ZeroDivisionError):
             raise ValueError(
-                f"unparseable mode {mode!r}: expected 'max', a percentile like '99.9%', "
-                "or a fraction like 0.5 or 1/2"
+                f"unparseable mode {mode!r}: expected 'max', a percentile like '99.9%', or a fraction like 0.5 or 1/2"
             ) from None
         shown = text
     else:

@@ -74,9 +74,7 @@ def _reconcile(gm: fx.GraphModule, join: fx.Node, scale: dict[fx.Node, float], t
             _scale_edge(gm, join, source, scale[source] / target)
 
 
-def normalize(
-    gm: fx.GraphModule, lambdas: dict[str, float]
-) -> tuple[fx.GraphModule, dict[str, float], float]:
+def normalize(gm: fx.GraphModule, lambdas: dict[str, float]) -> tuple[fx.GraphModule, dict[str, float], float]:
     """Scale a (BatchNorm-free) traced ANN's weights by the per-ReLU scales ``lambdas`` and
     reconcile the scales at every add and concat.
 
@@ -150,8 +148,9 @@ def channel_scales_from_stats(stats: dict, mode) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def scales_from_stats(stats: dict, mode, labels: dict[str, str] | None = None,
-                      floor: float = 1e-12) -> dict[str, float]:
+def scales_from_stats(
+    stats: dict, mode, labels: dict[str, str] | None = None, floor: float = 1e-12
+) -> dict[str, float]:
     """λ per ReLU node from its :class:`~converter.statistics.ActivationStats` and a
     :class:`~converter.modes.Mode` (max, percentile, or fraction of the max). For per-channel
     statistics the layer's λ is the largest channel λ.

@@ -165,8 +165,14 @@ class ActivationStats:
 
 
 @torch.no_grad()
-def mse_optimal_scale(stats: ActivationStats, upper: float | torch.Tensor, T: int, v_init: float,
-                      candidates: int = 64, octave_bins: int = 128) -> torch.Tensor:
+def mse_optimal_scale(
+    stats: ActivationStats,
+    upper: float | torch.Tensor,
+    T: int,
+    v_init: float,
+    candidates: int = 64,
+    octave_bins: int = 128,
+) -> torch.Tensor:
     """The scale λ ≤ ``upper`` minimising the squared error between the activations and their
     T-step rate-coded version (per channel for per-channel statistics).
 

@@ -46,8 +46,23 @@ TRANSPARENT_FUNCTIONS = (*RESHAPE_FUNCTIONS, F.avg_pool2d, F.avg_pool1d)
 TRANSPARENT_METHODS = (*RESHAPE_METHODS, "contiguous")
 SHAPE_FUNCTIONS = (getattr,)
 SHAPE_METHODS = ("size", "dim")
-OTHER_ACTIVATIONS = (nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid,
-                     nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Hardtanh, nn.Threshold)
+OTHER_ACTIVATIONS = (
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Softplus,
+    nn.Hardtanh,
+    nn.Threshold,
+)
 
 
 class UnsupportedLayerError(ValueError):
@@ -136,8 +151,9 @@ def cat_inputs(node: fx.Node) -> list[fx.Node] | None:
     return list(tensors) if isinstance(dim, int) and dim != 0 else None
 
 
-def _matches(node: fx.Node, modules: dict[str, nn.Module], module_types: tuple, functions: tuple,
-             methods: tuple) -> bool:
+def _matches(
+    node: fx.Node, modules: dict[str, nn.Module], module_types: tuple, functions: tuple, methods: tuple
+) -> bool:
     """Whether ``node`` calls one of ``module_types``, ``functions`` or tensor ``methods``."""
     if node.op == "call_module":
         return isinstance(modules[node.target], module_types)
@@ -248,8 +264,13 @@ def check_supported(gm: fx.GraphModule) -> None:
         if node.op == "call_module" and (_is_supported_module(modules[node.target]) or is_relu(node, modules)):
             continue
         if node.op != "call_module" and (
-            is_relu(node, modules) or is_transparent(node, modules) or _is_shape_query(node) or is_add(node)
-            or cat_inputs(node) is not None or is_softmax(node, modules) or _is_removed(node, modules)
+            is_relu(node, modules)
+            or is_transparent(node, modules)
+            or _is_shape_query(node)
+            or is_add(node)
+            or cat_inputs(node) is not None
+            or is_softmax(node, modules)
+            or _is_removed(node, modules)
         ):
             continue
         raise UnsupportedLayerError(f"cannot convert {describe(node, modules)}{_hint(node, modules)}")
@@ -291,7 +312,9 @@ def _drop_trailing_softmax(gm: fx.GraphModule) -> None:
             )
         warnings.warn(
             f"dropped the trailing {describe(node, modules)}: the SNN outputs the scores before it "
-            "(the predicted class is the same)", UserWarning, stacklevel=4,
+            "(the predicted class is the same)",
+            UserWarning,
+            stacklevel=4,
         )
         node.replace_all_uses_with(node.args[0])
         gm.graph.erase_node(node)
@@ -308,12 +331,16 @@ def _user_frame(exc: BaseException) -> traceback.FrameSummary | None:
 def _trace_advice(exc: BaseException) -> str:
     text = str(exc)
     if "control flow" in text:
-        return ("Python control flow (if/while/bool/assert) depends on a tensor value, which is unknown "
-                "while tracing; make the branch a module attribute or a constructor argument, or use "
-                "tensor operations such as torch.where")
+        return (
+            "Python control flow (if/while/bool/assert) depends on a tensor value, which is unknown "
+            "while tracing; make the branch a module attribute or a constructor argument, or use "
+            "tensor operations such as torch.where"
+        )
     if "Proxy" in text and ("int" in text or "integer" in text or "index" in text):
-        return ("a traced tensor or shape is turned into a Python int (int(x.shape[0]), range(x.size(0)), ...); "
-                "use nn.Flatten(), x.flatten(1) or x.view(x.size(0), -1) instead of shape arithmetic")
+        return (
+            "a traced tensor or shape is turned into a Python int (int(x.shape[0]), range(x.size(0)), ...); "
+            "use nn.Flatten(), x.flatten(1) or x.view(x.size(0), -1) instead of shape arithmetic"
+        )
     if "iter" in text.lower() or "len" in text:
         return "iterating over a tensor or taking len() of it cannot be traced; use tensor operations"
     return "rewrite this operation with torch functions or nn modules that torch.fx can trace"

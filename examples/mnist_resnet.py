@@ -31,8 +31,10 @@ from simulator import Scale, accuracy_per_t, if_layers
 
 def ann_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     with torch.no_grad():
-        correct = sum((model(images[i : i + 1000]).argmax(1) == labels[i : i + 1000]).sum().item()
-                      for i in range(0, len(labels), 1000))
+        correct = sum(
+            (model(images[i : i + 1000]).argmax(1) == labels[i : i + 1000]).sum().item()
+            for i in range(0, len(labels), 1000)
+        )
     return 100.0 * correct / len(labels)
 
 
@@ -41,8 +43,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=1000, help="test images (0: all 10,000)")
     parser.add_argument("--T", type=int, nargs="+", default=[16, 32, 64], help="time steps to report")
     parser.add_argument("--mode", default="99.9%", help="normalisation mode")
-    parser.add_argument("--v-init", type=float, default=0.5,
-                        help="initial membrane potential as a fraction of the threshold (0.5 halves the latency)")
+    parser.add_argument(
+        "--v-init",
+        type=float,
+        default=0.5,
+        help="initial membrane potential as a fraction of the threshold (0.5 halves the latency)",
+    )
     parser.add_argument("--check-samples", type=int, default=100, help="images for the NIR spike-count check")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--out", default="runs/resnet")
@@ -69,14 +75,17 @@ def main() -> None:
     path = export_nir(snn, Path(args.out) / "mnist_resnet.nir", T=T)
     report = compare_spike_counts(snn, import_nir(path), test.images[: args.check_samples], T)
 
-    print(f"\n{len(test)} test images, mode {args.mode}, v_init {args.v_init:g}, "
-          f"simulation of T={T} took {sim_s:.0f} s\n")
+    print(
+        f"\n{len(test)} test images, mode {args.mode}, v_init {args.v_init:g}, simulation of T={T} took {sim_s:.0f} s\n"
+    )
     print("| model | " + " | ".join(f"T = {t}" for t in args.T) + " |")
     print("|---|" + "---|" * len(args.T))
     print("| ANN | " + " | ".join(f"{acc_ann:.2f} %" for _ in args.T) + " |")
     print("| SNN | " + " | ".join(f"{acc[t - 1].item():.2f} %" for t in args.T) + " |")
-    print(f"\nwrote {path}; reloaded: identical spike counts on {args.check_samples} images, "
-          f"{report.layers} IF layers: {report.equal} (max count difference {report.max_count_diff:g})")
+    print(
+        f"\nwrote {path}; reloaded: identical spike counts on {args.check_samples} images, "
+        f"{report.layers} IF layers: {report.equal} (max count difference {report.max_count_diff:g})"
+    )
 
 
 if __name__ == "__main__":

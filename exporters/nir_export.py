@@ -55,8 +55,13 @@ def _conv(module: nn.Conv1d | nn.Conv2d, in_shape, out_shape) -> nir.NIRNode:
     spatial = tuple(in_shape[1:]) if cls is nir.Conv2d else int(in_shape[1])
     unpack = (lambda v: v) if cls is nir.Conv2d else (lambda v: v[0] if isinstance(v, tuple) else v)
     return cls(
-        input_shape=spatial, weight=weight, stride=unpack(module.stride),
-        padding=unpack(module.padding), dilation=unpack(module.dilation), groups=1, bias=_np(bias),
+        input_shape=spatial,
+        weight=weight,
+        stride=unpack(module.stride),
+        padding=unpack(module.padding),
+        dilation=unpack(module.dilation),
+        groups=1,
+        bias=_np(bias),
         metadata={"groups": module.groups} if module.groups != 1 else {},
     )
 
@@ -71,7 +76,7 @@ def _dense_weight(weight: np.ndarray, groups: int) -> np.ndarray:
     out_per_group = c_out // groups
     for g in range(groups):
         rows = slice(g * out_per_group, (g + 1) * out_per_group)
-        dense[rows, g * per_group:(g + 1) * per_group] = weight[rows]
+        dense[rows, g * per_group : (g + 1) * per_group] = weight[rows]
     return dense
 
 
@@ -86,8 +91,11 @@ def _avgpool(module: nn.AvgPool2d, in_shape, out_shape) -> nir.NIRNode:
     pair = lambda v: np.array(v if isinstance(v, tuple) else (v, v))  # noqa: E731
     if np.any(pair(module.padding)) and not module.count_include_pad:
         raise ExportError("AvgPool2d with padding and count_include_pad=False has no NIR equivalent")
-    return nir.AvgPool2d(kernel_size=pair(module.kernel_size), stride=pair(module.stride or module.kernel_size),
-                         padding=pair(module.padding))
+    return nir.AvgPool2d(
+        kernel_size=pair(module.kernel_size),
+        stride=pair(module.stride or module.kernel_size),
+        padding=pair(module.padding),
+    )
 
 
 def _flatten(module: nn.Flatten, in_shape, out_shape) -> nir.NIRNode:
@@ -98,9 +106,15 @@ def _flatten(module: nn.Flatten, in_shape, out_shape) -> nir.NIRNode:
 def _if(module: IFNeuron, in_shape, out_shape) -> nir.NIRNode:
     full = lambda t: np.broadcast_to(_np(t), out_shape).copy()  # noqa: E731
     return nir.IF(
-        r=full(module.r), v_threshold=full(module.v_threshold), v_reset=full(module.v_reset),
-        metadata={"reset": module.reset, "spike_rule": module.spike_rule,
-                  "v_init_fraction": float(module.v_init), "dt": 1.0}
+        r=full(module.r),
+        v_threshold=full(module.v_threshold),
+        v_reset=full(module.v_reset),
+        metadata={
+            "reset": module.reset,
+            "spike_rule": module.spike_rule,
+            "v_init_fraction": float(module.v_init),
+            "dt": 1.0,
+        }
         | ({} if module.v_min is None else {"v_min_fraction": module.v_min}),
     )
 
@@ -158,8 +172,10 @@ def _cat_parts(node: fx.Node) -> list[fx.Node] | None:
     dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
     rank = len(_shape(node)) + 1
     if dim % rank != 1:
-        raise ExportError(f"cannot export node {node.name!r} (torch.cat on axis {dim}): only the channel axis (1) "
-                          "can be written as NIR channel-embedding nodes")
+        raise ExportError(
+            f"cannot export node {node.name!r} (torch.cat on axis {dim}): only the channel axis (1) "
+            "can be written as NIR channel-embedding nodes"
+        )
     return list(parts)
 
 
@@ -172,11 +188,25 @@ def _embedding(offset: int, in_shape: tuple[int, ...], out_shape: tuple[int, ...
     if len(in_shape) == 1:
         return nir.Affine(weight=weight, bias=bias)
     if len(in_shape) == 2:
-        return nir.Conv1d(input_shape=int(in_shape[1]), weight=weight[:, :, None], stride=1, padding=0,
-                          dilation=1, groups=1, bias=bias)
+        return nir.Conv1d(
+            input_shape=int(in_shape[1]),
+            weight=weight[:, :, None],
+            stride=1,
+            padding=0,
+            dilation=1,
+            groups=1,
+            bias=bias,
+        )
     if len(in_shape) == 3:
-        return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=weight[:, :, None, None], stride=(1, 1),
-                          padding=(0, 0), dilation=(1, 1), groups=1, bias=bias)
+        return nir.Conv2d(
+            input_shape=tuple(in_shape[1:]),
+            weight=weight[:, :, None, None],
+            stride=(1, 1),
+            padding=(0, 0),
+            dilation=(1, 1),
+            groups=1,
+            bias=bias,
+        )
     raise ExportError(f"no NIR channel embedding for tensors of shape {in_shape}")
 
 
@@ -251,8 +281,9 @@ def _version() -> str:
         return "unknown"
 
 
-def to_nir(snn: nn.Module, T: int | None = None, input_shape: tuple[int, ...] | None = None,
-           metadata: dict | None = None) -> nir.NIRGraph:
+def to_nir(
+    snn: nn.Module, T: int | None = None, input_shape: tuple[int, ...] | None = None, metadata: dict | None = None
+) -> nir.NIRGraph:
     """Build the ``nir.NIRGraph`` of a converted SNN.
 
     Args:
@@ -310,8 +341,9 @@ def _export_node(node: fx.Node, modules, mapped, nodes: dict, edges: list) -> li
     return [name]
 
 
-def reference_metadata(snn: nn.Module, T: int, input_shape: tuple[int, ...],
-                       inputs: torch.Tensor | None = None, samples: int = 2) -> dict:
+def reference_metadata(
+    snn: nn.Module, T: int, input_shape: tuple[int, ...], inputs: torch.Tensor | None = None, samples: int = 2
+) -> dict:
     """A self-check for the file: a few inputs and the exact outputs our simulator gives them.
 
     The outputs are simulated in float64 (on a copy of ``snn``): the parameters are float32,
@@ -337,9 +369,15 @@ def reference_metadata(snn: nn.Module, T: int, input_shape: tuple[int, ...],
     return {"reference_input": _np(inputs), "reference_output": result.outputs.numpy().astype(np.float64)}
 
 
-def export_nir(snn: nn.Module, path: str | Path, T: int | None = None,
-               input_shape: tuple[int, ...] | None = None, metadata: dict | None = None,
-               reference_inputs: torch.Tensor | None = None, profile: str = "exact") -> Path:
+def export_nir(
+    snn: nn.Module,
+    path: str | Path,
+    T: int | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    metadata: dict | None = None,
+    reference_inputs: torch.Tensor | None = None,
+    profile: str = "exact",
+) -> Path:
     """Write the SNN to ``path`` as a ``.nir`` (HDF5) file, atomically.
 
     See :func:`to_nir` for the arguments; the file passes ``nir.read`` with type checking.
@@ -369,4 +407,3 @@ def export_nir(snn: nn.Module, path: str | Path, T: int | None = None,
     with atomic_path(path) as tmp:
         nir.write(tmp, graph)
     return Path(path)
-

@@ -73,16 +73,27 @@ def _conv(name: str, node: nir.Conv2d | nir.Conv1d, opts: ImportOptions) -> nn.M
     cls = nn.Conv2d if dims == 2 else nn.Conv1d
     padding = node.padding if isinstance(node.padding, str) else _ints(node.padding, dims)
     groups = int(np.asarray(node.groups))
-    layer = cls(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]), stride=_ints(node.stride, dims),
-                padding=padding, dilation=_ints(node.dilation, dims), groups=groups)
+    layer = cls(
+        weight.shape[1] * groups,
+        weight.shape[0],
+        tuple(weight.shape[2:]),
+        stride=_ints(node.stride, dims),
+        padding=padding,
+        dilation=_ints(node.dilation, dims),
+        groups=groups,
+    )
     layer.weight.data.copy_(weight)
     layer.bias.data.copy_(_t(node.bias))
     return layer
 
 
 def _pool(name: str, node: nir.AvgPool2d | nir.SumPool2d, opts: ImportOptions) -> nn.Module:
-    return nn.AvgPool2d(_ints(node.kernel_size, 2), _ints(node.stride, 2), _ints(node.padding, 2),
-                        divisor_override=1 if isinstance(node, nir.SumPool2d) else None)
+    return nn.AvgPool2d(
+        _ints(node.kernel_size, 2),
+        _ints(node.stride, 2),
+        _ints(node.padding, 2),
+        divisor_override=1 if isinstance(node, nir.SumPool2d) else None,
+    )
 
 
 def _flatten(name: str, node: nir.Flatten, opts: ImportOptions) -> nn.Module:
@@ -108,8 +119,15 @@ def _if(name: str, node: nir.IF, opts: ImportOptions) -> nn.Module:
         raise NIRImportError(f"NIR node {name!r}: v_threshold must be > 0 everywhere")
     dt = _step(opts, sem["dt"])
     r = _t(node.r) if dt == 1.0 else _t(node.r) * dt
-    return IFNeuron(v_threshold=threshold, reset=sem["reset"], spike_rule=sem["spike_rule"],
-                    v_init=sem["v_init_fraction"], v_reset=_t(node.v_reset), r=r, v_min=sem["v_min_fraction"])
+    return IFNeuron(
+        v_threshold=threshold,
+        reset=sem["reset"],
+        spike_rule=sem["spike_rule"],
+        v_init=sem["v_init_fraction"],
+        v_reset=_t(node.v_reset),
+        r=r,
+        v_min=sem["v_min_fraction"],
+    )
 
 
 def _integrator(name: str, node: nir.I, opts: ImportOptions) -> nn.Module:
@@ -152,8 +170,10 @@ def read_nir(path: str | Path, type_check: bool = True) -> nir.NIRGraph:
         raise NIRImportError(f"not a NIR file: {path} ({exc})") from None
     except ValueError as exc:
         if type_check and "type" in str(exc).lower():
-            raise NIRImportError(f"{path}: nir.read's type check fails ({exc}); read_nir/import_nir(..., "
-                                 "type_check=False) read the graph as written") from None
+            raise NIRImportError(
+                f"{path}: nir.read's type check fails ({exc}); read_nir/import_nir(..., "
+                "type_check=False) read the graph as written"
+            ) from None
         raise
 
 
@@ -168,8 +188,10 @@ def _topological(nodes: dict, edges: list[tuple[str, str]]) -> list[str]:
         ready = next((n for n in pending if all(p in done for p in preds[n])), None)
         if ready is None:
             pending = _on_cycles(pending, edges)
-            raise NIRImportError(f"the NIR graph has a cycle through {sorted(pending)}: the only recurrence ann2snn "
-                                 "simulates is reset by subtraction, I -> Threshold -> Scale -> I")
+            raise NIRImportError(
+                f"the NIR graph has a cycle through {sorted(pending)}: the only recurrence ann2snn "
+                "simulates is reset by subtraction, I -> Threshold -> Scale -> I"
+            )
         order.append(ready)
         done.add(ready)
         pending.remove(ready)
@@ -329,8 +351,9 @@ def from_nir(graph: nir.NIRGraph, semantics: str | dict = "file", dt: float | No
     return gm
 
 
-def import_nir(path: str | Path, semantics: str | dict = "file", dt: float | None = None,
-               type_check: bool = True) -> fx.GraphModule:
+def import_nir(
+    path: str | Path, semantics: str | dict = "file", dt: float | None = None, type_check: bool = True
+) -> fx.GraphModule:
     """Read a ``.nir`` file and rebuild the SNN for :func:`simulator.simulate`.
 
     Honours our IF metadata (reset, spike rule, initial potential); files without it get NIR's

@@ -68,17 +68,21 @@ def _input_chw(node: nir.NIRNode, name: str) -> np.ndarray:
     return shape
 
 
-def _diagonal_conv(channels: int, per_channel: np.ndarray, kernel, stride, padding,
-                   in_hw) -> nir.Conv2d:
+def _diagonal_conv(channels: int, per_channel: np.ndarray, kernel, stride, padding, in_hw) -> nir.Conv2d:
     """A dense Conv2d ``C → C`` whose only non-zero weights are ``per_channel[c]`` from channel
     c to channel c: what every reader maps, for an AvgPool2d (weights 1/k²) or a Scale."""
     kernel = tuple(int(k) for k in np.broadcast_to(np.asarray(kernel), (2,)))
     weight = np.zeros((channels, channels, *kernel), dtype=np.float32)
     weight[np.arange(channels), np.arange(channels)] = per_channel.astype(np.float32).reshape(-1, 1, 1)
-    return nir.Conv2d(input_shape=tuple(int(v) for v in in_hw), weight=weight,
-                      stride=tuple(int(v) for v in np.broadcast_to(np.asarray(stride), (2,))),
-                      padding=tuple(int(v) for v in np.broadcast_to(np.asarray(padding), (2,))),
-                      dilation=(1, 1), groups=1, bias=np.zeros(channels, dtype=np.float32))
+    return nir.Conv2d(
+        input_shape=tuple(int(v) for v in in_hw),
+        weight=weight,
+        stride=tuple(int(v) for v in np.broadcast_to(np.asarray(stride), (2,))),
+        padding=tuple(int(v) for v in np.broadcast_to(np.asarray(padding), (2,))),
+        dilation=(1, 1),
+        groups=1,
+        bias=np.zeros(channels, dtype=np.float32),
+    )
 
 
 def _fold_avgpool(graph: nir.NIRGraph, name: str) -> None:
@@ -88,8 +92,9 @@ def _fold_avgpool(graph: nir.NIRGraph, name: str) -> None:
         shape = _input_chw(pool, name)
         channels = int(shape[0])
         k = np.broadcast_to(np.asarray(pool.kernel_size), (2,))
-        graph.nodes[name] = _diagonal_conv(channels, np.full(channels, 1.0 / float(np.prod(k))), k,
-                                           pool.stride, pool.padding, shape[1:])
+        graph.nodes[name] = _diagonal_conv(
+            channels, np.full(channels, 1.0 / float(np.prod(k))), k, pool.stride, pool.padding, shape[1:]
+        )
         return
     factor = 1.0 / float(np.prod(np.asarray(pool.kernel_size)))
     for consumer in consumers:
@@ -110,13 +115,15 @@ def _scale_as_weights(graph: nir.NIRGraph, name: str) -> None:
     """
     scale = np.asarray(graph.nodes[name].scale)
     if scale.ndim == 1:
-        graph.nodes[name] = nir.Affine(weight=np.diag(scale).astype(np.float32),
-                                       bias=np.zeros(scale.shape[0], dtype=np.float32))
+        graph.nodes[name] = nir.Affine(
+            weight=np.diag(scale).astype(np.float32), bias=np.zeros(scale.shape[0], dtype=np.float32)
+        )
         return
     per_channel = scale.reshape(scale.shape[0], -1)
     if scale.ndim != 3 or not np.all(per_channel == per_channel[:, :1]):
-        raise ProfileError(f"Scale node {name!r} varies within a channel (shape {list(scale.shape)}): no "
-                           "portable equivalent")
+        raise ProfileError(
+            f"Scale node {name!r} varies within a channel (shape {list(scale.shape)}): no portable equivalent"
+        )
     graph.nodes[name] = _diagonal_conv(scale.shape[0], per_channel[:, 0], 1, 1, 0, scale.shape[1:])
 
 

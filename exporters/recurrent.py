@@ -44,8 +44,10 @@ def encode_subtraction(node: nir.IF) -> nir.NIRGraph:
     """
     meta = dict(node.metadata or {})
     if meta.get("reset") != "subtract" or meta.get("spike_rule") not in (">=", ">"):
-        raise ValueError(f"only IF nodes with reset='subtract' and spike_rule '>=' or '>' have a recurrent "
-                         f"encoding (this one: reset={meta.get('reset')!r}, spike_rule={meta.get('spike_rule')!r})")
+        raise ValueError(
+            f"only IF nodes with reset='subtract' and spike_rule '>=' or '>' have a recurrent "
+            f"encoding (this one: reset={meta.get('reset')!r}, spike_rule={meta.get('spike_rule')!r})"
+        )
     threshold, r = np.asarray(node.v_threshold, np.float32), np.asarray(node.r, np.float32)
     fraction = float(meta.get("v_init_fraction", 0.0))
     shape = np.array(threshold.shape)
@@ -53,13 +55,20 @@ def encode_subtraction(node: nir.IF) -> nir.NIRGraph:
         nodes={
             "input": nir.Input(input_type={"input": shape}),
             "integrator": nir.I(r=r.copy(), metadata={"dt": 1.0}),
-            "threshold": nir.Threshold(threshold=(threshold * np.float32(1.0 - fraction)).astype(np.float32),
-                                       metadata={k: meta[k] for k in ("spike_rule", "v_init_fraction") if k in meta}),
+            "threshold": nir.Threshold(
+                threshold=(threshold * np.float32(1.0 - fraction)).astype(np.float32),
+                metadata={k: meta[k] for k in ("spike_rule", "v_init_fraction") if k in meta},
+            ),
             "feedback": nir.Scale(scale=(-threshold / r).astype(np.float32)),
             "output": nir.Output(output_type={"output": shape}),
         },
-        edges=[("input", "integrator"), ("integrator", "threshold"), ("threshold", "feedback"),
-               ("feedback", "integrator"), ("threshold", "output")],
+        edges=[
+            ("input", "integrator"),
+            ("integrator", "threshold"),
+            ("threshold", "feedback"),
+            ("feedback", "integrator"),
+            ("threshold", "output"),
+        ],
         metadata={"encodes": ENCODING},
     )
 
@@ -105,10 +114,18 @@ def fuse_subtraction(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
     for t_name, t_node in list(nodes.items()):
         if not isinstance(t_node, nir.Threshold):
             continue
-        loop = [(s, i) for s in _succ(edges, t_name) if isinstance(nodes.get(s), nir.Scale)
-                for i in _succ(edges, s) if isinstance(nodes.get(i), nir.I)]
-        loop = [(s, i) for s, i in loop if _succ(edges, s) == [i] and _succ(edges, i) == [t_name]
-                and [a for a, b in edges if b == t_name] == [i]]
+        loop = [
+            (s, i)
+            for s in _succ(edges, t_name)
+            if isinstance(nodes.get(s), nir.Scale)
+            for i in _succ(edges, s)
+            if isinstance(nodes.get(i), nir.I)
+        ]
+        loop = [
+            (s, i)
+            for s, i in loop
+            if _succ(edges, s) == [i] and _succ(edges, i) == [t_name] and [a for a, b in edges if b == t_name] == [i]
+        ]
         if len(loop) != 1:
             continue
         s_name, i_name = loop[0]
@@ -123,12 +140,24 @@ def fuse_subtraction(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratios = 1.0 - np.asarray(t_node.threshold, np.float32) / threshold
             fraction = float(np.median(ratios)) if ratios.size else 0.0
-        nodes[t_name] = nir.IF(r=r, v_threshold=threshold, v_reset=np.zeros_like(threshold),
-                               metadata={"reset": "subtract", "spike_rule": meta.get("spike_rule", ">"),
-                                         "v_init_fraction": fraction, "dt": 1.0, "fused": 1})
+        nodes[t_name] = nir.IF(
+            r=r,
+            v_threshold=threshold,
+            v_reset=np.zeros_like(threshold),
+            metadata={
+                "reset": "subtract",
+                "spike_rule": meta.get("spike_rule", ">"),
+                "v_init_fraction": fraction,
+                "dt": 1.0,
+                "fused": 1,
+            },
+        )
         del nodes[i_name], nodes[s_name]
-        edges = [(a, t_name if b == i_name else b) for a, b in edges
-                 if (a, b) not in ((t_name, s_name), (s_name, i_name), (i_name, t_name))]
+        edges = [
+            (a, t_name if b == i_name else b)
+            for a, b in edges
+            if (a, b) not in ((t_name, s_name), (s_name, i_name), (i_name, t_name))
+        ]
         outer = t_name.rpartition(".")[0]  # our encoding: the IF node's name is the subgraph's
         if t_name.endswith(".threshold") and outer not in nodes:
             nodes[outer] = nodes.pop(t_name)

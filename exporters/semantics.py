@@ -44,8 +44,17 @@ from __future__ import annotations
 from simulator.neuron import RESETS, SPIKE_RULES
 
 IF_KEYS = ("reset", "spike_rule", "v_init_fraction", "dt", "v_min_fraction")
-GRAPH_KEYS = ("T", "input_encoding", "readout", "mode", "output_scale", "generator", "nir_version",
-              "reference_input", "reference_output")
+GRAPH_KEYS = (
+    "T",
+    "input_encoding",
+    "readout",
+    "mode",
+    "output_scale",
+    "generator",
+    "nir_version",
+    "reference_input",
+    "reference_output",
+)
 
 #: NIR's own IF semantics, assumed for files that carry none of :data:`IF_KEYS`.
 NIR_DEFAULTS = {"reset": "zero", "spike_rule": ">", "v_init_fraction": 0.0, "dt": 1.0, "v_min_fraction": None}
@@ -86,8 +95,9 @@ def reader_rules(semantics: str | dict) -> dict:
         return READER_RULES[semantics]
     unknown = set(semantics) - (set(IF_KEYS) - {"dt"})
     if unknown:
-        raise ValueError(f"semantics: unknown key(s) {sorted(unknown)}; allowed: reset, spike_rule, "
-                         "v_init_fraction, v_min_fraction")
+        raise ValueError(
+            f"semantics: unknown key(s) {sorted(unknown)}; allowed: reset, spike_rule, v_init_fraction, v_min_fraction"
+        )
     return dict(semantics)
 
 

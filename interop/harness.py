@@ -66,8 +66,10 @@ def venv_python(reader: str) -> Path:
 
 def reader_version(reader: str) -> str:
     """``"<reader> X (nir Y, nirtorch Z)"`` as installed in the reader's venv ("" if absent)."""
-    code = ("import importlib.metadata as m, sys; r = sys.argv[1]; "
-            "print(f\"{r} {m.version(r)} (nir {m.version('nir')}, nirtorch {m.version('nirtorch')})\")")
+    code = (
+        "import importlib.metadata as m, sys; r = sys.argv[1]; "
+        "print(f\"{r} {m.version(r)} (nir {m.version('nir')}, nirtorch {m.version('nirtorch')})\")"
+    )
     python = venv_python(reader)
     if not python.exists():
         return ""
@@ -78,12 +80,11 @@ def reader_version(reader: str) -> str:
 def _mlp_ann(images: torch.Tensor, labels: torch.Tensor) -> nn.Module:
     """A 784-64-32-10 ReLU MLP trained for one pass over ``images`` (seeded, about a second)."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(),
-                          nn.Linear(32, 10))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for i in range(0, len(images), 100):
         opt.zero_grad()
-        nn.functional.cross_entropy(model(images[i:i + 100]), labels[i:i + 100]).backward()
+        nn.functional.cross_entropy(model(images[i : i + 100]), labels[i : i + 100]).backward()
         opt.step()
     return model.eval()
 
@@ -141,23 +142,41 @@ class ReaderRun:
     note: str = ""
 
 
-def run_reader(reader: str, nir_path: Path, x: torch.Tensor, T: int, dtype: str = "float64",
-               timeout: float = 600) -> ReaderRun:
+def run_reader(
+    reader: str, nir_path: Path, x: torch.Tensor, T: int, dtype: str = "float64", timeout: float = 600
+) -> ReaderRun:
     """Run ``interop/readers/run_<reader>.py`` in its venv on ``x`` (``[B, ...]``) for ``T`` steps."""
     with tempfile.TemporaryDirectory() as tmp:
         inp, out = Path(tmp) / "in.npy", Path(tmp) / "out.npz"
         np.save(inp, x.numpy().astype(np.float32))
-        cmd = [str(venv_python(reader)), str(READER_DIR / f"run_{reader}.py"), "--nir", str(nir_path),
-               "--input", str(inp), "--T", str(T), "--out", str(out), "--dtype", dtype]
+        cmd = [
+            str(venv_python(reader)),
+            str(READER_DIR / f"run_{reader}.py"),
+            "--nir",
+            str(nir_path),
+            "--input",
+            str(inp),
+            "--T",
+            str(T),
+            "--out",
+            str(out),
+            "--dtype",
+            dtype,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
         lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
         reason = lines[-1] if lines else ""
         if proc.returncode != 0 or not out.exists():
             return ReaderRun(proc.returncode, reason)
         with np.load(out) as data:
-            return ReaderRun(0, "", data["output"], {k[len("counts__"):]: data[k] for k in data.files
-                                                     if k.startswith("counts__")},
-                             str(data["version"]), str(data["note"]) if "note" in data.files else "")
+            return ReaderRun(
+                0,
+                "",
+                data["output"],
+                {k[len("counts__") :]: data[k] for k in data.files if k.startswith("counts__")},
+                str(data["version"]),
+                str(data["note"]) if "note" in data.files else "",
+            )
 
 
 @dataclass
@@ -238,12 +257,22 @@ class Outcome:
         missing = f"; no counts for {', '.join(c.missing)}" if c.missing else ""
         if c.exact:
             return f"exact ({c.total} spikes in {c.nodes} IF nodes)"
-        return (f"differs by {c.differing} spikes (of {c.total}, {c.fraction:.1e}); output max diff "
-                f"{c.output_diff:g}{missing}")
+        return (
+            f"differs by {c.differing} spikes (of {c.total}, {c.fraction:.1e}); output max diff "
+            f"{c.output_diff:g}{missing}"
+        )
 
 
-def evaluate(reader: str, network: str, snn: nn.Module, x: torch.Tensor, T: int, dtype: str,
-             workdir: Path, files: dict | None = None) -> Outcome:
+def evaluate(
+    reader: str,
+    network: str,
+    snn: nn.Module,
+    x: torch.Tensor,
+    T: int,
+    dtype: str,
+    workdir: Path,
+    files: dict | None = None,
+) -> Outcome:
     """Export ``snn`` for ``reader``, run the reader and our simulator under its rules, compare.
 
     ``files`` caches the exported files across calls: ``(network, profile) -> (path, profile
@@ -261,7 +290,24 @@ def evaluate(reader: str, network: str, snn: nn.Module, x: torch.Tensor, T: int,
     if run.rc != 0:
         return Outcome(reader, network, dtype, profile, False, prefix + (run.reason or f"exit status {run.rc}"))
     if spec.semantics is None:
-        return Outcome(reader, network, dtype, profile, True, "none of our IF rules describes this reader's neuron",
-                       version=run.version, note=run.note)
-    return Outcome(reader, network, dtype, profile, True, prefix, compare(ours(path, spec.semantics, x, T, dtype), run),
-                   run.version, run.note)
+        return Outcome(
+            reader,
+            network,
+            dtype,
+            profile,
+            True,
+            "none of our IF rules describes this reader's neuron",
+            version=run.version,
+            note=run.note,
+        )
+    return Outcome(
+        reader,
+        network,
+        dtype,
+        profile,
+        True,
+        prefix,
+        compare(ours(path, spec.semantics, x, T, dtype), run),
+        run.version,
+        run.note,
+    )

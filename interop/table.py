@@ -32,13 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from converter.zoo import load_embedded
 
-    x = load_embedded("test").images[:args.samples]
+    x = load_embedded("test").images[: args.samples]
     readers = args.reader or list(harness.READERS)
     networks = args.network or list(harness.NETWORKS)
     dtypes = args.dtype or ["float64", "float32"]
     snns = {}
-    rows = [f"| reader | network | file | loads | {' | '.join(dtypes)} | notes |",
-            "|---|---|---|---|" + "---|" * len(dtypes) + "---|"]
+    rows = [
+        f"| reader | network | file | loads | {' | '.join(dtypes)} | notes |",
+        "|---|---|---|---|" + "---|" * len(dtypes) + "---|",
+    ]
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         files: dict = {}
@@ -51,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
             for network in networks:
                 if network not in snns:
                     snns[network] = harness.build_snn(network)
-                outcomes = [harness.evaluate(reader, network, snns[network], x, args.T, d, Path(tmp), files)
-                            for d in dtypes]
+                outcomes = [
+                    harness.evaluate(reader, network, snns[network], x, args.T, d, Path(tmp), files) for d in dtypes
+                ]
                 first = outcomes[0]
                 if not first.loads:
                     cells = ["-"] * len(dtypes)

@@ -170,8 +170,9 @@ class GraphRunner:
     def saved_counts(self, target: str) -> torch.Tensor:
         count = self.states[target].count
         if target not in self.final_counts:
-            self.final_counts[target] = torch.zeros(self.original_batch, *count.shape[1:], dtype=count.dtype,
-                                                    device=count.device)
+            self.final_counts[target] = torch.zeros(
+                self.original_batch, *count.shape[1:], dtype=count.dtype, device=count.device
+            )
         return self.final_counts[target]
 
     def spike_counts(self) -> dict[str, torch.Tensor]:
@@ -274,8 +275,9 @@ class GraphRunner:
         state = self.states.get(node.target)
         if state is None:
             like = torch.empty(shape, dtype=current.dtype, device=current.device)
-            state = self.states[node.target] = IFState(layer.initial_potential(like),
-                                                       torch.zeros(shape, dtype=torch.int32, device=current.device))
+            state = self.states[node.target] = IFState(
+                layer.initial_potential(like), torch.zeros(shape, dtype=torch.int32, device=current.device)
+            )
         params = layer.params()
         if not params.binary:  # several spikes per step or a clamp: the per-step loop, float counts
             if const_steps is not None:

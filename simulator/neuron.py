@@ -256,5 +256,7 @@ class IFNeuron(nn.Module):
         th = self.v_threshold
         th_repr = f"{th.item():g}" if th.numel() == 1 else f"[{tuple(th.shape)}]"
         clamp = "" if self.v_min is None else f", v_min={self.v_min:g}"
-        return (f"v_threshold={th_repr}, reset={self.reset!r}, spike_rule={self.spike_rule!r}, "
-                f"v_init={self.v_init:g}{clamp}")
+        return (
+            f"v_threshold={th_repr}, reset={self.reset!r}, spike_rule={self.spike_rule!r}, "
+            f"v_init={self.v_init:g}{clamp}"
+        )

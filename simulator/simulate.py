@@ -291,8 +291,9 @@ def simulate(
         except NotHoistable:  # a size of the constant part is used per step: run it per chunk
             hoist = False
     spikes = _recorded(model, runner, T, x.shape[0]) if record else None
-    return SimulationResult(outputs, _collect_counts(model, runner), output_scale(model), readout(model),
-                            spikes, steps_used)
+    return SimulationResult(
+        outputs, _collect_counts(model, runner), output_scale(model), readout(model), spikes, steps_used
+    )
 
 
 @torch.no_grad()

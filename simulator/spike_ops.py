@@ -73,8 +73,7 @@ def _avg_pool2d(spikes: Spikes, kernel_size, stride, padding, ceil_mode, count_i
 
 
 def _avg_pool_module(spikes: Spikes, m: nn.AvgPool2d, args: tuple, kwargs: dict):
-    return _avg_pool2d(spikes, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
-                       m.divisor_override)
+    return _avg_pool2d(spikes, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override)
 
 
 def _avg_pool_function(spikes: Spikes, m: None, args: tuple, kwargs: dict):

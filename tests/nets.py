@@ -8,20 +8,33 @@ def mlp() -> nn.Module:
     torch.manual_seed(1)
     return nn.Sequential(
         nn.Flatten(),
-        nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(),
-        nn.Linear(32, 32), nn.ReLU(),
-        nn.Linear(32, 32), nn.ReLU(),
-        nn.Linear(32, 10), nn.ReLU(),
+        nn.Linear(16, 32),
+        nn.BatchNorm1d(32),
+        nn.ReLU(),
+        nn.Linear(32, 32),
+        nn.ReLU(),
+        nn.Linear(32, 32),
+        nn.ReLU(),
+        nn.Linear(32, 10),
+        nn.ReLU(),
     )
 
 
 def cnn() -> nn.Module:
     torch.manual_seed(2)
     return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.ReLU(),
-        nn.Flatten(), nn.Linear(16 * 2 * 2, 10), nn.ReLU(),
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(16, 16, 3, padding=1, bias=False),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(16 * 2 * 2, 10),
+        nn.ReLU(),
     )
 
 

@@ -4,12 +4,20 @@ from converter.cli import main
 
 
 def test_demo_writes_six_nir_files_and_png(tmp_path):
-    result = CliRunner().invoke(main, ["demo", "--limit", "200", "--T", "20", "--out", str(tmp_path), "--quiet",
-                                       "--check-samples", "20"])
+    result = CliRunner().invoke(
+        main, ["demo", "--limit", "200", "--T", "20", "--out", str(tmp_path), "--quiet", "--check-samples", "20"]
+    )
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["accuracy_vs_t.png", "mnist_cnn_f0.2.nir", "mnist_cnn_f0.25.nir", "mnist_cnn_f0.333.nir",
-                     "mnist_cnn_f0.5.nir", "mnist_cnn_max.nir", "mnist_cnn_p99.9.nir"]
+    assert names == [
+        "accuracy_vs_t.png",
+        "mnist_cnn_f0.2.nir",
+        "mnist_cnn_f0.25.nir",
+        "mnist_cnn_f0.333.nir",
+        "mnist_cnn_f0.5.nir",
+        "mnist_cnn_max.nir",
+        "mnist_cnn_p99.9.nir",
+    ]
     assert "on 200 MNIST test images" in result.output
     table_rows = [line for line in result.output.splitlines() if line.startswith("|") and "yes" in line]
     assert len(table_rows) == 6

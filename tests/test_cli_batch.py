@@ -51,7 +51,10 @@ def test_job_file_runs_every_model_and_reports_the_broken_one(job_file):
     out = job_file.parent / "runs" / "job"  # relative to the job file, not the working directory
     summary = json.loads((out / "summary.json").read_text())
     assert [(r["model"], r["status"]) for r in summary["rows"]] == [
-        ("plain", "converted"), ("dp", "converted"), ("broken", "failed")]
+        ("plain", "converted"),
+        ("dp", "converted"),
+        ("broken", "failed"),
+    ]
     assert summary["settings"]["evaluation_samples"] == 10 and summary["settings"]["calibration_samples"] == 50
     assert sorted(p.name for p in out.glob("*.nir")) == ["dp_max_T4.nir", "plain_max_T4.nir"]
     assert "FAILED broken" in result.output and "1 of 3 combinations failed" in result.output
@@ -60,14 +63,19 @@ def test_job_file_runs_every_model_and_reports_the_broken_one(job_file):
     assert rerun.exit_code == 1
 
 
-@pytest.mark.parametrize(("edit", "words"), [
-    (lambda t: t.replace('modes = ["max"]', 'modes = ["max", "2/1"]'), "2/1"),
-    (lambda t: t.replace('weights = "checkpoints/plain.pt"', 'weigths = "checkpoints/plain.pt"'),
-     "models[0]: unknown key 'weigths'"),
-    (lambda t: t.replace("checkpoints/dataparallel.pt", "checkpoints/gone.pt"), "gone.pt"),
-    (lambda t: t.replace("T = [4]", "T = [0]"), "'T'"),
-    (lambda t: t.replace('data = "mnist"', "data = [1"), "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda t: t.replace('modes = ["max"]', 'modes = ["max", "2/1"]'), "2/1"),
+        (
+            lambda t: t.replace('weights = "checkpoints/plain.pt"', 'weigths = "checkpoints/plain.pt"'),
+            "models[0]: unknown key 'weigths'",
+        ),
+        (lambda t: t.replace("checkpoints/dataparallel.pt", "checkpoints/gone.pt"), "gone.pt"),
+        (lambda t: t.replace("T = [4]", "T = [0]"), "'T'"),
+        (lambda t: t.replace('data = "mnist"', "data = [1"), "not valid TOML"),
+    ],
+)
 def test_bad_job_files_are_usage_errors_naming_the_problem(job_file, edit, words):
     job_file.write_text(edit(JOB))
     result = batch(str(job_file))

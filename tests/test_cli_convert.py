@@ -17,9 +17,23 @@ def convert(*args):
 
 
 def test_three_checkpoints_two_convert_the_corrupt_one_is_reported(checkpoints, tmp_path):
-    result = convert("--model", FACTORY, "--weights", str(checkpoints["plain"]), "--weights",
-                     str(checkpoints["dataparallel"]), "--weights", str(checkpoints["corrupt"]),
-                     "--mode", "max", "--T", "5", "--out", str(tmp_path), *FAST)
+    result = convert(
+        "--model",
+        FACTORY,
+        "--weights",
+        str(checkpoints["plain"]),
+        "--weights",
+        str(checkpoints["dataparallel"]),
+        "--weights",
+        str(checkpoints["corrupt"]),
+        "--mode",
+        "max",
+        "--T",
+        "5",
+        "--out",
+        str(tmp_path),
+        *FAST,
+    )
     assert result.exit_code == 1, result.output
     assert "FAILED corrupt (max T=5)" in result.output and "truncated or corrupt" in result.output
     assert sorted(p.name for p in tmp_path.glob("*.nir")) == ["dataparallel_max_T5.nir", "plain_max_T5.nir"]
@@ -38,8 +52,22 @@ def test_three_checkpoints_two_convert_the_corrupt_one_is_reported(checkpoints, 
 
 
 def test_rerun_skips_finished_combinations_unless_force(checkpoints, tmp_path):
-    args = ["--model", FACTORY, "--weights", str(checkpoints["plain"]), "--mode", "max", "--T", "2", "--T", "3",
-            "--out", str(tmp_path), "--json", *FAST]
+    args = [
+        "--model",
+        FACTORY,
+        "--weights",
+        str(checkpoints["plain"]),
+        "--mode",
+        "max",
+        "--T",
+        "2",
+        "--T",
+        "3",
+        "--out",
+        str(tmp_path),
+        "--json",
+        *FAST,
+    ]
     first = convert(*args)
     assert first.exit_code == 0, first.output
     stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.nir")}
@@ -55,8 +83,20 @@ def test_rerun_skips_finished_combinations_unless_force(checkpoints, tmp_path):
 
 
 def test_changed_settings_redo_a_finished_combination(checkpoints, tmp_path):
-    args = ["--model", FACTORY, "--weights", str(checkpoints["plain"]), "--mode", "max", "--T", "3",
-            "--out", str(tmp_path), "--json", *FAST]
+    args = [
+        "--model",
+        FACTORY,
+        "--weights",
+        str(checkpoints["plain"]),
+        "--mode",
+        "max",
+        "--T",
+        "3",
+        "--out",
+        str(tmp_path),
+        "--json",
+        *FAST,
+    ]
     assert convert(*args).exit_code == 0
     again = convert(*args, "--v-init", "0.25")
     assert json.loads(again.stdout)["rows"][0]["status"] == "converted"
@@ -67,15 +107,26 @@ def test_pickled_model_is_refused_without_the_flag_and_loaded_with_it(checkpoint
     assert refused.exit_code == 2
     assert "--trust-pickle" in refused.output and "arbitrary code" in refused.output
     assert not list(tmp_path.iterdir())
-    loaded = convert("--model", str(checkpoints["whole"]), "--trust-pickle", "--mode", "max", "--T", "3",
-                     "--out", str(tmp_path), *FAST)
+    loaded = convert(
+        "--model",
+        str(checkpoints["whole"]),
+        "--trust-pickle",
+        "--mode",
+        "max",
+        "--T",
+        "3",
+        "--out",
+        str(tmp_path),
+        *FAST,
+    )
     assert loaded.exit_code == 0, loaded.output
     assert (tmp_path / "whole_max_T3.nir").is_file()
 
 
 def test_a_whole_model_given_as_weights_points_to_trust_pickle(checkpoints, tmp_path):
-    result = convert("--model", FACTORY, "--weights", str(checkpoints["whole"]), "--out", str(tmp_path), "--json",
-                     *FAST)
+    result = convert(
+        "--model", FACTORY, "--weights", str(checkpoints["whole"]), "--out", str(tmp_path), "--json", *FAST
+    )
     assert result.exit_code == 1
     error = json.loads(result.stdout)["rows"][0]["error"]
     assert "not a plain state_dict" in error and "--trust-pickle" in error
@@ -90,8 +141,9 @@ def test_npz_with_flat_inputs_and_npy_without_labels(checkpoints, tmp_path):
     np.savez(tmp_path / "data.npz", x=test.images.reshape(20, 784).numpy(), y=test.labels.numpy())
     np.save(tmp_path / "inputs.npy", test.images.numpy())
     common = ["--model", FACTORY, "--weights", str(checkpoints["plain"]), "--mode", "max", "--T", "3", "--json", *FAST]
-    with_labels = convert(*common, "--data", str(tmp_path / "data.npz"), "--input-shape", "1,28,28",
-                          "--out", str(tmp_path / "npz"))
+    with_labels = convert(
+        *common, "--data", str(tmp_path / "data.npz"), "--input-shape", "1,28,28", "--out", str(tmp_path / "npz")
+    )
     assert with_labels.exit_code == 0, with_labels.output
     assert json.loads(with_labels.stdout)["rows"][0]["ann_accuracy"] >= 90
     no_labels = convert(*common, "--data", str(tmp_path / "inputs.npy"), "--out", str(tmp_path / "npy"))
@@ -104,21 +156,35 @@ def test_flat_inputs_without_input_shape_fail_with_a_one_line_error(tmp_path):
     import numpy as np
 
     np.save(tmp_path / "flat.npy", np.zeros((4, 784), dtype=np.float32))
-    result = convert("--model", FACTORY, "--data", str(tmp_path / "flat.npy"), "--mode", "max", "--T", "2",
-                     "--out", str(tmp_path / "out"), *FAST)
+    result = convert(
+        "--model",
+        FACTORY,
+        "--data",
+        str(tmp_path / "flat.npy"),
+        "--mode",
+        "max",
+        "--T",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+        *FAST,
+    )
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert "FAILED MnistCNN" in result.output
 
 
-@pytest.mark.parametrize(("args", "option", "words"), [
-    (["--mode", "150%"], "--mode", "150%"),
-    (["--weights", "missing.pt"], "--weights", "missing.pt"),
-    (["--data", "nowhere"], "--data", "nowhere"),
-    (["--input-shape", "1,-28"], "--input-shape", "1,-28"),
-    (["--T", "0"], "--T", "0"),
-    (["--device", "tpu"], "--device", "tpu"),
-])
+@pytest.mark.parametrize(
+    ("args", "option", "words"),
+    [
+        (["--mode", "150%"], "--mode", "150%"),
+        (["--weights", "missing.pt"], "--weights", "missing.pt"),
+        (["--data", "nowhere"], "--data", "nowhere"),
+        (["--input-shape", "1,-28"], "--input-shape", "1,-28"),
+        (["--T", "0"], "--T", "0"),
+        (["--device", "tpu"], "--device", "tpu"),
+    ],
+)
 def test_bad_options_are_usage_errors_naming_the_option(args, option, words):
     result = convert("--model", FACTORY, *args)
     assert result.exit_code == 2, result.output
@@ -137,15 +203,28 @@ def test_weights_with_missing_and_unexpected_keys_are_listed(checkpoints, tmp_pa
     state = torch.load(checkpoints["plain"], weights_only=True)
     state["head.extra"] = state.pop("network.13.bias")
     torch.save(state, tmp_path / "renamed.pt")
-    result = convert("--model", FACTORY, "--weights", str(tmp_path / "renamed.pt"), "--out", str(tmp_path / "o"),
-                     "--json", *FAST)
+    result = convert(
+        "--model", FACTORY, "--weights", str(tmp_path / "renamed.pt"), "--out", str(tmp_path / "o"), "--json", *FAST
+    )
     error = json.loads(result.stdout)["rows"][0]["error"]
     assert "missing keys: network.13.bias" in error and "unexpected keys: head.extra" in error
 
 
 def test_idx_folder_calibrates_on_its_training_split(shared_mnist, tmp_path):
-    result = convert("--model", "converter.zoo:load_mnist_cnn", "--data", str(shared_mnist), "--mode", "max",
-                     "--T", "2", "--out", str(tmp_path), "--json", *FAST)
+    result = convert(
+        "--model",
+        "converter.zoo:load_mnist_cnn",
+        "--data",
+        str(shared_mnist),
+        "--mode",
+        "max",
+        "--T",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--json",
+        *FAST,
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["settings"]["calibration_source"] == f"the training split of {shared_mnist}"
@@ -158,8 +237,24 @@ def test_the_same_mode_twice_is_a_usage_error():
 
 
 def test_calibrate_converts_once_per_T(checkpoints, tmp_path):
-    args = ["--model", FACTORY, "--weights", str(checkpoints["plain"]), "--mode", "99.9%", "--T", "2", "--T", "3",
-            "--calibrate", "--channel-wise", "--out", str(tmp_path), "--json", *FAST]
+    args = [
+        "--model",
+        FACTORY,
+        "--weights",
+        str(checkpoints["plain"]),
+        "--mode",
+        "99.9%",
+        "--T",
+        "2",
+        "--T",
+        "3",
+        "--calibrate",
+        "--channel-wise",
+        "--out",
+        str(tmp_path),
+        "--json",
+        *FAST,
+    ]
     result = convert(*args)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["rows"]
@@ -167,8 +262,21 @@ def test_calibrate_converts_once_per_T(checkpoints, tmp_path):
 
 
 def test_calibrate_weights_implies_calibrate_and_is_recorded(checkpoints, tmp_path):
-    args = ["--model", FACTORY, "--weights", str(checkpoints["plain"]), "--mode", "99.9%", "--T", "2",
-            "--calibrate-weights", "--out", str(tmp_path), "--json", *FAST]
+    args = [
+        "--model",
+        FACTORY,
+        "--weights",
+        str(checkpoints["plain"]),
+        "--mode",
+        "99.9%",
+        "--T",
+        "2",
+        "--calibrate-weights",
+        "--out",
+        str(tmp_path),
+        "--json",
+        *FAST,
+    ]
     result = convert(*args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -179,12 +287,26 @@ def test_calibrate_weights_implies_calibrate_and_is_recorded(checkpoints, tmp_pa
 def test_portable_export_profile(checkpoints, tmp_path):
     import nir
 
-    args = ["--model", FACTORY, "--weights", str(checkpoints["plain"]), "--mode", "99.9%", "--T", "3",
-            "--export-profile", "portable", "--out", str(tmp_path), "--json", *FAST]
+    args = [
+        "--model",
+        FACTORY,
+        "--weights",
+        str(checkpoints["plain"]),
+        "--mode",
+        "99.9%",
+        "--T",
+        "3",
+        "--export-profile",
+        "portable",
+        "--out",
+        str(tmp_path),
+        "--json",
+        *FAST,
+    ]
     result = convert(*args)
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)["rows"]
     kinds = {type(n).__name__ for n in nir.read(row["file"]).nodes.values()}
     assert "SumPool2d" in kinds and "AvgPool2d" not in kinds
-    bad = convert(*args[:-len(FAST) - 1], "--export-profile", "tiny")
+    bad = convert(*args[: -len(FAST) - 1], "--export-profile", "tiny")
     assert bad.exit_code == 2 and "--export-profile" in bad.output

@@ -25,8 +25,10 @@ def test_shape_mismatch_names_both_shapes(tmp_path):
 
 
 def test_factory_from_a_python_file_and_errors_naming_the_spec(tmp_path):
-    (tmp_path / "net.py").write_text("import torch\ndef build():\n    return torch.nn.Sequential(torch.nn.ReLU())\n"
-                                     "def not_a_module():\n    return 3\n")
+    (tmp_path / "net.py").write_text(
+        "import torch\ndef build():\n    return torch.nn.Sequential(torch.nn.ReLU())\n"
+        "def not_a_module():\n    return 3\n"
+    )
     assert isinstance(load_model(ModelSpec(factory=f"{tmp_path}/net.py:build")), torch.nn.Sequential)
     with pytest.raises(ModelLoadError, match="returned int, not a torch.nn.Module"):
         load_model(ModelSpec(factory=f"{tmp_path}/net.py:not_a_module"))

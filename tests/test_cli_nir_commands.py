@@ -11,8 +11,25 @@ from tests.cli_fixtures import FACTORY, FAST, write_checkpoints
 def converted(tmp_path_factory):
     folder = tmp_path_factory.mktemp("converted")
     weights = write_checkpoints(folder / "checkpoints")["plain"]
-    result = CliRunner().invoke(main, ["convert", "--model", FACTORY, "--weights", str(weights), "--mode", "max",
-                                       "--T", "4", "--T", "6", "--out", str(folder), *FAST])
+    result = CliRunner().invoke(
+        main,
+        [
+            "convert",
+            "--model",
+            FACTORY,
+            "--weights",
+            str(weights),
+            "--mode",
+            "max",
+            "--T",
+            "4",
+            "--T",
+            "6",
+            "--out",
+            str(folder),
+            *FAST,
+        ],
+    )
     assert result.exit_code == 0, result.output
     return folder
 
@@ -121,8 +138,9 @@ def test_verify_with_data_on_a_file_without_reference(tmp_path):
     from exporters import export_nir
     from simulator import IFNeuron
 
-    path = export_nir(nn.Sequential(nn.Flatten(), nn.Linear(784, 10), IFNeuron()), tmp_path / "n.nir",
-                      input_shape=(1, 28, 28))
+    path = export_nir(
+        nn.Sequential(nn.Flatten(), nn.Linear(784, 10), IFNeuron()), tmp_path / "n.nir", input_shape=(1, 28, 28)
+    )
     no_t = run("verify", str(path), "--data", "mnist", "--limit", "5")
     assert no_t.exit_code == 2 and "stores no T: pass --T" in no_t.output
     ok = run("verify", str(path), "--data", "mnist", "--limit", "5", "--T", "3", "--quiet")

@@ -25,8 +25,15 @@ def test_linear_bn1d_folds_within_1e5(bias):
 
 
 def test_fold_formula_by_hand():
-    w, b = fold_bn_weights(torch.tensor([[2.0]]), torch.tensor([1.0]), torch.tensor([3.0]),
-                           torch.tensor([3.0]), 1.0, torch.tensor([4.0]), torch.tensor([0.5]))
+    w, b = fold_bn_weights(
+        torch.tensor([[2.0]]),
+        torch.tensor([1.0]),
+        torch.tensor([3.0]),
+        torch.tensor([3.0]),
+        1.0,
+        torch.tensor([4.0]),
+        torch.tensor([0.5]),
+    )
     # sigma = sqrt(3 + 1) = 2: W' = 2 * 4 / 2 = 4, b' = 4 * (1 - 3) / 2 + 0.5 = -3.5
     assert w.item() == 4.0 and b.item() == -3.5
 
@@ -58,11 +65,14 @@ def test_conv1d_bn1d_folds_within_1e5(bias):
     assert torch.allclose(folded(x), model(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("make,shape", [
-    (lambda: nn.Sequential(nn.BatchNorm1d(6), nn.Linear(6, 4)), (6,)),
-    (lambda: nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3)), (3, 7, 7)),
-    (lambda: nn.Sequential(nn.BatchNorm1d(3), nn.Conv1d(3, 4, 2, bias=False)), (3, 9)),
-])
+@pytest.mark.parametrize(
+    "make,shape",
+    [
+        (lambda: nn.Sequential(nn.BatchNorm1d(6), nn.Linear(6, 4)), (6,)),
+        (lambda: nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3)), (3, 7, 7)),
+        (lambda: nn.Sequential(nn.BatchNorm1d(3), nn.Conv1d(3, 4, 2, bias=False)), (3, 9)),
+    ],
+)
 def test_bn_without_preceding_layer_folds_into_the_next_within_1e5(make, shape):
     model = randomize_bn(make())
     folded = fold_batchnorm(trace(model))
@@ -81,6 +91,13 @@ def test_fold_into_next_formula_by_hand():
     from converter import fold_bn_into_next
 
     # a = 4 / sqrt(3 + 1) = 2, c = 0.5 - 3 * 2 = -5.5: W' = [[2 * 2, 1 * 2]], b' = 1 + 2 * -5.5 + 1 * -5.5
-    w, b = fold_bn_into_next(torch.tensor([[2.0, 1.0]]), torch.tensor([1.0]), torch.tensor([3.0, 3.0]),
-                             torch.tensor([3.0, 3.0]), 1.0, torch.tensor([4.0, 4.0]), torch.tensor([0.5, 0.5]))
+    w, b = fold_bn_into_next(
+        torch.tensor([[2.0, 1.0]]),
+        torch.tensor([1.0]),
+        torch.tensor([3.0, 3.0]),
+        torch.tensor([3.0, 3.0]),
+        1.0,
+        torch.tensor([4.0, 4.0]),
+        torch.tensor([0.5, 0.5]),
+    )
     assert w.tolist() == [[4.0, 2.0]] and b.tolist() == [-15.5]

@@ -125,9 +125,14 @@ def test_flatten_forms_keep_the_batch_axis(flatten):
     assert _normalised_error(ann, snn, x) <= 0.01
 
 
-@pytest.mark.parametrize("shape_code,what", [("fixed", "leading dimension is fixed at 16"),
-                                             ("merge", "merges the batch axis"),
-                                             ("doubles", "turns a batch of 16 into 32")])
+@pytest.mark.parametrize(
+    "shape_code,what",
+    [
+        ("fixed", "leading dimension is fixed at 16"),
+        ("merge", "merges the batch axis"),
+        ("doubles", "turns a batch of 16 into 32"),
+    ],
+)
 def test_reshape_that_breaks_the_batch_axis_is_refused(shape_code, what):
     class Net(nn.Module):
         def __init__(self):
@@ -233,8 +238,20 @@ class Swish(nn.Module):
         return x * torch.sigmoid(x)
 
 
-@pytest.mark.parametrize("layer", [nn.LeakyReLU(), nn.GELU(), nn.SiLU(), nn.Sigmoid(), nn.Tanh(), nn.ELU(),
-                                   nn.MaxPool2d(2), nn.Softmax2d(), nn.Hardtanh(-1, 1)])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        nn.LeakyReLU(),
+        nn.GELU(),
+        nn.SiLU(),
+        nn.Sigmoid(),
+        nn.Tanh(),
+        nn.ELU(),
+        nn.MaxPool2d(2),
+        nn.Softmax2d(),
+        nn.Hardtanh(-1, 1),
+    ],
+)
 def test_rejected_module_is_named_by_path_and_type(layer):
     ann = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sequential(nn.Conv2d(2, 2, 1), layer), nn.Flatten(), nn.Linear(8, 2))
     with pytest.raises(UnsupportedLayerError, match=rf"cannot convert '1\.1' \({type(layer).__name__}\)"):
@@ -247,8 +264,9 @@ def test_maxpool_error_suggests_avgpool2d():
         _convert(ann, torch.rand(8, 1, 6, 6))
 
 
-@pytest.mark.parametrize("fn,name", [(F.gelu, "gelu"), (F.leaky_relu, "leaky_relu"), (torch.tanh, "tanh"),
-                                     (F.max_pool2d, "max_pool2d")])
+@pytest.mark.parametrize(
+    "fn,name", [(F.gelu, "gelu"), (F.leaky_relu, "leaky_relu"), (torch.tanh, "tanh"), (F.max_pool2d, "max_pool2d")]
+)
 def test_rejected_function_is_named_with_its_module(fn, name):
     class Block(nn.Module):
         def __init__(self):

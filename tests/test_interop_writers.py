@@ -53,8 +53,22 @@ def _write(tool: str, network: str, folder: Path):
     shape = (3, 1, 10, 10) if network == "cnn" else (3, 8)
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
     np.save(folder / "in.npy", x)
-    cmd = [str(python), str(WRITERS / f"write_{tool}.py"), "--network", network, "--out", str(folder / "f.nir"),
-           "--input", str(folder / "in.npy"), "--T", str(T), "--result", str(folder / "r.npz"), "--dtype", "float64"]
+    cmd = [
+        str(python),
+        str(WRITERS / f"write_{tool}.py"),
+        "--network",
+        network,
+        "--out",
+        str(folder / "f.nir"),
+        "--input",
+        str(folder / "in.npy"),
+        "--T",
+        str(T),
+        "--result",
+        str(folder / "r.npz"),
+        "--dtype",
+        "float64",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     return proc, torch.as_tensor(x).double()
 
@@ -93,12 +107,15 @@ def test_tool_file(tool, network, tmp_path):
     assert differing == 0 and out_diff == 0.0, f"{differing} of {total} spikes differ"
 
 
-@pytest.mark.parametrize(("tool", "network", "kwargs", "expected"), [
-    ("norse", "mlp", {}, "type check fails"),
-    ("sinabs", "mlp", {}, 72),  # NIR's rules (reset to 0, one spike per step) against MultiSpike + subtract
-    ("spikingjelly", "mlp", {}, 319),  # r = 1e4 applied per unit step: 1e4 times the current
-    ("spikingjelly", "mlp", {"dt": 1e-4}, 0),  # NIR's strict > never meets v == 1 exactly here
-])
+@pytest.mark.parametrize(
+    ("tool", "network", "kwargs", "expected"),
+    [
+        ("norse", "mlp", {}, "type check fails"),
+        ("sinabs", "mlp", {}, 72),  # NIR's rules (reset to 0, one spike per step) against MultiSpike + subtract
+        ("spikingjelly", "mlp", {}, 319),  # r = 1e4 applied per unit step: 1e4 times the current
+        ("spikingjelly", "mlp", {"dt": 1e-4}, 0),  # NIR's strict > never meets v == 1 exactly here
+    ],
+)
 def test_tool_file_default_rules(tool, network, kwargs, expected, tmp_path):
     """What the file alone gives (NIR's rules, dt = 1), against the tool's own run."""
     from exporters import NIRImportError, import_nir

@@ -104,14 +104,19 @@ def test_weight_calibration_is_deterministic_and_skips_the_first_layer():
     x = inputs((1, 8, 8), 64)
 
     def convert():
-        return Converter(mode="max", dataloader=_loader(x), calibrate_T=4, calibrate_weights=True,
-                         calibration_samples=64, calibration_iterations=20)(ann)
+        return Converter(
+            mode="max",
+            dataloader=_loader(x),
+            calibrate_T=4,
+            calibrate_weights=True,
+            calibration_samples=64,
+            calibration_iterations=20,
+        )(ann)
 
     first, again = convert(), convert()
     # if_2 sees the analog input as the ANN does: skipped; 10 is the layer feeding the readout
     assert first.meta["ann2snn"]["weight_calibrated_layers"] == ["if_5", "if_8", "10"]
-    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values(),
-                                                 strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True))
     with pytest.raises(ValueError, match="calibrate_weights needs calibrate_T"):
         Converter(mode="max", dataloader=_loader(x), calibrate_weights=True)
     with pytest.raises(ValueError, match="calibration_iterations"):
@@ -125,8 +130,14 @@ def test_weight_calibration_raises_seed_cnn_accuracy_at_T4():
     x, y = test.images[:500], test.labels[:500]
 
     def accuracy(weights: bool) -> float:
-        snn = Converter(mode="99.9%", dataloader=calib.loader(250), calibrate_T=4, calibrate_weights=weights,
-                        calibration_samples=200, calibration_iterations=30)(ann)
+        snn = Converter(
+            mode="99.9%",
+            dataloader=calib.loader(250),
+            calibrate_T=4,
+            calibrate_weights=weights,
+            calibration_samples=200,
+            calibration_iterations=30,
+        )(ann)
         return 100.0 * (simulate(snn, x, 4).predictions()[-1] == y).float().mean().item()
 
     # measured: 96.6 % with scale search and bias calibration, 97.8 % with weight calibration too

@@ -45,9 +45,11 @@ def _fraction_differing(a, b) -> float:
 
 
 def _identical(a, b) -> bool:
-    return a.spike_counts.keys() == b.spike_counts.keys() and all(
-        torch.equal(a.spike_counts[k], b.spike_counts[k]) for k in a.spike_counts
-    ) and torch.equal(a.outputs, b.outputs)
+    return (
+        a.spike_counts.keys() == b.spike_counts.keys()
+        and all(torch.equal(a.spike_counts[k], b.spike_counts[k]) for k in a.spike_counts)
+        and torch.equal(a.outputs, b.outputs)
+    )
 
 
 def test_seed_cnn_multi_and_single_step_identical_in_float64(seed_snn):

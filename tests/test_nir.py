@@ -79,9 +79,14 @@ def test_file_without_our_metadata_uses_nir_semantics(tmp_path):
 
 def test_unknown_reset_value_names_node_and_key(tmp_path):
     node = nir.IF(r=np.ones(2, dtype=np.float32), v_threshold=np.ones(2, dtype=np.float32), metadata={"reset": "foo"})
-    graph = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([2])}), "neuron": node,
-                                "output": nir.Output(output_type={"output": np.array([2])})},
-                         edges=[("input", "neuron"), ("neuron", "output")])
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([2])}),
+            "neuron": node,
+            "output": nir.Output(output_type={"output": np.array([2])}),
+        },
+        edges=[("input", "neuron"), ("neuron", "output")],
+    )
     nir.write(tmp_path / "foo.nir", graph)
     with pytest.raises(NIRImportError, match="'neuron'.*'reset'.*'foo'"):
         import_nir(tmp_path / "foo.nir")

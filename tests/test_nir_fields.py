@@ -40,8 +40,13 @@ def _model() -> nn.Module:
 
 def _conv1d_model() -> nn.Module:
     torch.manual_seed(1)
-    return nn.Sequential(nn.Conv1d(2, 3, 3, stride=2, padding=1, groups=1), IFNeuron(), nn.Flatten(),
-                         nn.Linear(15, 2), IFNeuron(reset="zero"))
+    return nn.Sequential(
+        nn.Conv1d(2, 3, 3, stride=2, padding=1, groups=1),
+        IFNeuron(),
+        nn.Flatten(),
+        nn.Linear(15, 2),
+        IFNeuron(reset="zero"),
+    )
 
 
 def _same(a, b, where: str) -> None:
@@ -93,25 +98,30 @@ def test_every_node_round_trips_field_by_field(tmp_path, profile, which):
     back = nir.read(path, type_check=True)
     _same(graph, back, which)
     kinds = {type(n).__name__ for n in back.nodes.values()}
-    expected = {"conv2d": {"exact": {"Conv2d", "IF", "AvgPool2d", "Scale", "Flatten", "Affine", "I"},
-                           "portable": {"Conv2d", "IF", "SumPool2d", "Flatten", "Affine", "I"},
-                           "recurrent": {"Conv2d", "NIRGraph", "AvgPool2d", "Scale", "Flatten", "Affine", "I"}},
-                "conv1d": {"exact": {"Conv1d", "IF", "Flatten", "Affine"},
-                           "portable": {"Conv1d", "IF", "Flatten", "Affine"}}}[which][profile]
+    expected = {
+        "conv2d": {
+            "exact": {"Conv2d", "IF", "AvgPool2d", "Scale", "Flatten", "Affine", "I"},
+            "portable": {"Conv2d", "IF", "SumPool2d", "Flatten", "Affine", "I"},
+            "recurrent": {"Conv2d", "NIRGraph", "AvgPool2d", "Scale", "Flatten", "Affine", "I"},
+        },
+        "conv1d": {"exact": {"Conv1d", "IF", "Flatten", "Affine"}, "portable": {"Conv1d", "IF", "Flatten", "Affine"}},
+    }[which][profile]
     assert expected | {"Input", "Output"} == kinds
 
 
 def test_hand_built_linear_sumpool_threshold_nodes_round_trip(tmp_path):
     shape = np.array([1, 4, 4])
     graph = nir.NIRGraph(
-        nodes={"input": nir.Input(input_type={"input": shape}),
-               "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
-               "flat": nir.Flatten(input_type={"input": np.array([1, 2, 2])}, start_dim=0, end_dim=-1),
-               "lin": nir.Linear(weight=np.arange(12, dtype=np.float32).reshape(3, 4)),
-               "th": nir.Threshold(threshold=np.array([1.0, 2.0, 3.0], dtype=np.float32),
-                                   metadata={"spike_rule": ">="}),
-               "output": nir.Output(output_type={"output": np.array([3])})},
+        nodes={
+            "input": nir.Input(input_type={"input": shape}),
+            "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+            "flat": nir.Flatten(input_type={"input": np.array([1, 2, 2])}, start_dim=0, end_dim=-1),
+            "lin": nir.Linear(weight=np.arange(12, dtype=np.float32).reshape(3, 4)),
+            "th": nir.Threshold(threshold=np.array([1.0, 2.0, 3.0], dtype=np.float32), metadata={"spike_rule": ">="}),
+            "output": nir.Output(output_type={"output": np.array([3])}),
+        },
         edges=[("input", "pool"), ("pool", "flat"), ("flat", "lin"), ("lin", "th"), ("th", "output")],
-        metadata={"T": 3})
+        metadata={"T": 3},
+    )
     nir.write(tmp_path / "h.nir", graph)
     _same(graph, nir.read(tmp_path / "h.nir", type_check=True), "hand")

@@ -23,13 +23,22 @@ def _mlp(path, input_shape, r=1.0, neuron="IF"):
 
     def spiking(n):
         if neuron == "LIF":
-            return nir.LIF(tau=np.full(n, 20.0, np.float32), r=np.ones(n, np.float32), v_leak=np.zeros(n, np.float32),
-                           v_threshold=np.ones(n, np.float32))
+            return nir.LIF(
+                tau=np.full(n, 20.0, np.float32),
+                r=np.ones(n, np.float32),
+                v_leak=np.zeros(n, np.float32),
+                v_threshold=np.ones(n, np.float32),
+            )
         return nir.IF(r=np.full(n, r, np.float32), v_threshold=np.ones(n, np.float32))
 
-    nodes = {"input": nir.Input(np.array(input_shape)), "0": nir.Affine(w0, np.zeros(16, np.float32)), "1": spiking(16),
-             "2": nir.Affine(w1, np.zeros(4, np.float32)), "3": spiking(4),
-             "output": nir.Output(np.array([*input_shape[:-1], 4]))}
+    nodes = {
+        "input": nir.Input(np.array(input_shape)),
+        "0": nir.Affine(w0, np.zeros(16, np.float32)),
+        "1": spiking(16),
+        "2": nir.Affine(w1, np.zeros(4, np.float32)),
+        "3": spiking(4),
+        "output": nir.Output(np.array([*input_shape[:-1], 4])),
+    }
     edges = [("input", "0"), ("0", "1"), ("1", "2"), ("2", "3"), ("3", "output")]
     nir.write(path, nir.NIRGraph(nodes, edges, type_check=False))
 

@@ -21,13 +21,31 @@ def _randomize(model: nn.Module) -> nn.Module:
 CASES = {
     "linear+if": (lambda: nn.Sequential(nn.Linear(6, 5), IFNeuron(v_init=0.5)), (6,)),
     "linear-no-bias": (lambda: nn.Sequential(nn.Linear(6, 5, bias=False), IFNeuron()), (6,)),
-    "conv1d": (lambda: nn.Sequential(nn.Conv1d(2, 3, 3, stride=2, padding=1, dilation=1), IFNeuron(),
-                                     nn.Flatten(), nn.Linear(3 * 5, 2), Integrator()), (2, 10)),
-    "conv2d-dilation": (lambda: nn.Sequential(nn.Conv2d(2, 4, 3, padding=2, dilation=2), IFNeuron(),
-                                                     nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 3),
-                                                     IFNeuron(reset="zero", spike_rule=">")), (2, 8, 8)),
-    "conv2d-stride": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), IFNeuron(), nn.Flatten(), Integrator()),
-                      (1, 9, 9)),
+    "conv1d": (
+        lambda: nn.Sequential(
+            nn.Conv1d(2, 3, 3, stride=2, padding=1, dilation=1),
+            IFNeuron(),
+            nn.Flatten(),
+            nn.Linear(3 * 5, 2),
+            Integrator(),
+        ),
+        (2, 10),
+    ),
+    "conv2d-dilation": (
+        lambda: nn.Sequential(
+            nn.Conv2d(2, 4, 3, padding=2, dilation=2),
+            IFNeuron(),
+            nn.AvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(4 * 4 * 4, 3),
+            IFNeuron(reset="zero", spike_rule=">"),
+        ),
+        (2, 8, 8),
+    ),
+    "conv2d-stride": (
+        lambda: nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), IFNeuron(), nn.Flatten(), Integrator()),
+        (1, 9, 9),
+    ),
 }
 
 
@@ -62,8 +80,11 @@ def test_sumpool_scale_and_linear_nodes_from_other_writers(tmp_path):
         "flat": nir.Flatten(input_type={"input": np.array([1, 2, 2])}, start_dim=0, end_dim=-1),
         "scale": nir.Scale(scale=np.full(4, 0.5, dtype=np.float32)),
         "lin": nir.Linear(weight=np.eye(4, dtype=np.float32)),
-        "if": nir.IF(r=np.ones(4, dtype=np.float32), v_threshold=np.ones(4, dtype=np.float32),
-                     v_reset=np.zeros(4, dtype=np.float32)),
+        "if": nir.IF(
+            r=np.ones(4, dtype=np.float32),
+            v_threshold=np.ones(4, dtype=np.float32),
+            v_reset=np.zeros(4, dtype=np.float32),
+        ),
         "output": nir.Output(output_type={"output": np.array([4])}),
     }
     edges = [("input", "pool"), ("pool", "flat"), ("flat", "scale"), ("scale", "lin"), ("lin", "if"), ("if", "output")]
@@ -77,8 +98,13 @@ def test_sumpool_scale_and_linear_nodes_from_other_writers(tmp_path):
 def test_residual_sum_of_edges(tmp_path):
     inp, out = _io(2)
     eye = np.eye(2, dtype=np.float32)
-    nodes = {"input": inp, "a": nir.Affine(weight=eye, bias=np.array([0.1, 0.2], dtype=np.float32)),
-             "b": nir.Linear(weight=2 * eye), "i": nir.I(r=np.ones(2, dtype=np.float32)), "output": out}
+    nodes = {
+        "input": inp,
+        "a": nir.Affine(weight=eye, bias=np.array([0.1, 0.2], dtype=np.float32)),
+        "b": nir.Linear(weight=2 * eye),
+        "i": nir.I(r=np.ones(2, dtype=np.float32)),
+        "output": out,
+    }
     edges = [("input", "a"), ("input", "b"), ("a", "i"), ("b", "i"), ("i", "output")]
     back = import_nir(_write(tmp_path, nodes, edges))
     result = simulate(back, torch.tensor([[1.0, 2.0]]), 3)
@@ -90,8 +116,10 @@ def test_residual_sum_of_edges(tmp_path):
 def test_nested_graph_is_inlined(tmp_path):
     inp, out = _io(2)
     inner_in, inner_out = _io(2)
-    inner = nir.NIRGraph(nodes={"in": inner_in, "lin": nir.Linear(weight=np.eye(2, dtype=np.float32) * 3),
-                                "out": inner_out}, edges=[("in", "lin"), ("lin", "out")])
+    inner = nir.NIRGraph(
+        nodes={"in": inner_in, "lin": nir.Linear(weight=np.eye(2, dtype=np.float32) * 3), "out": inner_out},
+        edges=[("in", "lin"), ("lin", "out")],
+    )
     nodes = {"input": inp, "sub": inner, "i": nir.I(r=np.ones(2, dtype=np.float32)), "output": out}
     back = import_nir(_write(tmp_path, nodes, [("input", "sub"), ("sub", "i"), ("i", "output")]))
     assert simulate(back, torch.tensor([[1.0, -1.0]]), 2).outputs[-1, 0].tolist() == [6.0, -6.0]
@@ -99,8 +127,11 @@ def test_nested_graph_is_inlined(tmp_path):
 
 def test_file_without_v_reset_loads_with_zero(tmp_path):
     inp, out = _io(1)
-    nodes = {"input": inp, "if": nir.IF(r=np.ones(1, dtype=np.float32), v_threshold=np.ones(1, dtype=np.float32)),
-             "output": out}
+    nodes = {
+        "input": inp,
+        "if": nir.IF(r=np.ones(1, dtype=np.float32), v_threshold=np.ones(1, dtype=np.float32)),
+        "output": out,
+    }
     path = _write(tmp_path, nodes, [("input", "if"), ("if", "output")])
     import h5py
 
@@ -144,8 +175,9 @@ def test_portable_profile_folds_avgpool_and_scale_and_reproduces(tmp_path):
 def test_portable_profile_folds_a_scale_into_the_next_linear(tmp_path):
     from simulator import Scale
 
-    model = _randomize(nn.Sequential(nn.Linear(4, 4), IFNeuron(), Scale(torch.full((4,), 0.5)), nn.Linear(4, 3),
-                                     IFNeuron()))
+    model = _randomize(
+        nn.Sequential(nn.Linear(4, 4), IFNeuron(), Scale(torch.full((4,), 0.5)), nn.Linear(4, 3), IFNeuron())
+    )
     path = export_nir(model, tmp_path / "scale.nir", input_shape=(4,), profile="portable")
     graph = nir.read(path)
     assert not any(isinstance(n, nir.Scale) for n in graph.nodes.values())
@@ -167,7 +199,15 @@ def test_portable_profile_writes_a_residual_scale_as_a_diagonal_conv(tmp_path):
     path = export_nir(snn, tmp_path / "res.nir", T=10, profile="portable")
     graph = nir.read(path)
     assert sorted({type(n).__name__ for n in graph.nodes.values()}) == [
-        "Affine", "Conv2d", "Flatten", "I", "IF", "Input", "Output", "SumPool2d"]
+        "Affine",
+        "Conv2d",
+        "Flatten",
+        "I",
+        "IF",
+        "Input",
+        "Output",
+        "SumPool2d",
+    ]
     assert isinstance(graph.nodes["pool2"], nir.SumPool2d)  # its 1/4 went into conv_a and the skip's Scale
     skip = graph.nodes["scale_add_2_pool2"]  # the Scale on the identity skip: a diagonal 1x1 conv
     assert isinstance(skip, nir.Conv2d) and skip.weight.shape == (16, 16, 1, 1) and np.count_nonzero(skip.weight) == 16
@@ -182,8 +222,13 @@ def test_portable_profile_writes_a_pool_feeding_a_sum_as_a_diagonal_conv(tmp_pat
     class Join(nn.Module):
         def __init__(self):
             super().__init__()
-            self.a, self.b, self.pool, self.if1, self.if2 = nn.Conv2d(1, 3, 3), nn.Conv2d(3, 3, 2, stride=2), \
-                nn.AvgPool2d(2), IFNeuron(), IFNeuron()
+            self.a, self.b, self.pool, self.if1, self.if2 = (
+                nn.Conv2d(1, 3, 3),
+                nn.Conv2d(3, 3, 2, stride=2),
+                nn.AvgPool2d(2),
+                IFNeuron(),
+                IFNeuron(),
+            )
 
         def forward(self, x):
             s = self.if1(self.a(x))

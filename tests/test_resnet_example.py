@@ -46,8 +46,11 @@ def test_example_script_runs(monkeypatch, tmp_path, capsys):
         import mnist_resnet
     finally:
         sys.path.pop(0)
-    monkeypatch.setattr(sys, "argv", ["mnist_resnet.py", "--limit", "100", "--T", "4", "8",
-                                      "--check-samples", "10", "--out", str(tmp_path)])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["mnist_resnet.py", "--limit", "100", "--T", "4", "8", "--check-samples", "10", "--out", str(tmp_path)],
+    )
     mnist_resnet.main()
     out = capsys.readouterr().out
     assert "| SNN |" in out and "identical spike counts on 10 images, 7 IF layers: True" in out

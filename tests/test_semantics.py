@@ -60,20 +60,29 @@ def test_reader_rules_override_the_file(tmp_path):
     model = _small_snn()
     path = export_nir(model, tmp_path / "m.nir", input_shape=(6,))
     x = torch.rand(16, 6, generator=torch.Generator().manual_seed(1)).double()
-    nir_like = nn.Sequential(*[IFNeuron(m.v_threshold, reset="zero", spike_rule=">") if isinstance(m, IFNeuron)
-                               else m for m in model])
-    sinabs_like = nn.Sequential(*[IFNeuron(m.v_threshold, spike_rule="multi", v_min=-1.0)
-                                  if isinstance(m, IFNeuron) else m for m in model])
+    nir_like = nn.Sequential(
+        *[IFNeuron(m.v_threshold, reset="zero", spike_rule=">") if isinstance(m, IFNeuron) else m for m in model]
+    )
+    sinabs_like = nn.Sequential(
+        *[IFNeuron(m.v_threshold, spike_rule="multi", v_min=-1.0) if isinstance(m, IFNeuron) else m for m in model]
+    )
     for semantics, reference in (("file", model), ("nir", nir_like), ("sinabs", sinabs_like)):
         assert compare_spike_counts(reference.double(), import_nir(path, semantics).double(), x, 20).equal, semantics
     assert not compare_spike_counts(model.double(), import_nir(path, "nir").double(), x, 20).equal
     custom = import_nir(path, {"reset": "zero", "spike_rule": ">="})
     assert {(m.reset, m.spike_rule, m.v_init) for m in custom.modules() if isinstance(m, IFNeuron)} == {
-        ("zero", ">=", 0.5)}
+        ("zero", ">=", 0.5)
+    }
 
 
-@pytest.mark.parametrize("bad, match", [("norse2", "semantics must be one of"), ({"resett": "zero"}, "unknown key"),
-                                        ({"reset": "foo"}, "'reset' = 'foo'")])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ("norse2", "semantics must be one of"),
+        ({"resett": "zero"}, "unknown key"),
+        ({"reset": "foo"}, "'reset' = 'foo'"),
+    ],
+)
 def test_bad_reader_rules_are_refused(tmp_path, bad, match):
     path = export_nir(_small_snn(), tmp_path / "m.nir", input_shape=(6,))
     with pytest.raises(ValueError, match=match):
@@ -102,9 +111,13 @@ def test_recurrent_profile_is_pure_nir_and_exact(tmp_path):
 
 def _recurrent_by_hand(tmp_path, feedback=-1.0, name="hand.nir"):
     sh = np.array([2])
-    nodes = {"input": nir.Input(input_type={"input": sh}), "i": nir.I(r=np.ones(2, np.float32)),
-             "th": nir.Threshold(threshold=np.array([1.0, 1.0], np.float32)),
-             "fb": nir.Scale(scale=np.full(2, feedback, np.float32)), "output": nir.Output(output_type={"output": sh})}
+    nodes = {
+        "input": nir.Input(input_type={"input": sh}),
+        "i": nir.I(r=np.ones(2, np.float32)),
+        "th": nir.Threshold(threshold=np.array([1.0, 1.0], np.float32)),
+        "fb": nir.Scale(scale=np.full(2, feedback, np.float32)),
+        "output": nir.Output(output_type={"output": sh}),
+    }
     edges = [("input", "i"), ("i", "th"), ("th", "fb"), ("fb", "i"), ("th", "output")]
     nir.write(tmp_path / name, nir.NIRGraph(nodes=nodes, edges=edges))
     return tmp_path / name

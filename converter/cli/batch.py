@@ -35,8 +35,21 @@ from exporters import PROFILES, compare_spike_counts, export_nir, import_nir
 from exporters.atomic import atomic_path
 from simulator import simulate
 
-SUMMARY_FIELDS = ("model", "mode", "T", "ann_accuracy", "snn_accuracy", "conversion_s", "simulation_s",
-                  "simulated_T", "round_trip", "round_trip_max_diff", "file", "status", "error")
+SUMMARY_FIELDS = (
+    "model",
+    "mode",
+    "T",
+    "ann_accuracy",
+    "snn_accuracy",
+    "conversion_s",
+    "simulation_s",
+    "simulated_T",
+    "round_trip",
+    "round_trip_max_diff",
+    "file",
+    "status",
+    "error",
+)
 
 
 @dataclass(frozen=True)
@@ -101,17 +114,32 @@ class Job:
 
     def settings(self) -> dict:
         """The settings that decide a combination's result (besides model, mode and T)."""
-        return {"data": str(self.data), "calib_size": self.calib_size, "limit": self.limit,
-                "input_shape": list(self.input_shape) if self.input_shape else None, "v_init": self.v_init,
-                "check_samples": self.check_samples, "readout": self.readout, "channel_wise": self.channel_wise,
-                "calibrate": self.calibrate, "calibrate_weights": self.calibrate_weights,
-                "export_profile": self.export_profile}
+        return {
+            "data": str(self.data),
+            "calib_size": self.calib_size,
+            "limit": self.limit,
+            "input_shape": list(self.input_shape) if self.input_shape else None,
+            "v_init": self.v_init,
+            "check_samples": self.check_samples,
+            "readout": self.readout,
+            "channel_wise": self.channel_wise,
+            "calibrate": self.calibrate,
+            "calibrate_weights": self.calibrate_weights,
+            "export_profile": self.export_profile,
+        }
 
     def converter(self, mode: str, dataloader, progress, calibrate_T: int | None = None) -> Converter:
         """The :class:`~converter.Converter` for one mode (and one T when calibrating)."""
-        return Converter(mode=mode, dataloader=dataloader, v_init=self.v_init, readout=self.readout,
-                         channel_wise=self.channel_wise, calibrate_T=calibrate_T,
-                         calibrate_weights=self.calibrate_weights and calibrate_T is not None, progress=progress)
+        return Converter(
+            mode=mode,
+            dataloader=dataloader,
+            v_init=self.v_init,
+            readout=self.readout,
+            channel_wise=self.channel_wise,
+            calibrate_T=calibrate_T,
+            calibrate_weights=self.calibrate_weights and calibrate_T is not None,
+            progress=progress,
+        )
 
     def stem(self, model: str, mode: str, T: int) -> str:
         return f"{model}_{parse_mode(mode).file_name}_T{T}"
@@ -150,8 +178,9 @@ def describe_error(exc: BaseException) -> str:
 class Runner:
     """Runs a :class:`Job`; ``echo`` receives one line per failure (stderr in the CLI)."""
 
-    def __init__(self, job: Job, force: bool = False, quiet: bool = False,
-                 echo: Callable[[str], None] = lambda line: None) -> None:
+    def __init__(
+        self, job: Job, force: bool = False, quiet: bool = False, echo: Callable[[str], None] = lambda line: None
+    ) -> None:
         self.job, self.force, self.quiet, self.echo = job, force, quiet, echo
         self.rows: list[Row] = []
         self.header: dict = {}
@@ -184,9 +213,14 @@ class Runner:
             self.echo(f"FAILED {rows[0].model} ({', '.join(items)}): {error}")
 
     def summary_header(self, data: DataSet) -> dict:
-        return {**self.job.settings(), "device": self.job.device, "evaluation_samples": len(data.x),
-                "calibration_samples": len(data.calib), "calibration_source": data.note,
-                "labels": data.has_labels}
+        return {
+            **self.job.settings(),
+            "device": self.job.device,
+            "evaluation_samples": len(data.x),
+            "calibration_samples": len(data.calib),
+            "calibration_source": data.note,
+            "labels": data.has_labels,
+        }
 
     def run_model(self, entry: ModelEntry, data: DataSet) -> list[Row]:
         job = self.job
@@ -222,8 +256,9 @@ class Runner:
                     found[(mode, T)] = row
         return found
 
-    def convert_model(self, entry: ModelEntry, data: DataSet, pending: list[tuple[str, int]],
-                      settings: dict) -> dict[tuple[str, int], Row]:
+    def convert_model(
+        self, entry: ModelEntry, data: DataSet, pending: list[tuple[str, int]], settings: dict
+    ) -> dict[tuple[str, int], Row]:
         try:
             ann = load_model(entry.spec).to(self.job.device)
             ann_acc = ann_accuracy(ann, data, self.job.batch_size)
@@ -234,12 +269,13 @@ class Runner:
         for mode in dict.fromkeys(m for m, _ in pending):
             Ts = [t for m, t in pending if m == mode]
             # calibration is specific to T: one conversion per T; else one for all T's
-            for group in ([[t] for t in Ts] if self.job.calibrate else [Ts]):
+            for group in [[t] for t in Ts] if self.job.calibrate else [Ts]:
                 rows.update(self.convert_mode(entry, ann, ann_acc, mode, group, data, settings))
         return rows
 
-    def convert_mode(self, entry: ModelEntry, ann, ann_acc: float | None, mode: str, Ts: list[int],
-                     data: DataSet, settings: dict) -> dict[tuple[str, int], Row]:
+    def convert_mode(
+        self, entry: ModelEntry, ann, ann_acc: float | None, mode: str, Ts: list[int], data: DataSet, settings: dict
+    ) -> dict[tuple[str, int], Row]:
         job, label = self.job, f"{entry.name} {mode}"
         rows = {t: Row(entry.name, mode, t, ann_accuracy=ann_acc) for t in Ts}
         try:
@@ -249,8 +285,7 @@ class Runner:
                 snn = job.converter(mode, data.calib_loader(), bar.update, calibrate_T)(ann)
             conversion_s = time.perf_counter() - start
             start = time.perf_counter()
-            with tqdm(total=len(data.x), desc=f"simulate {label} T={max(Ts)}", leave=False,
-                      disable=self.quiet) as bar:
+            with tqdm(total=len(data.x), desc=f"simulate {label} T={max(Ts)}", leave=False, disable=self.quiet) as bar:
                 curve = accuracy_curve(snn, data, max(Ts), job.batch_size, bar.update)
             simulation_s = time.perf_counter() - start
         except Exception as exc:
@@ -281,8 +316,10 @@ class Runner:
         if report.equal:
             row.status = "converted"
         else:
-            row.error = (f"the reloaded .nir does not reproduce the SNN's spikes "
-                         f"(max spike-count difference {report.max_count_diff:g})")
+            row.error = (
+                f"the reloaded .nir does not reproduce the SNN's spikes "
+                f"(max spike-count difference {report.max_count_diff:g})"
+            )
         write_json(self.job.out / f"{stem}.json", {"settings": settings, "row": asdict(row)})
 
 
@@ -296,8 +333,9 @@ def ann_accuracy(ann: torch.nn.Module, data: DataSet, batch_size: int) -> float 
     return 100.0 * correct / len(data.x)
 
 
-def accuracy_curve(snn, data: DataSet, T: int, batch_size: int,
-                   progress: Callable[[int], None] | None = None) -> list[float] | None:
+def accuracy_curve(
+    snn, data: DataSet, T: int, batch_size: int, progress: Callable[[int], None] | None = None
+) -> list[float] | None:
     """Accuracy (%) at t = 1..T over the evaluation data (None without labels; the SNN is
     still simulated, so that its time is measured and failures show)."""
     correct = torch.zeros(T, dtype=torch.float64)

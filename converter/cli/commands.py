@@ -38,8 +38,11 @@ def _model_entries(model, weights: tuple[Path, ...], trust_pickle: bool) -> tupl
     kind, value = model
     if kind == "pickle":
         if weights:
-            raise click.BadParameter(f"{value} is a whole pickled model and holds its weights; --weights "
-                                     "goes with --model package.module:factory", param_hint="'--weights'")
+            raise click.BadParameter(
+                f"{value} is a whole pickled model and holds its weights; --weights "
+                "goes with --model package.module:factory",
+                param_hint="'--weights'",
+            )
         if not trust_pickle:
             raise click.BadParameter(refusal(value), param_hint="'--model'")
         spec = ModelSpec(pickled=value, trust_pickle=True)
@@ -56,55 +59,135 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
     else:
         click.echo(format_summary(rows))
         counts = {status: sum(r.status == status for r in rows) for status in ("converted", "reused", "failed")}
-        click.echo(", ".join(f"{n} {status}" for status, n in counts.items()) +
-                   f"; summary.csv and summary.json in {job.out}")
+        click.echo(
+            ", ".join(f"{n} {status}" for status, n in counts.items()) + f"; summary.csv and summary.json in {job.out}"
+        )
     if any(r.failed for r in rows):
         failed = sum(r.failed for r in rows)
         raise click.ClickException(f"{failed} of {len(rows)} combinations failed (see summary.csv)")
 
 
 @click.command()
-@click.option("--model", "model", type=MODEL, required=True,
-              help="package.module:factory (or file.py:factory) returning an nn.Module, or a pickled model file.")
-@click.option("--weights", type=FILE, multiple=True,
-              help="state_dict for the factory's model, read with weights_only=True (repeatable: one run per file).")
+@click.option(
+    "--model",
+    "model",
+    type=MODEL,
+    required=True,
+    help="package.module:factory (or file.py:factory) returning an nn.Module, or a pickled model file.",
+)
+@click.option(
+    "--weights",
+    type=FILE,
+    multiple=True,
+    help="state_dict for the factory's model, read with weights_only=True (repeatable: one run per file).",
+)
 @click.option("--trust-pickle", is_flag=True, help="Allow --model FILE.pt to be unpickled (it can run code).")
-@click.option("--data", type=DATA, default="mnist", show_default=True,
-              help="mnist (embedded), a folder of IDX files, a .npz with x and y, or a .npy of inputs.")
-@click.option("--calib-size", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Calibration samples.")
-@click.option("--limit", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Evaluation samples (0: all).")
+@click.option(
+    "--data",
+    type=DATA,
+    default="mnist",
+    show_default=True,
+    help="mnist (embedded), a folder of IDX files, a .npz with x and y, or a .npy of inputs.",
+)
+@click.option("--calib-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Calibration samples.")
+@click.option("--limit", type=click.IntRange(min=0), default=0, show_default=True, help="Evaluation samples (0: all).")
 @click.option("--input-shape", type=SHAPE, default=None, help="Sample shape when the data's is not the model's.")
-@click.option("--mode", "modes", multiple=True, default=("99.9%",), callback=check_modes, show_default=True,
-              help="Normalisation: max, a percentile like 99.9%, or a fraction like 1/2 (repeatable).")
-@click.option("--T", "Ts", type=click.IntRange(min=1), multiple=True, default=(50,), show_default=True,
-              help="Time steps to simulate (repeatable).")
-@click.option("--v-init", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="Initial membrane potential as a fraction of the threshold (0: the seed's behaviour).")
-@click.option("--readout", type=click.Choice(["membrane", "spike_count"]), default="membrane", show_default=True,
-              help="Output layer: integrate without spiking (membrane) or count its spikes (the seed's).")
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    default=("99.9%",),
+    callback=check_modes,
+    show_default=True,
+    help="Normalisation: max, a percentile like 99.9%, or a fraction like 1/2 (repeatable).",
+)
+@click.option(
+    "--T",
+    "Ts",
+    type=click.IntRange(min=1),
+    multiple=True,
+    default=(50,),
+    show_default=True,
+    help="Time steps to simulate (repeatable).",
+)
+@click.option(
+    "--v-init",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Initial membrane potential as a fraction of the threshold (0: the seed's behaviour).",
+)
+@click.option(
+    "--readout",
+    type=click.Choice(["membrane", "spike_count"]),
+    default="membrane",
+    show_default=True,
+    help="Output layer: integrate without spiking (membrane) or count its spikes (the seed's).",
+)
 @click.option("--channel-wise", is_flag=True, help="One scale per output channel instead of per layer.")
-@click.option("--export-profile", type=click.Choice(["exact", "portable", "recurrent"]), default="exact",
-              show_default=True, help="exact: our nodes and metadata; portable: AvgPool as SumPool, Scale folded "
-              "(for other readers); recurrent: reset by subtraction as pure NIR, I -> Threshold -> Scale -> I.")
-@click.option("--calibrate", is_flag=True,
-              help="Calibrate for each T (scale search and bias correction on 500 calibration samples).")
-@click.option("--calibrate-weights", is_flag=True,
-              help="Also fit the weights feeding each IF layer to the ANN, layer by layer, for each T (implies "
-              "--calibrate; best at T <= 16; about 12 s per T for the seed CNN).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("ann2snn-out"),
-              show_default=True, help="Folder for the .nir files and the summary.")
+@click.option(
+    "--export-profile",
+    type=click.Choice(["exact", "portable", "recurrent"]),
+    default="exact",
+    show_default=True,
+    help="exact: our nodes and metadata; portable: AvgPool as SumPool, Scale folded "
+    "(for other readers); recurrent: reset by subtraction as pure NIR, I -> Threshold -> Scale -> I.",
+)
+@click.option(
+    "--calibrate",
+    is_flag=True,
+    help="Calibrate for each T (scale search and bias correction on 500 calibration samples).",
+)
+@click.option(
+    "--calibrate-weights",
+    is_flag=True,
+    help="Also fit the weights feeding each IF layer to the ANN, layer by layer, for each T (implies "
+    "--calibrate; best at T <= 16; about 12 s per T for the seed CNN).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("ann2snn-out"),
+    show_default=True,
+    help="Folder for the .nir files and the summary.",
+)
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Samples per simulation batch.")
-@click.option("--check-samples", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Samples on which each reloaded .nir must reproduce the SNN's spike counts.")
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=100, show_default=True, help="Samples per simulation batch."
+)
+@click.option(
+    "--check-samples",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Samples on which each reloaded .nir must reproduce the SNN's spike counts.",
+)
 @run_options
 @library_errors
-def convert(model, weights, trust_pickle, data, calib_size, limit, input_shape, modes, Ts, v_init, readout,
-            channel_wise, export_profile, calibrate, calibrate_weights, out, device, batch_size, check_samples, force,
-            quiet, as_json):
+def convert(
+    model,
+    weights,
+    trust_pickle,
+    data,
+    calib_size,
+    limit,
+    input_shape,
+    modes,
+    Ts,
+    v_init,
+    readout,
+    channel_wise,
+    export_profile,
+    calibrate,
+    calibrate_weights,
+    out,
+    device,
+    batch_size,
+    check_samples,
+    force,
+    quiet,
+    as_json,
+):
     """Convert a model (one or more checkpoints) in each mode, simulate each T, export .nir.
 
     Writes OUT/<model>_<mode>_T<T>.nir per combination, OUT/summary.csv and OUT/summary.json.
@@ -121,9 +204,25 @@ def convert(model, weights, trust_pickle, data, calib_size, limit, input_shape, 
     entries = _model_entries(model, weights, trust_pickle)
     calibrate = calibrate or calibrate_weights
     try:
-        job = Job(entries, tuple(modes), tuple(dict.fromkeys(Ts)), out, data, calib_size, limit, input_shape,
-                  v_init, device, batch_size, check_samples, readout, channel_wise, calibrate, export_profile,
-                  calibrate_weights)
+        job = Job(
+            entries,
+            tuple(modes),
+            tuple(dict.fromkeys(Ts)),
+            out,
+            data,
+            calib_size,
+            limit,
+            input_shape,
+            v_init,
+            device,
+            batch_size,
+            check_samples,
+            readout,
+            channel_wise,
+            calibrate,
+            export_profile,
+            calibrate_weights,
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     _run(job, force, quiet, as_json)
@@ -131,8 +230,12 @@ def convert(model, weights, trust_pickle, data, calib_size, limit, input_shape, 
 
 @click.command()
 @click.argument("job_file", type=FILE)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder (overrides the job file's 'out').")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (overrides the job file's 'out').",
+)
 @click.option("--device", type=DEVICE, default=None, help="cpu, cuda, cuda:N or auto (overrides the job file).")
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Evaluation samples (overrides the job file).")
 @run_options
@@ -157,17 +260,29 @@ def batch(job_file, out, device, limit, force, quiet, as_json):
 
 @click.command()
 @click.argument("nir_file", type=FILE)
-@click.option("--data", type=DATA, default="mnist", show_default=True,
-              help="mnist (embedded), a folder of IDX files, a .npz with x and y, or a .npy of inputs.")
+@click.option(
+    "--data",
+    type=DATA,
+    default="mnist",
+    show_default=True,
+    help="mnist (embedded), a folder of IDX files, a .npz with x and y, or a .npy of inputs.",
+)
 @click.option("--T", "T", type=click.IntRange(min=1), default=None, help="Time steps (default: the file's T).")
-@click.option("--limit", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Evaluation samples (0: all).")
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=1000, show_default=True, help="Evaluation samples (0: all)."
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--plot", "png", type=OUT_FILE, default=None, help="Also save accuracy against t as a PNG.")
-@click.option("--early-exit", "early_exit", type=click.IntRange(min=1), default=None, metavar="K",
-              help="Stop simulating a sample once its prediction has been stable for K steps (20 keeps the "
-              "seed CNN within 0.2 points); reports the mean steps used.")
+@click.option(
+    "--early-exit",
+    "early_exit",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="K",
+    help="Stop simulating a sample once its prediction has been stable for K steps (20 keeps the "
+    "seed CNN within 0.2 points); reports the mean steps used.",
+)
 @output_options
 @library_errors
 def simulate(nir_file, data, T, limit, batch_size, device, png, early_exit, quiet, as_json):
@@ -195,16 +310,29 @@ def simulate(nir_file, data, T, limit, batch_size, device, png, early_exit, quie
     if png is not None and stats.accuracy_per_t is not None:
         plot_accuracy_curves({nir_file.stem: stats.accuracy_per_t}, png, f"{nir_file.name} on {stats.samples} samples")
     if as_json:
-        click.echo(json.dumps({"file": str(nir_file), "T": stats.T, "samples": stats.samples,
-                               "accuracy": stats.accuracy, "accuracy_per_t": stats.accuracy_per_t,
-                               "early_exit": early_exit, "mean_steps": stats.mean_steps,
-                               "layers": [vars(layer) for layer in stats.layers]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "file": str(nir_file),
+                    "T": stats.T,
+                    "samples": stats.samples,
+                    "accuracy": stats.accuracy,
+                    "accuracy_per_t": stats.accuracy_per_t,
+                    "early_exit": early_exit,
+                    "mean_steps": stats.mean_steps,
+                    "layers": [vars(layer) for layer in stats.layers],
+                },
+                indent=2,
+            )
+        )
         return
     acc = "no labels, no accuracy" if stats.accuracy is None else f"accuracy {stats.accuracy:.2f} %"
     click.echo(f"{nir_file}: {stats.samples} samples of {data}, T={stats.T}: {acc}")
     if early_exit:
-        click.echo(f"early exit after {early_exit} stable steps: {stats.mean_steps:.1f} of {stats.T} steps per "
-                   "sample on average (accuracy at t counts a sample's held prediction after its exit)")
+        click.echo(
+            f"early exit after {early_exit} stable steps: {stats.mean_steps:.1f} of {stats.T} steps per "
+            "sample on average (accuracy at t counts a sample's held prediction after its exit)"
+        )
     click.echo(format_simulation(stats, checkpoints(stats.T)))
 
 
@@ -229,12 +357,18 @@ def inspect(nir_file, as_json):
 
 @click.command()
 @click.argument("nir_file", type=FILE)
-@click.option("--data", type=DATA, default=None,
-              help="Also simulate on data (mnist, an IDX folder, .npz, .npy) under each kind of reader's rules.")
-@click.option("--T", "T", type=click.IntRange(min=1), default=None,
-              help="Time steps for --data (default: the file's T).")
-@click.option("--limit", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Samples of --data (0: all).")
+@click.option(
+    "--data",
+    type=DATA,
+    default=None,
+    help="Also simulate on data (mnist, an IDX folder, .npz, .npy) under each kind of reader's rules.",
+)
+@click.option(
+    "--T", "T", type=click.IntRange(min=1), default=None, help="Time steps for --data (default: the file's T)."
+)
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=1000, show_default=True, help="Samples of --data (0: all)."
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
 @output_options
 @library_errors
@@ -278,10 +412,23 @@ def verify(nir_file, data, T, limit, batch_size, quiet, as_json):
     if as_json:
         out = {"file": str(nir_file), "self_check": None if check is None else vars(check)}
         if runs is not None:
-            out |= {"T": int(T), "data": str(data), "readers": [
-                {"rules": r.semantics, "reader": READER_KINDS[r.semantics], "accuracy": r.accuracy,
-                 "samples": r.samples, "spikes": r.spikes, "count_diff": r.count_diff,
-                 "neurons_differing": r.neurons_differing, "neurons": r.neurons} for r in runs]}
+            out |= {
+                "T": int(T),
+                "data": str(data),
+                "readers": [
+                    {
+                        "rules": r.semantics,
+                        "reader": READER_KINDS[r.semantics],
+                        "accuracy": r.accuracy,
+                        "samples": r.samples,
+                        "spikes": r.spikes,
+                        "count_diff": r.count_diff,
+                        "neurons_differing": r.neurons_differing,
+                        "neurons": r.neurons,
+                    }
+                    for r in runs
+                ],
+            }
         click.echo(json.dumps(out, indent=2))
     else:
         click.echo(message)
@@ -319,23 +466,35 @@ def plot_accuracy(summary, out):
     try:
         rows = json.loads(summary.read_text())["rows"]
     except (ValueError, KeyError, TypeError):
-        raise click.BadParameter(f"{summary} is not a summary.json written by ann2snn convert/batch",
-                                 param_hint="'SUMMARY'") from None
+        raise click.BadParameter(
+            f"{summary} is not a summary.json written by ann2snn convert/batch", param_hint="'SUMMARY'"
+        ) from None
     curves = {}
     for row in sorted((r for r in rows if r.get("accuracy_per_t")), key=lambda r: r["T"]):
         curves[f"{row['model']} {row['mode']}"] = row["accuracy_per_t"]  # the longest T wins
     if not curves:
         raise click.ClickException(f"{summary} has no accuracy curves (no labels, or every row failed)")
     anns = {r["ann_accuracy"] for r in rows if r.get("ann_accuracy") is not None}
-    path = plot_accuracy_curves(curves, out or summary.with_name("accuracy_vs_t.png"), f"SNN accuracy ({summary})",
-                                ann_accuracy=anns.pop() if len(anns) == 1 else None)
+    path = plot_accuracy_curves(
+        curves,
+        out or summary.with_name("accuracy_vs_t.png"),
+        f"SNN accuracy ({summary})",
+        ann_accuracy=anns.pop() if len(anns) == 1 else None,
+    )
     click.echo(f"wrote {path}")
 
 
 @plot.command("if-rate")
 @click.option("--T", "T", type=click.IntRange(min=1), default=100, show_default=True, help="Time steps.")
-@click.option("--v-init", "v_inits", type=click.FloatRange(0, 1), multiple=True, default=(0.0,), show_default=True,
-              help="Initial potential as a fraction of V_th (repeatable: one curve each).")
+@click.option(
+    "--v-init",
+    "v_inits",
+    type=click.FloatRange(0, 1),
+    multiple=True,
+    default=(0.0,),
+    show_default=True,
+    help="Initial potential as a fraction of V_th (repeatable: one curve each).",
+)
 @click.option("--out", type=OUT_FILE, default=Path("if_rate.png"), show_default=True, help="PNG to write.")
 def plot_if(T, v_inits, out):
     """The seed's figure: an IF neuron's firing rate over T steps against a constant input.
@@ -349,6 +508,8 @@ def plot_if(T, v_inits, out):
     from simulator import simulate as run
 
     inputs = torch.linspace(-0.1, 1.1, 121)
-    rates = {f"IF, V[0] = {v:g} V_th": (run(IFNeuron(v_init=v), inputs[None, :], T).outputs.sum(0)[0] / T).tolist()
-             for v in v_inits}
+    rates = {
+        f"IF, V[0] = {v:g} V_th": (run(IFNeuron(v_init=v), inputs[None, :], T).outputs.sum(0)[0] / T).tolist()
+        for v in v_inits
+    }
     click.echo(f"wrote {plot_if_rate(inputs.tolist(), rates, T, out)}")

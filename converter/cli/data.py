@@ -75,8 +75,9 @@ class DataSet:
         return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.calib), batch_size=batch_size)
 
 
-def load_data(source: DataSource, calib_size: int, limit: int = 0,
-              input_shape: tuple[int, ...] | None = None) -> DataSet:
+def load_data(
+    source: DataSource, calib_size: int, limit: int = 0, input_shape: tuple[int, ...] | None = None
+) -> DataSet:
     """Read ``source``: the first ``limit`` evaluation samples (0: all) and ``calib_size``
     calibration samples (the embedded calibration subset for ``mnist``, the training split of
     an IDX folder when it has one, else the first samples of the evaluation inputs, or the
@@ -105,8 +106,9 @@ def _idx(folder: Path) -> DataSet:
     test = read_mnist_folder(folder, "test")
     train_files = [MNIST_FILES["train_images"], MNIST_FILES["train_labels"]]
     if all(any(folder.glob(name + "*")) for name in train_files):
-        return DataSet(read_mnist_folder(folder, "train").images, test.images, test.labels,
-                       f"the training split of {folder}")
+        return DataSet(
+            read_mnist_folder(folder, "train").images, test.images, test.labels, f"the training split of {folder}"
+        )
     return DataSet(test.images, test.images, test.labels, f"the first test images of {folder} (no training split)")
 
 

@@ -39,8 +39,17 @@ def ann_accuracy(ann: torch.nn.Module, data: MnistArrays, batch_size: int = 500)
     return 100.0 * correct / len(data)
 
 
-def run_mode(mode: str, ann, calib: MnistArrays, test: MnistArrays, T: int, out: Path,
-             check_samples: int, batch_size: int, quiet: bool) -> ModeResult:
+def run_mode(
+    mode: str,
+    ann,
+    calib: MnistArrays,
+    test: MnistArrays,
+    T: int,
+    out: Path,
+    check_samples: int,
+    batch_size: int,
+    quiet: bool,
+) -> ModeResult:
     """Convert, simulate, export, reload and cross-check one mode."""
     start = time.perf_counter()
     with tqdm(total=len(calib), desc=f"calibrate {mode}", disable=quiet, leave=False) as bar:
@@ -55,8 +64,16 @@ def run_mode(mode: str, ann, calib: MnistArrays, test: MnistArrays, T: int, out:
     return ModeResult(mode, conversion_s, simulation_s, acc.tolist(), path, report.equal, report.max_count_diff)
 
 
-def run_demo(modes: list[str], T: int, limit: int, out: Path, check_samples: int = 100,
-             batch_size: int = 100, quiet: bool = False, device: str = "cpu"):
+def run_demo(
+    modes: list[str],
+    T: int,
+    limit: int,
+    out: Path,
+    check_samples: int = 100,
+    batch_size: int = 100,
+    quiet: bool = False,
+    device: str = "cpu",
+):
     """Run every mode; a failing mode is reported in its row and the others still run."""
     ann = load_mnist_cnn().to(device)
     test = load_embedded("test").subset(limit)

@@ -34,10 +34,25 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 #: Top-level keys and their types; ``models`` is an array of tables.
-JOB_KEYS = {"data": str, "modes": list, "T": list, "out": str, "calib_size": int, "limit": int,
-            "input_shape": list, "v_init": (int, float), "device": str, "batch_size": int, "check_samples": int,
-            "readout": str, "channel_wise": bool, "calibrate": bool, "calibrate_weights": bool, "export_profile": str,
-            "models": list}
+JOB_KEYS = {
+    "data": str,
+    "modes": list,
+    "T": list,
+    "out": str,
+    "calib_size": int,
+    "limit": int,
+    "input_shape": list,
+    "v_init": (int, float),
+    "device": str,
+    "batch_size": int,
+    "check_samples": int,
+    "readout": str,
+    "channel_wise": bool,
+    "calibrate": bool,
+    "calibrate_weights": bool,
+    "export_profile": str,
+    "models": list,
+}
 MODEL_KEYS = {"name": str, "model": str, "weights": str, "trust_pickle": bool}
 
 
@@ -138,8 +153,11 @@ def _model(index: int, table, base: Path) -> ModelEntry:
             factory = text if not text.split(":")[0].endswith(".py") else str(base / text)
             spec = ModelSpec(factory=factory, weights=weights)
         else:
-            spec = ModelSpec(pickled=_existing(text, base, f"{where} 'model'"), weights=weights,
-                             trust_pickle=table.get("trust_pickle", False))
+            spec = ModelSpec(
+                pickled=_existing(text, base, f"{where} 'model'"),
+                weights=weights,
+                trust_pickle=table.get("trust_pickle", False),
+            )
         return ModelEntry(table.get("name", spec.default_name), spec)
     except ValueError as exc:
         raise JobFileError(f"{where}: {exc}") from None

@@ -19,15 +19,32 @@ def main() -> None:
 
 @main.command()
 @click.option("--T", "T", type=click.IntRange(min=1), default=50, show_default=True, help="Time steps to simulate.")
-@click.option("--limit", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Test images to use (0: all 10,000).")
-@click.option("--mode", "modes", multiple=True, callback=_modes,
-              default=("max", "99.9%", "1/2", "1/3", "1/4", "1/5"), show_default=True,
-              help="Normalisation mode: max, a percentile like 99.9%, or a fraction like 1/2 (repeatable).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("ann2snn-demo"),
-              show_default=True, help="Folder for the .nir files and the PNG.")
-@click.option("--check-samples", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Test images on which the reloaded .nir must reproduce the spike counts.")
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=1000, show_default=True, help="Test images to use (0: all 10,000)."
+)
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    callback=_modes,
+    default=("max", "99.9%", "1/2", "1/3", "1/4", "1/5"),
+    show_default=True,
+    help="Normalisation mode: max, a percentile like 99.9%, or a fraction like 1/2 (repeatable).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("ann2snn-demo"),
+    show_default=True,
+    help="Folder for the .nir files and the PNG.",
+)
+@click.option(
+    "--check-samples",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Test images on which the reloaded .nir must reproduce the spike counts.",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo(T, limit, modes, out, check_samples, threads, quiet):
@@ -48,21 +65,31 @@ def demo(T, limit, modes, out, check_samples, threads, quiet):
     checkpoints = [t for t in (10, 20, 30, 40) if t < T] + [T]
     headers = ["mode", "convert s", "simulate s", *(f"acc t={t}" for t in checkpoints), "reload equal", "max diff"]
     rows = [
-        [r.mode, r.conversion_s, r.simulation_s, *(r.accuracy[t - 1] for t in checkpoints),
-         "yes" if r.reload_equal else "NO", r.reload_max_diff]
-        for r in results if r.error is None
+        [
+            r.mode,
+            r.conversion_s,
+            r.simulation_s,
+            *(r.accuracy[t - 1] for t in checkpoints),
+            "yes" if r.reload_equal else "NO",
+            r.reload_max_diff,
+        ]
+        for r in results
+        if r.error is None
     ]
-    click.echo(f"ANN accuracy {ann_acc:.2f} % on {n_test} MNIST test images; calibration on {n_calib} "
-               f"training images; SNN: IF, reset by subtraction, V[0] = V_th/2, membrane readout, "
-               f"constant input, T={T}; "
-               f"reload checked on {min(check_samples, n_test)} images.")
+    click.echo(
+        f"ANN accuracy {ann_acc:.2f} % on {n_test} MNIST test images; calibration on {n_calib} "
+        f"training images; SNN: IF, reset by subtraction, V[0] = V_th/2, membrane readout, "
+        f"constant input, T={T}; "
+        f"reload checked on {min(check_samples, n_test)} images."
+    )
     click.echo(format_table(headers, rows))
     for r in results:
         if r.error is not None:
             click.echo(f"mode {r.mode}: FAILED: {r.error}", err=True)
     curves = {r.mode: r.accuracy for r in results if r.error is None}
-    png = plot_accuracy_curves(curves, out / "accuracy_vs_t.png",
-                               f"seed CNN on {n_test} MNIST test images", ann_accuracy=ann_acc)
+    png = plot_accuracy_curves(
+        curves, out / "accuracy_vs_t.png", f"seed CNN on {n_test} MNIST test images", ann_accuracy=ann_acc
+    )
     click.echo(f"wrote {len(curves)} .nir files and {png} in {out}")
     if any(r.error or not r.reload_equal for r in results):
         raise SystemExit(1)

@@ -143,8 +143,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             "and you trust its source, load it with --model FILE --trust-pickle"
         ) from exc
     except Exception as exc:  # RuntimeError / EOFError / OSError from a truncated, corrupt or foreign file
-        raise ModelLoadError(f"cannot read weights {path}: not a complete torch.save file (truncated or corrupt?): "
-                             f"{type(exc).__name__}: {_first_line(exc)}") from exc
+        raise ModelLoadError(
+            f"cannot read weights {path}: not a complete torch.save file (truncated or corrupt?): "
+            f"{type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
     state = _unnest(obj, path)
     return {_strip_prefixes(k): v for k, v in state.items()}
 
@@ -170,7 +172,7 @@ def _strip_prefixes(key: str) -> str:
         changed = False
         for prefix in WRAPPER_PREFIXES:
             if key.startswith(prefix):
-                key, changed = key[len(prefix):], True
+                key, changed = key[len(prefix) :], True
     return key
 
 
@@ -183,8 +185,11 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in own.items() if k in state and state[k].shape != v.shape]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys: {', '.join(missing)}")
@@ -223,9 +228,11 @@ def load_model(spec: ModelSpec) -> nn.Module:
 
 def refusal(path: Path) -> str:
     """Why a pickled model is not loaded without ``--trust-pickle``."""
-    return (f"{path} would be loaded by unpickling, and unpickling can run arbitrary code from the file. "
-            "Load it only if you trust its source: add --trust-pickle (trust_pickle = true in a job file), "
-            "or better, save model.state_dict() and pass --model package.module:factory --weights FILE")
+    return (
+        f"{path} would be loaded by unpickling, and unpickling can run arbitrary code from the file. "
+        "Load it only if you trust its source: add --trust-pickle (trust_pickle = true in a job file), "
+        "or better, save model.state_dict() and pass --model package.module:factory --weights FILE"
+    )
 
 
 def _load_pickled(path: Path, trust: bool) -> nn.Module:
@@ -236,8 +243,9 @@ def _load_pickled(path: Path, trust: bool) -> nn.Module:
     except Exception as exc:
         raise ModelLoadError(f"cannot unpickle model {path}: {type(exc).__name__}: {_first_line(exc)}") from exc
     if isinstance(model, dict):
-        raise ModelLoadError(f"{path} holds a state_dict, not a model: pass --model package.module:factory "
-                             f"--weights {path}")
+        raise ModelLoadError(
+            f"{path} holds a state_dict, not a model: pass --model package.module:factory --weights {path}"
+        )
     if not isinstance(model, nn.Module):
         raise ModelLoadError(f"{path} holds a {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -119,8 +119,14 @@ class SimulationStats:
 
 
 @torch.no_grad()
-def simulate_dataset(snn, data: DataSet, T: int, batch_size: int,
-                     progress: Callable[[int], None] | None = None, early_exit: int | None = None) -> SimulationStats:
+def simulate_dataset(
+    snn,
+    data: DataSet,
+    T: int,
+    batch_size: int,
+    progress: Callable[[int], None] | None = None,
+    early_exit: int | None = None,
+) -> SimulationStats:
     """Simulate every evaluation batch for ``T`` steps; sum correct predictions per t and spikes
     per layer. ``early_exit``: k of :func:`simulator.simulate` (None: all T steps)."""
     correct = torch.zeros(T, dtype=torch.float64)
@@ -138,8 +144,9 @@ def simulate_dataset(snn, data: DataSet, T: int, batch_size: int,
         if progress is not None:
             progress(len(x))
     n = len(data.x)
-    layers = [LayerSpikes(name, neurons[name], total / n, total / (n * neurons[name] * T))
-              for name, total in totals.items()]
+    layers = [
+        LayerSpikes(name, neurons[name], total / n, total / (n * neurons[name] * T)) for name, total in totals.items()
+    ]
     curve = (100.0 * correct / n).tolist() if data.has_labels else None
     return SimulationStats(T, n, curve, layers, steps / n if early_exit else None)
 

@@ -19,8 +19,9 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], left:
     return "\n".join([line(headers), sep, *(line(r) for r in cells)])
 
 
-def plot_accuracy_curves(curves: dict[str, Sequence[float]], path: str | Path, title: str,
-                         ann_accuracy: float | None = None) -> Path:
+def plot_accuracy_curves(
+    curves: dict[str, Sequence[float]], path: str | Path, title: str, ann_accuracy: float | None = None
+) -> Path:
     """Save a PNG of accuracy (%) against time step t, one curve per label, atomically."""
     import matplotlib
 
@@ -52,8 +53,20 @@ def _secs(value: float | None) -> str:
 def format_summary(rows) -> str:
     """The batch summary (rows of :class:`converter.cli.batch.Row`) as a table."""
     headers = ["model", "mode", "T", "ANN %", "SNN %", "convert s", "simulate s", "round trip", "status"]
-    cells = [[r.model, r.mode, str(r.T), _pct(r.ann_accuracy), _pct(r.snn_accuracy), _secs(r.conversion_s),
-              _secs(r.simulation_s), r.round_trip or "-", r.status] for r in rows]
+    cells = [
+        [
+            r.model,
+            r.mode,
+            str(r.T),
+            _pct(r.ann_accuracy),
+            _pct(r.snn_accuracy),
+            _secs(r.conversion_s),
+            _secs(r.simulation_s),
+            r.round_trip or "-",
+            r.status,
+        ]
+        for r in rows
+    ]
     return format_table(headers, cells, left=2)
 
 
@@ -61,8 +74,11 @@ def format_simulation(stats, steps: Sequence[int]) -> str:
     """Accuracy at the given t's and spikes per IF layer of a :class:`SimulationStats`."""
     parts = []
     if stats.accuracy_per_t is not None:
-        parts.append(format_table(["t", *(str(t) for t in steps)],
-                                  [["accuracy %", *(_pct(stats.accuracy_per_t[t - 1]) for t in steps)]]))
+        parts.append(
+            format_table(
+                ["t", *(str(t) for t in steps)], [["accuracy %", *(_pct(stats.accuracy_per_t[t - 1]) for t in steps)]]
+            )
+        )
     layers = [[s.layer, str(s.neurons), f"{s.spikes_per_sample:.1f}", f"{s.rate:.4f}"] for s in stats.layers]
     parts.append(format_table(["IF layer", "neurons", "spikes/sample", "rate (spikes/neuron/step)"], layers, left=1))
     return "\n\n".join(parts)
@@ -71,34 +87,71 @@ def format_simulation(stats, steps: Sequence[int]) -> str:
 def format_readers(runs, kinds: dict[str, str]) -> str:
     """Two tables from :func:`exporters.verify.compare_readers`: accuracy and spikes per kind
     of reader, then per IF layer the spikes per sample that differ from our exact rules."""
+
     def per_sample(run, values):
         return sum(values.values()) / max(run.samples, 1)
 
-    summary = [[kinds.get(r.semantics, r.semantics), "-" if r.accuracy is None else _pct(r.accuracy),
-                f"{per_sample(r, r.spikes):.1f}", f"{per_sample(r, r.count_diff):.1f}",
-                f"{100.0 * sum(r.neurons_differing.values()) / max(r.samples * sum(r.neurons.values()), 1):.3f}"]
-               for r in runs]
-    layers = [[name, f"{runs[0].spikes[name] / max(runs[0].samples, 1):.1f}",
-               *(f"{r.count_diff.get(name, float('nan')) / max(r.samples, 1):.1f}" for r in runs[1:])]
-              for name in runs[0].spikes]
-    return "\n\n".join([
-        format_table(["rules (readers)", "accuracy %", "spikes/sample", "|Δ spikes|/sample vs exact",
-                      "neurons with another count %"], summary, left=1),
-        format_table(["IF layer", f"spikes/sample ({runs[0].semantics})",
-                      *(f"|Δ|/sample {r.semantics}" for r in runs[1:])], layers, left=1),
-    ])
+    summary = [
+        [
+            kinds.get(r.semantics, r.semantics),
+            "-" if r.accuracy is None else _pct(r.accuracy),
+            f"{per_sample(r, r.spikes):.1f}",
+            f"{per_sample(r, r.count_diff):.1f}",
+            f"{100.0 * sum(r.neurons_differing.values()) / max(r.samples * sum(r.neurons.values()), 1):.3f}",
+        ]
+        for r in runs
+    ]
+    layers = [
+        [
+            name,
+            f"{runs[0].spikes[name] / max(runs[0].samples, 1):.1f}",
+            *(f"{r.count_diff.get(name, float('nan')) / max(r.samples, 1):.1f}" for r in runs[1:]),
+        ]
+        for name in runs[0].spikes
+    ]
+    return "\n\n".join(
+        [
+            format_table(
+                [
+                    "rules (readers)",
+                    "accuracy %",
+                    "spikes/sample",
+                    "|Δ spikes|/sample vs exact",
+                    "neurons with another count %",
+                ],
+                summary,
+                left=1,
+            ),
+            format_table(
+                ["IF layer", f"spikes/sample ({runs[0].semantics})", *(f"|Δ|/sample {r.semantics}" for r in runs[1:])],
+                layers,
+                left=1,
+            ),
+        ]
+    )
 
 
 def format_graph(description: dict) -> str:
     """Nodes and metadata of :func:`converter.cli.nirinfo.describe_graph` as two tables."""
-    nodes = [[n["name"], n["type"], n["input_shape"], n["output_shape"], n["parameters"],
-              " ".join(f"{k}={v}" for k, v in n["metadata"].items())] for n in description["nodes"]]
+    nodes = [
+        [
+            n["name"],
+            n["type"],
+            n["input_shape"],
+            n["output_shape"],
+            n["parameters"],
+            " ".join(f"{k}={v}" for k, v in n["metadata"].items()),
+        ]
+        for n in description["nodes"]
+    ]
     meta = [[k, str(v)] for k, v in description["metadata"].items()]
-    return "\n\n".join([
-        format_table(["node", "type", "input", "output", "parameters [min, max]", "metadata"], nodes, left=6),
-        f"{len(description['edges'])} edges: " + ", ".join(f"{a}->{b}" for a, b in description["edges"]),
-        format_table(["graph metadata", "value"], meta, left=2) if meta else "no graph metadata",
-    ])
+    return "\n\n".join(
+        [
+            format_table(["node", "type", "input", "output", "parameters [min, max]", "metadata"], nodes, left=6),
+            f"{len(description['edges'])} edges: " + ", ".join(f"{a}->{b}" for a, b in description["edges"]),
+            format_table(["graph metadata", "value"], meta, left=2) if meta else "no graph metadata",
+        ]
+    )
 
 
 def plot_if_rate(inputs: Sequence[float], rates: dict[str, Sequence[float]], T: int, path: str | Path) -> Path:
@@ -111,8 +164,9 @@ def plot_if_rate(inputs: Sequence[float], rates: dict[str, Sequence[float]], T: 
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ideal = [min(max(x, 0.0), 1.0) for x in inputs]
-    ax.fill_between(inputs, [v - 1 / T for v in ideal], [v + 1 / T for v in ideal], color="0.85",
-                    label=f"ReLU ± 1/T (T={T})")
+    ax.fill_between(
+        inputs, [v - 1 / T for v in ideal], [v + 1 / T for v in ideal], color="0.85", label=f"ReLU ± 1/T (T={T})"
+    )
     ax.plot(inputs, ideal, "k--", linewidth=1, label="ReLU")
     for label, values in rates.items():
         ax.plot(inputs, values, marker=".", linewidth=1, label=label)

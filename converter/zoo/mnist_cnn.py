@@ -28,9 +28,7 @@ class MnistCNN(nn.Module):
         def block(c_in: int) -> list[nn.Module]:
             return [nn.Conv2d(c_in, 32, 3), nn.BatchNorm2d(32, eps=1e-3), nn.ReLU(), nn.AvgPool2d(2)]
 
-        self.network = nn.Sequential(
-            *block(1), *block(32), *block(32), nn.Flatten(), nn.Linear(32, 10), nn.ReLU()
-        )
+        self.network = nn.Sequential(*block(1), *block(32), *block(32), nn.Flatten(), nn.Linear(32, 10), nn.ReLU())
         nn.init.constant_(self.network[-2].bias, 0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -78,8 +78,9 @@ def versions(package: str) -> str:
 
 def unmapped(graph, mapped: tuple[str, ...]) -> list[str]:
     """``"<node> (<type>)"`` for each node of the NIR ``graph`` whose type name is not in ``mapped``."""
-    return [f"{name} ({type(node).__name__})" for name, node in graph.nodes.items()
-            if type(node).__name__ not in mapped]
+    return [
+        f"{name} ({type(node).__name__})" for name, node in graph.nodes.items() if type(node).__name__ not in mapped
+    ]
 
 
 def if_nodes(graph) -> dict[str, str]:
@@ -96,7 +97,8 @@ def hook_if_children(model, graph) -> dict[str, list]:
     for short, name in if_nodes(graph).items():
         if short in modules:
             modules[short].register_forward_hook(
-                lambda m, i, o, key=name: spikes[key].append((o[0] if isinstance(o, tuple) else o).detach().numpy()))
+                lambda m, i, o, key=name: spikes[key].append((o[0] if isinstance(o, tuple) else o).detach().numpy())
+            )
     return spikes
 
 
@@ -121,7 +123,7 @@ def step_per_call(model, x, T: int, graph, spikes: dict[str, list], per_sample: 
     """
     out_node = next(node for node in graph.nodes.values() if type(node).__name__ == "Output")
     out_shape = [int(v) for v in next(iter(out_node.output_type.values()))]
-    batches = [x[i:i + 1] for i in range(len(x))] if per_sample else [x]
+    batches = [x[i : i + 1] for i in range(len(x))] if per_sample else [x]
     outputs, counts = [], {name: [] for name in spikes}
     for xb in batches:
         for s in spikes.values():
@@ -139,8 +141,9 @@ def step_per_call(model, x, T: int, graph, spikes: dict[str, list], per_sample: 
     return np.concatenate(outputs, axis=1), {name: np.concatenate(c) for name, c in counts.items() if c}
 
 
-def write_out(path: str, output: np.ndarray, reader: str, version: str, note: str,
-              counts: dict[str, np.ndarray] | None = None) -> None:
+def write_out(
+    path: str, output: np.ndarray, reader: str, version: str, note: str, counts: dict[str, np.ndarray] | None = None
+) -> None:
     """``OUT.npz``: ``output`` ``[T, B, ...]``, ``reader``, ``version``, ``note``, ``counts__<node>``."""
     result = {"output": output, "reader": reader, "version": version, "note": note}
     result.update({f"counts__{name}": c for name, c in (counts or {}).items()})

@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         model = norse.torch.from_nir(graph).to(dtype)
     except Exception as exc:  # noqa: BLE001
         unmapped = protocol.unmapped(graph, MAPPED)
-        protocol.fail("norse.torch.from_nir"
-                      + (f" (no Norse mapping for {', '.join(unmapped)})" if unmapped else ""), exc)
+        protocol.fail(
+            "norse.torch.from_nir" + (f" (no Norse mapping for {', '.join(unmapped)})" if unmapped else ""), exc
+        )
 
     if_names = protocol.if_nodes(graph)
     spikes: dict[str, list] = {name: [] for name in if_names.values()}

@@ -33,8 +33,7 @@ MAPPED = ("Input", "Output", "Affine", "Conv1d", "Conv2d", "LI", "IF", "LIF", "S
 
 def main(argv: list[str] | None = None) -> int:
     """Read ``--nir``, run it for ``--T`` steps on the constant input ``--input``, write ``--out``."""
-    args, x_in, graph = protocol.start(__doc__, argv,
-                                         read_stage=f"nir.read (nir {importlib.metadata.version('nir')})")
+    args, x_in, graph = protocol.start(__doc__, argv, read_stage=f"nir.read (nir {importlib.metadata.version('nir')})")
 
     import sinabs
     import torch
@@ -46,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         model = sinabs.from_nir(graph, batch_size=batch).to(dtype)
     except Exception as exc:  # noqa: BLE001
         unmapped = protocol.unmapped(graph, MAPPED)
-        protocol.fail("sinabs.from_nir"
-                      + (f" (no Sinabs mapping for {', '.join(unmapped)})" if unmapped else ""), exc)
+        protocol.fail("sinabs.from_nir" + (f" (no Sinabs mapping for {', '.join(unmapped)})" if unmapped else ""), exc)
 
     if_names = protocol.if_nodes(graph)
     counts: dict[str, torch.Tensor] = {}
@@ -73,8 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     output = out.reshape(batch, steps, *out.shape[1:]).transpose(0, 1)
     unmapped = protocol.unmapped(graph, MAPPED)
     notes = [f"skipped, no Sinabs mapping: {', '.join(unmapped)}"] if unmapped else []
-    protocol.write_out(args.out, output.numpy(), "sinabs", protocol.versions("sinabs"), "; ".join(notes),
-                       {name: c.numpy() for name, c in counts.items()})
+    protocol.write_out(
+        args.out,
+        output.numpy(),
+        "sinabs",
+        protocol.versions("sinabs"),
+        "; ".join(notes),
+        {name: c.numpy() for name, c in counts.items()},
+    )
     return 0
 
 

@@ -36,8 +36,10 @@ def _describe_if(graph, modules: dict) -> str:
             beta = float(beta) if beta is not None else None
             kind = type(module).__name__
             if beta is not None:
-                kind += (f"(beta={beta:g}, init_hidden={getattr(module, 'init_hidden', None)}, "
-                         f"reset={getattr(module, 'reset_mechanism', None)!r})")
+                kind += (
+                    f"(beta={beta:g}, init_hidden={getattr(module, 'init_hidden', None)}, "
+                    f"reset={getattr(module, 'reset_mechanism', None)!r})"
+                )
             if kind not in kinds:
                 kinds.append(kind)
     return f" (nir.IF is mapped to {', '.join(kinds)}, whose (spk, mem) tuple is fed to the next node)" if kinds else ""

@@ -37,11 +37,21 @@ def main() -> None:
         cells = [IAFCell(IAFParameters(v_th=torch.ones(n))) for n in (16, 4)]
     else:
         box, lif = LIFBoxParameters(), LIFParameters()
-        cells = [LIFBoxCell(LIFBoxParameters(tau_mem_inv=torch.full((16,), float(box.tau_mem_inv)),
-                                             v_leak=torch.zeros(16), v_th=torch.ones(16))),
-                 LIFCell(LIFParameters(tau_syn_inv=torch.full((4,), float(lif.tau_syn_inv)),
-                                       tau_mem_inv=torch.full((4,), float(lif.tau_mem_inv)),
-                                       v_leak=torch.zeros(4), v_th=torch.ones(4)))]
+        cells = [
+            LIFBoxCell(
+                LIFBoxParameters(
+                    tau_mem_inv=torch.full((16,), float(box.tau_mem_inv)), v_leak=torch.zeros(16), v_th=torch.ones(16)
+                )
+            ),
+            LIFCell(
+                LIFParameters(
+                    tau_syn_inv=torch.full((4,), float(lif.tau_syn_inv)),
+                    tau_mem_inv=torch.full((4,), float(lif.tau_mem_inv)),
+                    v_leak=torch.zeros(4),
+                    v_th=torch.ones(4),
+                )
+            ),
+        ]
     model = SequentialState(first, cells[0], second, cells[1])
     try:
         graph = to_nir(model, torch.zeros(1, 8))
@@ -50,8 +60,9 @@ def main() -> None:
     try:
         nir.write(args.out, graph)
     except Exception as exc:  # noqa: BLE001
-        shapes = ", ".join(f"{k} {tuple(v.v_threshold.shape)}" for k, v in graph.nodes.items()
-                           if hasattr(v, "v_threshold"))
+        shapes = ", ".join(
+            f"{k} {tuple(v.v_threshold.shape)}" for k, v in graph.nodes.items() if hasattr(v, "v_threshold")
+        )
         writer.fail("nir.write of norse.torch.to_nir's graph", exc, f" (v_threshold shapes: {shapes})")
     dtype = getattr(torch, args.dtype)
     model = model.to(dtype)
@@ -62,8 +73,13 @@ def main() -> None:
         for _ in range(args.T):
             out, state = model(x, state)
             steps.append(out.double().numpy())
-    writer.write_result(args.result, np.stack(steps), [np.sum(s, axis=0) for s in spikes], "norse",
-                        note=f"nodes {', '.join(f'{k} ({type(v).__name__})' for k, v in graph.nodes.items())}")
+    writer.write_result(
+        args.result,
+        np.stack(steps),
+        [np.sum(s, axis=0) for s in spikes],
+        "norse",
+        note=f"nodes {', '.join(f'{k} ({type(v).__name__})' for k, v in graph.nodes.items())}",
+    )
 
 
 if __name__ == "__main__":

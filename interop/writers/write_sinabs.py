@@ -30,11 +30,15 @@ def main() -> None:
     mods = writer.layers(args.network)
     if args.network == "cnn":
         neurons = [sl.IAFSqueeze(batch_size=B) for _ in range(3)]
-        model = nn.Sequential(mods[0], neurons[0], sl.SumPool2d(2), mods[1], neurons[1], nn.Flatten(), mods[2],
-                              neurons[2])
+        model = nn.Sequential(
+            mods[0], neurons[0], sl.SumPool2d(2), mods[1], neurons[1], nn.Flatten(), mods[2], neurons[2]
+        )
     else:
-        make = (lambda n: sl.IAFSqueeze(batch_size=B)) if args.network == "mlp" else (
-            lambda n: sl.LIFSqueeze(tau_mem=torch.full((n,), 20.0), spike_threshold=torch.ones(n), batch_size=B))
+        make = (
+            (lambda n: sl.IAFSqueeze(batch_size=B))
+            if args.network == "mlp"
+            else (lambda n: sl.LIFSqueeze(tau_mem=torch.full((n,), 20.0), spike_threshold=torch.ones(n), batch_size=B))
+        )
         neurons = [make(16), make(4)]
         model = nn.Sequential(mods[0], neurons[0], mods[1], neurons[1])
     x = torch.as_tensor(x_np)
@@ -58,8 +62,13 @@ def main() -> None:
         out = model(folded.to(dtype)).double().numpy()
     output = out.reshape(B, T, *out.shape[1:]).swapaxes(0, 1)
     counts = [s[0].reshape(B, T, *s[0].shape[1:]).sum(1) for s in spikes]
-    writer.write_result(args.result, np.ascontiguousarray(output), counts, "sinabs",
-                        note=f"nodes {', '.join(f'{k} ({type(v).__name__})' for k, v in graph.nodes.items())}")
+    writer.write_result(
+        args.result,
+        np.ascontiguousarray(output),
+        counts,
+        "sinabs",
+        note=f"nodes {', '.join(f'{k} ({type(v).__name__})' for k, v in graph.nodes.items())}",
+    )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,11 @@ import writer
 
 
 def main() -> None:
-    args = writer.parse_args(__doc__, ("mlp", "lif"), extra=[("--keep-batch-dim", "export with ignore_dims=[]"),
-                                                              ("--scalar", "scalar beta and threshold")])
+    args = writer.parse_args(
+        __doc__,
+        ("mlp", "lif"),
+        extra=[("--keep-batch-dim", "export with ignore_dims=[]"), ("--scalar", "scalar beta and threshold")],
+    )
     x_np = writer.load_input(args.input)
     import nir
     import numpy as np
@@ -55,8 +58,13 @@ def main() -> None:
     with torch.no_grad():
         for _ in range(args.T):
             steps.append(model(x).double().numpy())
-    writer.write_result(args.result, np.stack(steps), [np.sum(s, axis=0) for s in spikes], "snntorch",
-                        note=f"nodes {', '.join(f'{k} ({type(v).__name__})' for k, v in graph.nodes.items())}")
+    writer.write_result(
+        args.result,
+        np.stack(steps),
+        [np.sum(s, axis=0) for s in spikes],
+        "snntorch",
+        note=f"nodes {', '.join(f'{k} ({type(v).__name__})' for k, v in graph.nodes.items())}",
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,9 @@ __all__ = ["EXIT_FAIL", "fail", "load_input", "versions", "parse_args", "layers"
 NETWORKS = ("mlp", "lif", "cnn")
 
 
-def parse_args(doc: str, networks: tuple[str, ...] = NETWORKS, argv: list[str] | None = None,
-               extra: list[tuple[str, str]] = ()) -> argparse.Namespace:
+def parse_args(
+    doc: str, networks: tuple[str, ...] = NETWORKS, argv: list[str] | None = None, extra: list[tuple[str, str]] = ()
+) -> argparse.Namespace:
     """``--network --out --input --T --result [--dtype]`` and the ``extra`` ``(flag, help)``
     switches; warnings and logs below ERROR silenced."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
