@@ -32,9 +32,9 @@ from pathlib import Path
 
 import torch
 
+from ann2snn.tables import format_table
+from ann2snn.zoo import load_embedded, load_mnist_cnn, read_mnist_folder
 from converter import Converter
-from converter.cli.report import format_table
-from converter.zoo import load_embedded, load_mnist_cnn, read_mnist_folder
 from simulator import accuracy_per_t
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

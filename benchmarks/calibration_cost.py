@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
+from ann2snn.zoo import load_embedded, load_mnist_cnn, read_mnist_folder
 from converter import Converter
-from converter.zoo import load_embedded, load_mnist_cnn, read_mnist_folder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 
+from ann2snn.zoo import load_embedded, load_mnist_cnn
 from converter import Converter
-from converter.zoo import load_embedded, load_mnist_cnn
 from exporters import export_nir, import_nir
 from simulator import DEFAULT_STABLE_STEPS, classify, simulate
 

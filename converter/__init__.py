@@ -2,8 +2,8 @@
 
 One file per pass: :mod:`~converter.trace`, :mod:`~converter.fold_bn`,
 :mod:`~converter.record`, :mod:`~converter.normalize`, :mod:`~converter.replace`;
-:class:`Converter` chains them. The CLI lives in :mod:`converter.cli`, sample models and the
-embedded default data in :mod:`converter.zoo`.
+:class:`Converter` chains them. The package imports only :mod:`simulator` (and torch); the
+command line, the pipeline and the sample models are the application layer, :mod:`ann2snn`.
 """
 
 from converter.converter import Converter, convert
@@ -25,4 +25,3 @@ __all__ = [
     "parse_mode",
     "trace",
 ]
-__version__ = "0.1.0"

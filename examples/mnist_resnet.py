@@ -1,6 +1,6 @@
 """Convert the small residual network, simulate it, export it to NIR and reload it exactly.
 
-Loads :func:`converter.zoo.load_mnist_resnet` (weights shipped in the package, trained by
+Loads :func:`ann2snn.zoo.load_mnist_resnet` (weights shipped in the package, trained by
 ``examples/train_mnist_resnet.py``) and the embedded MNIST data, converts it with the given
 mode on the 4,000 calibration images, simulates ``max(--T)`` steps of constant input over the
 test images (the accuracy at a smaller t is read off the same run: the simulation is causal),
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
+from ann2snn.zoo import load_embedded
+from ann2snn.zoo.mnist_resnet import load_mnist_resnet
 from converter import Converter
-from converter.zoo import load_embedded
-from converter.zoo.mnist_resnet import load_mnist_resnet
 from exporters import compare_spike_counts, export_nir, import_nir
 from simulator import Scale, accuracy_per_t, if_layers
 

@@ -1,6 +1,6 @@
 """Train the seed CNN on the full MNIST training set and write the shipped default data.
 
-Writes, into ``converter/zoo/data/`` (the embedded default inside the package):
+Writes, into ``ann2snn/zoo/data/`` (the embedded default inside the package):
 - ``mnist_cnn.pt``: the trained state_dict (loaded with ``weights_only=True``);
 - ``t10k-*-idx*-ubyte.gz``: the 10,000 MNIST test images and labels (byte-identical copies);
 - ``calib-*-idx*-ubyte.gz``: a seeded random subset of the training set for calibration.
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from converter.zoo.mnist import MNIST_FILES, read_idx, read_mnist_folder, to_arrays, write_idx
-from converter.zoo.mnist_cnn import WEIGHTS_FILE, MnistCNN
+from ann2snn.zoo.mnist import MNIST_FILES, read_idx, read_mnist_folder, to_arrays, write_idx
+from ann2snn.zoo.mnist_cnn import WEIGHTS_FILE, MnistCNN
 
 OUT = Path(__file__).resolve().parents[1] / "converter" / "zoo" / "data"
 

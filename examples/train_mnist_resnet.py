@@ -1,7 +1,7 @@
-"""Train the small residual network (:class:`converter.zoo.mnist_resnet.MnistResNet`) on MNIST.
+"""Train the small residual network (:class:`ann2snn.zoo.mnist_resnet.MnistResNet`) on MNIST.
 
-Writes the trained state_dict to ``converter/zoo/data/mnist_resnet.pt`` (shipped inside the
-package; loaded with :func:`converter.zoo.load_mnist_resnet`). Usage::
+Writes the trained state_dict to ``ann2snn/zoo/data/mnist_resnet.pt`` (shipped inside the
+package; loaded with :func:`ann2snn.zoo.load_mnist_resnet`). Usage::
 
     python examples/train_mnist_resnet.py --data ../shared/data/mnist --epochs 2
 
@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from train_mnist_cnn import evaluate  # the script's own folder is on sys.path
 
-from converter.zoo.mnist import read_mnist_folder
-from converter.zoo.mnist_resnet import WEIGHTS_FILE, MnistResNet
+from ann2snn.zoo.mnist import read_mnist_folder
+from ann2snn.zoo.mnist_resnet import WEIGHTS_FILE, MnistResNet
 
 OUT = Path(__file__).resolve().parents[1] / "converter" / "zoo" / "data"
 

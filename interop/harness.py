@@ -92,14 +92,14 @@ def _mlp_ann(images: torch.Tensor, labels: torch.Tensor) -> nn.Module:
 def build_snn(network: str, calib_images: int = 256) -> nn.Module:
     """The converted SNN of an example network, with a spike-count readout.
 
-    ``cnn``: the seed CNN (:func:`converter.zoo.load_mnist_cnn`, shipped weights); ``resnet``:
-    :func:`converter.zoo.load_mnist_resnet`; ``mlp``: :func:`_mlp_ann` trained on the embedded
+    ``cnn``: the seed CNN (:func:`ann2snn.zoo.load_mnist_cnn`, shipped weights); ``resnet``:
+    :func:`ann2snn.zoo.load_mnist_resnet`; ``mlp``: :func:`_mlp_ann` trained on the embedded
     calibration images. Each is converted in mode ``99.9%`` on the first ``calib_images``
     calibration images with the converter's defaults except ``readout="spike_count"`` (none
     of the readers maps NIR's ``I`` node: Norse and Sinabs drop it, snnTorch refuses it).
     """
+    from ann2snn.zoo import load_embedded, load_mnist_cnn, load_mnist_resnet
     from converter import Converter
-    from converter.zoo import load_embedded, load_mnist_cnn, load_mnist_resnet
 
     calib = load_embedded("calib")
     if network == "cnn":

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--network", action="append", choices=list(harness.NETWORKS))
     parser.add_argument("--dtype", action="append", choices=["float64", "float32"])
     args = parser.parse_args(argv)
-    from converter.zoo import load_embedded
+    from ann2snn.zoo import load_embedded
 
     x = load_embedded("test").images[: args.samples]
     readers = args.reader or list(harness.READERS)

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import torch
 
-from converter.zoo import load_mnist_cnn
+from ann2snn.zoo import load_mnist_cnn
 
-FACTORY = "converter.zoo.mnist_cnn:MnistCNN"
+FACTORY = "ann2snn.zoo.mnist_cnn:MnistCNN"
 #: Small enough that one combination takes well under a second on 2 CPU cores.
 FAST = ["--limit", "10", "--calib-size", "50", "--check-samples", "2", "--batch-size", "10", "--quiet"]
 

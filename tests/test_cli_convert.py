@@ -3,7 +3,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from converter.cli import main
+from ann2snn.cli import main
 from tests.cli_fixtures import FACTORY, FAST, write_checkpoints
 
 
@@ -135,7 +135,7 @@ def test_a_whole_model_given_as_weights_points_to_trust_pickle(checkpoints, tmp_
 def test_npz_with_flat_inputs_and_npy_without_labels(checkpoints, tmp_path):
     import numpy as np
 
-    from converter.zoo import load_embedded
+    from ann2snn.zoo import load_embedded
 
     test = load_embedded("test").subset(20)
     np.savez(tmp_path / "data.npz", x=test.images.reshape(20, 784).numpy(), y=test.labels.numpy())
@@ -213,7 +213,7 @@ def test_weights_with_missing_and_unexpected_keys_are_listed(checkpoints, tmp_pa
 def test_idx_folder_calibrates_on_its_training_split(shared_mnist, tmp_path):
     result = convert(
         "--model",
-        "converter.zoo:load_mnist_cnn",
+        "ann2snn.zoo:load_mnist_cnn",
         "--data",
         str(shared_mnist),
         "--mode",

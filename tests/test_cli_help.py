@@ -2,7 +2,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from converter.cli import main
+from ann2snn.cli import main
 
 
 def commands(group: click.Group, prefix: tuple[str, ...] = ()):

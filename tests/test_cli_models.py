@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from converter.cli.models import ModelLoadError, ModelSpec, load_model, read_state_dict, resolve_factory
-from converter.zoo import load_mnist_cnn
+from ann2snn.models import ModelLoadError, ModelSpec, load_model, read_state_dict, resolve_factory
+from ann2snn.zoo import load_mnist_cnn
 from tests.cli_fixtures import FACTORY
 
 
@@ -33,7 +33,7 @@ def test_factory_from_a_python_file_and_errors_naming_the_spec(tmp_path):
     with pytest.raises(ModelLoadError, match="returned int, not a torch.nn.Module"):
         load_model(ModelSpec(factory=f"{tmp_path}/net.py:not_a_module"))
     with pytest.raises(ModelLoadError, match="has no attribute 'Nope'"):
-        resolve_factory("converter.zoo.mnist_cnn:Nope")
+        resolve_factory("ann2snn.zoo.mnist_cnn:Nope")
 
 
 def test_pickled_state_dict_given_as_a_model_says_what_to_do(tmp_path):

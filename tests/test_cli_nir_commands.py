@@ -3,7 +3,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from converter.cli import main
+from ann2snn.cli import main
 from tests.cli_fixtures import FACTORY, FAST, write_checkpoints
 
 

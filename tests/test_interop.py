@@ -85,7 +85,7 @@ def workdir(tmp_path_factory) -> tuple[Path, dict]:
 
 @pytest.fixture(scope="module")
 def x() -> torch.Tensor:
-    from converter.zoo import load_embedded
+    from ann2snn.zoo import load_embedded
 
     return load_embedded("test").images[:SAMPLES]
 

@@ -124,7 +124,7 @@ def test_weight_calibration_is_deterministic_and_skips_the_first_layer():
 
 
 def test_weight_calibration_raises_seed_cnn_accuracy_at_T4():
-    from converter.zoo import load_embedded, load_mnist_cnn
+    from ann2snn.zoo import load_embedded, load_mnist_cnn
 
     ann, calib, test = load_mnist_cnn(), load_embedded("calib").subset(1000), load_embedded("test")
     x, y = test.images[:500], test.labels[:500]

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from ann2snn.zoo import load_embedded, load_mnist_cnn
 from converter import Converter
-from converter.zoo import load_embedded, load_mnist_cnn
 from simulator import IFNeuron, IFParams, classify, if_scan_bool, if_step, simulate
 from simulator.spike_ops import SPIKE_OPS, Spikes
 

@@ -152,8 +152,8 @@ def test_grouped_conv_is_written_as_an_equivalent_dense_conv(tmp_path):
 
 
 def test_portable_profile_folds_avgpool_and_scale_and_reproduces(tmp_path):
+    from ann2snn.zoo import load_embedded, load_mnist_cnn
     from converter import Converter
-    from converter.zoo import load_embedded, load_mnist_cnn
     from exporters import verify_file
 
     calib = load_embedded("calib").subset(200)
@@ -192,8 +192,8 @@ def test_unknown_profile_is_refused(tmp_path):
 
 
 def test_portable_profile_writes_a_residual_scale_as_a_diagonal_conv(tmp_path):
+    from ann2snn.zoo import load_embedded, load_mnist_resnet
     from converter import Converter
-    from converter.zoo import load_embedded, load_mnist_resnet
 
     snn = Converter(mode="99.9%", dataloader=load_embedded("calib").subset(100).loader(100))(load_mnist_resnet())
     path = export_nir(snn, tmp_path / "res.nir", T=10, profile="portable")

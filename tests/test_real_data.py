@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from ann2snn.zoo import load_embedded, load_mnist_cnn, read_idx, read_mnist_folder
+from ann2snn.zoo.mnist import parse_idx, write_idx
 from converter import Converter
-from converter.zoo import load_embedded, load_mnist_cnn, read_idx, read_mnist_folder
-from converter.zoo.mnist import parse_idx, write_idx
 from simulator import accuracy_per_t
 
 

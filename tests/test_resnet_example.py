@@ -6,8 +6,8 @@ import nir
 import pytest
 import torch
 
+from ann2snn.zoo import load_embedded, load_mnist_resnet
 from converter import Converter
-from converter.zoo import load_embedded, load_mnist_resnet
 from exporters import compare_spike_counts, export_nir, import_nir
 from simulator import Scale, accuracy_per_t
 

@@ -164,8 +164,8 @@ def test_dt_scales_the_current_per_step(tmp_path):
 
 
 def test_reference_vector_does_not_depend_on_time_chunking(tmp_path):
+    from ann2snn.zoo import load_embedded, load_mnist_cnn
     from converter import Converter
-    from converter.zoo import load_embedded, load_mnist_cnn
 
     snn = Converter(mode="99.9%", dataloader=load_embedded("calib").subset(100).loader(100))(load_mnist_cnn())
     path = export_nir(snn, tmp_path / "cnn.nir", T=30)

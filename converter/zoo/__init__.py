@@ -1,23 +1,18 @@
-"""Sample models and the embedded default data shipped inside the package.
+"""Deprecated alias of :mod:`ann2snn.zoo` (sample models and the embedded default data).
 
-- :mod:`converter.zoo.mnist` reads MNIST's IDX files (gzip, plain, or split ``.part*`` files)
-  and loads the embedded default (10,000 test images, a calibration subset of the training set).
-- :mod:`converter.zoo.mnist_cnn` defines the seed CNN and loads its shipped weights.
-- :mod:`converter.zoo.mnist_resnet` defines the small residual network of the residual example
-  and loads its shipped weights.
+``converter.zoo`` re-exports ``ann2snn.zoo``'s names and its submodules ``mnist``,
+``mnist_cnn`` and ``mnist_resnet`` are the ``ann2snn.zoo`` modules themselves (so pickles and
+``converter.zoo.mnist_cnn:MnistCNN`` specs keep working); importing it warns. The alias goes
+in the next release.
 """
 
-from converter.zoo.mnist import MnistArrays, load_embedded, read_idx, read_mnist_folder
-from converter.zoo.mnist_cnn import MnistCNN, load_mnist_cnn
-from converter.zoo.mnist_resnet import MnistResNet, load_mnist_resnet
+import warnings
 
-__all__ = [
-    "MnistArrays",
-    "MnistCNN",
-    "MnistResNet",
-    "load_embedded",
-    "load_mnist_cnn",
-    "load_mnist_resnet",
-    "read_idx",
-    "read_mnist_folder",
-]
+from ann2snn.zoo import *  # noqa: F403
+from ann2snn.zoo import __all__  # noqa: F401
+
+warnings.warn(
+    "converter.zoo moved to ann2snn.zoo; the old path will be removed in the next release",
+    DeprecationWarning,
+    stacklevel=2,
+)

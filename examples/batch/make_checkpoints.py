@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from converter.zoo import load_mnist_cnn
+from ann2snn.zoo import load_mnist_cnn
 
 if __name__ == "__main__":
     folder = Path(__file__).resolve().parent / "checkpoints"

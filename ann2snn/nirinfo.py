@@ -11,7 +11,7 @@ import nir
 import numpy as np
 import torch
 
-from converter.cli.data import DataSet
+from ann2snn.data import DataSet
 from exporters.semantics import plain
 from simulator import simulate
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from converter.zoo import load_embedded, read_mnist_folder
-from converter.zoo.mnist import MNIST_FILES
+from ann2snn.zoo import load_embedded, read_mnist_folder
+from ann2snn.zoo.mnist import MNIST_FILES
 
 KINDS = ("mnist", "idx", "npz", "npy")
 

@@ -10,7 +10,7 @@ Example (paths are relative to the job file)::
 
     [[models]]
     name = "seed"
-    model = "converter.zoo.mnist_cnn:MnistCNN"
+    model = "ann2snn.zoo.mnist_cnn:MnistCNN"
     weights = "checkpoints/seed.pt"
 
     [[models]]
@@ -24,9 +24,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from converter.cli.batch import Job, ModelEntry
-from converter.cli.data import DataSource
-from converter.cli.models import ModelSpec, looks_like_factory
+from ann2snn.data import DataSource
+from ann2snn.models import ModelSpec, looks_like_factory
+from ann2snn.pipeline import Job, ModelEntry
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -23,7 +23,6 @@ from torch import nn
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 #: Keys under which training scripts commonly nest the state_dict in a checkpoint dict.
 NESTED_KEYS = ("state_dict", "model_state_dict", "model")
-PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".ckpt", ".bin")
 
 _FACTORY = re.compile(r"^(?P<module>[^:]+):(?P<attr>[A-Za-z_][\w.]*)$")
 

@@ -1,11 +1,8 @@
-"""Tables and figures for the command line (plain text and matplotlib PNG)."""
+"""Plain-text tables for the command line (Markdown pipe tables)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-
-from exporters.atomic import atomic_path
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], left: int = 0) -> str:
@@ -19,29 +16,6 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], left:
     return "\n".join([line(headers), sep, *(line(r) for r in cells)])
 
 
-def plot_accuracy_curves(
-    curves: dict[str, Sequence[float]], path: str | Path, title: str, ann_accuracy: float | None = None
-) -> Path:
-    """Save a PNG of accuracy (%) against time step t, one curve per label, atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, acc in curves.items():
-        ax.plot(range(1, len(acc) + 1), acc, label=label)
-    if ann_accuracy is not None:
-        ax.axhline(ann_accuracy, color="k", linestyle="--", linewidth=1, label=f"ANN {ann_accuracy:.2f} %")
-    ax.set_xlabel("time step t")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    return _save_png(fig, path)
-
-
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -51,7 +25,7 @@ def _secs(value: float | None) -> str:
 
 
 def format_summary(rows) -> str:
-    """The batch summary (rows of :class:`converter.cli.batch.Row`) as a table."""
+    """The batch summary (rows of :class:`ann2snn.pipeline.Row`) as a table."""
     headers = ["model", "mode", "T", "ANN %", "SNN %", "convert s", "simulate s", "round trip", "status"]
     cells = [
         [
@@ -132,7 +106,7 @@ def format_readers(runs, kinds: dict[str, str]) -> str:
 
 
 def format_graph(description: dict) -> str:
-    """Nodes and metadata of :func:`converter.cli.nirinfo.describe_graph` as two tables."""
+    """Nodes and metadata of :func:`ann2snn.nirinfo.describe_graph` as two tables."""
     nodes = [
         [
             n["name"],
@@ -152,37 +126,3 @@ def format_graph(description: dict) -> str:
             format_table(["graph metadata", "value"], meta, left=2) if meta else "no graph metadata",
         ]
     )
-
-
-def plot_if_rate(inputs: Sequence[float], rates: dict[str, Sequence[float]], T: int, path: str | Path) -> Path:
-    """Save a PNG of IF firing rate against constant input current (one curve per label), with
-    the ReLU line rate = input and its 1/T band, atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    ideal = [min(max(x, 0.0), 1.0) for x in inputs]
-    ax.fill_between(
-        inputs, [v - 1 / T for v in ideal], [v + 1 / T for v in ideal], color="0.85", label=f"ReLU ± 1/T (T={T})"
-    )
-    ax.plot(inputs, ideal, "k--", linewidth=1, label="ReLU")
-    for label, values in rates.items():
-        ax.plot(inputs, values, marker=".", linewidth=1, label=label)
-    ax.set_xlabel("constant input current (units of V_th per step)")
-    ax.set_ylabel("firing rate (spikes per step)")
-    ax.set_title(f"IF neuron, reset by subtraction, T = {T}")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
-    return _save_png(fig, path)
-
-
-def _save_png(fig, path: str | Path) -> Path:
-    """Write ``fig`` to ``path`` as a PNG, atomically, and close it."""
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return Path(path)

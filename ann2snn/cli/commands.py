@@ -1,5 +1,5 @@
 """``ann2snn convert``, ``batch``, ``simulate``, ``inspect`` and ``plot``: thin click commands
-over the library and the batch runner (:mod:`converter.cli.batch`)."""
+over the library and the batch runner (:mod:`ann2snn.pipeline`)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import click
 import torch
 from tqdm import tqdm
 
-from converter.cli.batch import Job, ModelEntry, Runner, summary_object
-from converter.cli.data import load_data
-from converter.cli.errors import library_errors
-from converter.cli.jobfile import JobFileError, read_job
-from converter.cli.models import ModelSpec, refusal
-from converter.cli.params import DATA, DEVICE, MODEL, SHAPE, check_modes
-from converter.cli.report import format_graph, format_simulation, format_summary, plot_accuracy_curves, plot_if_rate
+from ann2snn.cli.errors import library_errors
+from ann2snn.cli.params import DATA, DEVICE, MODEL, SHAPE, check_modes
+from ann2snn.data import load_data
+from ann2snn.jobfile import JobFileError, read_job
+from ann2snn.models import ModelSpec, refusal
+from ann2snn.pipeline import Job, ModelEntry, run_job
+from ann2snn.plots import plot_accuracy_curves, plot_if_rate
+from ann2snn.tables import format_graph, format_simulation, format_summary
 
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 OUT_FILE = click.Path(dir_okay=False, path_type=Path)
@@ -52,19 +53,15 @@ def _model_entries(model, weights: tuple[Path, ...], trust_pickle: bool) -> tupl
 
 
 def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
-    runner = Runner(job, force=force, quiet=quiet, echo=lambda line: click.echo(line, err=True))
-    rows = runner.run()
+    summary = run_job(job, force=force, quiet=quiet, echo=lambda line: click.echo(line, err=True))
     if as_json:
-        click.echo(json.dumps(summary_object(rows, runner.header), indent=2))
+        click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
-        click.echo(format_summary(rows))
-        counts = {status: sum(r.status == status for r in rows) for status in ("converted", "reused", "failed")}
-        click.echo(
-            ", ".join(f"{n} {status}" for status, n in counts.items()) + f"; summary.csv and summary.json in {job.out}"
-        )
-    if any(r.failed for r in rows):
-        failed = sum(r.failed for r in rows)
-        raise click.ClickException(f"{failed} of {len(rows)} combinations failed (see summary.csv)")
+        click.echo(format_summary(summary.rows))
+        counts = ", ".join(f"{n} {status}" for status, n in summary.counts().items())
+        click.echo(f"{counts}; summary.csv and summary.json in {job.out}")
+    if summary.failed:
+        raise click.ClickException(f"{summary.failed} of {len(summary.rows)} combinations failed (see summary.csv)")
 
 
 @click.command()
@@ -197,7 +194,7 @@ def convert(
     Example:
 
     \b
-        ann2snn convert --model converter.zoo.mnist_cnn:MnistCNN \\
+        ann2snn convert --model ann2snn.zoo.mnist_cnn:MnistCNN \\
             --weights a.pt --weights b.pt --mode max --mode 99.9% \\
             --T 20 --T 50 --limit 1000 --out runs/cnn
     """
@@ -295,7 +292,7 @@ def simulate(nir_file, data, T, limit, batch_size, device, png, early_exit, quie
     \b
         ann2snn simulate runs/cnn/a_p99.9_T50.nir --data mnist --T 50 --limit 1000
     """
-    from converter.cli.nirinfo import checkpoints, simulate_dataset
+    from ann2snn.nirinfo import checkpoints, simulate_dataset
     from exporters import import_nir
     from simulator import META_KEY
 
@@ -348,7 +345,7 @@ def inspect(nir_file, as_json):
     \b
         ann2snn inspect runs/cnn/a_p99.9_T50.nir
     """
-    from converter.cli.nirinfo import describe_graph
+    from ann2snn.nirinfo import describe_graph
     from exporters import read_nir
 
     description = describe_graph(read_nir(nir_file))
@@ -387,7 +384,7 @@ def verify(nir_file, data, T, limit, batch_size, quiet, as_json):
         ann2snn verify ann2snn-demo/mnist_cnn_p99.9.nir
         ann2snn verify ann2snn-demo/mnist_cnn_p99.9.nir --data mnist --limit 500
     """
-    from converter.cli.report import format_readers
+    from ann2snn.tables import format_readers
     from exporters import graph_metadata, read_nir, verify_file
     from exporters.verify import READER_KINDS, compare_readers
 

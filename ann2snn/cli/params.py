@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 import torch
 
-from converter.cli.data import DataSource
-from converter.cli.models import ModelLoadError, looks_like_factory, resolve_factory
+from ann2snn.data import DataSource
+from ann2snn.models import ModelLoadError, looks_like_factory, resolve_factory
 from converter.modes import parse_mode
 
 

@@ -1,4 +1,15 @@
-"""The batch runner behind ``ann2snn convert`` and ``ann2snn batch``: models × modes × T's.
+"""The main job as a Python API: models × normalisation modes × time steps T → convert, simulate,
+export to NIR, reload and cross-check, summarise. ``ann2snn convert``, ``ann2snn batch`` and
+``ann2snn demo`` are each a few lines over :func:`run_job` (the demo is a one-model job,
+:func:`demo_job`).
+
+Example (the seed CNN on 200 embedded MNIST test images, one mode, T = 8)::
+
+    from pathlib import Path
+    from ann2snn.pipeline import demo_job, run_job
+
+    summary = run_job(demo_job(modes=("99.9%",), T=8, limit=200, out=Path("runs/demo")), quiet=True)
+    row = summary.rows[0]     # model, mode, T, ann_accuracy, snn_accuracy (%), file, round_trip, ...
 
 Each combination writes ``<out>/<model>_<mode>_T<T>.nir`` and, beside it, a record
 ``<model>_<mode>_T<T>.json`` of its summary row and the settings that produced it. A failing
@@ -27,9 +38,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ann2snn.data import DataSet, DataSource, load_data
+from ann2snn.models import ModelSpec, load_model
 from converter import Converter, parse_mode
-from converter.cli.data import DataSet, DataSource, load_data
-from converter.cli.models import ModelSpec, load_model
 from converter.readout import READOUTS
 from exporters import PROFILES, compare_spike_counts, export_nir, import_nir
 from exporters.atomic import atomic_path
@@ -384,3 +395,82 @@ def write_summary(out: Path, rows: list[Row], header: dict) -> tuple[Path, Path]
         tmp.write_text(summary_csv(rows))
     write_json(out / "summary.json", summary_object(rows, header))
     return out / "summary.csv", out / "summary.json"
+
+
+@dataclass
+class Summary:
+    """What :func:`run_job` returns: one :class:`Row` per model × mode × T (job order) and the
+    settings header written to ``summary.json``."""
+
+    rows: list[Row]
+    settings: dict
+
+    def counts(self) -> dict[str, int]:
+        """Rows per status: ``{"converted": n, "reused": n, "failed": n}``."""
+        return {status: sum(r.status == status for r in self.rows) for status in ("converted", "reused", "failed")}
+
+    @property
+    def failed(self) -> int:
+        """Number of failed combinations."""
+        return self.counts()["failed"]
+
+    def to_dict(self) -> dict:
+        """The content of ``summary.json``."""
+        return summary_object(self.rows, self.settings)
+
+
+def run_job(job: Job, force: bool = False, quiet: bool = False, echo: Callable[[str], None] | None = None) -> Summary:
+    """Run every model × mode × T of ``job``: convert, simulate, export, reload and cross-check.
+
+    Args:
+        job: what to run (:class:`Job`; :func:`ann2snn.jobfile.read_job` reads one from TOML).
+        force: redo combinations whose outputs already exist with the same settings.
+        quiet: no progress bars.
+        echo: receives one line per distinct failure of a model (the CLI prints it on stderr).
+
+    Returns:
+        :class:`Summary`; ``summary.csv`` and ``summary.json`` are in ``job.out``.
+
+    Raises:
+        ValueError: the data cannot be read (:func:`ann2snn.data.load_data`). A model, mode or
+            combination that fails does not raise: its row holds the error.
+    """
+    runner = Runner(job, force=force, quiet=quiet, echo=echo or (lambda line: None))
+    rows = runner.run()
+    return Summary(rows, runner.header)
+
+
+#: Normalisation modes of the demo: the max (Diehl 2015), the 99.9th percentile (Rueckauer
+#: 2017) and fractions of the max.
+DEMO_MODES = ("max", "99.9%", "1/2", "1/3", "1/4", "1/5")
+
+
+def demo_job(
+    modes: tuple[str, ...] = DEMO_MODES,
+    T: int = 50,
+    limit: int = 1000,
+    out: Path = Path("ann2snn-demo"),
+    check_samples: int = 100,
+    device: str = "cpu",
+) -> Job:
+    """The main job on the embedded default: the shipped seed CNN (:mod:`ann2snn.zoo.mnist_cnn`),
+    calibrated on the 4,000 embedded MNIST training images, evaluated on the first ``limit``
+    embedded test images (0: all 10,000), one ``.nir`` per mode at ``T`` time steps.
+
+    Raises:
+        ValueError: an unparseable mode or ``T < 1`` (see :class:`Job`).
+    """
+    from ann2snn.zoo.mnist import embedded_data_dir
+    from ann2snn.zoo.mnist_cnn import WEIGHTS_FILE
+
+    spec = ModelSpec(factory="ann2snn.zoo.mnist_cnn:MnistCNN", weights=embedded_data_dir() / WEIGHTS_FILE)
+    return Job(
+        models=(ModelEntry("mnist_cnn", spec),),
+        modes=tuple(modes),
+        Ts=(T,),
+        out=out,
+        calib_size=4000,
+        limit=limit,
+        device=device,
+        check_samples=check_samples,
+    )
