@@ -1,5 +1,7 @@
-"""What the command line reports about a ``.nir`` file: its nodes, shapes, parameter ranges
-and metadata (``ann2snn inspect``), and its behaviour on data (``ann2snn simulate``)."""
+"""What ann2snn reports about a ``.nir`` file: its nodes, shapes, parameter ranges and metadata
+(:func:`describe_graph`, ``ann2snn inspect``), its behaviour on data (:func:`simulate_file`,
+``ann2snn simulate``), and whether it reproduces its embedded reference and what other readers'
+rules do with it (:func:`check_file`, ``ann2snn verify``)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import nir
 import numpy as np
 import torch
 
-from ann2snn.data import DataSet
+from ann2snn.data import DataSet, DataSource, load_data
 from exporters.semantics import plain
 from simulator import simulate
 
@@ -84,7 +86,7 @@ def _in_order(graph: nir.NIRGraph) -> list[str]:
 
 
 def describe_graph(graph: nir.NIRGraph) -> dict:
-    """Nodes (in file order), edges and graph metadata of a NIR graph, as plain values."""
+    """Nodes (in topological order), edges and graph metadata of a NIR graph, as plain values."""
     return {
         "nodes": [describe_node(name, graph.nodes[name]) for name in _in_order(graph)],
         "edges": [list(edge) for edge in graph.edges],
@@ -113,9 +115,23 @@ class SimulationStats:
     layers: list[LayerSpikes]
     mean_steps: float | None = None  # time steps used per sample, with early exit
 
+    early_exit: int | None = None  # k stable steps, or None
+
     @property
     def accuracy(self) -> float | None:
         return None if self.accuracy_per_t is None else self.accuracy_per_t[-1]
+
+    def to_dict(self) -> dict:
+        """Plain values for ``--json``."""
+        return {
+            "T": self.T,
+            "samples": self.samples,
+            "accuracy": self.accuracy,
+            "accuracy_per_t": self.accuracy_per_t,
+            "early_exit": self.early_exit,
+            "mean_steps": self.mean_steps,
+            "layers": [vars(layer) for layer in self.layers],
+        }
 
 
 @torch.no_grad()
@@ -148,13 +164,155 @@ def simulate_dataset(
         LayerSpikes(name, neurons[name], total / n, total / (n * neurons[name] * T)) for name, total in totals.items()
     ]
     curve = (100.0 * correct / n).tolist() if data.has_labels else None
-    return SimulationStats(T, n, curve, layers, steps / n if early_exit else None)
+    return SimulationStats(T, n, curve, layers, steps / n if early_exit else None, early_exit)
 
 
-def checkpoints(T: int) -> list[int]:
+def display_steps(T: int) -> list[int]:
     """Time steps worth showing: powers of two below T, and T (``[1, 2, 4, ..., T]``)."""
     steps, t = [], 1
     while t < T:
         steps.append(t)
         t *= 2
     return [*steps, T]
+
+
+class MissingTError(ValueError):
+    """A ``.nir`` file that stores no T, and no T was given."""
+
+
+def file_T(path, meta: dict, T: int | None) -> int:
+    """``T`` if given, else the file's recorded T.
+
+    Raises:
+        MissingTError: neither is there (the message names the file).
+    """
+    T = T or meta.get("T")
+    if not T:
+        raise MissingTError(f"{path} stores no T: pass --T")
+    return int(T)
+
+
+def _input_shape(graph: nir.NIRGraph) -> tuple[int, ...] | None:
+    return tuple(int(v) for v in graph.nodes["input"].input_type["input"]) or None
+
+
+def open_for_simulation(
+    path, data: DataSource, T: int | None = None, limit: int = 1000, device: str = "cpu"
+) -> tuple[torch.nn.Module, DataSet, int]:
+    """Import the ``.nir`` file ``path`` (on ``device``) and read the first ``limit`` samples of
+    ``data`` (0: all), reshaped to the file's input shape when their sizes agree.
+
+    Returns:
+        ``(snn, dataset, T)`` with ``T`` as given, else the file's.
+
+    Raises:
+        MissingTError: no T given and none in the file. ValueError: the data cannot be read or
+            does not fit (:func:`ann2snn.data.load_data`). exporters.NIRImportError: the file.
+    """
+    from exporters import import_nir
+    from simulator import META_KEY
+
+    snn = import_nir(path).to(device)
+    meta = snn.meta[META_KEY]
+    T = file_T(path, meta, T)
+    dataset = load_data(data, calib_size=1, limit=limit, input_shape=tuple(meta["input_shape"]) or None)
+    return snn, dataset, T
+
+
+def simulate_file(
+    path,
+    data: DataSource,
+    T: int | None = None,
+    limit: int = 1000,
+    batch_size: int = 100,
+    device: str = "cpu",
+    progress: Callable[[int], None] | None = None,
+    early_exit: int | None = None,
+) -> SimulationStats:
+    """Simulate the ``.nir`` file ``path`` on data: :func:`open_for_simulation`, then
+    :func:`simulate_dataset` (same errors)."""
+    snn, dataset, T = open_for_simulation(path, data, T, limit, device)
+    return simulate_dataset(snn, dataset, T, batch_size, progress, early_exit)
+
+
+@dataclass
+class FileCheck:
+    """What :func:`check_file` found: the self-check against the embedded reference (None for a
+    file written without T when data is given) and, with data, one run per kind of reader's rules
+    (:class:`exporters.verify.ReaderRun`)."""
+
+    file: str
+    self_check: object | None  # exporters.SelfCheck
+    T: int | None = None
+    data: str | None = None
+    readers: list | None = None  # exporters.verify.ReaderRun
+
+    @property
+    def equal(self) -> bool:
+        """Whether the self-check passed (True when there was none)."""
+        return self.self_check is None or self.self_check.equal
+
+    def message(self) -> str:
+        """One line on the self-check."""
+        check = self.self_check
+        if check is None:
+            return f"{self.file}: no reference vector in the file (written without T); not self-checked"
+        verdict = "reproduced exactly" if check.equal else f"DIFFERS (max |difference| {check.max_abs_diff:g})"
+        return f"{self.file}: reference of {check.samples} inputs over T={check.T} steps {verdict}"
+
+    def to_dict(self) -> dict:
+        """Plain values for ``--json``."""
+        from exporters.verify import READER_KINDS
+
+        out: dict = {"file": self.file, "self_check": None if self.self_check is None else vars(self.self_check)}
+        if self.readers is not None:
+            fields = ("accuracy", "samples", "spikes", "count_diff", "neurons_differing", "neurons")
+            out |= {
+                "T": self.T,
+                "data": self.data,
+                "readers": [
+                    {"rules": r.semantics, "reader": READER_KINDS[r.semantics], **{f: getattr(r, f) for f in fields}}
+                    for r in self.readers
+                ],
+            }
+        return out
+
+
+def check_file(
+    path,
+    data: DataSource | None = None,
+    T: int | None = None,
+    limit: int = 1000,
+    batch_size: int = 100,
+    progress: Callable[[int], None] | None = None,
+) -> FileCheck:
+    """Reproduce the reference outputs embedded in the ``.nir`` file ``path``
+    (:func:`exporters.verify_file`) and, with ``data``, simulate its first ``limit`` samples for
+    ``T`` steps (default: the file's T) under each kind of reader's rules
+    (:func:`exporters.verify.compare_readers`).
+
+    Raises:
+        MissingTError: data given, no T given and none in the file or its reference.
+        ValueError: unreadable data. exporters.NIRImportError: the file.
+    """
+    from exporters import graph_metadata, read_nir, verify_file
+    from exporters.verify import compare_readers
+
+    graph = read_nir(path)
+    meta = graph_metadata(graph)
+    check = verify_file(path) if "reference_output" in meta or data is None else None
+    result = FileCheck(str(path), check)
+    if data is None:
+        return result
+    result.T = file_T(path, meta, T or (check.T if check else None))
+    result.data = str(data)
+    dataset = load_data(data, calib_size=1, limit=limit, input_shape=_input_shape(graph))
+
+    def batches():
+        for x, y in dataset.batches(batch_size):
+            yield x, y
+            if progress is not None:
+                progress(len(x))
+
+    result.readers = compare_readers(path, batches(), result.T)
+    return result

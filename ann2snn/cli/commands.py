@@ -12,7 +12,6 @@ from tqdm import tqdm
 
 from ann2snn.cli.errors import library_errors
 from ann2snn.cli.params import DATA, DEVICE, MODEL, SHAPE, check_modes
-from ann2snn.data import load_data
 from ann2snn.jobfile import JobFileError, read_job
 from ann2snn.models import ModelSpec, refusal
 from ann2snn.pipeline import Job, ModelEntry, run_job
@@ -21,6 +20,23 @@ from ann2snn.tables import format_graph, format_simulation, format_summary
 
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 OUT_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+class LazyBar:
+    """A ``progress(n)`` callback whose tqdm bar opens at the first update, so that a command
+    failing before any work draws no bar."""
+
+    def __init__(self, **options) -> None:
+        self.options, self.bar = options, None
+
+    def update(self, n: int) -> None:
+        if self.bar is None:
+            self.bar = tqdm(**self.options)
+        self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def output_options(command):
@@ -292,36 +308,18 @@ def simulate(nir_file, data, T, limit, batch_size, device, png, early_exit, quie
     \b
         ann2snn simulate runs/cnn/a_p99.9_T50.nir --data mnist --T 50 --limit 1000
     """
-    from ann2snn.nirinfo import checkpoints, simulate_dataset
-    from exporters import import_nir
-    from simulator import META_KEY
+    from ann2snn.nirinfo import MissingTError, display_steps, open_for_simulation, simulate_dataset
 
-    snn = import_nir(nir_file).to(device)
-    meta = snn.meta[META_KEY]
-    T = T or meta.get("T")
-    if not T:
-        raise click.BadParameter(f"{nir_file} stores no T: pass --T", param_hint="'--T'")
-    dataset = load_data(data, calib_size=1, limit=limit, input_shape=tuple(meta["input_shape"]) or None)
+    try:
+        snn, dataset, T = open_for_simulation(nir_file, data, T, limit, device)
+    except MissingTError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--T'") from None
     with tqdm(total=len(dataset.x), desc=f"simulate T={T}", disable=quiet or as_json) as bar:
-        stats = simulate_dataset(snn, dataset, int(T), batch_size, bar.update, early_exit)
+        stats = simulate_dataset(snn, dataset, T, batch_size, bar.update, early_exit)
     if png is not None and stats.accuracy_per_t is not None:
         plot_accuracy_curves({nir_file.stem: stats.accuracy_per_t}, png, f"{nir_file.name} on {stats.samples} samples")
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "file": str(nir_file),
-                    "T": stats.T,
-                    "samples": stats.samples,
-                    "accuracy": stats.accuracy,
-                    "accuracy_per_t": stats.accuracy_per_t,
-                    "early_exit": early_exit,
-                    "mean_steps": stats.mean_steps,
-                    "layers": [vars(layer) for layer in stats.layers],
-                },
-                indent=2,
-            )
-        )
+        click.echo(json.dumps({"file": str(nir_file), **stats.to_dict()}, indent=2))
         return
     acc = "no labels, no accuracy" if stats.accuracy is None else f"accuracy {stats.accuracy:.2f} %"
     click.echo(f"{nir_file}: {stats.samples} samples of {data}, T={stats.T}: {acc}")
@@ -330,7 +328,7 @@ def simulate(nir_file, data, T, limit, batch_size, device, png, early_exit, quie
             f"early exit after {early_exit} stable steps: {stats.mean_steps:.1f} of {stats.T} steps per "
             "sample on average (accuracy at t counts a sample's held prediction after its exit)"
         )
-    click.echo(format_simulation(stats, checkpoints(stats.T)))
+    click.echo(format_simulation(stats, display_steps(stats.T)))
 
 
 @click.command()
@@ -384,55 +382,25 @@ def verify(nir_file, data, T, limit, batch_size, quiet, as_json):
         ann2snn verify ann2snn-demo/mnist_cnn_p99.9.nir
         ann2snn verify ann2snn-demo/mnist_cnn_p99.9.nir --data mnist --limit 500
     """
+    from ann2snn.nirinfo import MissingTError, check_file
     from ann2snn.tables import format_readers
-    from exporters import graph_metadata, read_nir, verify_file
-    from exporters.verify import READER_KINDS, compare_readers
+    from exporters.verify import READER_KINDS
 
-    graph = read_nir(nir_file)
-    meta = graph_metadata(graph)
-    check = None
-    if "reference_output" in meta or data is None:
-        check = verify_file(nir_file)
-        verdict = "reproduced exactly" if check.equal else f"DIFFERS (max |difference| {check.max_abs_diff:g})"
-        message = f"{nir_file}: reference of {check.samples} inputs over T={check.T} steps {verdict}"
-    else:
-        message = f"{nir_file}: no reference vector in the file (written without T); not self-checked"
-    runs = None
-    if data is not None:
-        T = T or meta.get("T") or (check.T if check else None)
-        if not T:
-            raise click.BadParameter(f"{nir_file} stores no T: pass --T", param_hint="'--T'")
-        shape = tuple(int(v) for v in graph.nodes["input"].input_type["input"])
-        dataset = load_data(data, calib_size=1, limit=limit, input_shape=shape or None)
-        batches = tqdm(list(dataset.batches(batch_size)), desc=f"3 readers, T={T}", disable=quiet or as_json)
-        runs = compare_readers(nir_file, batches, int(T))
+    bar = LazyBar(desc="3 readers", unit="sample", disable=quiet or as_json)
+    try:
+        result = check_file(nir_file, data, T, limit, batch_size, bar.update)
+    except MissingTError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--T'") from None
+    finally:
+        bar.close()
     if as_json:
-        out = {"file": str(nir_file), "self_check": None if check is None else vars(check)}
-        if runs is not None:
-            out |= {
-                "T": int(T),
-                "data": str(data),
-                "readers": [
-                    {
-                        "rules": r.semantics,
-                        "reader": READER_KINDS[r.semantics],
-                        "accuracy": r.accuracy,
-                        "samples": r.samples,
-                        "spikes": r.spikes,
-                        "count_diff": r.count_diff,
-                        "neurons_differing": r.neurons_differing,
-                        "neurons": r.neurons,
-                    }
-                    for r in runs
-                ],
-            }
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps(result.to_dict(), indent=2))
     else:
-        click.echo(message)
-        if runs is not None:
-            click.echo(f"\n{runs[0].samples} samples of {data}, T={T}:\n")
-            click.echo(format_readers(runs, READER_KINDS))
-    if check is not None and not check.equal:
+        click.echo(result.message())
+        if result.readers is not None:
+            click.echo(f"\n{result.readers[0].samples} samples of {data}, T={result.T}:\n")
+            click.echo(format_readers(result.readers, READER_KINDS))
+    if not result.equal:
         raise SystemExit(1)
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from exporters.atomic import atomic_path
+
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 #: File names of the four standard MNIST files (each may carry ``.gz`` and/or ``.partNN``).
@@ -113,13 +115,12 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> None:
-    """Write a uint8 array as a gzip-compressed IDX file, atomically (temp file + rename)."""
+    """Write a uint8 array as a gzip-compressed IDX file, atomically (:func:`exporters.atomic.atomic_path`)."""
     path = Path(path)
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = struct.pack(f">BBBB{array.ndim}I", 0, 0, 0x08, array.ndim, *array.shape)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(gzip.compress(header + array.tobytes(), compresslevel=9, mtime=0))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(gzip.compress(header + array.tobytes(), compresslevel=9, mtime=0))
 
 
 def to_arrays(images: np.ndarray, labels: np.ndarray) -> MnistArrays:
