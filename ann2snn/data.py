@@ -3,6 +3,7 @@ folder of MNIST IDX files, a ``.npz`` with ``x`` and ``y``, or a ``.npy`` of inp
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +38,22 @@ class DataSource:
             return cls("mnist")
         path = Path(text)
         if path.is_dir():
+            _check_idx_folder(path)
             return cls("idx", path)
         if path.is_file() and path.suffix in (".npz", ".npy"):
             return cls(path.suffix[1:], path)
         if not path.exists():
             raise ValueError(f"{text!r} is not 'mnist' and no such file or folder exists")
         raise ValueError(f"{text!r}: expected 'mnist', a folder of IDX files, a .npz (x, y) or a .npy (x)")
+
+
+def _check_idx_folder(folder: Path) -> None:
+    """Raise ValueError unless ``folder`` holds MNIST's test IDX files (plain, .gz or .part*)."""
+    missing = [
+        name for name in (MNIST_FILES["test_images"], MNIST_FILES["test_labels"]) if not any(folder.glob(name + "*"))
+    ]
+    if missing:
+        raise ValueError(f"folder {str(folder)!r} has no MNIST IDX test files ({', '.join(missing)}[.gz])")
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,11 @@ class DataSet:
 
 
 def load_data(
-    source: DataSource, calib_size: int, limit: int = 0, input_shape: tuple[int, ...] | None = None
+    source: DataSource,
+    calib_size: int,
+    limit: int = 0,
+    input_shape: tuple[int, ...] | None = None,
+    calibrate: bool = True,
 ) -> DataSet:
     """Read ``source``: the first ``limit`` evaluation samples (0: all) and ``calib_size``
     calibration samples (the embedded calibration subset for ``mnist``, the training split of
@@ -85,7 +100,12 @@ def load_data(
 
     ``input_shape`` (without the batch axis) reshapes every sample, e.g. flat ``[N, 784]``
     arrays to ``(1, 28, 28)``. Integer arrays are divided by 255 (8-bit pixels); float arrays are
-    used as they are.
+    used as they are. With ``calibrate=False`` (simulation of a converted file) no calibration
+    samples are read or checked.
+
+    Warns (``UserWarning``): calibration falls back to the first evaluation samples (no
+    training split or ``calib`` array), or ``calib_size`` exceeds the calibration samples there
+    are (all of them are used).
 
     Raises:
         ValueError: missing arrays, mismatched lengths, non-integer labels, or an
@@ -96,16 +116,30 @@ def load_data(
         test, calib = load_embedded("test"), load_embedded("calib")
         data = DataSet(calib.images, test.images, test.labels, "the embedded calibration subset of MNIST train")
     elif source.kind == "idx":
-        data = _idx(source.path)
+        data = _idx(source.path, calibrate)
     else:
         data = _numpy(source)
-    return _trim(data, calib_size, limit, input_shape)
+    if calibrate and data.calib is data.x:
+        warnings.warn(
+            f"calibrating on {data.note}: the data has no separate calibration samples, so the accuracy is "
+            "measured on samples the conversion has seen",
+            UserWarning,
+            stacklevel=2,
+        )
+    if calibrate and calib_size > len(data.calib):
+        warnings.warn(
+            f"calib_size {calib_size} is more than the {len(data.calib)} calibration samples of {source}: "
+            f"using all {len(data.calib)}",
+            UserWarning,
+            stacklevel=2,
+        )
+    return _trim(data, calib_size if calibrate else 0, limit, input_shape)
 
 
-def _idx(folder: Path) -> DataSet:
+def _idx(folder: Path, calibrate: bool = True) -> DataSet:
     test = read_mnist_folder(folder, "test")
     train_files = [MNIST_FILES["train_images"], MNIST_FILES["train_labels"]]
-    if all(any(folder.glob(name + "*")) for name in train_files):
+    if calibrate and all(any(folder.glob(name + "*")) for name in train_files):
         return DataSet(
             read_mnist_folder(folder, "train").images, test.images, test.labels, f"the training split of {folder}"
         )
@@ -153,13 +187,19 @@ def _reshape(x: torch.Tensor, shape: tuple[int, ...] | None, what: str) -> torch
     if shape is None:
         return x
     if int(np.prod(shape)) != int(np.prod(x.shape[1:])):
-        raise ValueError(f"input shape {shape} does not fit the {what} samples of shape {tuple(x.shape[1:])}")
+        raise ValueError(
+            f"the {what} samples have shape {tuple(x.shape[1:])} ({int(np.prod(x.shape[1:]))} values), which cannot "
+            f"be reshaped to {shape} ({int(np.prod(shape))} values): is this the right data for this model or file?"
+        )
     return x.reshape(len(x), *shape)
 
 
 def _trim(data: DataSet, calib_size: int, limit: int, shape: tuple[int, ...] | None) -> DataSet:
+    """The first ``limit`` evaluation samples (0: all) and ``calib_size`` calibration samples
+    (0: none are needed), reshaped to ``shape``."""
     x, y = (data.x, data.y) if not limit else (data.x[:limit], None if data.y is None else data.y[:limit])
     calib = data.calib[:calib_size]
-    if len(x) == 0 or len(calib) == 0:
+    if len(x) == 0 or (calib_size and len(calib) == 0):
         raise ValueError("no samples to calibrate on or to evaluate")
-    return DataSet(_reshape(calib, shape, "calibration"), _reshape(x, shape, "evaluation"), y, data.note)
+    calib = _reshape(calib, shape, "calibration") if calib_size else calib
+    return DataSet(calib, _reshape(x, shape, "evaluation"), y, data.note)

@@ -53,7 +53,7 @@ JOB_KEYS = {
     "export_profile": str,
     "models": list,
 }
-MODEL_KEYS = {"name": str, "model": str, "weights": str, "trust_pickle": bool}
+MODEL_KEYS = {"name": str, "model": str, "weights": str, "no_weights": bool, "trust_pickle": bool}
 
 
 class JobFileError(ValueError):
@@ -151,7 +151,7 @@ def _model(index: int, table, base: Path) -> ModelEntry:
     try:
         if looks_like_factory(text) or looks_like_factory(str(base / text)):
             factory = text if not text.split(":")[0].endswith(".py") else str(base / text)
-            spec = ModelSpec(factory=factory, weights=weights)
+            spec = ModelSpec(factory=factory, weights=weights, no_weights=table.get("no_weights", False))
         else:
             spec = ModelSpec(
                 pickled=_existing(text, base, f"{where} 'model'"),

@@ -7,12 +7,14 @@ model can run arbitrary code while it loads, so it is read only with ``trust_pic
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import pickle
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,16 +43,32 @@ class ModelSpec:
         weights: a state_dict file for the factory's module, or None.
         pickled: a whole pickled model (``torch.save(model)``), or None.
         trust_pickle: the user allows ``pickled`` to be unpickled (it can run code).
+        no_weights: the factory's model is converted as the factory builds it, without a weights
+            file (for a factory that loads trained weights itself; otherwise these are random
+            initial weights). A factory needs ``weights`` or ``no_weights=True``.
+
+    Raises:
+        ModelLoadError: neither or both of ``factory`` and ``pickled``; a pickle with weights; a
+            factory with neither ``weights`` nor ``no_weights``, or with both.
     """
 
     factory: str | None = None
     weights: Path | None = None
     pickled: Path | None = None
     trust_pickle: bool = False
+    no_weights: bool = False
 
     def __post_init__(self) -> None:
         if (self.factory is None) == (self.pickled is None):
             raise ModelLoadError("give either a factory 'package.module:factory' or a pickled model file")
+        if self.factory is not None and self.weights is None and not self.no_weights:
+            raise ModelLoadError(
+                f"factory {self.factory} without weights would convert the model as the factory builds it (random "
+                "initial weights, unless the factory loads trained ones): give --weights FILE (weights = ... in a job "
+                "file), or --no-weights (no_weights = true) if the factory's own weights are meant"
+            )
+        if self.weights is not None and self.no_weights:
+            raise ModelLoadError(f"no_weights contradicts the weights file {self.weights}")
         if self.pickled is not None and self.weights is not None:
             raise ModelLoadError(f"a pickled model ({self.pickled}) already holds its weights: drop the weights file")
 
@@ -66,6 +84,7 @@ class ModelSpec:
             "factory": self.factory,
             "weights_sha256": file_sha256(self.weights) if self.weights else None,
             "pickle_sha256": file_sha256(self.pickled) if self.pickled else None,
+            **({"no_weights": True} if self.no_weights else {}),
         }
 
 
@@ -208,6 +227,10 @@ def load_model(spec: ModelSpec) -> nn.Module:
         ModelLoadError: see :func:`resolve_factory`, :func:`read_state_dict`,
             :func:`load_weights`; a pickle without ``trust_pickle``; a factory or pickle that
             does not give an ``nn.Module``.
+
+    A pickled model is unpickled with the current folder and the pickle's folder first on
+    ``sys.path``, so that the classes of a model saved by a script are found by the module names
+    the script used.
     """
     if spec.pickled is not None:
         model = _load_pickled(spec.pickled, spec.trust_pickle)
@@ -238,7 +261,8 @@ def _load_pickled(path: Path, trust: bool) -> nn.Module:
     if not trust:
         raise ModelLoadError(refusal(path))
     try:
-        model = torch.load(path, map_location="cpu", weights_only=False)
+        with _import_path(Path.cwd(), path.resolve().parent):
+            model = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise ModelLoadError(f"cannot unpickle model {path}: {type(exc).__name__}: {_first_line(exc)}") from exc
     if isinstance(model, dict):
@@ -248,3 +272,17 @@ def _load_pickled(path: Path, trust: bool) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ModelLoadError(f"{path} holds a {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+@contextlib.contextmanager
+def _import_path(*folders: Path) -> Iterator[None]:
+    """``folders`` first on ``sys.path`` while unpickling, as Python puts a script's folder there:
+    a model saved by ``python train.py`` refers to its classes by the module names the script
+    imported (``mymodels.Net``), found in the current folder or beside the pickle."""
+    added = [str(f) for f in dict.fromkeys(folders) if str(f) not in sys.path]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for folder in added:
+            sys.path.remove(folder)

@@ -215,7 +215,9 @@ def open_for_simulation(
     snn = import_nir(path).to(device)
     meta = snn.meta[META_KEY]
     T = file_T(path, meta, T)
-    dataset = load_data(data, calib_size=1, limit=limit, input_shape=tuple(meta["input_shape"]) or None)
+    dataset = load_data(
+        data, calib_size=0, calibrate=False, limit=limit, input_shape=tuple(meta["input_shape"]) or None
+    )
     return snn, dataset, T
 
 
@@ -306,7 +308,7 @@ def check_file(
         return result
     result.T = file_T(path, meta, T or (check.T if check else None))
     result.data = str(data)
-    dataset = load_data(data, calib_size=1, limit=limit, input_shape=_input_shape(graph))
+    dataset = load_data(data, calib_size=0, calibrate=False, limit=limit, input_shape=_input_shape(graph))
 
     def batches():
         for x, y in dataset.batches(batch_size):

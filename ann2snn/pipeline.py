@@ -180,6 +180,30 @@ class Row:
         return self.status == "failed"
 
 
+def _changed_settings(old: dict, new: dict) -> str:
+    """``key: old -> new`` for every setting that differs (the model's fingerprint as ``model``)."""
+    keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" if k != "model" else "model: other weights" for k in keys)
+
+
+def check_model_input(ann: torch.nn.Module, sample: torch.Tensor, name: str) -> None:
+    """Run ``ann`` on one sample ``[1, ...]`` so that a shape mismatch is reported before any work.
+
+    Raises:
+        ValueError: the model rejects the sample (names the model, the sample shape and the
+            option that sets it).
+    """
+    try:
+        with torch.no_grad():
+            ann(sample)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"model {name} cannot take samples of shape {tuple(sample.shape[1:])} ({first}): give the sample shape "
+            "the model expects with --input-shape C,H,W (input_shape in a job file), e.g. 1,28,28"
+        ) from None
+
+
 def describe_error(exc: BaseException) -> str:
     """``Type: first line of the message``, for a summary cell."""
     text = str(exc).strip().splitlines()
@@ -249,7 +273,10 @@ class Runner:
         return [rows[(m, t)] for m in job.modes for t in job.Ts]
 
     def finished(self, model: str, settings: dict) -> dict[tuple[str, int], Row]:
-        """Combinations whose .nir and record exist, succeeded, and match ``settings``."""
+        """Combinations not to run again: those whose .nir and record exist, succeeded and match
+        ``settings`` (status ``"reused"``), and those whose successful result was made with other
+        settings (a failed row saying which settings differ: they are not replaced without
+        ``force``)."""
         found = {}
         for mode in self.job.modes:
             for T in self.job.Ts:
@@ -262,9 +289,18 @@ class Runner:
                     row = Row(**saved["row"])
                 except (ValueError, KeyError, TypeError):
                     continue  # an unreadable record: redo the combination
-                if saved.get("settings") == settings and not row.failed:
+                if row.failed:
+                    continue
+                if saved.get("settings") == settings:
                     row.status = "reused"
                     found[(mode, T)] = row
+                else:
+                    changed = _changed_settings(saved.get("settings") or {}, settings)
+                    error = (
+                        f"{nir_path} was made with other settings ({changed}): pass --force (force = true) to "
+                        "replace it, or use another --out or --name"
+                    )
+                    found[(mode, T)] = Row(model, mode, T, file=str(nir_path), error=error)
         return found
 
     def convert_model(
@@ -272,6 +308,7 @@ class Runner:
     ) -> dict[tuple[str, int], Row]:
         try:
             ann = load_model(entry.spec).to(self.job.device)
+            check_model_input(ann, data.x[:1].to(self.job.device), entry.name)
             ann_acc = ann_accuracy(ann, data, self.job.batch_size)
         except Exception as exc:  # a broken checkpoint fails its own rows only
             self.advance(len(pending))

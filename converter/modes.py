@@ -72,6 +72,8 @@ def parse_mode(mode: str | float) -> Mode:
                 f"unparseable mode {mode!r}: expected 'max', a percentile like '99.9%', or a fraction like 0.5 or 1/2"
             ) from None
         shown = text
+        if fraction > 1 and fraction <= 100:
+            raise ValueError(f"fraction mode {mode!r} is outside (0, 1]; for the {text}th percentile write '{text}%'")
     else:
         fraction, shown = float(mode), f"{float(mode):g}"
     if not 0 < fraction <= 1:

@@ -82,7 +82,7 @@ def test_rerun_skips_finished_combinations_unless_force(checkpoints, tmp_path):
     assert [r["status"] for r in json.loads(third.stdout)["rows"]] == ["converted", "converted"]
 
 
-def test_changed_settings_redo_a_finished_combination(checkpoints, tmp_path):
+def test_changed_settings_do_not_replace_a_finished_combination_without_force(checkpoints, tmp_path):
     args = [
         "--model",
         FACTORY,
@@ -98,8 +98,15 @@ def test_changed_settings_redo_a_finished_combination(checkpoints, tmp_path):
         *FAST,
     ]
     assert convert(*args).exit_code == 0
-    again = convert(*args, "--v-init", "0.25")
-    assert json.loads(again.stdout)["rows"][0]["status"] == "converted"
+    nir_file = tmp_path / "plain_max_T3.nir"
+    before = nir_file.read_bytes()
+    refused = convert(*args, "--v-init", "0.25")
+    assert refused.exit_code == 1
+    row = json.loads(refused.stdout)["rows"][0]
+    assert row["status"] == "failed" and "v_init: 0.5 -> 0.25" in row["error"] and "--force" in row["error"]
+    assert nir_file.read_bytes() == before
+    forced = convert(*args, "--v-init", "0.25", "--force")
+    assert json.loads(forced.stdout)["rows"][0]["status"] == "converted" and nir_file.read_bytes() != before
 
 
 def test_pickled_model_is_refused_without_the_flag_and_loaded_with_it(checkpoints, tmp_path):
@@ -159,6 +166,7 @@ def test_flat_inputs_without_input_shape_fail_with_a_one_line_error(tmp_path):
     result = convert(
         "--model",
         FACTORY,
+        "--no-weights",
         "--data",
         str(tmp_path / "flat.npy"),
         "--mode",
@@ -172,6 +180,7 @@ def test_flat_inputs_without_input_shape_fail_with_a_one_line_error(tmp_path):
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert "FAILED MnistCNN" in result.output
+    assert "cannot take samples of shape (784,)" in result.output and "--input-shape" in result.output
 
 
 @pytest.mark.parametrize(
@@ -214,6 +223,7 @@ def test_idx_folder_calibrates_on_its_training_split(shared_mnist, tmp_path):
     result = convert(
         "--model",
         "ann2snn.zoo:load_mnist_cnn",
+        "--no-weights",
         "--data",
         str(shared_mnist),
         "--mode",
@@ -232,7 +242,7 @@ def test_idx_folder_calibrates_on_its_training_split(shared_mnist, tmp_path):
 
 
 def test_the_same_mode_twice_is_a_usage_error():
-    result = convert("--model", FACTORY, "--mode", "1/2", "--mode", "0.5")
+    result = convert("--model", FACTORY, "--no-weights", "--mode", "1/2", "--mode", "0.5")
     assert result.exit_code == 2 and "'1/2' and '0.5' are the same" in result.output
 
 

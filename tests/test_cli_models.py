@@ -29,9 +29,9 @@ def test_factory_from_a_python_file_and_errors_naming_the_spec(tmp_path):
         "import torch\ndef build():\n    return torch.nn.Sequential(torch.nn.ReLU())\n"
         "def not_a_module():\n    return 3\n"
     )
-    assert isinstance(load_model(ModelSpec(factory=f"{tmp_path}/net.py:build")), torch.nn.Sequential)
+    assert isinstance(load_model(ModelSpec(factory=f"{tmp_path}/net.py:build", no_weights=True)), torch.nn.Sequential)
     with pytest.raises(ModelLoadError, match="returned int, not a torch.nn.Module"):
-        load_model(ModelSpec(factory=f"{tmp_path}/net.py:not_a_module"))
+        load_model(ModelSpec(factory=f"{tmp_path}/net.py:not_a_module", no_weights=True))
     with pytest.raises(ModelLoadError, match="has no attribute 'Nope'"):
         resolve_factory("ann2snn.zoo.mnist_cnn:Nope")
 

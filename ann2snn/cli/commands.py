@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ann2snn.cli.errors import library_errors
 from ann2snn.cli.params import DATA, DEVICE, MODEL, SHAPE, check_modes
 from ann2snn.jobfile import JobFileError, read_job
-from ann2snn.models import ModelSpec, refusal
+from ann2snn.models import ModelLoadError, ModelSpec, refusal
 from ann2snn.pipeline import Job, ModelEntry, run_job
 from ann2snn.plots import plot_accuracy_curves, plot_if_rate
 from ann2snn.tables import format_graph, format_simulation, format_summary
@@ -51,7 +51,9 @@ def run_options(command):
     return output_options(command)
 
 
-def _model_entries(model, weights: tuple[Path, ...], trust_pickle: bool) -> tuple[ModelEntry, ...]:
+def _model_entries(
+    model, weights: tuple[Path, ...], trust_pickle: bool, no_weights: bool, names: tuple[str, ...]
+) -> tuple[ModelEntry, ...]:
     kind, value = model
     if kind == "pickle":
         if weights:
@@ -62,10 +64,24 @@ def _model_entries(model, weights: tuple[Path, ...], trust_pickle: bool) -> tupl
             )
         if not trust_pickle:
             raise click.BadParameter(refusal(value), param_hint="'--model'")
-        spec = ModelSpec(pickled=value, trust_pickle=True)
-        return (ModelEntry(spec.default_name, spec),)
-    specs = [ModelSpec(factory=value, weights=w) for w in weights] or [ModelSpec(factory=value)]
-    return tuple(ModelEntry(s.default_name, s) for s in specs)
+        specs = [ModelSpec(pickled=value, trust_pickle=True)]
+    else:
+        try:
+            specs = [ModelSpec(factory=value, weights=w) for w in weights] or [
+                ModelSpec(factory=value, no_weights=no_weights)
+            ]
+        except ModelLoadError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--weights'") from None
+    if names and len(names) != len(specs):
+        raise click.BadParameter(
+            f"{len(names)} --name for {len(specs)} model(s): give one --name per --weights file", param_hint="'--name'"
+        )
+    try:
+        return tuple(
+            ModelEntry(name, spec) for name, spec in zip(names or [s.default_name for s in specs], specs, strict=True)
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--name'") from None
 
 
 def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
@@ -93,6 +109,18 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
     type=FILE,
     multiple=True,
     help="state_dict for the factory's model, read with weights_only=True (repeatable: one run per file).",
+)
+@click.option(
+    "--no-weights",
+    is_flag=True,
+    help="Convert the factory's model as it is built, without --weights (a factory that loads trained weights "
+    "itself; otherwise the weights are random).",
+)
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    help="Name used in file names and the summary (default: the weights file's stem; repeatable: one per --weights).",
 )
 @click.option("--trust-pickle", is_flag=True, help="Allow --model FILE.pt to be unpickled (it can run code).")
 @click.option(
@@ -180,6 +208,8 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
 def convert(
     model,
     weights,
+    no_weights,
+    names,
     trust_pickle,
     data,
     calib_size,
@@ -214,7 +244,7 @@ def convert(
             --weights a.pt --weights b.pt --mode max --mode 99.9% \\
             --T 20 --T 50 --limit 1000 --out runs/cnn
     """
-    entries = _model_entries(model, weights, trust_pickle)
+    entries = _model_entries(model, weights, trust_pickle, no_weights, names)
     calibrate = calibrate or calibrate_weights
     try:
         job = Job(

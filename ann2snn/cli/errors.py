@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 
 import click
 
@@ -16,18 +17,36 @@ def one_line(exc: BaseException) -> str:
 
 def library_errors(command):
     """Decorator for a click command: adds ``--debug`` and turns library errors into a one-line
-    message with exit status 1 (``--debug``: the exception propagates with its traceback)."""
+    message with exit status 1 (``--debug``: the exception propagates with its traceback);
+    Ctrl-C exits with status 130 saying that a re-run resumes."""
 
     @click.option("--debug", is_flag=True, help="On an error, show the full traceback.")
     @functools.wraps(command)
     def wrapper(*args, debug: bool, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
+        except KeyboardInterrupt:
+            click.echo(
+                "\ninterrupted: finished combinations and their files are kept; run the same command again to "
+                "resume where it stopped",
+                err=True,
+            )
+            raise SystemExit(130) from None
         except Exception as exc:
             if debug:
                 raise
             raise click.ClickException(f"{one_line(exc)} (--debug shows the traceback)") from None
 
     return wrapper
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def warnings_as_lines() -> None:
+    """Print library warnings as one ``warning: ...`` line each on stderr (not Python's
+    ``file:line: UserWarning`` form), each distinct message once."""
+    warnings.showwarning = _show_warning

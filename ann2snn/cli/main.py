@@ -8,6 +8,7 @@ import click
 import torch
 
 from ann2snn.cli.commands import batch, convert, inspect, plot, simulate, verify
+from ann2snn.cli.errors import warnings_as_lines
 from ann2snn.cli.params import check_modes as _modes
 from ann2snn.pipeline import DEMO_MODES, demo_job, run_job
 from ann2snn.plots import plot_accuracy_curves
@@ -18,6 +19,7 @@ from ann2snn.tables import format_table
 @click.version_option(package_name="ann2snn")
 def main() -> None:
     """Convert ReLU networks into integrate-and-fire SNNs, simulate them, export them to NIR."""
+    warnings_as_lines()
 
 
 @main.command()
