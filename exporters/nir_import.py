@@ -20,6 +20,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from exporters.nir_graph import CycleError, predecessors, topological_order
 from exporters.recurrent import fuse_subtraction
 from exporters.semantics import graph_metadata, if_semantics, plain, reader_rules
 from simulator import META_KEY, IFNeuron, Integrator, Scale
@@ -181,39 +182,13 @@ def _topological(nodes: dict, edges: list[tuple[str, str]]) -> list[str]:
     """Nodes in an order where each follows its inputs, otherwise keeping the file's node order
     (so the IF layers of a graph with parallel branches are registered in the order they were
     exported, and :func:`exporters.compare_spike_counts` pairs them correctly)."""
-    preds = {n: [a for a, b in edges if b == n] for n in nodes}
-    order, done = [], set()
-    pending = list(nodes)
-    while pending:
-        ready = next((n for n in pending if all(p in done for p in preds[n])), None)
-        if ready is None:
-            pending = _on_cycles(pending, edges)
-            raise NIRImportError(
-                f"the NIR graph has a cycle through {sorted(pending)}: the only recurrence ann2snn "
-                "simulates is reset by subtraction, I -> Threshold -> Scale -> I"
-            )
-        order.append(ready)
-        done.add(ready)
-        pending.remove(ready)
-    return order
-
-
-def _on_cycles(names: list[str], edges: list[tuple[str, str]]) -> list[str]:
-    """The nodes of ``names`` that lie on a cycle of ``edges`` (each reaches itself)."""
-    succ = {n: [b for a, b in edges if a == n] for n in names}
-
-    def reaches_itself(start: str) -> bool:
-        seen, stack = set(), list(succ[start])
-        while stack:
-            n = stack.pop()
-            if n == start:
-                return True
-            if n not in seen and n in succ:
-                seen.add(n)
-                stack.extend(succ[n])
-        return False
-
-    return [n for n in names if reaches_itself(n)]
+    try:
+        return topological_order(nodes, edges)
+    except CycleError as exc:
+        raise NIRImportError(
+            f"the NIR graph has a cycle through {exc.nodes}: the only recurrence ann2snn "
+            "simulates is reset by subtraction, I -> Threshold -> Scale -> I"
+        ) from None
 
 
 def _segment(part: str) -> str:
@@ -311,7 +286,7 @@ def from_nir(graph: nir.NIRGraph, semantics: str | dict = "file", dt: float | No
         for end in (a, b):
             if end not in nodes:
                 raise NIRImportError(f"edge ({a!r}, {b!r}) names a node that does not exist: {end!r}")
-    preds = {n: [a for a, b in edges if b == n] for n in nodes}
+    preds = {n: predecessors(edges, n) for n in nodes}
     inputs = [n for n, node in nodes.items() if isinstance(node, nir.Input) and "." not in n]
     if len(inputs) != 1:
         raise NIRImportError(f"expected exactly one Input node, found {inputs}")
