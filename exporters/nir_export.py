@@ -37,6 +37,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from exporters.atomic import atomic_path
+from exporters.nir_torch import graph_to_snn
 from exporters.profiles import PROFILES, apply_profile
 from simulator import META_KEY, IFNeuron, Integrator, Scale, readout, reset_states, simulate
 from simulator.graph import (
@@ -481,24 +482,26 @@ def export_nir(
     (:func:`reference_metadata`: ``reference_input`` ``[B, ...]`` and ``reference_output``
     ``[T, B, ...]``) that :func:`exporters.verify_file` reproduces. On any failure no file
     (and no partial file) is left at ``path``. ``profile`` (:mod:`exporters.profiles`):
-    ``"exact"`` (default) or ``"portable"`` (AvgPool2d as SumPool2d with folded weights, Scale
-    folded where possible), for readers that lack some nodes.
+    ``"exact"`` (default), ``"portable"`` (AvgPool2d as SumPool2d with folded weights, Scale
+    folded where possible), for readers that lack some nodes, or ``"recurrent"``. With a profile
+    other than ``"exact"`` the reference is computed from the graph as written, built by
+    :func:`exporters.nir_torch.graph_to_snn` (what :func:`exporters.import_nir` builds from the
+    file), since folded weights round differently in float32.
 
     Returns:
         ``path`` as a ``Path``.
 
     Raises:
-        ExportError: a node with no NIR equivalent. exporters.profiles.ProfileError: a node
-            the profile cannot express. ValueError: an unknown profile.
+        ExportError: a node that cannot be written exactly (see :func:`to_nir`).
+            exporters.profiles.ProfileError: a node the profile cannot express. ValueError: an
+            unknown profile.
     """
     if profile not in PROFILES:
         raise ValueError(f"export profile must be one of {PROFILES}, got {profile!r}")
     graph = apply_profile(to_nir(snn, T=T, input_shape=input_shape, metadata=metadata), profile)
     if T is not None:  # the reference comes from the graph as written (a portable file rounds differently)
-        from exporters.nir_import import from_nir
-
         shape = tuple(int(v) for v in graph.nodes["input"].input_type["input"])
-        model = trace_snn(snn) if profile == "exact" else from_nir(graph)
+        model = trace_snn(snn) if profile == "exact" else graph_to_snn(graph)
         graph.metadata.update(reference_metadata(model, T, shape, reference_inputs))
     with atomic_path(path) as tmp:
         nir.write(tmp, graph)

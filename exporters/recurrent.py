@@ -103,7 +103,7 @@ def fuse_subtraction(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
     the importer to apply no reader rules to it.
 
     Args:
-        nodes, edges: a flat graph (:func:`exporters.nir_import.inline_subgraphs`).
+        nodes, edges: a flat graph (:func:`exporters.nir_torch.inline_subgraphs`).
 
     Returns:
         ``(nodes, edges, fused)``: the new flat graph and the names of the fused IF nodes.
