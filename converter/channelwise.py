@@ -23,11 +23,9 @@ import torch.fx as fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from converter.trace import WEIGHTED, is_transparent
+from simulator.graph import AVG_POOLS, WEIGHTED, is_transparent
 
 log = logging.getLogger(__name__)
-
-_CHANNEL_PRESERVING = (nn.AvgPool1d, nn.AvgPool2d)
 
 
 def _producer(node: fx.Node, modules) -> fx.Node | None:
@@ -36,7 +34,7 @@ def _producer(node: fx.Node, modules) -> fx.Node | None:
     while isinstance(prev, fx.Node) and len(prev.users) == 1:
         if prev.op == "call_module" and isinstance(modules[prev.target], WEIGHTED):
             return prev
-        if not (prev.op == "call_module" and isinstance(modules[prev.target], _CHANNEL_PRESERVING)):
+        if not (prev.op == "call_module" and isinstance(modules[prev.target], AVG_POOLS)):
             return None
         prev = prev.args[0]
     return None

@@ -25,11 +25,9 @@ import torch.fx as fx
 from torch import nn
 
 from converter.trace import UnsupportedLayerError
+from simulator.graph import BATCHNORMS, WEIGHTED
 
 log = logging.getLogger(__name__)
-
-_FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)
-_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 
 def bn_affine(
@@ -133,7 +131,7 @@ def _single_user_weighted(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     return (
         isinstance(node, fx.Node)
         and node.op == "call_module"
-        and isinstance(modules[node.target], _FOLDABLE)
+        and isinstance(modules[node.target], WEIGHTED)
         and len(node.users) == 1
     )
 
@@ -143,7 +141,7 @@ def _next_foldable(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | No
     if len(node.users) != 1:
         return None
     (user,) = node.users
-    if user.op != "call_module" or not isinstance(modules[user.target], _FOLDABLE):
+    if user.op != "call_module" or not isinstance(modules[user.target], WEIGHTED):
         return None
     layer = modules[user.target]
     if isinstance(layer, nn.Linear):
@@ -167,7 +165,7 @@ def fold_batchnorm(gm: fx.GraphModule) -> fx.GraphModule:
     gm = copy.deepcopy(gm)
     modules = dict(gm.named_modules())
     for node in list(gm.graph.nodes):
-        if node.op != "call_module" or not isinstance(modules[node.target], _BATCHNORMS):
+        if node.op != "call_module" or not isinstance(modules[node.target], BATCHNORMS):
             continue
         prev, bn = node.args[0], modules[node.target]
         if _single_user_weighted(prev, modules):

@@ -32,8 +32,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from converter.trace import WEIGHTED, cat_inputs, is_add, is_relu, is_transparent
 from simulator import Scale
+from simulator.graph import WEIGHTED, cat_inputs, is_add, is_relu, is_transparent
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ import torch
 import torch.fx as fx
 
 from converter.statistics import ActivationStats
-from converter.trace import UnsupportedLayerError, describe, is_relu, is_reshape
+from converter.trace import UnsupportedLayerError
+from simulator.graph import describe, is_relu, is_reshape
 
 
 class _Recorder(fx.Interpreter):

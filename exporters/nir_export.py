@@ -11,13 +11,20 @@ concatenation node, so a ``torch.cat`` on the channel axis becomes one channel-e
 per input (a 1×1 Conv with 0/1 weights for ``[C, ...]`` tensors, an Affine map for ``[C]``),
 all feeding the consumers, whose sum is the concatenation, bit for bit. Residual scale
 factors are :class:`simulator.Scale` modules, written as ``nir.Scale`` nodes.
+
+What each fx node is (an add, a concatenation, a reshape, ...) is decided by
+:mod:`simulator.graph`, the vocabulary the converter also uses. Anything that cannot be
+written exactly is refused with an :class:`ExportError` naming the node, never dropped: NIR
+sums the edges into a node with weight 1 and has no constant source, so a constant summand
+(``fc(x) + 0.7``), ``torch.add(a, b, alpha=2)``, a subtraction, a product or quotient (by a
+number or a tensor), a constant tensor operand and a summand counted twice (``h + h``) have
+no encoding; neither have a second input or a second output.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib.metadata
-import operator
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,11 +34,22 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from exporters.atomic import atomic_path
+from exporters.nir_torch import graph_to_snn
 from exporters.profiles import PROFILES, apply_profile
 from simulator import META_KEY, IFNeuron, Integrator, Scale, readout, reset_states, simulate
+from simulator.graph import (
+    arithmetic,
+    describe,
+    is_add,
+    is_cat,
+    is_identity,
+    is_reshape,
+    node_arg,
+    trace_snn,
+)
 
 ExportFn = Callable[[nn.Module, tuple[int, ...], tuple[int, ...]], nir.NIRNode]
 
@@ -139,18 +157,11 @@ EXPORTERS: dict[type, ExportFn] = {
     Integrator: _integrator,
 }
 
-_FLATTEN_FUNCTIONS = (torch.flatten, torch.reshape)
-_FLATTEN_METHODS = ("view", "reshape", "flatten")
-_ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
-_ADD_METHODS = ("add", "add_")
-_CAT_FUNCTIONS = (torch.cat, torch.concat, torch.concatenate)
-_PASS_METHODS = ("contiguous",)
-
 
 def _shape(node: fx.Node) -> tuple[int, ...]:
     meta = node.meta.get("tensor_meta")
-    if meta is None:
-        raise ExportError(f"node {node.name!r} does not produce a tensor")
+    if not isinstance(meta, TensorMetadata):
+        raise ExportError(f"node {node.name!r} does not produce one tensor")
     return tuple(meta.shape[1:])
 
 
@@ -159,23 +170,83 @@ def _tensor_inputs(node: fx.Node, mapped: dict[fx.Node, list[str]]) -> list[str]
     return [name for a in node.all_input_nodes if a in mapped for name in mapped[a]]
 
 
-def _is_add(node: fx.Node) -> bool:
-    return (node.op == "call_function" and node.target in _ADD_FUNCTIONS) or (
-        node.op == "call_method" and node.target in _ADD_METHODS
-    )
-
-
-def _cat_parts(node: fx.Node) -> list[fx.Node] | None:
-    if node.op != "call_function" or node.target not in _CAT_FUNCTIONS:
+def _constant(value, mapped: dict[fx.Node, list[str]]) -> str | None:
+    """How to name ``value`` (an operand) if it is not computed from the network input, else None."""
+    if not isinstance(value, fx.Node):
+        return f"the constant {value!r}"
+    if value in mapped:
         return None
-    parts = node.args[0] if node.args else node.kwargs["tensors"]
-    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    return f"{value.name!r}, which is not computed from the network input ({value.op} {value.target})"
+
+
+def _add_sources(node: fx.Node, mapped: dict[fx.Node, list[str]]) -> list[str]:
+    """The NIR sources of a tensor + tensor add: those of both summands, in argument order.
+
+    Raises:
+        ExportError: ``alpha`` other than 1, a constant summand, another form of add, or a
+            summand that the other one already contains (each without the node's description).
+    """
+    alpha = node.kwargs.get("alpha", 1)
+    if alpha != 1:
+        raise ExportError(
+            f"alpha={alpha!r} scales the second summand, and NIR sums the edges into a node with weight 1; "
+            "put the factor in a simulator.Scale layer on that branch (a NIR Scale node)"
+        )
+    for operand in (node_arg(node, 0, "input"), node_arg(node, 1, "other")):
+        if (what := _constant(operand, mapped)) is not None:
+            raise ExportError(
+                f"it adds {what}, and NIR has no constant source; fold a constant summand into the bias of "
+                "the layer before the add"
+            )
+    if not is_add(node):
+        raise ExportError("only the sum of two tensors (a + b, torch.add(a, b)) can be written as NIR edges")
+    sources = [name for operand in node.args[:2] for name in mapped[operand]]
+    repeated = next((name for i, name in enumerate(sources) if name in sources[:i]), None)
+    if repeated is not None:
+        raise ExportError(
+            f"it sums the output of NIR node {repeated!r} more than once, and a repeated NIR edge does not "
+            "reliably double a value (readers may merge it); scale that branch with simulator.Scale instead"
+        )
+    return sources
+
+
+def _arithmetic_refusal(node: fx.Node, kind: str, mapped: dict[fx.Node, list[str]]) -> str:
+    """Why a subtraction, product or quotient cannot be written (NIR only sums edges)."""
+    operands = (node_arg(node, 0, "input"), node_arg(node, 1, "other"))
+    constants = [c for c in (_constant(o, mapped) for o in operands) if c is not None]
+    if kind == "subtract":
+        if constants:
+            return (
+                f"it subtracts with {constants[0]}, and NIR has no constant source; fold a constant into the "
+                "bias of the layer before it"
+            )
+        return (
+            "NIR sums the edges into a node and cannot subtract; negate the subtracted branch with "
+            "simulator.Scale(-1) and add"
+        )
+    verb = "multiplies" if kind == "multiply" else "divides"
+    if constants:
+        return (
+            f"it {verb} by {constants[-1]}, and a NIR edge carries no factor; put the factor in a simulator.Scale "
+            "layer (a NIR Scale node) or in the weights of the layer before it"
+        )
+    return f"it {verb} two tensors computed from the network input, and NIR has no node for that"
+
+
+def _cat_parts(node: fx.Node, mapped: dict[fx.Node, list[str]]) -> list[fx.Node]:
+    parts = node_arg(node, 0, "tensors")
+    dim = node_arg(node, 1, "dim", 0)
     rank = len(_shape(node)) + 1
-    if dim % rank != 1:
+    if not isinstance(dim, int) or dim % rank != 1:
         raise ExportError(
             f"cannot export node {node.name!r} (torch.cat on axis {dim}): only the channel axis (1) "
             "can be written as NIR channel-embedding nodes"
         )
+    for part in parts:
+        if (what := _constant(part, mapped)) is not None:
+            raise ExportError(
+                f"cannot export node {node.name!r} (torch.cat): it joins {what}, and NIR has no constant source"
+            )
     return list(parts)
 
 
@@ -237,26 +308,9 @@ def _map_node(node: fx.Node, modules: dict[str, nn.Module], in_shape, out_shape)
         names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
         kwargs = {**dict(zip(names, node.args[1:], strict=False)), **node.kwargs}
         return _avgpool(nn.AvgPool2d(**kwargs), in_shape, out_shape)
-    is_flat = (node.op == "call_function" and node.target in _FLATTEN_FUNCTIONS) or (
-        node.op == "call_method" and node.target in _FLATTEN_METHODS
-    )
-    if is_flat and len(out_shape) == 1:
+    if is_reshape(node, modules) and len(out_shape) == 1:
         return nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1)
     raise ExportError(f"cannot export node {node.name!r} ({node.op} {getattr(node.target, '__name__', node.target)})")
-
-
-class _SNNTracer(fx.Tracer):
-    """An fx tracer that keeps IF layers as leaves (their time loop is not traced)."""
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (IFNeuron, Integrator, Scale)) or super().is_leaf_module(m, qualname)
-
-
-def as_graph_module(snn: nn.Module) -> fx.GraphModule:
-    """``snn`` itself if it is a GraphModule, else its fx trace with IF layers as leaves."""
-    if isinstance(snn, fx.GraphModule):
-        return snn
-    return fx.GraphModule(snn, _SNNTracer().trace(snn))
 
 
 def _graph_metadata(snn: fx.GraphModule, T: int | None, extra: dict | None) -> dict:
@@ -288,7 +342,8 @@ def to_nir(
 
     Args:
         snn: the GraphModule from :class:`converter.Converter` (or :func:`exporters.import_nir`),
-            or any module of supported layers and :class:`simulator.IFNeuron` (traced here).
+            or any module of supported layers and :class:`simulator.IFNeuron` (traced here,
+            :func:`simulator.graph.trace_snn`).
         T: the time steps to record in the graph metadata.
         input_shape: input shape without batch axis, e.g. ``(1, 28, 28)``; defaults to the one
             recorded at conversion (``snn.meta['ann2snn']['input_shape']``).
@@ -300,12 +355,16 @@ def to_nir(
         metadata of :mod:`exporters.semantics`.
 
     Raises:
-        ExportError: a node with no NIR equivalent (named), or an unknown input shape.
+        ExportError: a node that cannot be written exactly, named with the reason (no NIR
+            mapping; a constant summand, factor or concatenated tensor; ``alpha``; a
+            subtraction, product or quotient; a summand counted twice; a torch.cat off the
+            channel axis), more than one input or output, or an unknown input shape.
     """
-    snn = as_graph_module(snn)
+    snn = trace_snn(snn)
     input_shape = input_shape or tuple(snn.meta.get(META_KEY, {}).get("input_shape", ()))
     if not input_shape:
         raise ExportError("unknown input shape: pass input_shape=(C, H, W)")
+    _check_inputs(snn)
     device = next((p.device for p in snn.parameters()), torch.device("cpu"))
     reset_states(snn)
     with torch.no_grad():
@@ -317,23 +376,61 @@ def to_nir(
     mapped: dict[fx.Node, list[str]] = {}
     for node in snn.graph.nodes:
         if node.op == "placeholder":
-            nodes["input"] = nir.Input(input_type={"input": np.array(input_shape)})
-            mapped[node] = ["input"]
+            if not mapped:  # the network input; a later placeholder has a default value: a constant
+                nodes["input"] = nir.Input(input_type={"input": np.array(input_shape)})
+                mapped[node] = ["input"]
         elif node.op == "output":
+            sources = _output_sources(node, mapped)
             nodes["output"] = nir.Output(output_type={"output": np.array(_shape(node.args[0]))})
-            edges.extend((src, "output") for src in _tensor_inputs(node, mapped))
-        elif "tensor_meta" in node.meta and _tensor_inputs(node, mapped):
+            edges.extend((src, "output") for src in sources)
+        elif "tensor_meta" in node.meta and any(a in mapped for a in node.all_input_nodes):
             mapped[node] = _export_node(node, modules, mapped, nodes, edges)
+        # else: a constant or a shape (x.size(0)); an exported node that uses it is refused or reads it as an argument
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=_graph_metadata(snn, T, metadata))
 
 
+def _check_inputs(snn: fx.GraphModule) -> None:
+    """Refuse a graph with more than one input without a default value (NIR here has one Input)."""
+    required = [n.name for n in snn.graph.nodes if n.op == "placeholder" and not n.args]
+    if len(required) > 1:
+        raise ExportError(f"the SNN takes {len(required)} inputs {required}; a NIR graph is written with one Input")
+
+
+def _output_sources(node: fx.Node, mapped: dict[fx.Node, list[str]]) -> list[str]:
+    value = node.args[0]
+    if not isinstance(value, fx.Node):
+        raise ExportError(f"the SNN returns {type(value).__name__} {value!r}; a NIR graph has one Output tensor")
+    if value not in mapped:
+        raise ExportError(f"the SNN's output {value.name!r} is not computed from the network input")
+    return mapped[value]
+
+
 def _export_node(node: fx.Node, modules, mapped, nodes: dict, edges: list) -> list[str]:
-    """Add ``node`` to the NIR graph; return the NIR names whose sum is its value."""
-    if _is_add(node) or (node.op == "call_method" and node.target in _PASS_METHODS):
+    """Add ``node`` to the NIR graph; return the NIR names whose sum is its value.
+
+    Raises:
+        ExportError: a node that cannot be written exactly (named, with the reason): an add with a
+            constant summand, ``alpha`` or a repeated summand; a subtraction, product or quotient;
+            a constant tensor operand; a torch.cat off the channel axis; an op with no NIR mapping.
+    """
+    kind = arithmetic(node)
+    if kind == "add":
+        try:
+            return _add_sources(node, mapped)
+        except ExportError as exc:
+            raise ExportError(f"cannot export {describe(node, modules)}: {exc}") from None
+    if kind is not None:
+        raise ExportError(f"cannot export {describe(node, modules)}: {_arithmetic_refusal(node, kind, mapped)}")
+    if is_cat(node):
+        return _export_cat(node, _cat_parts(node, mapped), mapped, nodes, edges)
+    constant = next((a for a in node.all_input_nodes if a not in mapped and "tensor_meta" in a.meta), None)
+    if constant is not None:
+        raise ExportError(
+            f"cannot export {describe(node, modules)}: its operand {_constant(constant, mapped)} is a tensor, "
+            "and NIR has no constant source"
+        )
+    if is_identity(node):
         return _tensor_inputs(node, mapped)
-    parts = _cat_parts(node)
-    if parts is not None:
-        return _export_cat(node, parts, mapped, nodes, edges)
     in_shape = _shape(next(a for a in node.all_input_nodes if a in mapped))
     name = node.target if node.op == "call_module" else node.name
     nodes[name] = _map_node(node, modules, in_shape, _shape(node))
@@ -385,24 +482,26 @@ def export_nir(
     (:func:`reference_metadata`: ``reference_input`` ``[B, ...]`` and ``reference_output``
     ``[T, B, ...]``) that :func:`exporters.verify_file` reproduces. On any failure no file
     (and no partial file) is left at ``path``. ``profile`` (:mod:`exporters.profiles`):
-    ``"exact"`` (default) or ``"portable"`` (AvgPool2d as SumPool2d with folded weights, Scale
-    folded where possible), for readers that lack some nodes.
+    ``"exact"`` (default), ``"portable"`` (AvgPool2d as SumPool2d with folded weights, Scale
+    folded where possible), for readers that lack some nodes, or ``"recurrent"``. With a profile
+    other than ``"exact"`` the reference is computed from the graph as written, built by
+    :func:`exporters.nir_torch.graph_to_snn` (what :func:`exporters.import_nir` builds from the
+    file), since folded weights round differently in float32.
 
     Returns:
         ``path`` as a ``Path``.
 
     Raises:
-        ExportError: a node with no NIR equivalent. exporters.profiles.ProfileError: a node
-            the profile cannot express. ValueError: an unknown profile.
+        ExportError: a node that cannot be written exactly (see :func:`to_nir`).
+            exporters.profiles.ProfileError: a node the profile cannot express. ValueError: an
+            unknown profile.
     """
     if profile not in PROFILES:
         raise ValueError(f"export profile must be one of {PROFILES}, got {profile!r}")
     graph = apply_profile(to_nir(snn, T=T, input_shape=input_shape, metadata=metadata), profile)
     if T is not None:  # the reference comes from the graph as written (a portable file rounds differently)
-        from exporters.nir_import import from_nir
-
         shape = tuple(int(v) for v in graph.nodes["input"].input_type["input"])
-        model = as_graph_module(snn) if profile == "exact" else from_nir(graph)
+        model = trace_snn(snn) if profile == "exact" else graph_to_snn(graph)
         graph.metadata.update(reference_metadata(model, T, shape, reference_inputs))
     with atomic_path(path) as tmp:
         nir.write(tmp, graph)

@@ -22,6 +22,7 @@ import copy
 import nir
 import numpy as np
 
+from exporters.nir_graph import predecessors, successors
 from exporters.recurrent import encode_graph
 
 PROFILES = ("exact", "portable", "recurrent")
@@ -32,24 +33,16 @@ class ProfileError(ValueError):
     """A node that the requested profile cannot express; the message names it."""
 
 
-def _successors(edges, name: str) -> list[str]:
-    return [b for a, b in edges if a == name]
-
-
-def _predecessors(edges, name: str) -> list[str]:
-    return [a for a, b in edges if b == name]
-
-
 def _weighted_consumers(graph: nir.NIRGraph, name: str) -> list[str] | None:
     """The weighted or Scale nodes fed by ``name`` through Flatten nodes, each fed by nothing
     else; None if some path reaches another kind of node or such a node with several inputs."""
     found, stack = [], [name]
     while stack:
-        for succ in _successors(graph.edges, stack.pop()):
+        for succ in successors(graph.edges, stack.pop()):
             node = graph.nodes[succ]
-            if isinstance(node, nir.Flatten) and len(_predecessors(graph.edges, succ)) == 1:
+            if isinstance(node, nir.Flatten) and len(predecessors(graph.edges, succ)) == 1:
                 stack.append(succ)
-            elif isinstance(node, (*_WEIGHTED, nir.Scale)) and len(_predecessors(graph.edges, succ)) == 1:
+            elif isinstance(node, (*_WEIGHTED, nir.Scale)) and len(predecessors(graph.edges, succ)) == 1:
                 found.append(succ)
             else:
                 return None
@@ -128,8 +121,8 @@ def _scale_as_weights(graph: nir.NIRGraph, name: str) -> None:
 
 
 def _fold_scale(graph: nir.NIRGraph, name: str) -> bool:
-    succ = _successors(graph.edges, name)
-    if len(succ) != 1 or len(_predecessors(graph.edges, succ[0])) != 1:
+    succ = successors(graph.edges, name)
+    if len(succ) != 1 or len(predecessors(graph.edges, succ[0])) != 1:
         return False
     node, scale = graph.nodes[succ[0]], np.asarray(graph.nodes[name].scale)
     if isinstance(node, (nir.Affine, nir.Linear)) and scale.ndim == 1:
@@ -142,7 +135,7 @@ def _fold_scale(graph: nir.NIRGraph, name: str) -> bool:
     else:
         return False
     node.weight = (node.weight * columns).astype(node.weight.dtype)
-    (pred,) = _predecessors(graph.edges, name)
+    (pred,) = predecessors(graph.edges, name)
     graph.edges = [(a, b) for a, b in graph.edges if name not in (a, b)] + [(pred, succ[0])]
     del graph.nodes[name]
     return True

@@ -27,6 +27,8 @@ from __future__ import annotations
 import nir
 import numpy as np
 
+from exporters.nir_graph import predecessors, successors
+
 #: Metadata of the nested graph that encodes one IF node (so that tools can recognise it).
 ENCODING = "if_reset_by_subtraction"
 
@@ -90,10 +92,6 @@ def encode_graph(graph: nir.NIRGraph) -> nir.NIRGraph:
     return graph
 
 
-def _succ(edges, name: str) -> list[str]:
-    return [b for a, b in edges if a == name]
-
-
 def fuse_subtraction(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]):
     """Replace each ``I → Threshold → Scale → I`` cycle by one ``nir.IF`` node with our metadata
     ``reset="subtract"``, named like the Threshold node (its spikes leave from there), or like
@@ -105,7 +103,7 @@ def fuse_subtraction(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
     the importer to apply no reader rules to it.
 
     Args:
-        nodes, edges: a flat graph (:func:`exporters.nir_import.inline_subgraphs`).
+        nodes, edges: a flat graph (:func:`exporters.nir_torch.inline_subgraphs`).
 
     Returns:
         ``(nodes, edges, fused)``: the new flat graph and the names of the fused IF nodes.
@@ -116,15 +114,15 @@ def fuse_subtraction(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
             continue
         loop = [
             (s, i)
-            for s in _succ(edges, t_name)
+            for s in successors(edges, t_name)
             if isinstance(nodes.get(s), nir.Scale)
-            for i in _succ(edges, s)
+            for i in successors(edges, s)
             if isinstance(nodes.get(i), nir.I)
         ]
         loop = [
             (s, i)
             for s, i in loop
-            if _succ(edges, s) == [i] and _succ(edges, i) == [t_name] and [a for a, b in edges if b == t_name] == [i]
+            if successors(edges, s) == [i] and successors(edges, i) == [t_name] and predecessors(edges, t_name) == [i]
         ]
         if len(loop) != 1:
             continue

@@ -32,6 +32,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from simulator.graph import trace_snn
 from simulator.integrator import Integrator, integrate
 from simulator.neuron import IFNeuron, if_scan, if_scan_bool
 from simulator.spike_ops import Spikes, spike_op
@@ -47,18 +48,11 @@ class NotHoistable(Exception):
     """A batch-dependent value of the constant part (e.g. a size) reaches the time-varying part."""
 
 
-class _LeafIF(fx.Tracer):
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (IFNeuron, Integrator)) or super().is_leaf_module(m, qualname)
-
-
-def trace(model: nn.Module) -> fx.GraphModule | None:
-    """``model`` as a GraphModule with IF layers as leaves, or ``None`` if fx cannot trace it."""
-    if isinstance(model, fx.GraphModule):
-        return model
-    root = nn.Sequential(model) if isinstance(model, (IFNeuron, Integrator)) else model
+def trace_or_none(model: nn.Module) -> fx.GraphModule | None:
+    """``model`` traced by :func:`simulator.graph.trace_snn` (IF layers as leaves), or ``None`` if
+    fx cannot trace it (the caller then runs the model's own forward, :class:`ModuleRunner`)."""
     try:
-        return fx.GraphModule(root, _LeafIF().trace(root))
+        return trace_snn(model)
     except Exception:  # data-dependent control flow etc.: the caller falls back to model(x)
         return None
 

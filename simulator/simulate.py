@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from simulator.early_exit import DEFAULT_STABLE_STEPS, StablePrediction, hold_after_exit, mask_after_exit
-from simulator.executor import GraphRunner, ModuleRunner, NotHoistable, build_plan, trace
+from simulator.executor import GraphRunner, ModuleRunner, NotHoistable, build_plan
+from simulator.executor import trace_or_none as trace
 from simulator.integrator import Integrator
 from simulator.neuron import IFNeuron
 

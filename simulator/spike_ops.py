@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simulator.graph import RESHAPE_FUNCTIONS, RESHAPE_METHODS
+
 
 class Spikes(NamedTuple):
     """An IF layer's spikes ``[steps * B, ...]`` as ``bool``, and the float dtype they stand for."""
@@ -93,14 +95,20 @@ def _keep_bool(fn: Callable[..., torch.Tensor]) -> SpikeOp:
     return apply
 
 
+def _function(fn: Callable[..., torch.Tensor]) -> SpikeOp:
+    return _keep_bool(lambda x, m, a, k: fn(x, *a, **k))
+
+
+def _method(name: str) -> SpikeOp:
+    return _keep_bool(lambda x, m, a, k: getattr(x, name)(*a, **k))
+
+
 SPIKE_OPS: dict[Any, SpikeOp] = {
     nn.AvgPool2d: _avg_pool_module,
     F.avg_pool2d: _avg_pool_function,
     nn.Flatten: _keep_bool(lambda x, m, a, k: m(x)),
-    torch.flatten: _keep_bool(lambda x, m, a, k: torch.flatten(x, *a, **k)),
-    "flatten": _keep_bool(lambda x, m, a, k: x.flatten(*a, **k)),
-    "view": _keep_bool(lambda x, m, a, k: x.view(*a, **k)),
-    "reshape": _keep_bool(lambda x, m, a, k: x.reshape(*a, **k)),
+    **{fn: _function(fn) for fn in RESHAPE_FUNCTIONS},
+    **{name: _method(name) for name in RESHAPE_METHODS},
 }
 
 

@@ -140,6 +140,17 @@ def test_files_carry_a_reference_vector_that_reproduces(tmp_path):
     assert not tampered.equal and tampered.max_abs_diff == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("profile", ["exact", "portable", "recurrent"])
+def test_every_profile_embeds_the_reference_a_reader_of_the_file_computes(tmp_path, profile):
+    torch.manual_seed(3)
+    snn = nn.Sequential(
+        nn.Conv2d(1, 2, 3), IFNeuron(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(18, 3), IFNeuron(v_init=0.5)
+    )
+    path = export_nir(snn, tmp_path / f"{profile}.nir", T=15, input_shape=(1, 8, 8), profile=profile)
+    check = verify_file(path)  # reruns the reference inputs through import_nir(path)
+    assert check.equal and check.max_abs_diff == 0.0 and check.T == 15
+
+
 def test_file_without_reference_vector_is_reported(tmp_path):
     snn, _ = _snn(mlp, (1, 4, 4))
     with pytest.raises(ValueError, match="no reference vector"):
