@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ann2snn.data import DataSet, DataSource, load_data
+from exporters.nir_graph import topological_order
 from exporters.semantics import plain
 from simulator import simulate
 
@@ -72,23 +73,14 @@ def describe_node(name: str, node: nir.NIRNode) -> dict:
     }
 
 
-def _in_order(graph: nir.NIRGraph) -> list[str]:
-    """Node names in topological order (``nir.read`` returns them sorted by name); nodes on a
-    cycle, if any, come last in name order."""
-    preds = {n: {a for a, b in graph.edges if b == n and a != n} for n in graph.nodes}
-    order: list[str] = []
-    while len(order) < len(preds):
-        ready = [n for n in preds if n not in order and preds[n] <= set(order)]
-        if not ready:
-            return order + [n for n in preds if n not in order]
-        order.extend(ready)
-    return order
-
-
 def describe_graph(graph: nir.NIRGraph) -> dict:
-    """Nodes (in topological order), edges and graph metadata of a NIR graph, as plain values."""
+    """Nodes (in topological order; nodes on a cycle last), edges and graph metadata of a NIR graph, as
+    plain values (:func:`exporters.nir_graph.topological_order`)."""
     return {
-        "nodes": [describe_node(name, graph.nodes[name]) for name in _in_order(graph)],
+        "nodes": [
+            describe_node(name, graph.nodes[name])
+            for name in topological_order(graph.nodes, graph.edges, cycles="last")
+        ],
         "edges": [list(edge) for edge in graph.edges],
         "metadata": _metadata(graph.metadata or {}),
     }
