@@ -116,7 +116,7 @@ def load_data(
         test, calib = load_embedded("test"), load_embedded("calib")
         data = DataSet(calib.images, test.images, test.labels, "the embedded calibration subset of MNIST train")
     elif source.kind == "idx":
-        data = _idx(source.path, calibrate)
+        data = _idx(Path(str(source.path)), calibrate)
     else:
         data = _numpy(source)
     if calibrate and data.calib is data.x:
@@ -147,7 +147,7 @@ def _idx(folder: Path, calibrate: bool = True) -> DataSet:
 
 
 def _numpy(source: DataSource) -> DataSet:
-    path = source.path
+    path = Path(str(source.path))
     try:
         loaded = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:

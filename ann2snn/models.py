@@ -76,7 +76,9 @@ class ModelSpec:
     def default_name(self) -> str:
         """A name for file names: the weights' or pickle's stem, else the factory's name."""
         source = self.weights or self.pickled
-        return source.stem if source is not None else self.factory.rsplit(":", 1)[1].rsplit(".", 1)[-1]
+        if source is not None:
+            return source.stem
+        return str(self.factory).rsplit(":", 1)[1].rsplit(".", 1)[-1]
 
     def fingerprint(self) -> dict:
         """What identifies this model's content (for deciding whether old outputs are current)."""
@@ -134,6 +136,8 @@ def _import(module_name: str):
             raise ModelLoadError(f"no such Python file: {path}")
         name = f"_ann2snn_user_{path.stem}"
         spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ModelLoadError(f"cannot import {path} as a Python module")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses and pickling look the module up by name
         spec.loader.exec_module(module)
@@ -236,7 +240,7 @@ def load_model(spec: ModelSpec) -> nn.Module:
         model = _load_pickled(spec.pickled, spec.trust_pickle)
     else:
         try:
-            model = resolve_factory(spec.factory)()
+            model = resolve_factory(str(spec.factory))()
         except ModelLoadError:
             raise
         except Exception as exc:

@@ -16,6 +16,7 @@ import torch
 from ann2snn.data import DataSet, DataSource, load_data
 from exporters.nir_graph import topological_order
 from exporters.semantics import plain
+from exporters.verify import ReaderRun, SelfCheck
 from simulator import simulate
 
 _SKIP_FIELDS = ("input_type", "output_type", "metadata")
@@ -236,10 +237,10 @@ class FileCheck:
     (:class:`exporters.verify.ReaderRun`)."""
 
     file: str
-    self_check: object | None  # exporters.SelfCheck
+    self_check: SelfCheck | None
     T: int | None = None
     data: str | None = None
-    readers: list | None = None  # exporters.verify.ReaderRun
+    readers: list[ReaderRun] | None = None
 
     @property
     def equal(self) -> bool:

@@ -243,7 +243,7 @@ class Runner:
         errors: dict[str, list[str]] = {}
         for row in rows:
             if row.failed:
-                errors.setdefault(row.error, []).append(f"{row.mode} T={row.T}")
+                errors.setdefault(row.error or "", []).append(f"{row.mode} T={row.T}")
         for error, items in errors.items():
             self.echo(f"FAILED {rows[0].model} ({', '.join(items)}): {error}")
 

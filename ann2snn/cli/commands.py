@@ -27,7 +27,8 @@ class LazyBar:
     failing before any work draws no bar."""
 
     def __init__(self, **options) -> None:
-        self.options, self.bar = options, None
+        self.options = options
+        self.bar: tqdm | None = None
 
     def update(self, n: int) -> None:
         if self.bar is None:

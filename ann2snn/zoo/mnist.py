@@ -19,7 +19,14 @@ import torch
 
 from exporters.atomic import atomic_path
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, np.dtype | type | str] = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
+}
 
 #: File names of the four standard MNIST files (each may carry ``.gz`` and/or ``.partNN``).
 MNIST_FILES = {

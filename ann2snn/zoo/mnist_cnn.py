@@ -29,7 +29,7 @@ class MnistCNN(nn.Module):
             return [nn.Conv2d(c_in, 32, 3), nn.BatchNorm2d(32, eps=1e-3), nn.ReLU(), nn.AvgPool2d(2)]
 
         self.network = nn.Sequential(*block(1), *block(32), *block(32), nn.Flatten(), nn.Linear(32, 10), nn.ReLU())
-        nn.init.constant_(self.network[-2].bias, 0.1)
+        nn.init.constant_(self.network[-2].bias, 0.1)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)

@@ -25,7 +25,7 @@ class BasicBlock(nn.Module):
         self.bn_a = nn.BatchNorm2d(c_out)
         self.conv_b = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
         self.bn_b = nn.BatchNorm2d(c_out)
-        self.shortcut = nn.Identity()
+        self.shortcut: nn.Module = nn.Identity()
         if c_in != c_out:
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
 
