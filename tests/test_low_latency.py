@@ -1,4 +1,4 @@
-"""Issue 4: initial membrane potential, membrane readout, channel-wise scales, calibration."""
+"""Initial membrane potential, membrane readout, channel-wise scales, calibration."""
 
 import pytest
 import torch

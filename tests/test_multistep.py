@@ -1,4 +1,4 @@
-"""Multi-step execution (issue 5): same spikes as single-step, recording, early exit, hoisting."""
+"""Multi-step execution: same spikes as single-step, recording, early exit, hoisting."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Issue 3: residual adds and concatenations — normalisation across joins and NIR round trips."""
+"""Residual adds and concatenations — normalisation across joins and NIR round trips."""
 
 import nir
 import numpy as np

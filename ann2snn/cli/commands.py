@@ -193,7 +193,7 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
     show_default=True,
     help="Folder for the .nir files and the summary.",
 )
-@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto.")
 @click.option(
     "--batch-size", type=click.IntRange(min=1), default=100, show_default=True, help="Samples per simulation batch."
 )
@@ -280,7 +280,7 @@ def convert(
     default=None,
     help="Output folder (overrides the job file's 'out').",
 )
-@click.option("--device", type=DEVICE, default=None, help="cpu, cuda, cuda:N or auto (overrides the job file).")
+@click.option("--device", type=DEVICE, default=None, help="cpu, cuda, cuda:N, mps or auto (overrides the job file).")
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Evaluation samples (overrides the job file).")
 @run_options
 @library_errors
@@ -288,7 +288,7 @@ def batch(job_file, out, device, limit, force, quiet, as_json):
     """Run a TOML job file: every model × mode × T, one .nir each, one summary.
 
     The job file lists `modes`, `T`, `data`, `out` and [[models]] tables with `name`,
-    `model` (package.module:factory or a pickled file) and `weights`; see the README.
+    `model` (package.module:factory or a pickled file) and `weights`; see docs/cli.md (job files).
 
     Example:
 
@@ -316,7 +316,7 @@ def batch(job_file, out, device, limit, force, quiet, as_json):
     "--limit", type=click.IntRange(min=0), default=1000, show_default=True, help="Evaluation samples (0: all)."
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto.")
 @click.option("--plot", "png", type=OUT_FILE, default=None, help="Also save accuracy against t as a PNG.")
 @click.option(
     "--early-exit",
@@ -410,8 +410,8 @@ def verify(nir_file, data, T, limit, batch_size, quiet, as_json):
     Example:
 
     \b
-        ann2snn verify ann2snn-demo/mnist_cnn_p99.9.nir
-        ann2snn verify ann2snn-demo/mnist_cnn_p99.9.nir --data mnist --limit 500
+        ann2snn verify ann2snn-demo/mnist_cnn_p99.9_T50.nir
+        ann2snn verify ann2snn-demo/mnist_cnn_p99.9_T50.nir --data mnist --limit 500
     """
     from ann2snn.nirinfo import MissingTError, check_file
     from ann2snn.tables import format_readers

@@ -1,4 +1,4 @@
-"""A small residual network for MNIST (issue 3's example) and its shipped weights."""
+"""A small residual network for MNIST and its shipped weights."""
 
 from __future__ import annotations
 
