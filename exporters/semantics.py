@@ -29,7 +29,10 @@ order), which :func:`exporters.verify_file` reproduces exactly.
 
 NIR versions: :data:`NIR_SUPPORTED` (``nir >= 1.0.8, < 1.1``; tested with :data:`NIR_TESTED`).
 Importing :mod:`exporters` with a nir outside that range warns, naming the installed and the
-supported versions (:func:`check_nir_version`).
+supported versions (:func:`check_nir_version`). A node field that the installed nir does not
+define is refused on import, naming file, node and field (it may change what the node
+computes); a field that nir fills in by default (``v_reset = 0`` for an IF node written
+without it) is read with a warning naming the nodes and the value assumed.
 
 A file without our IF metadata is read with NIR's own semantics: reset to ``v_reset``
 (0 if absent), spike when ``v > v_threshold``, ``v = 0`` at the start, ``r`` applied once
