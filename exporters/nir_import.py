@@ -117,6 +117,9 @@ def check_fields(path: str | Path) -> list[Assumed]:
 
 
 def _warn_assumed(path: Path, assumed: list[Assumed]) -> None:
+    """One warning per node type, field and value, naming the nodes. Attributed to
+    :func:`read_nir`'s line, so that reading a file several times in one run (``ann2snn
+    verify`` does) shows each message once."""
     groups: dict[tuple[str, str, str], list[str]] = {}
     for a in assumed:
         groups.setdefault((a.node_type, a.field, a.value), []).append(a.node)
@@ -125,7 +128,7 @@ def _warn_assumed(path: Path, assumed: list[Assumed]) -> None:
         warnings.warn(
             f"{path}: NIR {node_type} node(s) {shown} have no {key!r} field; assumed {key} = {value} (NIR's default)",
             UserWarning,
-            stacklevel=3,
+            stacklevel=2,
         )
 
 

@@ -135,3 +135,18 @@ def _one_line_error(result, *needles) -> None:
 def test_cli_prints_an_unknown_field_as_one_line(unknown_field, command):
     result = CliRunner().invoke(main, [command, str(unknown_field)])
     _one_line_error(result, "NIRImportError", str(unknown_field), "'if1'", "'tau_ref'")
+
+
+def test_cli_verify_names_a_defaulted_field_once(tmp_path):
+    torch.manual_seed(0)
+    snn = nn.Sequential(nn.Linear(4, 5), IFNeuron(), nn.Linear(5, 2), IFNeuron())
+    path = export_nir(snn, tmp_path / "old_writer.nir", T=4, input_shape=(4,))
+    _edit(path, lambda g: (g["nodes/1"].__delitem__("v_reset"), g["nodes/3"].__delitem__("v_reset")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # as on the command line (pytest records every warning)
+        result = CliRunner().invoke(main, ["verify", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "v_reset" in line]
+    assert lines == [
+        f"warning: {path}: NIR IF node(s) '1', '3' have no 'v_reset' field; assumed v_reset = 0 (NIR's default)"
+    ]
