@@ -5,7 +5,7 @@ Time axis first: ``[T, B, ...]``; one time step is the unit of time.
 
 from simulator.early_exit import DEFAULT_STABLE_STEPS
 from simulator.integrator import Integrator
-from simulator.neuron import IFNeuron, IFParams, if_scan, if_scan_bool, if_step
+from simulator.neuron import IFNeuron, IFParams, IFState, if_advance, if_scan, if_scan_bool, if_step
 from simulator.scale import Scale
 from simulator.simulate import (
     META_KEY,
@@ -26,11 +26,13 @@ __all__ = [
     "Classification",
     "IFNeuron",
     "IFParams",
+    "IFState",
     "Integrator",
     "Scale",
     "SimulationResult",
     "accuracy_per_t",
     "classify",
+    "if_advance",
     "if_layers",
     "if_scan",
     "if_scan_bool",

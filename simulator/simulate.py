@@ -173,13 +173,12 @@ def _layer_paths(model: nn.Module, runner) -> dict[str, str]:
 
 
 def _collect_counts(model: nn.Module, runner) -> dict[str, torch.Tensor]:
-    """Spike counts by IF layer path of ``model`` (registration order); also stored on the layers
-    (``spike_count`` and, unless samples exited early, ``v``) as their own forward leaves them."""
+    """Spike counts by IF layer path of ``model`` (registration order). Each layer's final
+    :class:`~simulator.neuron.IFState` is also left in ``layer.state`` (so ``layer.v`` and
+    ``layer.spike_count`` read it), as its own forward leaves it."""
     if isinstance(runner, GraphRunner):
-        for target, count in runner.spike_counts().items():
-            layer, state = runner.plan.gm.get_submodule(target), runner.states[target]
-            layer.spike_count = count.to(state.v.dtype)
-            layer.v = state.v if len(runner.rows) == runner.original_batch else None
+        for target, state in runner.final_states().items():
+            runner.plan.gm.get_submodule(target).state = state
     return {name: layer.spike_count for name, layer in if_layers(model).items() if layer.spike_count is not None}
 
 

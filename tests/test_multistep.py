@@ -9,7 +9,7 @@ from torch import nn
 
 from converter import Converter
 from converter.zoo import load_embedded, load_mnist_cnn
-from simulator import IFNeuron, IFParams, classify, if_scan_bool, if_step, simulate
+from simulator import IFNeuron, IFParams, IFState, classify, if_advance, if_scan_bool, if_step, simulate
 from simulator.spike_ops import SPIKE_OPS, Spikes
 
 
@@ -62,6 +62,62 @@ def test_seed_cnn_multi_and_single_step_identical_in_float64(seed_snn):
     assert len(multi.spike_counts) == 3  # three IF layers; the fourth ReLU is the membrane readout
     assert _identical(multi, single)
     assert multi.readout == "membrane" and torch.equal(multi.outputs, single.outputs)
+
+
+def _states(net) -> dict:
+    return {name: m.state for name, m in net.named_modules() if isinstance(m, IFNeuron)}
+
+
+@pytest.mark.parametrize("early_exit", [None, 3])
+def test_both_executions_leave_the_same_if_state_on_every_layer(early_exit):
+    net = Residual().double()
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    multi = simulate(net, x, 17, time_chunk=5, early_exit=early_exit)
+    multi_states = _states(net)
+    single = simulate(net, x, 17, mode="single")
+    single_states = _states(net)
+    assert multi_states.keys() == single_states.keys() == multi.spike_counts.keys()
+    for name, state in multi_states.items():
+        assert isinstance(state, IFState) and isinstance(single_states[name], IFState)
+        assert state.count.dtype == torch.int32 and state.v.shape == state.count.shape == (6, *state.v.shape[1:])
+        assert torch.equal(state.count.to(state.v.dtype), multi.spike_counts[name])
+        if early_exit is None:  # with early exit only the samples still running are equal
+            assert torch.equal(state.v, single_states[name].v)
+            assert torch.equal(state.count, single_states[name].count)
+    assert early_exit is None or (multi.steps_used < 17).any()
+    if early_exit is None:
+        assert _identical(multi, single)
+
+
+def test_forward_chunk_by_chunk_is_if_advance_from_the_initial_state():
+    layer = IFNeuron(torch.tensor([0.5, 0.9, 1.3]), v_init=0.25)
+    x = torch.rand(11, 4, 3, generator=torch.Generator().manual_seed(4))  # [T, B, 3]
+    state = layer.initial_state(x[0])
+    assert torch.equal(state.v, (0.25 * layer.v_threshold).expand(4, 3)) and not state.count.any()
+    spikes, state = if_advance(x, state, layer.params())
+    for steps in ((4, 1, 6), (11,)):  # forward with the time axis folded into the batch
+        layer.reset_state()
+        got, t0 = [], 0
+        for n in steps:
+            layer.steps = n
+            got.append(layer(x[t0 : t0 + n].reshape(n * 4, 3)).reshape(n, 4, 3))
+            t0 += n
+        assert torch.equal(torch.cat(got), spikes.float())
+        assert torch.equal(layer.state.v, state.v) and torch.equal(layer.state.count, state.count)
+        assert torch.equal(layer.v, state.v) and torch.equal(layer.spike_count, state.count.float())
+
+
+def test_if_advance_does_not_modify_the_state_passed_in():
+    p = IFParams(torch.tensor(1.0), torch.tensor(0.0), torch.tensor(1.0))
+    before = IFState(torch.full((2,), 0.5), torch.zeros(2, dtype=torch.int32))
+    _, after = if_advance(torch.tensor([0.75, 0.25]), before, p, steps=3)
+    assert before.v.tolist() == [0.5, 0.5] and before.count.tolist() == [0, 0]
+    assert after.count.tolist() == [2, 1] and after.v.tolist() == pytest.approx([0.75, 0.25])
+    multi = IFParams(torch.tensor(1.0), torch.tensor(0.0), torch.tensor(1.0), spike_rule="multi")
+    spikes, after = if_advance(
+        torch.tensor([2.5]), IFState(torch.zeros(1), torch.zeros(1, dtype=torch.int32)), multi, 2
+    )
+    assert spikes.flatten().tolist() == [2.0, 3.0] and after.count.tolist() == [5] and after.v.tolist() == [0.0]
 
 
 def test_seed_cnn_float32_at_most_1e4_of_spike_counts_differ(seed_snn):
