@@ -274,7 +274,7 @@ class GraphRunner:
 
 class ModuleRunner:
     """Runs ``model(x)`` itself once per chunk, IF layers holding their state (the path for
-    single-step mode and for models torch.fx cannot trace). Same interface as :class:`GraphRunner`
+    ``execution="single"`` and for models torch.fx cannot trace). Same interface as :class:`GraphRunner`
     without :meth:`GraphRunner.keep`."""
 
     def __init__(self, model: nn.Module, x: torch.Tensor, encode, record: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""Multi-step execution (issue 5): same spikes as single-step, recording, early exit, hoisting."""
+"""Multi-step execution: same spikes as single-step, recording, early exit, hoisting."""
 
 import pytest
 import torch
@@ -56,7 +56,7 @@ def test_seed_cnn_multi_and_single_step_identical_in_float64(seed_snn):
     snn, data = seed_snn
     snn64, x = snn.double(), data.images[:8].double()
     try:
-        multi, single = simulate(snn64, x, 20, time_chunk=8), simulate(snn64, x, 20, mode="single")
+        multi, single = simulate(snn64, x, 20, time_chunk=8), simulate(snn64, x, 20, execution="single")
     finally:
         snn.float()
     assert len(multi.spike_counts) == 3  # three IF layers; the fourth ReLU is the membrane readout
@@ -74,7 +74,7 @@ def test_both_executions_leave_the_same_if_state_on_every_layer(early_exit):
     x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     multi = simulate(net, x, 17, time_chunk=5, early_exit=early_exit)
     multi_states = _states(net)
-    single = simulate(net, x, 17, mode="single")
+    single = simulate(net, x, 17, execution="single")
     single_states = _states(net)
     assert multi_states.keys() == single_states.keys() == multi.spike_counts.keys()
     for name, state in multi_states.items():
@@ -123,7 +123,7 @@ def test_if_advance_does_not_modify_the_state_passed_in():
 def test_seed_cnn_float32_at_most_1e4_of_spike_counts_differ(seed_snn):
     snn, data = seed_snn
     multi = simulate(snn, data.images[:10], 20, time_chunk=7)
-    single = simulate(snn, data.images[:10], 20, mode="single")
+    single = simulate(snn, data.images[:10], 20, execution="single")
     assert _fraction_differing(multi, single) <= 1e-4
 
 
@@ -131,7 +131,7 @@ def test_seed_cnn_float32_at_most_1e4_of_spike_counts_differ(seed_snn):
 def test_residual_and_concat_graph_multi_equals_single(dtype):
     net = Residual().to(dtype)
     x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=dtype)
-    multi, single = simulate(net, x, 20, time_chunk=8), simulate(net, x, 20, mode="single")
+    multi, single = simulate(net, x, 20, time_chunk=8), simulate(net, x, 20, execution="single")
     assert sum(int(c.sum()) for c in multi.spike_counts.values()) > 0
     if dtype == torch.float64:
         assert _identical(multi, single)
@@ -150,11 +150,11 @@ def test_recording_on_and_off_give_identical_results():
         assert torch.equal(train.sum(0).to(on.spike_counts[name].dtype), on.spike_counts[name])
 
 
-def test_two_runs_are_bitwise_identical_in_both_modes():
+def test_two_runs_are_bitwise_identical_in_both_executions():
     net = Residual()
     x = torch.rand(4, 1, 8, 8)
-    for mode in ("multi", "single"):
-        assert _identical(simulate(net, x, 12, mode=mode), simulate(net, x, 12, mode=mode))
+    for execution in ("multi", "single"):
+        assert _identical(simulate(net, x, 12, execution=execution), simulate(net, x, 12, execution=execution))
     poisson = [simulate(net, x, 12, encoding="poisson", seed=3) for _ in range(2)]
     assert _identical(*poisson)
 
@@ -178,7 +178,7 @@ def test_batch_size_used_in_the_graph_falls_back_and_stays_exact():
             return self.act(self.fc(x)).view(x.size(0), 2, 3).flatten(1)  # x.size(0): the batch of the input
 
     net, x = Sized(), torch.rand(4, 3)
-    assert _identical(simulate(net, x, 9, time_chunk=4), simulate(net, x, 9, mode="single"))
+    assert _identical(simulate(net, x, 9, time_chunk=4), simulate(net, x, 9, execution="single"))
 
 
 def test_untraceable_model_runs_as_a_whole():
@@ -194,7 +194,7 @@ def test_untraceable_model_runs_as_a_whole():
 
     net, x = Branchy(), torch.rand(4, 3)
     result = simulate(net, x, 12, time_chunk=5)
-    assert _identical(result, simulate(net, x, 12, mode="single"))
+    assert _identical(result, simulate(net, x, 12, execution="single"))
     with pytest.raises(ValueError, match="early_exit"):
         simulate(net, x, 12, early_exit=3)
 
@@ -216,12 +216,12 @@ def test_early_exit_longer_than_T_changes_nothing():
 
 
 def test_bad_simulate_options_are_refused():
-    with pytest.raises(ValueError, match="mode"):
-        simulate(IFNeuron(), torch.ones(1, 1), 3, mode="parallel")
+    with pytest.raises(ValueError, match="execution"):
+        simulate(IFNeuron(), torch.ones(1, 1), 3, execution="parallel")
     with pytest.raises(ValueError, match="early_exit"):
         simulate(IFNeuron(), torch.ones(1, 1), 3, early_exit=0)
     with pytest.raises(ValueError, match="early_exit"):
-        simulate(IFNeuron(), torch.ones(1, 1), 3, mode="single", early_exit=2)
+        simulate(IFNeuron(), torch.ones(1, 1), 3, execution="single", early_exit=2)
 
 
 @settings(max_examples=40, deadline=None)
