@@ -1,4 +1,4 @@
-"""Simulation speed of the converted seed CNN against T dense ANN passes (issue 5).
+"""Simulation speed of the converted seed CNN against T dense ANN passes.
 
 Prints, from one run: the ANN's forward time over the images; our SNN's time for T steps
 (multi-step, constant input, the converter's defaults: V[0] = V_th/2, membrane readout); the

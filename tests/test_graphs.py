@@ -1,4 +1,4 @@
-"""Issue 3: real-world graphs — every ReLU form, shared modules, reshapes, Dropout, Softmax,
+"""Real-world graphs — every ReLU form, shared modules, reshapes, Dropout, Softmax,
 capped ReLUs, and loud failures for what cannot be converted."""
 
 import math
