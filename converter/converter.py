@@ -164,7 +164,7 @@ class Converter:
             units.update({k: lambdas[k] * ratios[k].float() for k in channel_wise_layers})
         snn = replace_activations(gm, thresholds, **self.neuron)
         relus = snn.meta[META_KEY]["if_layers"]  # IF path -> ReLU node, before a readout replaces one
-        replaced = _output_if_layer(snn) if self.readout == "membrane" else None
+        replaced = _output_module(snn, IFNeuron) if self.readout == "membrane" else None
         if self.readout == "membrane":
             snn = membrane_readout(snn)
         if_layers = snn.meta[META_KEY]["if_layers"]
@@ -228,22 +228,15 @@ class Converter:
             with torch.no_grad():
                 logits = ann_gm(x)
             if calibrate_output(snn, logits, x, self.calibrate_T, out_scale, iterations=steps) is not None:
-                weights.append(_readout_path(snn))
+                weights.append(_output_module(snn, Integrator))
         return biases, weights
 
 
-def _readout_path(snn: fx.GraphModule) -> str | None:
-    """The module path of the SNN's membrane readout (the Integrator giving its output), if any."""
+def _output_module(snn: fx.GraphModule, kind: type) -> str | None:
+    """The path of the module giving the SNN's output if it is a ``kind`` (an IF layer, or the
+    membrane readout's Integrator), else None."""
     out = next(n for n in snn.graph.nodes if n.op == "output").args[0]
-    if isinstance(out, fx.Node) and out.op == "call_module" and isinstance(snn.get_submodule(out.target), Integrator):
-        return out.target
-    return None
-
-
-def _output_if_layer(snn: fx.GraphModule) -> str | None:
-    """The path of the IF layer giving the SNN's output (the one a membrane readout replaces), if any."""
-    out = next(n for n in snn.graph.nodes if n.op == "output").args[0]
-    if isinstance(out, fx.Node) and out.op == "call_module" and isinstance(snn.get_submodule(out.target), IFNeuron):
+    if isinstance(out, fx.Node) and out.op == "call_module" and isinstance(snn.get_submodule(out.target), kind):
         return out.target
     return None
 
@@ -263,7 +256,7 @@ def layer_paths(snn: fx.GraphModule, if_layers: dict[str, str], replaced: str | 
     they are left out, with a log message.
     """
     modules = dict(snn.named_modules())
-    readout = _readout_path(snn)
+    readout = _output_module(snn, Integrator)
     paths = {}
     for path, relu in if_layers.items():
         if isinstance(modules.get(path), IFNeuron):

@@ -18,7 +18,7 @@ from simulator.early_exit import DEFAULT_STABLE_STEPS
 from simulator.simulate import SimulationResult, simulate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq would compare tensors element-wise
 class Evaluation:
     """Totals of an SNN run on ``samples`` samples for up to ``T`` time steps each.
 

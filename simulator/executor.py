@@ -141,7 +141,9 @@ class GraphRunner:
     def keep(self, index: torch.Tensor) -> None:
         """Keep only the samples ``index`` (``[b]`` int64) of the batch in every state (early
         exit); the IF states of the others are final."""
-        self._save_states()
+        leaving = torch.ones(self.batch, dtype=torch.bool, device=index.device)
+        leaving[index] = False
+        self._save_states(leaving.nonzero().flatten())
         self.rows = self.rows[index]
         self.x = self.x[index]
         for node, value in self.const.items():
@@ -150,15 +152,18 @@ class GraphRunner:
         self.states = {target: state.take(index) for target, state in self.states.items()}
         self.potentials = {target: v[index] for target, v in self.potentials.items()}
 
-    def _save_states(self) -> None:
-        """Write the kept samples' IF states into the whole-batch states :attr:`final`."""
+    def _save_states(self, local: torch.Tensor | None = None) -> None:
+        """Write the IF states of the kept samples ``local`` (``[n]`` indices into the kept batch;
+        ``None``: all of them) into the whole-batch states :attr:`final`."""
+        rows = self.rows if local is None else self.rows[local]
         for target, state in self.states.items():
             final = self.final.get(target)
             if final is None:
                 shape = (self.original_batch, *state.v.shape[1:])
                 final = self.final[target] = IFState(state.v.new_zeros(shape), state.count.new_zeros(shape))
-            final.v.index_copy_(0, self.rows, state.v)
-            final.count.index_copy_(0, self.rows, state.count)
+            part = state if local is None else state.take(local)
+            final.v.index_copy_(0, rows, part.v)
+            final.count.index_copy_(0, rows, part.count)
 
     def final_states(self) -> dict[str, IFState]:
         """The :class:`~simulator.neuron.IFState` (``[B, ...]``, the whole original batch) of every

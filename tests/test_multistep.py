@@ -89,6 +89,19 @@ def test_both_executions_leave_the_same_if_state_on_every_layer(early_exit):
         assert _identical(multi, single)
 
 
+def test_after_early_exit_each_sample_keeps_its_state_at_the_end_of_its_exit_chunk():
+    net = Residual().double()
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    early = simulate(net, x, 17, time_chunk=5, early_exit=3)
+    states = _states(net)
+    assert (early.steps_used < 17).any()
+    for b, used in enumerate(early.steps_used.tolist()):
+        end = min(17, -(-used // 5) * 5)  # the end of the chunk in which the sample exited
+        simulate(net, x[b : b + 1], end, time_chunk=5)
+        for name, state in _states(net).items():
+            assert torch.equal(states[name].v[b], state.v[0]) and torch.equal(states[name].count[b], state.count[0])
+
+
 def test_forward_chunk_by_chunk_is_if_advance_from_the_initial_state():
     layer = IFNeuron(torch.tensor([0.5, 0.9, 1.3]), v_init=0.25)
     x = torch.rand(11, 4, 3, generator=torch.Generator().manual_seed(4))  # [T, B, 3]
