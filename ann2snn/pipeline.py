@@ -44,7 +44,7 @@ from converter import Converter, parse_mode
 from converter.readout import READOUTS
 from exporters import PROFILES, compare_spike_counts, export_nir, import_nir
 from exporters.atomic import atomic_path
-from simulator import simulate
+from simulator import evaluate
 
 SUMMARY_FIELDS = (
     "model",
@@ -385,15 +385,9 @@ def accuracy_curve(
     snn, data: DataSet, T: int, batch_size: int, progress: Callable[[int], None] | None = None
 ) -> list[float] | None:
     """Accuracy (%) at t = 1..T over the evaluation data (None without labels; the SNN is
-    still simulated, so that its time is measured and failures show)."""
-    correct = torch.zeros(T, dtype=torch.float64)
-    for x, y in data.batches(batch_size):
-        result = simulate(snn, x, T)
-        if y is not None:
-            correct += result.correct_per_t(y).cpu()
-        if progress is not None:
-            progress(len(x))
-    return (100.0 * correct / len(data.x)).tolist() if data.has_labels else None
+    still simulated, so that its time is measured and failures show); :func:`simulator.evaluate`."""
+    curve = evaluate(snn, data.batches(batch_size), T, progress).accuracy_per_t
+    return None if curve is None else curve.tolist()
 
 
 def write_json(path: Path, obj) -> None:

@@ -70,7 +70,7 @@ def _mean_inputs(snn: fx.GraphModule, target: str, x: torch.Tensor, T: int) -> t
 
     handle = module.register_forward_pre_hook(hook)
     try:
-        simulate(snn, x, T, mode="single")
+        simulate(snn, x, T, execution="single")
     finally:
         handle.remove()
     return total[0] / T

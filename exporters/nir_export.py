@@ -39,7 +39,7 @@ from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 from exporters.atomic import atomic_path
 from exporters.nir_torch import graph_to_snn
 from exporters.profiles import PROFILES, apply_profile
-from simulator import META_KEY, IFNeuron, Integrator, Scale, readout, reset_states, simulate
+from simulator import META_KEY, IFNeuron, Integrator, Scale, readout_kind, reset_states, simulate
 from simulator.graph import (
     arithmetic,
     describe,
@@ -318,7 +318,7 @@ def _graph_metadata(snn: fx.GraphModule, T: int | None, extra: dict | None) -> d
     meta = {
         "T": T,
         "input_encoding": "constant",
-        "readout": readout(snn),
+        "readout": readout_kind(snn),
         "mode": info.get("mode"),
         "output_scale": info.get("output_scale"),
         "generator": f"ann2snn {_version()}",

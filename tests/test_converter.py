@@ -65,6 +65,8 @@ def test_scales_and_meta_recorded():
 
 def test_data_driven_mode_without_dataloader_fails_before_work():
     with pytest.raises(ValueError, match="dataloader"):
+        Converter(mode="max", dataloader=None)
+    with pytest.raises(TypeError, match="dataloader"):  # a required keyword argument
         Converter(mode="max")
 
 

@@ -61,7 +61,7 @@ def test_dead_layer_converts_with_the_fallback_scale_and_a_warning(options):
         snn = Converter(dataloader=_loader(X), readout="spike_count", **options)(ann)
     meta = snn.meta["ann2snn"]
     dead = next(layer for layer, relu in meta["if_layers"].items() if relu == "_3")  # fx names ReLU '3' '_3'
-    assert meta["lambdas"]["_3"] == DEAD_LAYER_SCALE
+    assert meta["lambdas"][dead] == DEAD_LAYER_SCALE
     assert all(lam > 0 for lam in meta["lambdas"].values())
     assert float(simulate(snn, X, 50).spike_counts[dead].sum()) == 0.0
     if options["mode"] != "1/2":  # the fraction mode clips the live layers at half their max
