@@ -462,7 +462,7 @@ def reference_metadata(
     inputs = inputs.detach().float().cpu()
     model = copy.deepcopy(snn).cpu().double()
     reset_states(model)
-    result = simulate(model, inputs.double(), T)
+    result = simulate(model, inputs.double(), T, warn_silent=False)
     return {"reference_input": _np(inputs), "reference_output": result.outputs.numpy().astype(np.float64)}
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from simulator.early_exit import DEFAULT_STABLE_STEPS
-from simulator.simulate import SimulationResult, simulate
+from simulator.simulate import SimulationResult, simulate, warn_silent_layers
 
 
 @dataclass(frozen=True, eq=False)  # eq would compare tensors element-wise
@@ -138,12 +138,13 @@ def evaluate(
     """
     total: Evaluation | None = None
     for x, labels in batches:
-        batch = Evaluation.from_result(simulate(model, x, T, **simulate_kwargs), labels)
+        batch = Evaluation.from_result(simulate(model, x, T, warn_silent=False, **simulate_kwargs), labels)
         total = batch if total is None else total.merge(batch)
         if progress is not None:
             progress(batch.samples)
     if total is None or total.samples == 0:
         raise ValueError("no samples to evaluate")
+    warn_silent_layers(total.spikes, total.samples, T)
     return total
 
 
@@ -228,8 +229,11 @@ def classify(
         ValueError: no samples, or an invalid option of :func:`simulate`.
     """
     preds, labels, steps, correct = [], [], [], 0
+    spikes: dict[str, float] = {}
     for x, y in batches:
-        result = simulate(model, x, T, early_exit=early_exit, **simulate_kwargs)
+        result = simulate(model, x, T, early_exit=early_exit, warn_silent=False, **simulate_kwargs)
+        for name, counts in result.spike_counts.items():
+            spikes[name] = spikes.get(name, 0.0) + float(counts.sum())
         pred = result.predictions()[-1].cpu()
         used = result.steps_used if result.steps_used is not None else torch.full((len(y),), T)
         y = y.cpu().long()
@@ -241,4 +245,5 @@ def classify(
             progress(len(y))
     if not labels:
         raise ValueError("no samples to classify")
+    warn_silent_layers(spikes, sum(len(y) for y in labels), T)
     return Classification(torch.cat(preds), torch.cat(labels), torch.cat(steps), correct)

@@ -139,13 +139,13 @@ def encode(x: torch.Tensor, steps: int, encoding: str, generator: torch.Generato
     """Input currents for ``steps`` time steps, ``[steps * B, ...]`` time-major.
 
     ``"constant"``: the analog input ``x`` at every step. ``"poisson"``: a Bernoulli spike with
-    probability ``x`` (clamped to [0, 1]) at every step, drawn with ``generator``.
+    probability ``x`` (in [0, 1], checked by :func:`simulate`) at every step, drawn with
+    ``generator``.
     """
     repeated = x.unsqueeze(0).expand(steps, *x.shape).reshape(steps * x.shape[0], *x.shape[1:])
     if encoding == "constant":
         return repeated
-    probs = repeated.clamp(0, 1)
-    return torch.bernoulli(probs, generator=generator)
+    return torch.bernoulli(repeated, generator=generator)
 
 
 def _check(T: int, time_chunk: int | None, encoding: str, execution: str, early_exit: int | None) -> None:
@@ -247,6 +247,7 @@ def simulate(
     record: bool = False,
     early_exit: int | None = None,
     *,
+    warn_silent: bool = True,
     mode: str | None = None,
 ) -> SimulationResult:
     """Run ``model`` for ``T`` time steps on input ``x``.
@@ -282,12 +283,14 @@ def simulate(
             sample's outputs after its exit step are 0, or, under a membrane readout, the
             potential of its exit step (:class:`SimulationResult`).
         mode: deprecated name of ``execution`` (warns; ``mode`` is the normalisation mode).
+        warn_silent: warn, naming them, about IF layers that emitted no spike at all
+            (:func:`warn_silent_layers`).
 
     Returns:
         :class:`SimulationResult` with outputs ``[T, B, ...]``.
 
     Raises:
-        ValueError: ``T < 1``, ``time_chunk < 1``, ``early_exit < 1``, an unknown
+        ValueError: Poisson input outside [0, 1]; ``T < 1``, ``time_chunk < 1``, ``early_exit < 1``, an unknown
             ``encoding`` or ``execution``, or early exit on a model that must run as a whole.
         TypeError: both ``mode`` and a different ``execution``.
 
@@ -306,6 +309,8 @@ def simulate(
     _check(T, time_chunk, encoding, execution, early_exit)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     x = x.to(device)
+    if encoding == "poisson":
+        check_probabilities(x)
     chunk = 1 if execution == "single" else (T if time_chunk is None else min(time_chunk, T))
     hoist = encoding == "constant"
     while True:
@@ -319,6 +324,37 @@ def simulate(
         except NotHoistable:  # a size of the constant part is used per step: run it per chunk
             hoist = False
     spikes = _recorded(model, runner, T, x.shape[0]) if record else None
-    return SimulationResult(
-        outputs, _collect_counts(model, runner), output_scale(model), readout_kind(model), spikes, steps_used
-    )
+    counts = _collect_counts(model, runner)
+    if warn_silent:
+        warn_silent_layers({name: float(c.sum()) for name, c in counts.items()}, x.shape[0], T)
+    return SimulationResult(outputs, counts, output_scale(model), readout_kind(model), spikes, steps_used)
+
+
+def check_probabilities(x: torch.Tensor) -> None:
+    """Raise ValueError unless every value of ``x`` is a probability in [0, 1] (Poisson input).
+
+    Raises:
+        ValueError: naming the option and the range of ``x``.
+    """
+    low, high = float(x.min()), float(x.max())
+    if low < 0 or high > 1:
+        raise ValueError(
+            f"encoding='poisson' takes inputs in [0, 1] (a spike probability per step); these range over "
+            f"[{low:g}, {high:g}]: rescale them, or use encoding='constant' (any real value)"
+        )
+
+
+def warn_silent_layers(spikes: dict[str, float], samples: int, T: int) -> None:
+    """Warn (``UserWarning``), naming them, about IF layers that emitted no spike at all over
+    ``samples`` samples and ``T`` steps: a silent layer passes nothing on, and a silent spiking
+    output predicts class 0 for every sample."""
+    silent = [name for name, total in spikes.items() if total == 0]
+    if silent:
+        names = ", ".join(repr(name) for name in silent)
+        warnings.warn(
+            f"IF layer(s) {names} emitted no spike on any of {samples} sample(s) in T={T} steps: nothing passes "
+            "through them (a spike-count readout then predicts class 0); try a larger T, v_init=0.5 or the "
+            "membrane readout",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -108,3 +108,41 @@ def test_deprecated_names_warn_at_the_caller_and_still_work():
         warnings.simplefilter("error")
         simulate(net, x, 9, execution="multi")
         readout_kind(net)
+
+
+def test_poisson_input_outside_zero_one_is_refused_naming_the_option_and_range():
+    import pytest
+    import torch
+
+    from simulator import IFNeuron, simulate
+
+    with pytest.raises(ValueError, match=r"encoding='poisson' takes inputs in \[0, 1\].*\[-0.5, 1\]"):
+        simulate(IFNeuron(), torch.tensor([[-0.5, 1.0]]), 4, encoding="poisson")
+    with pytest.raises(ValueError, match=r"\[0, 1.5\]"):
+        simulate(IFNeuron(), torch.tensor([[0.0, 1.5]]), 4, encoding="poisson")
+    assert simulate(IFNeuron(), torch.tensor([[-0.5, 1.5]]), 4).outputs.sum().item() == 4.0  # constant: any value
+
+
+def test_silent_layers_are_named_once_over_the_whole_input():
+    import warnings
+
+    import pytest
+    import torch
+    from torch import nn
+
+    from simulator import IFNeuron, classify, evaluate, simulate
+
+    net = nn.Sequential(IFNeuron(v_threshold=1.0), IFNeuron(v_threshold=100.0))
+    x = torch.full((3, 2), 0.5)
+    with pytest.warns(UserWarning, match=r"IF layer\(s\) '1' emitted no spike on any of 3 sample\(s\) in T=8"):
+        simulate(net, x, 8)
+    batches = [(x, torch.zeros(3, dtype=torch.long)), (x, torch.zeros(3, dtype=torch.long))]
+    with pytest.warns(UserWarning, match="'1' emitted no spike on any of 6 sample") as warned:
+        evaluate(net, batches, 8)
+    assert len([w for w in warned if "emitted no spike" in str(w.message)]) == 1
+    with pytest.warns(UserWarning, match="'1' emitted no spike on any of 6 sample"):
+        classify(net, batches, 8, early_exit=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        simulate(nn.Sequential(IFNeuron()), x, 8)  # every layer fires: no warning
+        simulate(net, x, 8, warn_silent=False)
