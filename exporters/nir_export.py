@@ -27,6 +27,7 @@ import copy
 import importlib.metadata
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nir
 import numpy as np
@@ -51,7 +52,7 @@ from simulator.graph import (
     trace_snn,
 )
 
-ExportFn = Callable[[nn.Module, tuple[int, ...], tuple[int, ...]], nir.NIRNode]
+ExportFn = Callable[[Any, tuple[int, ...], tuple[int, ...]], nir.NIRNode]  # (module, in shape, out shape)
 
 
 class ExportError(ValueError):

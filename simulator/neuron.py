@@ -275,6 +275,10 @@ class IFNeuron(nn.Module):
             input whose leading size is not a multiple of ``steps``.
     """
 
+    v_threshold: torch.Tensor
+    v_reset: torch.Tensor
+    r: torch.Tensor
+
     def __init__(
         self,
         v_threshold: float | torch.Tensor = 1.0,
