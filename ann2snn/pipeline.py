@@ -187,21 +187,29 @@ def _changed_settings(old: dict, new: dict) -> str:
 
 
 def check_model_input(ann: torch.nn.Module, sample: torch.Tensor, name: str) -> None:
-    """Run ``ann`` on one sample ``[1, ...]`` so that a shape mismatch is reported before any work.
+    """Run ``ann`` on a few samples ``[b, ...]`` (two where there are) so that a shape mismatch is
+    reported before any work: the model must accept them and keep the batch axis (a layer that
+    takes ``[2, 28, 28]`` as one unbatched 2-channel image does not).
 
     Raises:
-        ValueError: the model rejects the sample (names the model, the sample shape and the
-            option that sets it).
+        ValueError: the model rejects the samples or merges their batch axis (names the model,
+            the sample shape and the option that sets it).
     """
+    hint = "give the sample shape the model expects with --input-shape C,H,W (input_shape in a job file), e.g. 1,28,28"
     try:
         with torch.no_grad():
-            ann(sample)
+            out = ann(sample)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(
-            f"model {name} cannot take samples of shape {tuple(sample.shape[1:])} ({first}): give the sample shape "
-            "the model expects with --input-shape C,H,W (input_shape in a job file), e.g. 1,28,28"
+            f"model {name} cannot take samples of shape {tuple(sample.shape[1:])} ({first}): {hint}"
         ) from None
+    if not isinstance(out, torch.Tensor) or out.dim() < 1 or out.shape[0] != sample.shape[0]:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"model {name} turns {sample.shape[0]} samples of shape {tuple(sample.shape[1:])} into an output of shape "
+            f"{shape}: the samples are not read as a batch; {hint}"
+        )
 
 
 def describe_error(exc: BaseException) -> str:
@@ -308,7 +316,7 @@ class Runner:
     ) -> dict[tuple[str, int], Row]:
         try:
             ann = load_model(entry.spec).to(self.job.device)
-            check_model_input(ann, data.x[:1].to(self.job.device), entry.name)
+            check_model_input(ann, data.x[:2].to(self.job.device), entry.name)
             ann_acc = ann_accuracy(ann, data, self.job.batch_size)
         except Exception as exc:  # a broken checkpoint fails its own rows only
             self.advance(len(pending))
