@@ -350,7 +350,7 @@ def warn_silent_layers(spikes: dict[str, float], samples: int, T: int) -> None:
     output predicts class 0 for every sample."""
     silent = [name for name, total in spikes.items() if total == 0]
     if silent:
-        names = ", ".join(repr(name) for name in silent)
+        names = ", ".join(repr(name) if name else "(the model itself)" for name in silent)
         warnings.warn(
             f"IF layer(s) {names} emitted no spike on any of {samples} sample(s) in T={T} steps: nothing passes "
             "through them (a spike-count readout then predicts class 0); try a larger T, v_init=0.5 or the "
