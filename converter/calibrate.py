@@ -168,7 +168,7 @@ def calibrate_weights(
             continue
         layer, neuron = modules[producer.target], modules[node.target]
         with torch.no_grad():
-            inputs = _mean_inputs(snn, producer.target, x, T)
+            inputs = _mean_inputs(snn, str(producer.target), x, T)
         target = targets[node.target].to(inputs.device)
         threshold = neuron.v_threshold.to(inputs.device)
 
@@ -222,7 +222,7 @@ def calibrate_output(
         return None
     layer = modules[producer.target]
     with torch.no_grad():
-        inputs = _mean_inputs(snn, producer.target, x, T)
+        inputs = _mean_inputs(snn, str(producer.target), x, T)
         teacher = logits.to(inputs.device).flatten(1).log_softmax(1)
 
     def divergence(z: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -231,4 +231,4 @@ def calibrate_output(
 
     loss = _fit(layer, inputs, divergence, iterations, lr, batch_size, torch.Generator().manual_seed(seed))
     log.info("output calibration: %s KL %.3g", producer.target, loss)
-    return producer.target
+    return str(producer.target)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from typing import cast
 
 import torch
 import torch.fx as fx
@@ -106,7 +107,7 @@ def channel_normalize(
         if layer.bias is not None:
             layer.bias.div_(rows.view(-1).to(layer.bias.device))
         for consumer, scale in columns:
-            consumer.weight.mul_(scale.to(consumer.weight.dtype).to(consumer.weight.device))
+            consumer.weight.mul_(cast(torch.Tensor, scale).to(consumer.weight.dtype).to(consumer.weight.device))
         done.append(node.name)
     gm.recompile()
     return gm, done

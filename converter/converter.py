@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import torch
 import torch.fx as fx
@@ -129,7 +130,7 @@ class Converter:
         if calibration_samples < 1:
             raise ValueError(f"calibration_samples must be >= 1, got {calibration_samples}")
         self.dataloader = dataloader
-        self.neuron = {
+        self.neuron: dict[str, Any] = {
             "reset": check_choice("reset", reset, RESETS),
             "spike_rule": check_choice("spike_rule", spike_rule, SPIKE_RULES),
             "v_init": float(v_init),
@@ -193,10 +194,13 @@ class Converter:
     def _search_scales(self, stats, lambdas: dict[str, float], ratios: dict[str, torch.Tensor]):
         """λ (and per-channel ratios) minimising each layer's T-step coding error, at most the
         mode's λ (:func:`~converter.statistics.mse_optimal_scale`)."""
+        T = self.calibrate_T
+        if T is None:  # only called with calibrate_T set
+            raise ValueError("scale search needs calibrate_T")
         new_lambdas, new_ratios = {}, {}
         for name, s in stats.items():
             upper = lambdas[name] * ratios[name] if name in ratios else lambdas[name]
-            best = mse_optimal_scale(s, upper, self.calibrate_T, self.neuron["v_init"])
+            best = mse_optimal_scale(s, upper, T, self.neuron["v_init"])
             new_lambdas[name] = float(best.max())
             if name in ratios:
                 new_ratios[name] = best / best.max()
@@ -211,6 +215,9 @@ class Converter:
         out_scale: float,
     ) -> tuple[list[str], list[str]]:
         """Bias (and weight) calibration; returns the layer paths whose producers were changed."""
+        T = self.calibrate_T
+        if T is None:  # only called with calibrate_T set
+            raise ValueError("calibration needs calibrate_T")
         x = first_samples(self.dataloader, self.calibration_samples)
         device = next((p.device for p in snn.parameters()), torch.device("cpu"))
         x = x.to(device)
@@ -220,15 +227,15 @@ class Converter:
             a = activations[relu]
             unit = units[relu].to(a.device).view(-1, *([1] * (a.dim() - 2))) if units[relu].dim() else units[relu]
             targets[name] = (a / unit).clamp(0, 1)
-        biases = calibrate_biases(snn, targets, x, self.calibrate_T)
+        biases = calibrate_biases(snn, targets, x, T)
         weights = []
         if self.calibrate_weights:
             steps = self.calibration_iterations
-            weights = calibrate_weights(snn, targets, x, self.calibrate_T, iterations=steps)
+            weights = calibrate_weights(snn, targets, x, T, iterations=steps)
             with torch.no_grad():
                 logits = ann_gm(x)
-            if calibrate_output(snn, logits, x, self.calibrate_T, out_scale, iterations=steps) is not None:
-                weights.append(_output_module(snn, Integrator))
+            if calibrate_output(snn, logits, x, T, out_scale, iterations=steps) is not None:
+                weights.append(cast(str, _output_module(snn, Integrator)))  # the readout calibrate_output fitted
         return biases, weights
 
 
@@ -236,8 +243,8 @@ def _output_module(snn: fx.GraphModule, kind: type) -> str | None:
     """The path of the module giving the SNN's output if it is a ``kind`` (an IF layer, or the
     membrane readout's Integrator), else None."""
     out = next(n for n in snn.graph.nodes if n.op == "output").args[0]
-    if isinstance(out, fx.Node) and out.op == "call_module" and isinstance(snn.get_submodule(out.target), kind):
-        return out.target
+    if isinstance(out, fx.Node) and out.op == "call_module" and isinstance(snn.get_submodule(str(out.target)), kind):
+        return str(out.target)
     return None
 
 
@@ -274,7 +281,7 @@ def cap_scales(lambdas: dict[str, float], gm: fx.GraphModule) -> dict[str, float
     this only guards against a mode that would pick λ above it)."""
     modules = dict(gm.named_modules())
     caps = {n.name: relu_cap(n, modules) for n in gm.graph.nodes if n.name in lambdas}
-    return {name: min(lam, caps[name]) for name, lam in lambdas.items()}
+    return {name: min(lam, cast(float, caps[name])) for name, lam in lambdas.items()}  # ReLUs: caps are set
 
 
 def convert(ann: nn.Module, mode: str | float, dataloader: Iterable, **kwargs) -> fx.GraphModule:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from typing import cast
 
 import torch
 import torch.fx as fx
@@ -113,14 +114,15 @@ def _bn_args(bn: nn.Module, name: str) -> tuple:
         bn.running_mean,
         bn.running_var,
         bn.eps,
-        None if bn.weight is None else bn.weight.detach(),
-        None if bn.bias is None else bn.bias.detach(),
+        None if bn.weight is None else cast(torch.Tensor, bn.weight).detach(),
+        None if bn.bias is None else cast(torch.Tensor, bn.bias).detach(),
     )
 
 
 def _fold_pair(layer: nn.Module, bn: nn.Module, name: str, after: bool = True) -> nn.Module:
     fold = fold_bn_weights if after else fold_bn_into_next
-    w, b = fold(layer.weight.detach(), None if layer.bias is None else layer.bias.detach(), *_bn_args(bn, name))
+    weight, bias = cast(torch.Tensor, layer.weight), cast("torch.Tensor | None", layer.bias)
+    w, b = fold(weight.detach(), None if bias is None else bias.detach(), *_bn_args(bn, name))
     fused = copy.deepcopy(layer)
     fused.weight = nn.Parameter(w)
     fused.bias = nn.Parameter(b)
@@ -131,7 +133,7 @@ def _single_user_weighted(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     return (
         isinstance(node, fx.Node)
         and node.op == "call_module"
-        and isinstance(modules[node.target], WEIGHTED)
+        and isinstance(modules[str(node.target)], WEIGHTED)
         and len(node.users) == 1
     )
 
@@ -141,12 +143,12 @@ def _next_foldable(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | No
     if len(node.users) != 1:
         return None
     (user,) = node.users
-    if user.op != "call_module" or not isinstance(modules[user.target], WEIGHTED):
+    if user.op != "call_module" or not isinstance(modules[str(user.target)], WEIGHTED):
         return None
-    layer = modules[user.target]
+    layer = modules[str(user.target)]
     if isinstance(layer, nn.Linear):
         return user
-    pad = layer.padding
+    pad = cast("str | tuple[int, ...]", layer.padding)  # a Conv (WEIGHTED, not Linear)
     padded = pad == "same" or (not isinstance(pad, str) and any(p != 0 for p in pad))
     return None if padded or layer.groups != 1 else user
 
@@ -165,9 +167,9 @@ def fold_batchnorm(gm: fx.GraphModule) -> fx.GraphModule:
     gm = copy.deepcopy(gm)
     modules = dict(gm.named_modules())
     for node in list(gm.graph.nodes):
-        if node.op != "call_module" or not isinstance(modules[node.target], BATCHNORMS):
+        if node.op != "call_module" or not isinstance(modules[str(node.target)], BATCHNORMS):
             continue
-        prev, bn = node.args[0], modules[node.target]
+        prev, bn = node.args[0], modules[str(node.target)]
         if _single_user_weighted(prev, modules):
             target, after = prev, True
         elif (nxt := _next_foldable(node, modules)) is not None:

@@ -32,7 +32,7 @@ def membrane_readout(snn: fx.GraphModule) -> fx.GraphModule:
     source = out_node.args[0]
     if not isinstance(source, fx.Node):
         raise ValueError("membrane readout needs a single tensor output")
-    if source.op == "call_module" and isinstance(snn.get_submodule(source.target), IFNeuron):
+    if source.op == "call_module" and isinstance(snn.get_submodule(str(source.target)), IFNeuron):
         source = source.args[0]
     snn.add_submodule("readout", Integrator())
     with snn.graph.inserting_before(out_node):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import cast
 
 import torch
 import torch.fx as fx
@@ -33,7 +34,7 @@ class _Recorder(fx.Interpreter):
                 self.stats[n.name] = ActivationStats.empty(self.track_histogram, channels)
             self.stats[n.name].update(out)
         if n in self.reshapes:
-            batch = self.env[n.args[0]].shape[0]
+            batch = self.env[cast(fx.Node, n.args[0])].shape[0]
             if out.shape[0] != batch:
                 raise UnsupportedLayerError(
                     f"cannot convert {self.reshapes[n]}: it turns a batch of {batch} into {out.shape[0]}; keep the "
@@ -46,7 +47,7 @@ class _Recorder(fx.Interpreter):
 class _Capture(fx.Interpreter):
     def __init__(self, gm: fx.GraphModule, names: set[str]) -> None:
         super().__init__(gm)
-        self.names, self.values = names, {}
+        self.names, self.values = names, cast(dict[str, torch.Tensor], {})
 
     def run_node(self, n: fx.Node):
         out = super().run_node(n)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 
@@ -105,7 +106,7 @@ class ActivationStats:
             raise ValueError(f"expected [B, {self.channels}, ...] activations, got {tuple(x.shape)}")
         per_channel = x.transpose(0, 1).reshape(self.channels, -1)
         self.count += per_channel.shape[1]
-        self.max = torch.maximum(self.max, per_channel.max(1).values.double().cpu())
+        self.max = torch.maximum(cast(torch.Tensor, self.max), per_channel.max(1).values.double().cpu())
         if self.histogram is not None:
             length = n_bins(self.bits)
             idx = bin_index(per_channel, self.bits) + torch.arange(self.channels, device=x.device).view(-1, 1) * length
@@ -116,11 +117,11 @@ class ActivationStats:
         """A new summary equal (bit for bit) to one pass over both data sets."""
         if (self.histogram is None) != (other.histogram is None) or self.channels != other.channels:
             raise ValueError("cannot merge summaries of different kinds (histogram or channels differ)")
-        hist = None if self.histogram is None else self.histogram + other.histogram
+        hist = None if self.histogram is None else self.histogram + cast(torch.Tensor, other.histogram)
         if self.channels is None:
             top = max(self.max, other.max)
         else:
-            top = torch.maximum(self.max, other.max)
+            top = torch.maximum(cast(torch.Tensor, self.max), cast(torch.Tensor, other.max))
         return ActivationStats(self.count + other.count, top, hist, self.channels, self.bits)
 
     @property

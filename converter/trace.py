@@ -87,7 +87,7 @@ ACTIVATION_HINT = ": only ReLU, ReLU6 and clamp(0, c) have an integrate-and-fire
 def _hint(node: fx.Node, modules: dict[str, nn.Module]) -> str:
     """Why ``node`` cannot be converted and what to use instead; the same for a module and its
     function or method form (``nn.MaxPool2d`` and ``F.max_pool2d``)."""
-    module = modules.get(node.target) if node.op == "call_module" else None
+    module = modules.get(str(node.target)) if node.op == "call_module" else None
     name = "" if module is not None else str(getattr(node.target, "__name__", node.target))
     if "MaxPool" in type(module).__name__ or "max_pool" in name:
         return MAX_POOL_HINT
@@ -104,7 +104,7 @@ def _check_reshape(node: fx.Node, modules: dict[str, nn.Module]) -> None:
     """Refuse a reshape that merges or fixes the batch axis (time is folded into it)."""
     bad = ""
     if node.op == "call_module":
-        module = modules[node.target]
+        module = modules[str(node.target)]
         bad = "start_dim=0 flattens the batch axis" if isinstance(module, nn.Flatten) and module.start_dim == 0 else ""
     elif node.target in (*FLATTEN_FUNCTIONS, *FLATTEN_METHODS):
         bad = "start_dim=0 flattens the batch axis" if node_arg(node, 1, "start_dim", 0) == 0 else ""
@@ -142,7 +142,7 @@ def check_supported(gm: fx.GraphModule) -> None:
             continue
         if is_reshape(node, modules):
             _check_reshape(node, modules)
-        if node.op == "call_module" and (_is_supported_module(modules[node.target]) or is_relu(node, modules)):
+        if node.op == "call_module" and (_is_supported_module(modules[str(node.target)]) or is_relu(node, modules)):
             continue
         if node.op != "call_module" and (
             is_relu(node, modules)

@@ -27,7 +27,7 @@ import copy
 import importlib.metadata
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import nir
 import numpy as np
@@ -201,7 +201,7 @@ def _add_sources(node: fx.Node, mapped: dict[fx.Node, list[str]]) -> list[str]:
             )
     if not is_add(node):
         raise ExportError("only the sum of two tensors (a + b, torch.add(a, b)) can be written as NIR edges")
-    sources = [name for operand in node.args[:2] for name in mapped[operand]]
+    sources = [name for operand in node.args[:2] for name in mapped[cast(fx.Node, operand)]]
     repeated = next((name for i, name in enumerate(sources) if name in sources[:i]), None)
     if repeated is not None:
         raise ExportError(
@@ -297,7 +297,7 @@ def _export_cat(node: fx.Node, parts: list[fx.Node], mapped, nodes: dict, edges:
 
 def _map_node(node: fx.Node, modules: dict[str, nn.Module], in_shape, out_shape) -> nir.NIRNode:
     if node.op == "call_module":
-        module = modules[node.target]
+        module = modules[str(node.target)]
         fn = next((f for t, f in EXPORTERS.items() if type(module) is t), None)
         if fn is None:
             raise ExportError(f"cannot export {node.target!r} ({type(module).__name__}): no NIR mapping")
@@ -307,7 +307,7 @@ def _map_node(node: fx.Node, modules: dict[str, nn.Module], in_shape, out_shape)
             raise ExportError(f"cannot export {node.target!r} ({type(module).__name__}): {exc}") from None
     if node.op == "call_function" and node.target is F.avg_pool2d:
         names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
-        kwargs = {**dict(zip(names, node.args[1:], strict=False)), **node.kwargs}
+        kwargs: dict[str, Any] = {**dict(zip(names, node.args[1:], strict=False)), **node.kwargs}
         return _avgpool(nn.AvgPool2d(**kwargs), in_shape, out_shape)
     if is_reshape(node, modules) and len(out_shape) == 1:
         return nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1)
@@ -433,7 +433,7 @@ def _export_node(node: fx.Node, modules, mapped, nodes: dict, edges: list) -> li
     if is_identity(node):
         return _tensor_inputs(node, mapped)
     in_shape = _shape(next(a for a in node.all_input_nodes if a in mapped))
-    name = node.target if node.op == "call_module" else node.name
+    name = str(node.target) if node.op == "call_module" else node.name
     nodes[name] = _map_node(node, modules, in_shape, _shape(node))
     edges.extend((s, name) for s in _tensor_inputs(node, mapped))
     return [name]

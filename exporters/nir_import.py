@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import h5py
 import nir
@@ -55,7 +57,7 @@ def _has_default(f: dataclasses.Field) -> bool:
 def _default_text(f: dataclasses.Field) -> str:
     if f.default is None and f.name in NONE_DEFAULTS:
         return NONE_DEFAULTS[f.name]
-    return repr(f.default if f.default is not dataclasses.MISSING else f.default_factory())
+    return repr(f.default if f.default is not dataclasses.MISSING else cast(Callable[[], Any], f.default_factory)())
 
 
 def _names(keys) -> str:

@@ -17,6 +17,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import nir
 import numpy as np
@@ -75,7 +76,7 @@ def _linear(name: str, node: nir.Linear, opts: ImportOptions) -> nn.Module:
 def _conv(name: str, node: nir.Conv2d | nir.Conv1d, opts: ImportOptions) -> nn.Module:
     weight = _t(node.weight)
     dims = 2 if isinstance(node, nir.Conv2d) else 1
-    cls = nn.Conv2d if dims == 2 else nn.Conv1d
+    cls: Callable[..., nn.Conv2d | nn.Conv1d] = nn.Conv2d if dims == 2 else nn.Conv1d  # tuples of length dims
     padding = node.padding if isinstance(node.padding, str) else _ints(node.padding, dims)
     groups = int(np.asarray(node.groups))
     layer = cls(
@@ -88,15 +89,15 @@ def _conv(name: str, node: nir.Conv2d | nir.Conv1d, opts: ImportOptions) -> nn.M
         groups=groups,
     )
     layer.weight.data.copy_(weight)
-    layer.bias.data.copy_(_t(node.bias))
+    cast(torch.Tensor, layer.bias).data.copy_(_t(node.bias))  # bias=True
     return layer
 
 
 def _pool(name: str, node: nir.AvgPool2d | nir.SumPool2d, opts: ImportOptions) -> nn.Module:
     return nn.AvgPool2d(
-        _ints(node.kernel_size, 2),
-        _ints(node.stride, 2),
-        _ints(node.padding, 2),
+        cast(tuple[int, int], _ints(node.kernel_size, 2)),
+        cast(tuple[int, int], _ints(node.stride, 2)),
+        cast(tuple[int, int], _ints(node.padding, 2)),
         divisor_override=1 if isinstance(node, nir.SumPool2d) else None,
     )
 

@@ -281,7 +281,7 @@ def depth_first_layout(graph: nir.NIRGraph) -> nir.NIRGraph:
                 if chain:
                     target = r
                     break
-        if target is None:
+        if target is None or chain is None:  # chain is set with target
             raise ProfileError(
                 f"node {pending[0]!r} waits for {sorted(waiting - visited)}, and no zero node maps the output of "
                 f"{u!r} to the input of one of {candidates}: no layout that depth-first executors (nirtorch) "

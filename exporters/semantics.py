@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from typing import cast
 
 import nir
 
@@ -180,7 +181,8 @@ def nir_version_problem(version: str) -> str | None:
     release = _release(version)
     if release is None:
         return f"the installed nir's version {version!r} cannot be read; {supported}"
-    if _padded(_release(low)) <= _padded(release) < _padded(_release(below)):
+    lowest, above = cast(tuple[int, ...], _release(low)), cast(tuple[int, ...], _release(below))  # constants: parse
+    if _padded(lowest) <= _padded(release) < _padded(above):
         return None
     return f"nir {version} is installed; {supported}"
 

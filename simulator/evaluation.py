@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -78,7 +79,7 @@ class Evaluation:
         return Evaluation(
             T=self.T,
             samples=self.samples + other.samples,
-            correct=None if self.correct is None else self.correct + other.correct,
+            correct=None if self.correct is None else self.correct + cast(torch.Tensor, other.correct),
             spikes={name: total + other.spikes[name] for name, total in self.spikes.items()},
             neurons=dict(self.neurons),
             steps=self.steps + other.steps,

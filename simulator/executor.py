@@ -26,8 +26,9 @@ trace, or one whose called modules hold IF layers inside them, runs through
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.fx as fx
@@ -196,7 +197,7 @@ class GraphRunner:
                 return node.args[0] if node.args else None
             return self.x if kind == Kind.CONST else self.encode(self.x, steps)
         if node.op == "get_attr":
-            return _attr(self.plan.gm, node.target)
+            return _attr(self.plan.gm, str(node.target))
         module = self.plan.modules.get(node)
         if isinstance(module, IFNeuron):
             return self._if(node, module, env, expanded, steps)
@@ -213,11 +214,11 @@ class GraphRunner:
         args = fx.node.map_arg(node.args, lambda a: self._arg(a, env, expanded, steps, kind))
         kwargs = fx.node.map_arg(node.kwargs, lambda a: self._arg(a, env, expanded, steps, kind))
         if node.op == "call_module":
-            return module(*args, **kwargs)
+            return cast(nn.Module, module)(*args, **kwargs)
         if node.op == "call_function":
-            return node.target(*args, **kwargs)
-        self_obj, *rest = args
-        return getattr(self_obj, node.target)(*rest, **kwargs)
+            return cast(Callable[..., Any], node.target)(*args, **kwargs)
+        self_obj, *method_args = args
+        return getattr(self_obj, str(node.target))(*method_args, **kwargs)
 
     def _arg(self, a: fx.Node, env: dict, expanded: dict, steps: int, consumer: Kind) -> Any:
         """The value of node ``a`` as a consumer of kind ``consumer`` needs it."""
@@ -242,13 +243,13 @@ class GraphRunner:
         return expanded[a]
 
     def _integrate(self, node: fx.Node, layer: Integrator, env: dict, expanded: dict, steps: int) -> torch.Tensor:
-        current = self._arg(node.args[0], env, expanded, steps, Kind.TIME)
+        current = self._arg(cast(fx.Node, node.args[0]), env, expanded, steps, Kind.TIME)
         current = current.reshape(steps, self.batch, *current.shape[1:])
-        v, self.potentials[node.target] = integrate(current, self.potentials.get(node.target), layer.r)
+        v, self.potentials[str(node.target)] = integrate(current, self.potentials.get(str(node.target)), layer.r)
         return v.reshape(steps * self.batch, *current.shape[2:])
 
-    def _if(self, node: fx.Node, layer: IFNeuron, env: dict, expanded: dict, steps: int) -> Spikes:
-        (source,) = node.args
+    def _if(self, node: fx.Node, layer: IFNeuron, env: dict, expanded: dict, steps: int) -> Spikes | torch.Tensor:
+        (source,) = cast(tuple[fx.Node], node.args)
         if self.plan.kinds[source] == Kind.CONST:
             current = self.const[source]
             if not isinstance(current, torch.Tensor) or current.shape[0] != self.batch:
@@ -258,14 +259,14 @@ class GraphRunner:
             current = self._arg(source, env, expanded, steps, Kind.TIME)
             current = current.reshape(steps, self.batch, *current.shape[1:])
             shape, const_steps = current.shape[1:], None
-        state = self.states.get(node.target)
+        state = self.states.get(str(node.target))
         if state is None:
             state = layer.initial_state(torch.empty(shape, dtype=current.dtype, device=current.device))
         params = layer.params()
-        spikes, self.states[node.target] = if_advance(current, state, params, steps=const_steps)
+        spikes, self.states[str(node.target)] = if_advance(current, state, params, steps=const_steps)
         if self.record:  # bool spikes; uint8 counts per step for a multi-spike or clamped layer
             train = spikes if params.binary else spikes.to(torch.uint8)
-            self.recorded.setdefault(node.target, []).append((self.t, self.rows, train))
+            self.recorded.setdefault(str(node.target), []).append((self.t, self.rows, train))
         if not params.binary:  # several spikes per step or a clamp: float counts
             return spikes.reshape(steps * self.batch, *shape[1:])
         return Spikes(spikes.reshape(steps * self.batch, *shape[1:]), current.dtype)

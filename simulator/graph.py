@@ -131,7 +131,7 @@ def relu_cap(node: fx.Node, modules: dict[str, nn.Module]) -> float | None:
     ``modules`` is ``dict(gm.named_modules())``.
     """
     if node.op == "call_module":
-        module = modules[node.target]
+        module = modules[str(node.target)]
         if isinstance(module, nn.ReLU6):
             return 6.0
         if isinstance(module, nn.ReLU):
@@ -179,7 +179,7 @@ def is_add(node: fx.Node) -> bool:
     if arithmetic(node) != "add":
         return False
     tensors = [a for a in node.args[:2] if isinstance(a, fx.Node)]
-    alpha = node.kwargs.get("alpha", 1)
+    alpha: object = node.kwargs.get("alpha", 1)
     return len(tensors) == 2 and len(node.args) == 2 and alpha == 1
 
 
@@ -203,7 +203,7 @@ def _matches(
 ) -> bool:
     """Whether ``node`` calls one of ``module_types``, ``functions`` or tensor ``methods``."""
     if node.op == "call_module":
-        return isinstance(modules[node.target], module_types)
+        return isinstance(modules[str(node.target)], module_types)
     if node.op == "call_function":
         return node.target in functions
     return node.op == "call_method" and node.target in methods
@@ -232,7 +232,7 @@ def is_softmax(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
 def is_removed(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     """Dropout (any kind) or Identity: a no-op at inference."""
     if node.op == "call_module":
-        return isinstance(modules[node.target], REMOVED)
+        return isinstance(modules[str(node.target)], REMOVED)
     return node.op == "call_function" and node.target in REMOVED_FUNCTIONS
 
 
@@ -257,7 +257,7 @@ def describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
     """``'network.5' (MaxPool2d)`` for a module node; ``'add' (function add) in 'block' (Block)``
     for an operation called inside a module's forward."""
     if node.op == "call_module":
-        return f"{node.target!r} ({type(modules[node.target]).__name__})"
+        return f"{node.target!r} ({type(modules[str(node.target)]).__name__})"
     kind = "method" if node.op == "call_method" else "function"
     return f"{node.name!r} ({kind} {getattr(node.target, '__name__', node.target)}){_owner(node)}"
 

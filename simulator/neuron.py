@@ -184,7 +184,7 @@ def if_scan_bool(
         raise ValueError("if_scan_bool needs binary spikes without clamp; use if_scan")
     constant = steps is not None
     state_shape = x.shape if constant else x.shape[1:]
-    steps = steps if constant else x.shape[0]
+    steps = steps if steps is not None else x.shape[0]
     dtype = torch.promote_types(x.dtype, v.dtype)
     current = input_current(x, p.r, dtype).reshape(1 if constant else steps, -1)
     v_flat = v.to(dtype).expand(state_shape).reshape(-1).clone()

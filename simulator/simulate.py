@@ -11,7 +11,9 @@ the chunk size. ``execution="single"`` calls the model once per step. Early exit
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -195,7 +197,7 @@ def _collect_counts(model: nn.Module, runner) -> dict[str, torch.Tensor]:
     ``layer.spike_count`` read it), as its own forward leaves it."""
     if isinstance(runner, GraphRunner):
         for target, state in runner.final_states().items():
-            runner.plan.gm.get_submodule(target).state = state
+            cast(IFNeuron, runner.plan.gm.get_submodule(target)).state = state
     return {name: layer.spike_count for name, layer in if_layers(model).items() if layer.spike_count is not None}
 
 
@@ -223,7 +225,7 @@ def _run(runner, T: int, chunk: int, early_exit: int | None, membrane: bool = Fa
         exit_step = tracker.update(out, t0)
         outputs[t0 : t0 + steps, runner.rows] = mask_after_exit(out, exit_step, t0)
         exited = exit_step > 0  # one host synchronisation per chunk, only with early exit
-        steps_used[runner.rows[exited]] = exit_step[exited]
+        cast(torch.Tensor, steps_used)[runner.rows[exited]] = exit_step[exited]
         keep = (~exited).nonzero().flatten()
         if len(keep) == 0:
             break
@@ -231,7 +233,7 @@ def _run(runner, T: int, chunk: int, early_exit: int | None, membrane: bool = Fa
             runner.keep(keep)
             tracker.keep(keep)
     if membrane and steps_used is not None:
-        outputs = hold_after_exit(outputs, steps_used)
+        outputs = hold_after_exit(cast(torch.Tensor, outputs), steps_used)
     return outputs, steps_used
 
 
@@ -344,7 +346,7 @@ def check_probabilities(x: torch.Tensor) -> None:
         )
 
 
-def warn_silent_layers(spikes: dict[str, float], samples: int, T: int) -> None:
+def warn_silent_layers(spikes: Mapping[str, float], samples: int, T: int) -> None:
     """Warn (``UserWarning``), naming them, about IF layers that emitted no spike at all over
     ``samples`` samples and ``T`` steps: a silent layer passes nothing on, and a silent spiking
     output predicts class 0 for every sample."""

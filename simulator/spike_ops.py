@@ -14,7 +14,7 @@ methods) and ``args``/``kwargs`` the remaining arguments.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -78,7 +78,7 @@ def _avg_pool_module(spikes: Spikes, m: nn.AvgPool2d, args: tuple, kwargs: dict)
     return _avg_pool2d(spikes, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override)
 
 
-def _avg_pool_function(spikes: Spikes, m: None, args: tuple, kwargs: dict):
+def _avg_pool_function(spikes: Spikes, m: nn.Module | None, args: tuple, kwargs: dict):
     names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
     defaults = dict(zip(names, (None, None, 0, False, True, None), strict=True))
     defaults.update(zip(names, args, strict=False))
@@ -104,7 +104,7 @@ def _method(name: str) -> SpikeOp:
 
 
 SPIKE_OPS: dict[Any, SpikeOp] = {
-    nn.AvgPool2d: _avg_pool_module,
+    nn.AvgPool2d: cast(SpikeOp, _avg_pool_module),  # called only with an nn.AvgPool2d
     F.avg_pool2d: _avg_pool_function,
     nn.Flatten: _keep_bool(lambda x, m, a, k: m(x)),
     **{fn: _function(fn) for fn in RESHAPE_FUNCTIONS},
