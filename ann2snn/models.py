@@ -166,7 +166,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         ) from exc
     except Exception as exc:  # RuntimeError / EOFError / OSError from a truncated, corrupt or foreign file
         raise ModelLoadError(
-            f"cannot read weights {path}: not a complete torch.save file (truncated or corrupt?): "
+            f"cannot read weights {path}: not a torch.save file, or a truncated or corrupt one: "
             f"{type(exc).__name__}: {_first_line(exc)}"
         ) from exc
     state = _unnest(obj, path)

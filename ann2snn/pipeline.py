@@ -305,7 +305,7 @@ class Runner:
                 else:
                     changed = _changed_settings(saved.get("settings") or {}, settings)
                     error = (
-                        f"{nir_path} was made with other settings ({changed}): pass --force (force = true) to "
+                        f"{nir_path} was made with other settings ({changed}): pass --force to "
                         "replace it, or use another --out or --name"
                     )
                     found[(mode, T)] = Row(model, mode, T, file=str(nir_path), error=error)
