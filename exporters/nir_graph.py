@@ -16,15 +16,17 @@ Example:
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
+from typing import TypeVar
 
 Edge = tuple[str, str]
+N = TypeVar("N", bound=Hashable)  # a node: a name, or anything hashable (e.g. an edge, to order edges)
 
 
 class CycleError(ValueError):
     """The graph has a cycle; ``nodes`` are the names on one (sorted)."""
 
-    def __init__(self, nodes: list[str]) -> None:
+    def __init__(self, nodes: list) -> None:
         super().__init__(f"the graph has a cycle through {nodes}")
         self.nodes = nodes
 
@@ -39,15 +41,16 @@ def predecessors(edges: Iterable[Edge], name: str) -> list[str]:
     return [a for a, b in edges if b == name]
 
 
-def nodes_on_cycles(nodes: Iterable[str], edges: Sequence[Edge]) -> list[str]:
+def nodes_on_cycles(nodes: Iterable[N], edges: Sequence[tuple[N, N]]) -> list[N]:
     """The names among ``nodes`` that lie on a cycle through ``nodes`` only (each reaches itself
     along edges between them; a self-loop counts), in the order of ``nodes``."""
     names = list(nodes)
     inside = set(names)
-    succ = {n: [b for b in successors(edges, n) if b in inside] for n in names}
+    succ = {n: [b for a, b in edges if a == n and b in inside] for n in names}
 
-    def reaches_itself(start: str) -> bool:
-        seen, stack = set(), list(succ[start])
+    def reaches_itself(start: N) -> bool:
+        seen: set[N] = set()
+        stack = list(succ[start])
         while stack:
             n = stack.pop()
             if n == start:
@@ -60,7 +63,7 @@ def nodes_on_cycles(nodes: Iterable[str], edges: Sequence[Edge]) -> list[str]:
     return [n for n in names if reaches_itself(n)]
 
 
-def topological_order(nodes: Iterable[str], edges: Sequence[Edge], cycles: str = "raise") -> list[str]:
+def topological_order(nodes: Iterable[N], edges: Sequence[tuple[N, N]], cycles: str = "raise") -> list[N]:
     """``nodes`` ordered so that each comes after all its predecessors, otherwise in the order given.
 
     Deterministic: of the nodes whose predecessors are all placed, the one first in ``nodes`` comes
@@ -82,7 +85,7 @@ def topological_order(nodes: Iterable[str], edges: Sequence[Edge], cycles: str =
     names = list(nodes)
     position = {n: i for i, n in enumerate(names)}
     waiting = dict.fromkeys(names, 0)  # incoming edges from nodes not yet placed
-    succ: dict[str, list[str]] = {n: [] for n in names}
+    succ: dict[N, list[N]] = {n: [] for n in names}
     for a, b in edges:
         for end in (a, b):
             if end not in position:
@@ -91,7 +94,7 @@ def topological_order(nodes: Iterable[str], edges: Sequence[Edge], cycles: str =
         succ[a].append(b)
     ready = [position[n] for n in names if waiting[n] == 0]
     heapq.heapify(ready)
-    order: list[str] = []
+    order: list[N] = []
     while ready:
         name = names[heapq.heappop(ready)]
         order.append(name)

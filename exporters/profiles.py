@@ -27,12 +27,11 @@
 from __future__ import annotations
 
 import copy
-import heapq
 
 import nir
 import numpy as np
 
-from exporters.nir_graph import predecessors, successors
+from exporters.nir_graph import CycleError, predecessors, successors, topological_order
 from exporters.recurrent import encode_graph
 
 PROFILES = ("exact", "portable", "recurrent")
@@ -319,27 +318,13 @@ def _merge_edges(order, succ, preds, chosen) -> list[tuple[str, str]]:
     order a reader sums them in). (NIR allows no repeated edge.)"""
     outgoing = {a: [(a, b) for b in chosen[a] + [c for c in succ[a] if c not in chosen[a]]] for a in order}
     edges = [e for a in order for e in outgoing[a]]
-    position = {e: i for i, e in enumerate(edges)}
     chains = [outgoing[a] for a in order]
     for extra in ([[(a, b) for a in preds[b]] for b in order], []):  # incoming order too, else only the walk's
-        after: dict[tuple[str, str], list[tuple[str, str]]] = {e: [] for e in edges}
-        waiting = dict.fromkeys(edges, 0)
-        for chain in chains + extra:
-            for e, f in zip(chain, chain[1:], strict=False):
-                after[e].append(f)
-                waiting[f] += 1
-        heap = [position[e] for e in edges if waiting[e] == 0]
-        heapq.heapify(heap)
-        result = []
-        while heap:
-            e = edges[heapq.heappop(heap)]
-            result.append(e)
-            for f in after[e]:
-                waiting[f] -= 1
-                if waiting[f] == 0:
-                    heapq.heappush(heap, position[f])
-        if len(result) == len(edges):
-            return result
+        constraints = [(e, f) for chain in chains + extra for e, f in zip(chain, chain[1:], strict=False)]
+        try:
+            return topological_order(edges, constraints)
+        except CycleError:
+            continue  # the incoming orders contradict the walk's: keep the walk's order only
     raise AssertionError("unreachable: each node's outgoing edges alone are one chain")
 
 
