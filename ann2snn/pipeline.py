@@ -78,6 +78,10 @@ class ModelEntry:
             raise ValueError(f"model name {self.name!r} must be letters, digits, '_', '-', '.', '+' (it names files)")
 
 
+#: Time steps of the quantisation's bias correction when the conversion is not calibrated for a T.
+QUANTIZE_T = 16
+
+
 @dataclass(frozen=True)
 class Job:
     """Everything a batch run needs; ``ann2snn convert`` options and job files both build one.
@@ -152,12 +156,14 @@ class Job:
         self, mode: str, dataloader, progress, calibrate_T: int | None = None
     ) -> Callable[[nn.Module], fx.GraphModule]:
         """The conversion for one mode (and one T when calibrating): the
-        :class:`~converter.Converter`, followed by :func:`converter.quantize` with ``weight_bits``."""
+        :class:`~converter.Converter`, followed by :func:`converter.quantize` with ``weight_bits``
+        and its bias correction on the first 500 calibration samples, simulated for the T
+        calibrated for (else :data:`QUANTIZE_T`)."""
         convert = self._converter(mode, dataloader, progress, calibrate_T)
         if self.weight_bits is None:
             return convert
-        bits = self.weight_bits
-        return lambda ann: quantize(convert(ann), weight_bits=bits)
+        bits, steps = self.weight_bits, calibrate_T or QUANTIZE_T
+        return lambda ann: quantize(convert(ann), weight_bits=bits, calibration=dataloader, calibration_T=steps)
 
     def _converter(self, mode: str, dataloader, progress, calibrate_T: int | None) -> Converter:
         return Converter(

@@ -469,6 +469,7 @@ def quantize(
     calibration: torch.Tensor | Iterable | None = None,
     calibration_T: int = 16,
     rounding: str = "search",
+    calibration_samples: int = 500,
 ) -> fx.GraphModule:
     """A copy of the converted ``snn`` with integer weights, biases, thresholds and ``V[0]``.
 
@@ -483,9 +484,10 @@ def quantize(
             add one every step).
         calibration: inputs ``[B, ...]`` (or batches of them, or ``(x, y)`` batches) for the bias
             correction; ``None``: none.
-        calibration_T: time steps simulated to measure each layer's mean input.
+        calibration_T: time steps simulated to measure each layer's mean rate.
         rounding: ``"search"`` (default: exact integer thresholds, least-error factor) or
             ``"plain"`` (``α = q / max|W|``, round to nearest).
+        calibration_samples: the most calibration inputs used (the first ones).
 
     Returns:
         The quantised SNN (float tensors holding integers), with
@@ -541,7 +543,9 @@ def quantize(
             layers[key].update({"threshold": k, "v_init": round(v_init * k), "threshold_bits": bits_signed(k)})
     corrected = []
     if calibration is not None and bias == "keep":
-        corrected = _correct_biases(snn, gm, units, alphas, _calibration_tensor(calibration), calibration_T)
+        corrected = _correct_biases(
+            snn, gm, units, alphas, _calibration_tensor(calibration, calibration_samples), calibration_T
+        )
         for key, unit in units.items():
             b = [gm.get_submodule(str(n.target)).bias for n in unit.weighted]
             layers[key]["bias_max"] = max((float(t.detach().abs().max()) for t in b if t is not None), default=0.0)
@@ -562,11 +566,16 @@ def quantize(
     return gm
 
 
-def _calibration_tensor(calibration) -> torch.Tensor:
-    """The calibration inputs as one ``[B, ...]`` tensor."""
+def _calibration_tensor(calibration, samples: int) -> torch.Tensor:
+    """The first ``samples`` calibration inputs as one ``[B, ...]`` tensor."""
     if isinstance(calibration, torch.Tensor):
-        return calibration
-    parts = [b[0] if isinstance(b, (tuple, list)) else b for b in calibration]
+        return calibration[:samples]
+    parts, count = [], 0
+    for batch in calibration:
+        parts.append(batch[0] if isinstance(batch, (tuple, list)) else batch)
+        count += len(parts[-1])
+        if count >= samples:
+            break
     if not parts:
         raise ValueError("calibration data is empty")
-    return torch.cat(parts)
+    return torch.cat(parts)[:samples]
