@@ -17,7 +17,7 @@ from ann2snn.data import DataSet, DataSource, load_data
 from exporters.nir_graph import topological_order
 from exporters.semantics import plain
 from exporters.verify import ReaderRun, SelfCheck
-from simulator import simulate
+from simulator import evaluate
 
 _SKIP_FIELDS = ("input_type", "output_type", "metadata")
 
@@ -136,28 +136,12 @@ def simulate_dataset(
     progress: Callable[[int], None] | None = None,
     early_exit: int | None = None,
 ) -> SimulationStats:
-    """Simulate every evaluation batch for ``T`` steps; sum correct predictions per t and spikes
-    per layer. ``early_exit``: k of :func:`simulator.simulate` (None: all T steps)."""
-    correct = torch.zeros(T, dtype=torch.float64)
-    totals: dict[str, float] = {}
-    neurons: dict[str, int] = {}
-    steps = 0.0
-    for x, y in data.batches(batch_size):
-        result = simulate(snn, x, T, early_exit=early_exit)
-        steps += result.mean_steps() * len(x)
-        if y is not None:
-            correct += result.correct_per_t(y).cpu()
-        for name, counts in result.spike_counts.items():
-            totals[name] = totals.get(name, 0.0) + float(counts.sum())
-            neurons[name] = int(counts[0].numel())
-        if progress is not None:
-            progress(len(x))
-    n = len(data.x)
-    layers = [
-        LayerSpikes(name, neurons[name], total / n, total / (n * neurons[name] * T)) for name, total in totals.items()
-    ]
-    curve = (100.0 * correct / n).tolist() if data.has_labels else None
-    return SimulationStats(T, n, curve, layers, steps / n if early_exit else None, early_exit)
+    """Simulate every evaluation batch for ``T`` steps (:func:`simulator.evaluate`): accuracy per t
+    and spikes per layer. ``early_exit``: k of :func:`simulator.simulate` (None: all T steps)."""
+    ev = evaluate(snn, data.batches(batch_size), T, progress, early_exit=early_exit)
+    layers = [LayerSpikes(name, ev.neurons[name], ev.spikes_per_sample[name], ev.rates[name]) for name in ev.spikes]
+    curve = None if ev.accuracy_per_t is None else ev.accuracy_per_t.tolist()
+    return SimulationStats(T, ev.samples, curve, layers, ev.mean_steps if early_exit else None, early_exit)
 
 
 def display_steps(T: int) -> list[int]:

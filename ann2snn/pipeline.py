@@ -47,7 +47,7 @@ from converter.quantize import MAX_WEIGHT_BITS, check_bits
 from converter.readout import READOUTS
 from exporters import PROFILES, compare_spike_counts, export_nir, import_nir
 from exporters.atomic import atomic_path
-from simulator import simulate
+from simulator import evaluate
 
 SUMMARY_FIELDS = (
     "model",
@@ -212,21 +212,29 @@ def _changed_settings(old: dict, new: dict) -> str:
 
 
 def check_model_input(ann: torch.nn.Module, sample: torch.Tensor, name: str) -> None:
-    """Run ``ann`` on one sample ``[1, ...]`` so that a shape mismatch is reported before any work.
+    """Run ``ann`` on a few samples ``[b, ...]`` (two where there are) so that a shape mismatch is
+    reported before any work: the model must accept them and keep the batch axis (a layer that
+    takes ``[2, 28, 28]`` as one unbatched 2-channel image does not).
 
     Raises:
-        ValueError: the model rejects the sample (names the model, the sample shape and the
-            option that sets it).
+        ValueError: the model rejects the samples or merges their batch axis (names the model,
+            the sample shape and the option that sets it).
     """
+    hint = "give the sample shape the model expects with --input-shape C,H,W (input_shape in a job file), e.g. 1,28,28"
     try:
         with torch.no_grad():
-            ann(sample)
+            out = ann(sample)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(
-            f"model {name} cannot take samples of shape {tuple(sample.shape[1:])} ({first}): give the sample shape "
-            "the model expects with --input-shape C,H,W (input_shape in a job file), e.g. 1,28,28"
+            f"model {name} cannot take samples of shape {tuple(sample.shape[1:])} ({first}): {hint}"
         ) from None
+    if not isinstance(out, torch.Tensor) or out.dim() < 1 or out.shape[0] != sample.shape[0]:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"model {name} turns {sample.shape[0]} samples of shape {tuple(sample.shape[1:])} into an output of shape "
+            f"{shape}: the samples are not read as a batch; {hint}"
+        )
 
 
 def describe_error(exc: BaseException) -> str:
@@ -333,7 +341,7 @@ class Runner:
     ) -> dict[tuple[str, int], Row]:
         try:
             ann = load_model(entry.spec).to(self.job.device)
-            check_model_input(ann, data.x[:1].to(self.job.device), entry.name)
+            check_model_input(ann, data.x[:2].to(self.job.device), entry.name)
             ann_acc = ann_accuracy(ann, data, self.job.batch_size)
         except Exception as exc:  # a broken checkpoint fails its own rows only
             self.advance(len(pending))
@@ -410,15 +418,9 @@ def accuracy_curve(
     snn, data: DataSet, T: int, batch_size: int, progress: Callable[[int], None] | None = None
 ) -> list[float] | None:
     """Accuracy (%) at t = 1..T over the evaluation data (None without labels; the SNN is
-    still simulated, so that its time is measured and failures show)."""
-    correct = torch.zeros(T, dtype=torch.float64)
-    for x, y in data.batches(batch_size):
-        result = simulate(snn, x, T)
-        if y is not None:
-            correct += result.correct_per_t(y).cpu()
-        if progress is not None:
-            progress(len(x))
-    return (100.0 * correct / len(data.x)).tolist() if data.has_labels else None
+    still simulated, so that its time is measured and failures show); :func:`simulator.evaluate`."""
+    curve = evaluate(snn, data.batches(batch_size), T, progress).accuracy_per_t
+    return None if curve is None else curve.tolist()
 
 
 def write_json(path: Path, obj) -> None:

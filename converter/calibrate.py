@@ -52,7 +52,7 @@ def calibrate_biases(
         if layer is None or layer.bias is None:
             log.info("bias calibration: %s has no Conv/Linear producer with a bias; skipped", node.target)
             continue
-        counts = simulate(snn, x, T).spike_counts[node.target]
+        counts = simulate(snn, x, T, warn_silent=False).spike_counts[node.target]
         error = (targets[node.target].to(counts.device) - counts / T).transpose(0, 1).reshape(counts.shape[1], -1)
         layer.bias.add_(error.mean(1).to(layer.bias.dtype))
         corrected.append(node.target)
@@ -70,7 +70,7 @@ def _mean_inputs(snn: fx.GraphModule, target: str, x: torch.Tensor, T: int) -> t
 
     handle = module.register_forward_pre_hook(hook)
     try:
-        simulate(snn, x, T, mode="single")
+        simulate(snn, x, T, execution="single", warn_silent=False)
     finally:
         handle.remove()
     return total[0] / T

@@ -21,7 +21,7 @@ from converter.record import capture_activations, first_samples, record_activati
 from converter.replace import replace_activations
 from converter.statistics import mse_optimal_scale
 from converter.trace import describe, relu_cap, trace
-from simulator import META_KEY
+from simulator import META_KEY, IFNeuron, Integrator
 from simulator.neuron import RESETS, SPIKE_RULES, check_choice
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,9 @@ class Converter:
         spike_rule: ``">="`` (default) or ``">"``.
         v_init: initial membrane potential as a fraction of V_th. Default 0.5: half the
             threshold removes the systematic floor error of rate coding (Bu et al., ICLR 2022;
-            Hao et al., AAAI 2023); 0 is the seed's behaviour.
+            Hao et al., AAAI 2023); 0 is plain rate coding (Rueckauer et al. 2017).
         readout: ``"membrane"`` (default: the output layer integrates without spiking, no
-            ties) or ``"spike_count"`` (the seed's behaviour: argmax of output spike counts).
+            ties) or ``"spike_count"`` (argmax of the output layer's spike counts).
         channel_wise: one scale per output channel (Kim et al., AAAI 2020) instead of per layer.
         calibrate_T: if given, calibrate for this many time steps (Li et al., ICML 2021): each
             layer's λ (per channel with ``channel_wise``) becomes the one at most the mode's λ
@@ -74,13 +74,28 @@ class Converter:
         progress: called with each calibration batch's size (e.g. ``tqdm.update``).
 
     The returned SNN is a ``GraphModule`` taking ``[steps * B, ...]`` inputs (run it with
-    :func:`simulator.simulate`); ``snn.meta['ann2snn']`` holds the mode, λ per layer, the
-    output scale (rate × output_scale = ANN output), the input shape and the timings.
+    :func:`simulator.simulate`). ``snn.meta['ann2snn']`` names layers by their module path in
+    the SNN, the names spike counts and NIR nodes use: an IF layer's path (``if_<ReLU path>``),
+    and, under a membrane readout, the :class:`simulator.Integrator`'s path ``readout``, which
+    stands for the output layer (and for the ANN's last ReLU, whose IF layer it replaces). Keys:
+
+    - ``mode`` (str), ``readout`` (``"membrane"`` or ``"spike_count"``), ``reset``,
+      ``spike_rule``, ``v_init``: the settings used.
+    - ``lambdas``: layer path → λ, the activation scale (ANN units) of each ReLU.
+    - ``output_scale``: rate × output_scale = ANN output.
+    - ``input_shape``: ``[C, ...]`` of one calibration sample; ``calibration_samples``: how many
+      samples the statistics were recorded on.
+    - ``if_layers``: IF layer path → the ANN's ReLU node name (fx), for every IF layer of the SNN.
+    - ``channel_wise_layers``: IF layer paths scaled per channel.
+    - ``bias_calibrated_layers``, ``weight_calibrated_layers``: paths of the IF layers (and
+      ``readout``) whose producing Conv/Linear had its bias, or weights and bias, calibrated.
+    - ``calibrate_T`` (int or None), ``conversion_seconds`` (float).
 
     Raises:
+        TypeError: no ``dataloader`` (a required keyword argument).
         ValueError: an unparseable mode, a bad reset/spike rule/readout, ``calibrate_T < 1``, or
-            no dataloader (at construction, before any work); a layer that never fired on the
-            calibration data.
+            ``dataloader=None`` (at construction, before any work); a layer that never fired on
+            the calibration data.
         converter.trace.UnsupportedLayerError: a layer that cannot be converted, naming its path
             and type (the ANN is left untouched and no partial SNN is returned).
         converter.trace.NotTraceableError: torch.fx cannot trace the forward.
@@ -89,7 +104,8 @@ class Converter:
     def __init__(
         self,
         mode: str | float = "max",
-        dataloader: Iterable | None = None,
+        *,
+        dataloader: Iterable,
         reset: str = "subtract",
         spike_rule: str = ">=",
         v_init: float = 0.5,
@@ -147,20 +163,23 @@ class Converter:
             gm, channel_wise_layers = channel_normalize(gm, ratios, input_shape)
             units.update({k: lambdas[k] * ratios[k].float() for k in channel_wise_layers})
         snn = replace_activations(gm, thresholds, **self.neuron)
-        if_layers = snn.meta[META_KEY]["if_layers"]
+        relus = snn.meta[META_KEY]["if_layers"]  # IF path -> ReLU node, before a readout replaces one
+        replaced = _output_module(snn, IFNeuron) if self.readout == "membrane" else None
         if self.readout == "membrane":
             snn = membrane_readout(snn)
+        if_layers = snn.meta[META_KEY]["if_layers"]
+        path = layer_paths(snn, relus, replaced)
         calibrated, weight_calibrated = (
             self._calibrate(snn, ann_gm, if_layers, units, out_scale) if self.calibrate_T else ([], [])
         )
         snn.meta[META_KEY] = {
             "mode": self.mode.text,
-            "lambdas": lambdas,
+            "lambdas": {path[relu]: lam for relu, lam in lambdas.items() if relu in path},
             "output_scale": out_scale,
             "input_shape": list(input_shape),
             "calibration_samples": samples,
             "readout": self.readout,
-            "channel_wise_layers": channel_wise_layers,
+            "channel_wise_layers": [path[relu] for relu in channel_wise_layers if relu in path],
             "bias_calibrated_layers": calibrated,
             "weight_calibrated_layers": weight_calibrated,
             "calibrate_T": self.calibrate_T,
@@ -191,13 +210,13 @@ class Converter:
         units: dict[str, torch.Tensor],
         out_scale: float,
     ) -> tuple[list[str], list[str]]:
+        """Bias (and weight) calibration; returns the layer paths whose producers were changed."""
         x = first_samples(self.dataloader, self.calibration_samples)
         device = next((p.device for p in snn.parameters()), torch.device("cpu"))
         x = x.to(device)
-        present = {name: relu for name, relu in if_layers.items() if name in dict(snn.named_modules())}
-        activations = capture_activations(ann_gm, x, set(present.values()))
+        activations = capture_activations(ann_gm, x, set(if_layers.values()))
         targets = {}
-        for name, relu in present.items():
+        for name, relu in if_layers.items():
             a = activations[relu]
             unit = units[relu].to(a.device).view(-1, *([1] * (a.dim() - 2))) if units[relu].dim() else units[relu]
             targets[name] = (a / unit).clamp(0, 1)
@@ -208,9 +227,45 @@ class Converter:
             weights = calibrate_weights(snn, targets, x, self.calibrate_T, iterations=steps)
             with torch.no_grad():
                 logits = ann_gm(x)
-            output = calibrate_output(snn, logits, x, self.calibrate_T, out_scale, iterations=steps)
-            weights += [output] if output else []
+            if calibrate_output(snn, logits, x, self.calibrate_T, out_scale, iterations=steps) is not None:
+                weights.append(_output_module(snn, Integrator))
         return biases, weights
+
+
+def _output_module(snn: fx.GraphModule, kind: type) -> str | None:
+    """The path of the module giving the SNN's output if it is a ``kind`` (an IF layer, or the
+    membrane readout's Integrator), else None."""
+    out = next(n for n in snn.graph.nodes if n.op == "output").args[0]
+    if isinstance(out, fx.Node) and out.op == "call_module" and isinstance(snn.get_submodule(out.target), kind):
+        return out.target
+    return None
+
+
+def layer_paths(snn: fx.GraphModule, if_layers: dict[str, str], replaced: str | None = None) -> dict[str, str]:
+    """ANN ReLU node name → the SNN layer that stands for it, the name ``snn.meta['ann2snn']``
+    uses: its IF layer's module path, or the membrane readout's path for the ReLU whose IF layer
+    the readout replaced.
+
+    Args:
+        snn: the SNN, after :func:`~converter.readout.membrane_readout` if it has one.
+        if_layers: IF layer path → ReLU node name, as :func:`~converter.replace.replace_activations`
+            recorded it (before the readout).
+        replaced: the path of the IF layer the membrane readout replaced (None: no readout).
+
+    IF layers of ``if_layers`` that are no longer in ``snn`` otherwise (dead code) have no path:
+    they are left out, with a log message.
+    """
+    modules = dict(snn.named_modules())
+    readout = _output_module(snn, Integrator)
+    paths = {}
+    for path, relu in if_layers.items():
+        if isinstance(modules.get(path), IFNeuron):
+            paths[relu] = path
+        elif path == replaced and readout is not None:
+            paths[relu] = readout
+        else:
+            log.info("ReLU %s: its IF layer %s is not in the SNN (unused); not named in the metadata", relu, path)
+    return paths
 
 
 def cap_scales(lambdas: dict[str, float], gm: fx.GraphModule) -> dict[str, float]:

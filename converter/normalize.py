@@ -21,12 +21,16 @@ the largest ``s_i``). Inputs from a Conv/Linear already arrive at ``t`` (their w
 scaled for that ReLU); any other input, typically the identity skip carrying spikes of scale
 ``λ_skip``, gets an explicit :class:`simulator.Scale` node with factor ``s_i / t`` on that edge,
 so the reconciling factor is visible in the graph and in the exported NIR file.
+
+A ReLU that is zero on all calibration data gets the fallback λ = :data:`DEAD_LAYER_SCALE`,
+with a warning (:func:`scales_from_stats` says why the network's output is unchanged there).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import warnings
 
 import torch
 import torch.fx as fx
@@ -147,6 +151,16 @@ def channel_scales_from_stats(stats: dict, mode) -> dict[str, torch.Tensor]:
     return ratios
 
 
+#: λ of a ReLU that is zero on all calibration data (activation units: it would encode an
+#: activation ``a`` in [0, 1] at ``a`` spikes per step). See :func:`scales_from_stats`.
+DEAD_LAYER_SCALE = 1.0
+
+
+def _never_positive(s) -> bool:
+    """The layer's recorded activations are all exactly 0 (its exact max is 0)."""
+    return s.count > 0 and float(torch.as_tensor(s.max).max()) == 0.0
+
+
 @torch.no_grad()
 def scales_from_stats(
     stats: dict, mode, labels: dict[str, str] | None = None, floor: float = 1e-12
@@ -155,18 +169,38 @@ def scales_from_stats(
     :class:`~converter.modes.Mode` (max, percentile, or fraction of the max). For per-channel
     statistics the layer's λ is the largest channel λ.
 
-    ``labels`` maps node names to the descriptions used in error messages (module path and type).
+    A ReLU that is zero on all calibration data (a dead layer; its exact max is 0) gets
+    :data:`DEAD_LAYER_SCALE`, with a ``UserWarning`` naming it. This does not change what the
+    network computes on that data: the layer's pre-activations are <= 0 there, so for any
+    λ > 0 its IF neurons receive a current <= 0 (pre-activation / λ, up to the conversion
+    error of the layers before it) and do not fire, just as the ReLU outputs 0; the layers
+    after it receive nothing from it whatever its λ. A layer that is positive somewhere on
+    the calibration data but whose λ under ``mode`` is (almost) 0 (a percentile below its
+    share of zeros) is refused: a fallback scale would change its output there.
+
+    ``labels`` maps node names to the descriptions used in messages (module path and type).
 
     Raises:
-        ValueError: a layer whose λ is 0 (it never fired), naming the node.
+        ValueError: a layer that is positive on some calibration data (or has no recorded
+            activations) whose λ is <= ``floor``, naming the node, the mode and λ.
     """
     lambdas = {}
     for name, s in stats.items():
         lam = _statistic(s, mode)
         lam = float(lam.max()) if isinstance(lam, torch.Tensor) else lam
+        label = (labels or {}).get(name, repr(name))
+        if lam <= floor and _never_positive(s):
+            warnings.warn(
+                f"ReLU {label} is zero on all calibration data: converted with the fallback scale "
+                f"λ = {DEAD_LAYER_SCALE:g} (its IF neurons do not fire on that data, as the ReLU outputs 0 there)",
+                UserWarning,
+                stacklevel=2,
+            )
+            lambdas[name] = DEAD_LAYER_SCALE
+            continue
         if lam <= floor:
             raise ValueError(
-                f"ReLU {(labels or {}).get(name, repr(name))} has scale {lam:g} under mode {mode.text!r}: "
+                f"ReLU {label} has scale {lam:g} under mode {mode.text!r}: "
                 "its activations are (almost) all zero on the calibration data; use a larger percentile or more data"
             )
         lambdas[name] = float(lam)

@@ -13,13 +13,16 @@ import copy
 
 import torch.fx as fx
 
-from simulator import IFNeuron, Integrator
+from simulator import META_KEY, IFNeuron, Integrator
 
 READOUTS = ("membrane", "spike_count")
 
 
 def membrane_readout(snn: fx.GraphModule) -> fx.GraphModule:
     """A copy of ``snn`` whose output comes from an :class:`~simulator.Integrator` named ``readout``.
+
+    The IF layer that gave the output, if any, is removed, and with it its entry in
+    ``snn.meta['ann2snn']['if_layers']`` (which keeps listing only IF layers of the SNN).
 
     Raises:
         ValueError: the network has several outputs or its output is not a tensor node.
@@ -39,4 +42,8 @@ def membrane_readout(snn: fx.GraphModule) -> fx.GraphModule:
     snn.graph.lint()
     snn.delete_all_unused_submodules()
     snn.recompile()
+    info = snn.meta.get(META_KEY, {})
+    if "if_layers" in info:
+        modules = dict(snn.named_modules())
+        info["if_layers"] = {p: relu for p, relu in info["if_layers"].items() if isinstance(modules.get(p), IFNeuron)}
     return snn

@@ -182,6 +182,8 @@ def mse_optimal_scale(
     ``octave_bins`` per octave) for ``λ = f·upper``, ``f`` on a grid of ``candidates`` values in
     (0, 1]. This is the threshold search of Li et al. (ICML 2021) for a given time budget T.
 
+    Every λ codes a layer with no positive value (a dead layer) without error; it keeps ``upper``.
+
     Returns:
         ``[C]`` float64 λ per channel (``[1]`` for layer-wise statistics).
 
@@ -190,6 +192,9 @@ def mse_optimal_scale(
     """
     if stats.histogram is None:
         raise ValueError("the scale search needs a histogram")
+    if not bool(stats.histogram[..., 1:].any()):
+        rows = stats.histogram.view(-1, stats.histogram.shape[-1]).shape[0]
+        return torch.as_tensor(upper, dtype=torch.float64).view(-1).expand(rows).clone()
     coarsen = max(1, (1 << stats.bits) // octave_bins)
     length = stats.histogram.shape[-1]
     hist = stats.histogram.view(-1, length)[:, 1:].double()

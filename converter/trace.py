@@ -67,12 +67,32 @@ class NotTraceableError(TypeError):
     """The model's forward cannot be captured by torch.fx symbolic tracing."""
 
 
+#: Module types with no integrate-and-fire equivalent, for the refusal's reason.
+ACTIVATION_MODULES = (*OTHER_ACTIVATIONS, nn.RReLU, nn.LogSigmoid, nn.Softsign, nn.Tanhshrink, nn.GLU)
+#: Function and method names of the same activations (and of clamp with a lower bound other
+#: than 0), so that ``F.leaky_relu(x)`` and ``nn.LeakyReLU()`` are refused with one message.
+ACTIVATION_NAMES = frozenset(
+    {
+        *("leaky_relu", "leaky_relu_", "prelu", "rrelu", "rrelu_", "elu", "elu_", "selu", "selu_"),
+        *("celu", "celu_", "gelu", "silu", "mish", "sigmoid", "sigmoid_", "tanh", "tanh_", "expit"),
+        *("special_expit", "hardswish", "hardsigmoid", "softplus", "hardtanh", "hardtanh_", "threshold"),
+        *("threshold_", "_threshold", "log_sigmoid", "logsigmoid", "softsign", "tanhshrink", "glu"),
+        *("clamp", "clamp_", "clip", "clip_", "clamp_min", "clamp_min_"),
+    }
+)
+MAX_POOL_HINT = ": max-pooling of spikes is not the max of rates; use AvgPool2d"
+ACTIVATION_HINT = ": only ReLU, ReLU6 and clamp(0, c) have an integrate-and-fire equivalent"
+
+
 def _hint(node: fx.Node, modules: dict[str, nn.Module]) -> str:
+    """Why ``node`` cannot be converted and what to use instead; the same for a module and its
+    function or method form (``nn.MaxPool2d`` and ``F.max_pool2d``)."""
     module = modules.get(node.target) if node.op == "call_module" else None
-    if "max_pool" in str(node.target).lower() or "MaxPool" in type(module).__name__:
-        return ": max-pooling of spikes is not the max of rates; use AvgPool2d"
-    if isinstance(module, OTHER_ACTIVATIONS) or (node.op != "call_module" and "sigmoid" in str(node.target)):
-        return ": only ReLU, ReLU6 and clamp(0, c) have an integrate-and-fire equivalent"
+    name = "" if module is not None else str(getattr(node.target, "__name__", node.target))
+    if "MaxPool" in type(module).__name__ or "max_pool" in name:
+        return MAX_POOL_HINT
+    if isinstance(module, ACTIVATION_MODULES) or name in ACTIVATION_NAMES:
+        return ACTIVATION_HINT
     if isinstance(module, BATCHNORMS):
         return ""
     if node.op == "call_module" and not isinstance(module, WEIGHTED):

@@ -1,13 +1,17 @@
 """Export converted SNNs to NIR (``.nir``, HDF5) and import them back, built on :mod:`simulator`.
 
-The semantics contract (what our metadata means) is in :mod:`exporters.semantics`.
+The semantics contract (what our metadata means, and the nir versions we support) is in
+:mod:`exporters.semantics`; importing this package warns when the installed nir is outside
+:data:`exporters.semantics.NIR_SUPPORTED`.
 """
 
 from exporters.nir_export import EXPORTERS, ExportError, export_nir, to_nir
 from exporters.nir_import import IMPORTERS, NIRImportError, from_nir, import_nir, read_nir
 from exporters.profiles import PROFILES, ProfileError, apply_profile
-from exporters.semantics import graph_metadata
+from exporters.semantics import check_nir_version, graph_metadata
 from exporters.verify import RoundTripReport, SelfCheck, compare_spike_counts, verify_file
+
+check_nir_version()
 
 __all__ = [
     "EXPORTERS",

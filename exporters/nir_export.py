@@ -28,6 +28,7 @@ import importlib.metadata
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nir
 import numpy as np
@@ -40,7 +41,7 @@ from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 from exporters.atomic import atomic_path
 from exporters.nir_torch import graph_to_snn
 from exporters.profiles import PROFILES, apply_profile
-from simulator import META_KEY, IFNeuron, Integrator, Scale, readout, reset_states, simulate
+from simulator import META_KEY, IFNeuron, Integrator, Scale, readout_kind, reset_states, simulate
 from simulator.graph import (
     arithmetic,
     describe,
@@ -52,7 +53,7 @@ from simulator.graph import (
     trace_snn,
 )
 
-ExportFn = Callable[[nn.Module, tuple[int, ...], tuple[int, ...]], nir.NIRNode]
+ExportFn = Callable[[Any, tuple[int, ...], tuple[int, ...]], nir.NIRNode]  # (module, in shape, out shape)
 
 
 class ExportError(ValueError):
@@ -320,7 +321,7 @@ def _graph_metadata(snn: fx.GraphModule, T: int | None, extra: dict | None) -> d
     meta = {
         "T": T,
         "input_encoding": "constant",
-        "readout": readout(snn),
+        "readout": readout_kind(snn),
         "mode": info.get("mode"),
         "output_scale": info.get("output_scale"),
         "generator": f"ann2snn {_version()}",
@@ -478,7 +479,7 @@ def reference_metadata(
     inputs = inputs.detach().float().cpu()
     model = copy.deepcopy(snn).cpu().double()
     reset_states(model)
-    result = simulate(model, inputs.double(), T)
+    result = simulate(model, inputs.double(), T, warn_silent=False)
     return {"reference_input": _np(inputs), "reference_output": result.outputs.numpy().astype(np.float64)}
 
 

@@ -7,33 +7,158 @@ there), :func:`import_nir` does both.
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from pathlib import Path
 
+import h5py
 import nir
 import torch.fx as fx
 
 from exporters.nir_torch import IMPORTERS, ImportOptions, NIRImportError, graph_to_snn, inline_subgraphs
-from exporters.semantics import reader_rules
+from exporters.semantics import installed_nir_version, plain, reader_rules
 from simulator import Scale
+
+#: File keys that are not constructor fields of their node type (``nir.write`` stores an
+#: Input's or Output's type as ``shape``).
+FILE_KEYS = {"Input": {"shape": "input_type"}, "Output": {"shape": "output_type"}}
+#: What ``nir.read`` puts in place of an absent field whose dataclass default is ``None``.
+NONE_DEFAULTS = {"v_reset": "0"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Assumed:
+    """A field absent from a node in the file, which ``nir.read`` fills in with its default."""
+
+    node: str
+    node_type: str
+    field: str
+    value: str
+
+
+def _node_class(type_name: str) -> type | None:
+    cls = getattr(nir, type_name, None)
+    if isinstance(cls, type) and issubclass(cls, nir.NIRNode) and cls is not nir.NIRNode:
+        return cls
+    return None
+
+
+def _fields(cls: type) -> dict[str, dataclasses.Field]:
+    """The fields ``nir.read`` passes to ``cls``'s constructor (metadata aside)."""
+    return {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "metadata"}
+
+
+def _has_default(f: dataclasses.Field) -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    if f.default is None and f.name in NONE_DEFAULTS:
+        return NONE_DEFAULTS[f.name]
+    return repr(f.default if f.default is not dataclasses.MISSING else f.default_factory())
+
+
+def _names(keys) -> str:
+    return ", ".join(repr(k) for k in keys)
+
+
+def _check_node(group: h5py.Group, name: str, where: str, assumed: list[Assumed]) -> None:
+    """Check one node group's fields (and, for a graph, its nodes') against nir's node types."""
+    node = f"NIR node {name!r}" if name else "the top-level NIR graph"
+    if "type" not in group:
+        raise NIRImportError(f"{where}: {node} has no 'type'")
+    type_name = str(plain(group["type"][()]))
+    cls = _node_class(type_name)
+    if cls is None:
+        raise NIRImportError(
+            f"{where}: {node} has type {type_name!r}, which nir {installed_nir_version()} does not define"
+        )
+    fields = _fields(cls)
+    rename = FILE_KEYS.get(type_name, {})
+    keys = {rename.get(k, k) for k in group.keys() if k not in ("type", "metadata")}
+    unknown = sorted(keys - set(fields))
+    if unknown:
+        raise NIRImportError(
+            f"{where}: {node} ({type_name}) has field(s) {_names(unknown)} that nir {installed_nir_version()} "
+            f"does not define (it knows {_names(sorted(fields))}); ann2snn refuses fields it does not know, "
+            "since they may change what the node computes"
+        )
+    for key, f in fields.items():
+        if key in keys:
+            continue
+        if not _has_default(f):
+            raise NIRImportError(f"{where}: {node} ({type_name}) has no field {key!r}, which nir requires")
+        assumed.append(Assumed(name, type_name, key, _default_text(f)))
+    if cls is nir.NIRGraph:
+        for child, sub in group["nodes"].items():
+            _check_node(sub, f"{name}.{child}" if name else child, where, assumed)
+
+
+def check_fields(path: str | Path) -> list[Assumed]:
+    """Check every node of the ``.nir`` file ``path`` against the node types of the installed
+    nir, before ``nir.read`` builds them.
+
+    A field that nir does not define (a file from a newer NIR, or hand-edited) is refused: it
+    may change what the node computes, and ignoring it would change the network silently. An
+    absent field that nir fills in with a default (``v_reset``, which older writers omit) is
+    returned, so that :func:`read_nir` can say what was assumed.
+
+    Returns:
+        The absent fields that nir fills in, one :class:`Assumed` per node and field.
+
+    Raises:
+        NIRImportError: a node with an unknown type or field, or without a required field,
+            naming the file, the node and the field. OSError, KeyError: not HDF5, or no graph.
+    """
+    assumed: list[Assumed] = []
+    with h5py.File(path, "r") as f:
+        _check_node(f["node"], "", str(path), assumed)
+    return assumed
+
+
+def _warn_assumed(path: Path, assumed: list[Assumed]) -> None:
+    """One warning per node type, field and value, naming the nodes. Attributed to
+    :func:`read_nir`'s line, so that reading a file several times in one run (``ann2snn
+    verify`` does) shows each message once."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for a in assumed:
+        groups.setdefault((a.node_type, a.field, a.value), []).append(a.node)
+    for (node_type, key, value), names in groups.items():
+        shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        warnings.warn(
+            f"{path}: NIR {node_type} node(s) {shown} have no {key!r} field; assumed {key} = {value} (NIR's default)",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def read_nir(path: str | Path, type_check: bool = True) -> nir.NIRGraph:
-    """``nir.read`` with a clear error for files that are not NIR.
+    """``nir.read`` with a clear error for files that are not NIR or that it cannot build.
+
+    Every node's fields are checked first (:func:`check_fields`): a field the installed nir
+    does not define is refused, and each field nir fills in by default (an IF node without
+    ``v_reset`` is read with ``v_reset = 0``) is named in a ``UserWarning``.
 
     ``type_check=False`` skips nir's check that every edge joins equal types (Norse 1.1.0's
     ``to_nir`` writes the batch axis into the Input and Output types, ``[1, 8]`` before an
     Affine whose input is ``[8]``, which the check refuses).
 
     Raises:
-        FileNotFoundError: no file at ``path``. NIRImportError: "not a NIR file: <path>", or
-            the type check's mismatch.
+        FileNotFoundError: no file at ``path``. NIRImportError: "not a NIR file: <path>"; a
+            node with an unknown type or field, or without a required one (naming file, node
+            and field); the type check's mismatch; or any other refusal by ``nir.read``.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such NIR file: {path}")
     try:
-        return nir.read(path, type_check=type_check)
+        assumed = check_fields(path)
     except (OSError, KeyError) as exc:  # h5py: not HDF5 / truncated; KeyError: HDF5 without a NIR graph
+        raise NIRImportError(f"not a NIR file: {path} ({exc})") from None
+    _warn_assumed(path, assumed)
+    try:
+        return nir.read(path, type_check=type_check)
+    except (OSError, KeyError) as exc:
         raise NIRImportError(f"not a NIR file: {path} ({exc})") from None
     except ValueError as exc:
         if type_check and "type" in str(exc).lower():
@@ -41,7 +166,9 @@ def read_nir(path: str | Path, type_check: bool = True) -> nir.NIRGraph:
                 f"{path}: nir.read's type check fails ({exc}); read_nir/import_nir(..., "
                 "type_check=False) read the graph as written"
             ) from None
-        raise
+        raise NIRImportError(f"{path}: nir.read refuses the file: {exc}") from None
+    except (TypeError, AssertionError) as exc:  # nir checks shapes with assert
+        raise NIRImportError(f"{path}: nir.read refuses the file: {exc or type(exc).__name__}") from None
 
 
 def from_nir(graph: nir.NIRGraph, semantics: str | dict = "file", dt: float | None = None) -> fx.GraphModule:
@@ -96,9 +223,11 @@ def import_nir(
 
 __all__ = [
     "IMPORTERS",
+    "Assumed",
     "ImportOptions",
     "NIRImportError",
     "Scale",
+    "check_fields",
     "from_nir",
     "import_nir",
     "inline_subgraphs",

@@ -237,7 +237,7 @@ def _flat_graph(graph: nir.NIRGraph) -> tuple[dict[str, nir.NIRNode], list[tuple
         NIRImportError: an edge naming a missing node, or not exactly one Input node.
     """
     nodes, edges = inline_subgraphs(graph)
-    nodes, edges, _ = fuse_subtraction(nodes, edges)
+    nodes, edges = fuse_subtraction(nodes, edges)
     for a, b in edges:
         for end in (a, b):
             if end not in nodes:

@@ -106,9 +106,9 @@ def fuse_subtraction(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
         nodes, edges: a flat graph (:func:`exporters.nir_torch.inline_subgraphs`).
 
     Returns:
-        ``(nodes, edges, fused)``: the new flat graph and the names of the fused IF nodes.
+        ``(nodes, edges)``: the new flat graph.
     """
-    nodes, edges, fused = dict(nodes), list(edges), []
+    nodes, edges = dict(nodes), list(edges)
     for t_name, t_node in list(nodes.items()):
         if not isinstance(t_node, nir.Threshold):
             continue
@@ -160,6 +160,4 @@ def fuse_subtraction(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
         if t_name.endswith(".threshold") and outer not in nodes:
             nodes[outer] = nodes.pop(t_name)
             edges = [(outer if a == t_name else a, outer if b == t_name else b) for a, b in edges]
-            t_name = outer
-        fused.append(t_name)
-    return nodes, edges, fused
+    return nodes, edges

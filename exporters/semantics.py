@@ -27,6 +27,13 @@ self-check: ``reference_input`` (``[B, *input_shape]`` float32) and ``reference_
 constant input encoding, simulated in float64 so that it does not depend on summation
 order), which :func:`exporters.verify_file` reproduces exactly.
 
+NIR versions: :data:`NIR_SUPPORTED` (``nir >= 1.0.8, < 1.1``; tested with :data:`NIR_TESTED`).
+Importing :mod:`exporters` with a nir outside that range warns, naming the installed and the
+supported versions (:func:`check_nir_version`). A node field that the installed nir does not
+define is refused on import, naming file, node and field (it may change what the node
+computes); a field that nir fills in by default (``v_reset = 0`` for an IF node written
+without it) is read with a warning naming the nodes and the value assumed.
+
 A file without our IF metadata is read with NIR's own semantics: reset to ``v_reset``
 (0 if absent), spike when ``v > v_threshold``, ``v = 0`` at the start, ``r`` applied once
 per unit time step (a file written with a physical time step is read with ``dt=...``: the
@@ -41,7 +48,17 @@ after the reset, ``V[0] = 0``).
 
 from __future__ import annotations
 
+import re
+import warnings
+
+import nir
+
 from simulator.neuron import RESETS, SPIKE_RULES
+
+#: The nir releases ann2snn reads and writes: at least the first, below the second.
+NIR_SUPPORTED = ("1.0.8", "1.1")
+#: The nir release the test suite runs with.
+NIR_TESTED = "1.0.8"
 
 IF_KEYS = ("reset", "spike_rule", "v_init_fraction", "dt", "v_min_fraction")
 GRAPH_KEYS = (
@@ -132,3 +149,46 @@ def if_semantics(node_name: str, metadata: dict, overrides: dict | None = None) 
     if not out["dt"] > 0:
         raise ValueError(f"NIR node {node_name!r}: metadata 'dt' = {out['dt']} must be > 0")
     return out
+
+
+def installed_nir_version() -> str:
+    """The installed nir's version string (``"unknown"`` when nir does not say)."""
+    return str(getattr(nir, "__version__", None) or getattr(nir, "version", None) or "unknown")
+
+
+def _release(version: str) -> tuple[int, ...] | None:
+    match = re.match(r"\s*v?(\d+(?:\.\d+)*)", version)
+    return tuple(int(part) for part in match.group(1).split(".")) if match else None
+
+
+def _padded(release: tuple[int, ...]) -> tuple[int, ...]:
+    return release + (0,) * (3 - len(release))
+
+
+def nir_version_problem(version: str) -> str | None:
+    """Why nir ``version`` is outside :data:`NIR_SUPPORTED`, or ``None`` inside it.
+
+    A pre-release counts as its release (``"1.1.0rc1"`` is outside, ``"1.0.9.dev0"`` inside).
+
+    >>> nir_version_problem("1.0.8") is None
+    True
+    >>> nir_version_problem("1.2.0")
+    'nir 1.2.0 is installed; ann2snn supports nir >= 1.0.8, < 1.1 (tested with 1.0.8)'
+    """
+    low, below = NIR_SUPPORTED
+    supported = f"ann2snn supports nir >= {low}, < {below} (tested with {NIR_TESTED})"
+    release = _release(version)
+    if release is None:
+        return f"the installed nir's version {version!r} cannot be read; {supported}"
+    if _padded(_release(low)) <= _padded(release) < _padded(_release(below)):
+        return None
+    return f"nir {version} is installed; {supported}"
+
+
+def check_nir_version(version: str | None = None) -> None:
+    """Warn (``UserWarning``) when nir ``version`` (default: the installed one) is outside
+    :data:`NIR_SUPPORTED`: files may then hold fields or node types that ann2snn has not been
+    tested with. :mod:`exporters` calls this once, when it is imported."""
+    problem = nir_version_problem(installed_nir_version() if version is None else version)
+    if problem is not None:
+        warnings.warn(problem, UserWarning, stacklevel=2)

@@ -43,7 +43,7 @@ def verify_file(path) -> SelfCheck:
         raise ValueError(f"{path}: no reference vector in the graph metadata (export with T=...)")
     x = torch.as_tensor(meta["reference_input"]).double()
     expected = torch.as_tensor(meta["reference_output"]).double()
-    got = simulate(snn.double(), x, expected.shape[0]).outputs.cpu()
+    got = simulate(snn.double(), x, expected.shape[0], warn_silent=False).outputs.cpu()
     if got.shape != expected.shape:
         return SelfCheck(False, float("inf"), expected.shape[0], x.shape[0])
     diff = (got - expected).abs().max().item() if got.numel() else 0.0
@@ -152,7 +152,7 @@ def compare_readers(path, batches, T: int, semantics=tuple(READER_KINDS), device
     models = {s: import_nir(path, s).to(device) for s in ("file", *semantics)}
     runs = {s: ReaderRun(s) for s in semantics}
     for x, y in batches:
-        results = {s: simulate(m, x.to(device), T) for s, m in models.items()}
+        results = {s: simulate(m, x.to(device), T, warn_silent=False) for s, m in models.items()}
         exact = results["file"].spike_counts
         for s, run in runs.items():
             result = results[s]

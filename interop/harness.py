@@ -58,6 +58,41 @@ READERS: dict[str, Reader] = {
 NETWORKS = ("cnn", "resnet", "mlp")
 
 
+def nirtorch_order(graph) -> list[str]:
+    """The order in which nirtorch 2.6's ``GraphExecutor`` (``nirtorch.load``: Norse 1.1.0's and
+    Sinabs 3.1.3's ``from_nir``) runs the nodes of a NIR graph: ``graph_utils.trace_execution``,
+    the pre-order of a depth-first walk from the Input node, each node's successors in the order
+    of its first outgoing edges (``Node.outgoing_nodes``, a dict filled edge by edge). The
+    executor returns the value of the last node of this list."""
+    import nir
+
+    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for a, b in graph.edges:
+        if b not in succ[a]:
+            succ[a].append(b)
+    (root,) = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
+    order, visited, stack = [], {root}, [(root, iter(succ[root]))]
+    order.append(root)
+    while stack:
+        child = next((c for c in stack[-1][1] if c not in visited), None)
+        if child is None:
+            stack.pop()
+            continue
+        visited.add(child)
+        order.append(child)
+        stack.append((child, iter(succ[child])))
+    return order
+
+
+def late_sources(graph) -> list[tuple[str, str]]:
+    """``(source, node)`` pairs that :func:`nirtorch_order` runs source-after-node: the executor
+    gives ``node`` that source's value from its previous call (Norse: the previous step; Sinabs'
+    single call over all steps, and Norse's first step: nothing)."""
+    order = nirtorch_order(graph)
+    at = {n: i for i, n in enumerate(order)}
+    return [(a, b) for a, b in dict.fromkeys(graph.edges) if a in at and b in at and at[a] > at[b]]
+
+
 def venv_python(reader: str) -> Path:
     """The Python of ``reader``'s venv (``$ANN2SNN_INTEROP_VENVS/<reader>``, default ``.venv-interop``)."""
     root = Path(os.environ.get("ANN2SNN_INTEROP_VENVS", REPO / ".venv-interop"))
@@ -113,8 +148,12 @@ def build_snn(network: str, calib_images: int = 256) -> nn.Module:
     return Converter(mode="99.9%", dataloader=calib.subset(calib_images).loader(), readout="spike_count")(ann)
 
 
-def export(snn: nn.Module, path: Path, profile: str, T: int) -> tuple[str, str]:
+def export(snn: nn.Module, path: Path, profile: str, T: int, layout: bool = True) -> tuple[str, str]:
     """Write ``snn`` to ``path`` in ``profile``, else (a ProfileError) in ``exact``.
+
+    ``layout=False``: the portable file without :func:`exporters.profiles.depth_first_layout`
+    (as written before it; ``apply_profile(..., layout=False)`` and ``nir.write``, no
+    reference vector), to measure what the layout changes.
 
     Returns:
         ``(profile used, why it fell back or "")``.
@@ -123,7 +162,15 @@ def export(snn: nn.Module, path: Path, profile: str, T: int) -> tuple[str, str]:
     from exporters.profiles import ProfileError
 
     try:
-        export_nir(snn, path, T=T, profile=profile)
+        if layout:
+            export_nir(snn, path, T=T, profile=profile)
+        else:
+            import nir
+
+            from exporters.nir_export import to_nir
+            from exporters.profiles import apply_profile
+
+            nir.write(path, apply_profile(to_nir(snn, T=T), profile, layout=False))
         return profile, ""
     except ProfileError as exc:
         export_nir(snn, path, T=T, profile="exact")
@@ -272,18 +319,19 @@ def evaluate(
     dtype: str,
     workdir: Path,
     files: dict | None = None,
+    layout: bool = True,
 ) -> Outcome:
     """Export ``snn`` for ``reader``, run the reader and our simulator under its rules, compare.
 
-    ``files`` caches the exported files across calls: ``(network, profile) -> (path, profile
-    used, why it fell back)``.
+    ``files`` caches the exported files across calls: ``(network, profile, layout) -> (path,
+    profile used, why it fell back)``. ``layout``: see :func:`export`.
     """
     spec = READERS[reader]
     files = {} if files is None else files
-    key = (network, spec.profile)
+    key = (network, spec.profile, layout)
     if key not in files:
-        path = workdir / f"{network}_{spec.profile}.nir"
-        files[key] = (path, *export(snn, path, spec.profile, T))
+        path = workdir / f"{network}_{spec.profile}{'' if layout else '_unlaid'}.nir"
+        files[key] = (path, *export(snn, path, spec.profile, T, layout))
     path, profile, fallback = files[key]
     run = run_reader(reader, path, x, T, dtype)
     prefix = f"{fallback}; exact file: " if fallback else ""

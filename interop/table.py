@@ -1,11 +1,13 @@
 """Print the interop table: reader (version) × network → loads / exact / differs by N spikes (of M).
 
-    python interop/table.py [--samples 16] [--T 32] [--reader norse ...] [--network cnn ...]
+    python interop/table.py [--samples 16] [--T 32] [--reader norse ...] [--network cnn ...] [--no-layout]
 
 Run from the repository root in the main ``.venv``, after ``bash interop/setup.sh all``
 (``$ANN2SNN_INTEROP_VENVS`` as for the tests). Each cell is :func:`interop.harness.evaluate`:
 the reader's own NIR import on the first ``--samples`` MNIST test images for ``--T`` steps,
-against our simulator under that reader's rules, in float64 and in float32.
+against our simulator under that reader's rules, in float64 and in float32. ``--no-layout``
+writes the portable files without :func:`exporters.profiles.depth_first_layout` (the files as
+they were before it), to measure what it changes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reader", action="append", choices=list(harness.READERS))
     parser.add_argument("--network", action="append", choices=list(harness.NETWORKS))
     parser.add_argument("--dtype", action="append", choices=["float64", "float32"])
+    parser.add_argument("--no-layout", action="store_true", help="portable files without the depth-first layout")
     args = parser.parse_args(argv)
     from ann2snn.zoo import load_embedded
 
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                 if network not in snns:
                     snns[network] = harness.build_snn(network)
                 outcomes = [
-                    harness.evaluate(reader, network, snns[network], x, args.T, d, Path(tmp), files) for d in dtypes
+                    harness.evaluate(reader, network, snns[network], x, args.T, d, Path(tmp), files, not args.no_layout)
+                    for d in dtypes
                 ]
                 first = outcomes[0]
                 if not first.loads:
@@ -64,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                     cells = [o.cell() for o in outcomes]
                     loads = "yes"
                 note = first.note if first.loads else ""
-                rows.append(f"| {version} | {network} | {first.profile} | {loads} | {' | '.join(cells)} | {note} |")
+                file = first.profile + (" without layout" if args.no_layout and first.profile == "portable" else "")
+                rows.append(f"| {version} | {network} | {file} | {loads} | {' | '.join(cells)} | {note} |")
     print("\n".join(rows))
     print(f"\n{args.samples} MNIST test images, T = {args.T}, {time.time() - start:.0f} s", file=sys.stderr)
     return 0

@@ -4,18 +4,17 @@ Time axis first: ``[T, B, ...]``; one time step is the unit of time.
 """
 
 from simulator.early_exit import DEFAULT_STABLE_STEPS
+from simulator.evaluation import Classification, Evaluation, accuracy_per_t, classify, evaluate
 from simulator.integrator import Integrator
-from simulator.neuron import IFNeuron, IFParams, if_scan, if_scan_bool, if_step
+from simulator.neuron import IFNeuron, IFParams, IFState, if_advance, if_scan, if_scan_bool, if_step
 from simulator.scale import Scale
 from simulator.simulate import (
     META_KEY,
-    Classification,
     SimulationResult,
-    accuracy_per_t,
-    classify,
     if_layers,
     output_scale,
     readout,
+    readout_kind,
     reset_states,
     simulate,
 )
@@ -24,19 +23,24 @@ __all__ = [
     "DEFAULT_STABLE_STEPS",
     "META_KEY",
     "Classification",
+    "Evaluation",
     "IFNeuron",
     "IFParams",
+    "IFState",
     "Integrator",
     "Scale",
     "SimulationResult",
     "accuracy_per_t",
     "classify",
+    "evaluate",
+    "if_advance",
     "if_layers",
     "if_scan",
     "if_scan_bool",
     "if_step",
     "output_scale",
     "readout",
+    "readout_kind",
     "reset_states",
     "simulate",
 ]

@@ -12,8 +12,9 @@ GraphModule). Every value in the graph is one of three kinds:
 An IF layer fed by a ``CONST`` current scans its steps without expanding the current; a
 stateless layer that mixes ``CONST`` and ``TIME`` values gets the ``CONST`` ones expanded
 over the chunk. This works for any graph of stateless ops and IF layers (residual adds,
-concatenations, several IF inputs). The IF state is passed in and returned per call, held
-here in a dict keyed by the layer's module path.
+concatenations, several IF inputs). Each IF layer's :class:`~simulator.neuron.IFState` is passed
+to :func:`~simulator.neuron.if_advance` and returned per chunk, held here in a dict keyed by the
+layer's module path (the same state type and function :class:`~simulator.neuron.IFNeuron` uses).
 
 Fallbacks: when a batch-dependent value of the constant part that is not a ``[B, ...]`` tensor
 (e.g. ``x.size(0)``) reaches the time-varying part, :class:`NotHoistable` is raised in the first
@@ -34,7 +35,7 @@ from torch import nn
 
 from simulator.graph import trace_snn
 from simulator.integrator import Integrator, integrate
-from simulator.neuron import IFNeuron, if_scan, if_scan_bool
+from simulator.neuron import IFNeuron, IFState, if_advance
 from simulator.spike_ops import Spikes, spike_op
 
 
@@ -59,22 +60,6 @@ def trace_or_none(model: nn.Module) -> fx.GraphModule | None:
 
 def has_if_inside(module: nn.Module) -> bool:
     return any(isinstance(m, IFNeuron) for m in module.modules())
-
-
-def spike_count(spikes: torch.Tensor) -> torch.Tensor:
-    """``spikes.sum(0)`` of ``bool`` spikes ``[T, ...]``, summed in uint8 when T <= 255 (6x faster
-    than an int32 sum, which first converts every spike)."""
-    if spikes.shape[0] <= 255:
-        return spikes.view(torch.uint8).sum(0, dtype=torch.uint8)
-    return spikes.sum(0, dtype=torch.int32)
-
-
-@dataclass
-class IFState:
-    """State of one IF layer between chunks: potential and spike count, both ``[B, ...]``."""
-
-    v: torch.Tensor
-    count: torch.Tensor  # int32
 
 
 @dataclass
@@ -136,12 +121,12 @@ class GraphRunner:
         self.plan, self.x, self.encode, self.record = plan, x, encode, record
         self.const: dict[fx.Node, Any] = {}  # values of PLAIN and CONST nodes, computed once
         self.original_batch = x.shape[0]
-        self.states: dict[str, IFState] = {}
+        self.states: dict[str, IFState] = {}  # IF layers' states of the samples kept, by module path
         self.potentials: dict[str, torch.Tensor] = {}  # integrators' V [B, ...] by module path
         self.rows = torch.arange(x.shape[0], device=x.device)  # original index of each sample kept
         self.t = 0  # steps simulated so far
         self.recorded: dict[str, list[tuple[int, torch.Tensor, torch.Tensor]]] = {}  # (t0, rows, spikes)
-        self.final_counts: dict[str, torch.Tensor] = {}  # counts of samples no longer kept
+        self.final: dict[str, IFState] = {}  # whole-batch states; rows of samples no longer kept are final
 
     @property
     def batch(self) -> int:
@@ -149,32 +134,39 @@ class GraphRunner:
 
     def keep(self, index: torch.Tensor) -> None:
         """Keep only the samples ``index`` (``[b]`` int64) of the batch in every state (early
-        exit); the spike counts of the others are final."""
-        for target, state in self.states.items():
-            self.saved_counts(target).index_copy_(0, self.rows, state.count)
+        exit); the IF states of the others are final."""
+        leaving = torch.ones(self.batch, dtype=torch.bool, device=index.device)
+        leaving[index] = False
+        self._save_states(leaving.nonzero().flatten())
         self.rows = self.rows[index]
         self.x = self.x[index]
         for node, value in self.const.items():
             if self.plan.kinds[node] == Kind.CONST and isinstance(value, torch.Tensor):
                 self.const[node] = value[index]
-        for state in self.states.values():
-            state.v, state.count = state.v[index], state.count[index]
+        self.states = {target: state.take(index) for target, state in self.states.items()}
         self.potentials = {target: v[index] for target, v in self.potentials.items()}
 
-    def saved_counts(self, target: str) -> torch.Tensor:
-        count = self.states[target].count
-        if target not in self.final_counts:
-            self.final_counts[target] = torch.zeros(
-                self.original_batch, *count.shape[1:], dtype=count.dtype, device=count.device
-            )
-        return self.final_counts[target]
-
-    def spike_counts(self) -> dict[str, torch.Tensor]:
-        """Spike counts ``[B, ...]`` (int32) of every IF layer run here, by module path, for
-        the whole original batch."""
+    def _save_states(self, local: torch.Tensor | None = None) -> None:
+        """Write the IF states of the kept samples ``local`` (``[n]`` indices into the kept batch;
+        ``None``: all of them) into the whole-batch states :attr:`final`."""
+        rows = self.rows if local is None else self.rows[local]
         for target, state in self.states.items():
-            self.saved_counts(target).index_copy_(0, self.rows, state.count)
-        return dict(self.final_counts)
+            final = self.final.get(target)
+            if final is None:
+                shape = (self.original_batch, *state.v.shape[1:])
+                final = self.final[target] = IFState(state.v.new_zeros(shape), state.count.new_zeros(shape))
+            part = state if local is None else state.take(local)
+            final.v.index_copy_(0, rows, part.v)
+            final.count.index_copy_(0, rows, part.count)
+
+    def final_states(self) -> dict[str, IFState]:
+        """The :class:`~simulator.neuron.IFState` (``[B, ...]``, the whole original batch) of every
+        IF layer run here, by module path: after the last step simulated, or, for a sample that
+        exited early, after the chunk in which it exited."""
+        if not self.final:  # no sample left early: the states are the whole batch's
+            return dict(self.states)
+        self._save_states()
+        return dict(self.final)
 
     def run(self, steps: int) -> torch.Tensor:
         """Simulate the next ``steps`` steps; returns the output ``[steps, B, ...]`` (floats)."""
@@ -268,29 +260,20 @@ class GraphRunner:
             shape, const_steps = current.shape[1:], None
         state = self.states.get(node.target)
         if state is None:
-            like = torch.empty(shape, dtype=current.dtype, device=current.device)
-            state = self.states[node.target] = IFState(
-                layer.initial_potential(like), torch.zeros(shape, dtype=torch.int32, device=current.device)
-            )
+            state = layer.initial_state(torch.empty(shape, dtype=current.dtype, device=current.device))
         params = layer.params()
-        if not params.binary:  # several spikes per step or a clamp: the per-step loop, float counts
-            if const_steps is not None:
-                current = current.unsqueeze(0).expand(steps, *shape)
-            counts, state.v = if_scan(current, state.v, params)
-            state.count += counts.sum(0).to(torch.int32)
-            if self.record:
-                self.recorded.setdefault(node.target, []).append((self.t, self.rows, counts.to(torch.uint8)))
-            return counts.reshape(steps * self.batch, *shape[1:])
-        spikes, state.v = if_scan_bool(current, state.v, params, steps=const_steps)
-        state.count += spike_count(spikes)
-        if self.record:
-            self.recorded.setdefault(node.target, []).append((self.t, self.rows, spikes))
+        spikes, self.states[node.target] = if_advance(current, state, params, steps=const_steps)
+        if self.record:  # bool spikes; uint8 counts per step for a multi-spike or clamped layer
+            train = spikes if params.binary else spikes.to(torch.uint8)
+            self.recorded.setdefault(node.target, []).append((self.t, self.rows, train))
+        if not params.binary:  # several spikes per step or a clamp: float counts
+            return spikes.reshape(steps * self.batch, *shape[1:])
         return Spikes(spikes.reshape(steps * self.batch, *shape[1:]), current.dtype)
 
 
 class ModuleRunner:
     """Runs ``model(x)`` itself once per chunk, IF layers holding their state (the path for
-    single-step mode and for models torch.fx cannot trace). Same interface as :class:`GraphRunner`
+    ``execution="single"`` and for models torch.fx cannot trace). Same interface as :class:`GraphRunner`
     without :meth:`GraphRunner.keep`."""
 
     def __init__(self, model: nn.Module, x: torch.Tensor, encode, record: bool = False) -> None:
@@ -325,5 +308,7 @@ class ModuleRunner:
 
         return hook
 
-    def spike_counts(self) -> dict[str, torch.Tensor]:
-        return {name: layer.spike_count for name, layer in self.layers.items() if layer.spike_count is not None}
+    def final_states(self) -> dict[str, IFState]:
+        """The :class:`~simulator.neuron.IFState` of every IF layer run, by module path (held by
+        the layers themselves)."""
+        return {name: layer.state for name, layer in self.layers.items() if layer.state is not None}

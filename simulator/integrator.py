@@ -34,6 +34,8 @@ class Integrator(nn.Module):
         output ``V`` of the same shape, in the units of the input current × time steps.
     """
 
+    r: torch.Tensor
+
     def __init__(self, r: float | torch.Tensor = 1.0) -> None:
         super().__init__()
         self.register_buffer("r", torch.as_tensor(r, dtype=torch.float32))

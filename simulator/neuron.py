@@ -9,9 +9,9 @@ The discrete update implemented, per neuron and unit time step ``t`` (dt = 1):
                                    s[t]\\,V_{reset} + (1-s[t])\\,V[t] & \\text{reset = "zero"}
                      \\end{cases}
 
-- ``V``: membrane potential, volts in units where the layer's threshold is ``V_th``
+- ``V``: membrane potential, dimensionless, on the same scale as the threshold ``V_th``
   (after conversion every threshold is 1, so V is in multiples of V_th).
-- ``I``: input current per time step (same units as V).
+- ``I``: input current per time step (dimensionless, same scale as V).
 - ``r``: input resistance (dimensionless, 1 after conversion; NIR's ``r``).
 - ``s``: spike, 0 or 1. With ``spike_rule=">"`` the comparison is strict (NIR's rule). With
   ``spike_rule="multi"`` (Sinabs' ``MultiSpike``) a neuron emits ``floor(V / V_th)`` spikes in
@@ -24,10 +24,16 @@ The discrete update implemented, per neuron and unit time step ``t`` (dt = 1):
 With reset by subtraction the firing rate over T steps is
 ``rate = I - (V[T] - V[0]) / (T V_th)`` for constant input ``I`` in [0, V_th], so it matches a
 ReLU to within ``1/T`` (Rueckauer et al. 2017, Front. Neurosci. 11:682).
+
+:func:`if_step` is the definition of these dynamics; :func:`if_scan` and :func:`if_scan_bool`
+repeat it over a time axis (bitwise the same results). A layer's state between calls is an
+:class:`IFState` (potential and spike count), passed in and returned by :func:`if_advance`,
+which both :class:`IFNeuron` and the multi-step executor (:mod:`simulator.executor`) use.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -53,6 +59,24 @@ class IFParams(NamedTuple):
     def binary(self) -> bool:
         """At most one spike per step and no clamp: the fast kernels of :func:`if_scan_bool` apply."""
         return self.spike_rule != "multi" and self.v_min is None
+
+
+@dataclass(frozen=True)
+class IFState:
+    """State of one IF layer between calls, for a batch: what :func:`if_advance` takes and returns.
+
+    Attributes:
+        v: membrane potential ``[B, ...]`` (dimensionless, on the threshold's scale: multiples
+            of V_th after conversion), after the last step's reset.
+        count: spikes emitted since the initial state, ``[B, ...]`` int32.
+    """
+
+    v: torch.Tensor
+    count: torch.Tensor
+
+    def take(self, index: torch.Tensor) -> IFState:
+        """The state of the samples ``index`` (``[b]`` int64) only."""
+        return IFState(self.v[index], self.count[index])
 
 
 def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -171,16 +195,64 @@ def if_scan_bool(
     return out.reshape(steps, *state_shape), v_flat.reshape(state_shape)
 
 
+def count_spikes(spikes: torch.Tensor) -> torch.Tensor:
+    """``spikes.sum(0)`` of ``bool`` spikes ``[T, B, ...]`` as ``[B, ...]``, summed in uint8 when
+    T <= 255 (6x faster than an int32 sum, which first converts every spike), else in int32."""
+    if spikes.shape[0] <= 255:
+        return spikes.view(torch.uint8).sum(0, dtype=torch.uint8)
+    return spikes.sum(0, dtype=torch.int32)
+
+
+def if_advance(x: torch.Tensor, state: IFState, p: IFParams, steps: int | None = None) -> tuple[torch.Tensor, IFState]:
+    """Advance one IF layer by a chunk of time steps: :func:`if_step` repeated, from ``state``.
+
+    Picks the fast kernel (:func:`if_scan_bool`) when ``p.binary``, else the per-step loop
+    (:func:`if_scan`); the spike count is advanced with the spikes emitted.
+
+    Args:
+        x: input currents ``[T, B, ...]``; or, with ``steps`` given, one current ``[B, ...]``
+            that is the same at every step (never expanded over time on the fast path).
+        state: the layer's :class:`IFState` before the first step (not modified).
+        p: the layer's :class:`IFParams`.
+        steps: number of time steps for a constant current; ``None`` when ``x`` has a time axis.
+
+    Returns:
+        ``(spikes, state)``: spikes ``[T, B, ...]``, ``bool`` when ``p.binary``, else the spikes
+        per step as a float count (0., 1., 2., ... with ``spike_rule="multi"``) in ``x``'s dtype;
+        and the new :class:`IFState` after the last step.
+
+    Raises:
+        ValueError: ``steps < 1``.
+
+    Example:
+        >>> p = IFParams(torch.tensor(1.0), torch.tensor(0.0), torch.tensor(1.0))
+        >>> state = IFState(torch.zeros(1), torch.zeros(1, dtype=torch.int32))  # [B=1]
+        >>> s, state = if_advance(torch.tensor([0.75]), state, p, steps=4)  # s: [T=4, B=1]
+        >>> state.v.tolist(), state.count.tolist()  # V: 0.75, 1.5-1, 1.25-1, 1.0-1
+        ([0.0], [3])
+    """
+    if p.binary:
+        spikes, v = if_scan_bool(x, state.v, p, steps=steps)
+        return spikes, IFState(v, state.count + count_spikes(spikes))
+    if steps is not None:
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        x = x.unsqueeze(0).expand(steps, *x.shape)
+    spikes, v = if_scan(x, state.v, p)
+    return spikes, IFState(v, state.count + spikes.sum(0).to(state.count.dtype))
+
+
 class IFNeuron(nn.Module):
     """A layer of IF neurons with reset by subtraction (or to a value), multi-step aware.
 
     The layer takes the currents of ``steps`` consecutive time steps folded into the batch
     axis, ``[steps * B, ...]`` (time-major), so that the stateless layers around it run once
-    on all steps; ``steps = 1`` (the default) is single-step mode. The multi-step executor of
-    :func:`simulator.simulate` does not call ``forward``: it keeps the state itself and calls
-    :func:`if_scan_bool` with :meth:`params` and :meth:`initial_potential` (same arithmetic).
-    The membrane potential ``v`` (``[B, ...]``) persists between calls until
-    :meth:`reset_state`; ``spike_count`` (``[B, ...]``) accumulates the spikes emitted.
+    on all steps; ``steps = 1`` (the default) is single-step mode. ``forward`` advances the
+    layer's :class:`IFState` (``self.state``, ``None`` until the first call and after
+    :meth:`reset_state`) with :func:`if_advance`; the multi-step executor of
+    :func:`simulator.simulate` does not call ``forward`` but calls :func:`if_advance` itself with
+    :meth:`params` and :meth:`initial_state`, keeping the states by layer, and leaves each
+    layer's final state in ``self.state`` afterwards. ``v`` and ``spike_count`` read the state.
 
     Args:
         v_threshold: threshold V_th, a float or a tensor broadcastable to ``[B, ...]``
@@ -202,6 +274,10 @@ class IFNeuron(nn.Module):
         ValueError: unknown ``reset`` or ``spike_rule``, a non-positive threshold, or an
             input whose leading size is not a multiple of ``steps``.
     """
+
+    v_threshold: torch.Tensor
+    v_reset: torch.Tensor
+    r: torch.Tensor
 
     def __init__(
         self,
@@ -225,31 +301,42 @@ class IFNeuron(nn.Module):
         self.v_init = float(v_init)
         self.v_min = None if v_min is None else float(v_min)
         self.steps = 1
-        self.v: torch.Tensor | None = None
-        self.spike_count: torch.Tensor | None = None
+        self.state: IFState | None = None
+
+    @property
+    def v(self) -> torch.Tensor | None:
+        """Membrane potential ``[B, ...]`` after the last step (``None`` before the first)."""
+        return None if self.state is None else self.state.v
+
+    @property
+    def spike_count(self) -> torch.Tensor | None:
+        """Spikes emitted since the reset, ``[B, ...]`` in the potential's dtype (``None`` before
+        the first step)."""
+        return None if self.state is None else self.state.count.to(self.state.v.dtype)
 
     def params(self) -> IFParams:
+        """The layer's parameters for :func:`if_step` and :func:`if_advance`."""
         return IFParams(self.v_threshold, self.v_reset, self.r, self.reset, self.spike_rule, self.v_min)
 
     def reset_state(self) -> None:
         """Forget the membrane potential and spike counts (the next call starts at ``v_init``)."""
-        self.v = None
-        self.spike_count = None
+        self.state = None
 
     def initial_potential(self, like: torch.Tensor) -> torch.Tensor:
         """``V[0] = v_init * V_th`` as a new tensor shaped and typed like ``like`` (``[B, ...]``)."""
         return (self.v_init * self.v_threshold).to(device=like.device, dtype=like.dtype).expand_as(like).clone()
 
+    def initial_state(self, like: torch.Tensor) -> IFState:
+        """The :class:`IFState` before the first step for inputs shaped and typed like ``like``
+        (``[B, ...]``): ``V[0] = v_init * V_th``, no spikes."""
+        return IFState(self.initial_potential(like), torch.zeros(like.shape, dtype=torch.int32, device=like.device))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] % self.steps:
             raise ValueError(f"input batch {x.shape[0]} is not a multiple of steps={self.steps}")
         xt = x.reshape(self.steps, x.shape[0] // self.steps, *x.shape[1:])
-        if self.v is None:
-            self.v = self.initial_potential(xt[0])
-            self.spike_count = torch.zeros_like(xt[0])
-        p = self.params()
-        spikes, self.v = if_scan_bool(xt, self.v, p) if p.binary else if_scan(xt, self.v, p)
-        self.spike_count = self.spike_count + spikes.sum(0)
+        state = self.initial_state(xt[0]) if self.state is None else self.state
+        spikes, self.state = if_advance(xt, state, self.params())
         return spikes.to(x.dtype).reshape(x.shape)
 
     def extra_repr(self) -> str:

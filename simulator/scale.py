@@ -18,6 +18,8 @@ class Scale(nn.Module):
         [[0.25, 0.0, 0.25]]
     """
 
+    scale: torch.Tensor
+
     def __init__(self, scale: float | torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))

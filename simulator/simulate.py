@@ -1,30 +1,30 @@
 """The time loop: run an SNN for T steps on constant or Poisson-coded input.
 
-In multi-step mode all stateless layers run once per chunk of time steps on ``[chunk * B, ...]``
-tensors (time folded into the batch axis, time-major; layers fed only by a constant input run
-once per simulation) and each IF layer scans the chunk's steps in one call, keeping its state
-between chunks (:mod:`simulator.executor`), so the result does not depend on the chunk size.
-Single-step mode calls the model once per step. Early exit: :mod:`simulator.early_exit`.
+With ``execution="multi"`` all stateless layers run once per chunk of time steps on
+``[chunk * B, ...]`` tensors (time folded into the batch axis, time-major; layers fed only by a
+constant input run once per simulation) and each IF layer scans the chunk's steps in one call,
+keeping its state between chunks (:mod:`simulator.executor`), so the result does not depend on
+the chunk size. ``execution="single"`` calls the model once per step. Early exit:
+:mod:`simulator.early_exit`. Over a data set: :mod:`simulator.evaluation`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from simulator.early_exit import DEFAULT_STABLE_STEPS, StablePrediction, hold_after_exit, mask_after_exit
-from simulator.executor import GraphRunner, ModuleRunner, NotHoistable, build_plan
-from simulator.executor import trace_or_none as trace
+from simulator.early_exit import StablePrediction, hold_after_exit, mask_after_exit
+from simulator.executor import GraphRunner, ModuleRunner, NotHoistable, build_plan, trace_or_none
 from simulator.integrator import Integrator
 from simulator.neuron import IFNeuron
 
 #: Key of the dict in ``GraphModule.meta`` where conversion facts are stored.
 META_KEY = "ann2snn"
 ENCODINGS = ("constant", "poisson")
-MODES = ("multi", "single")
+EXECUTIONS = ("multi", "single")
 
 
 def if_layers(model: nn.Module) -> dict[str, IFNeuron]:
@@ -43,9 +43,15 @@ def reset_states(model: nn.Module) -> None:
         layer.reset_state()
 
 
-def readout(model: nn.Module) -> str:
+def readout_kind(model: nn.Module) -> str:
     """``"membrane"`` if the model's output comes from an :class:`Integrator`, else
-    ``"spike_count"`` (outputs are summed over time to classify)."""
+    ``"spike_count"`` (outputs are summed over time to classify).
+
+    Example:
+        >>> from simulator import IFNeuron, Integrator
+        >>> readout_kind(nn.Sequential(nn.Linear(2, 3), Integrator())), readout_kind(IFNeuron())
+        ('membrane', 'spike_count')
+    """
     last = None
     graph = getattr(model, "graph", None)
     if graph is not None:
@@ -55,6 +61,12 @@ def readout(model: nn.Module) -> str:
     else:
         last = list(model.modules())[-1]
     return "membrane" if isinstance(last, Integrator) else "spike_count"
+
+
+def readout(model: nn.Module) -> str:
+    """Deprecated alias of :func:`readout_kind` (the name clashed with :mod:`converter.readout`)."""
+    warnings.warn("simulator.readout() is now simulator.readout_kind()", DeprecationWarning, stacklevel=2)
+    return readout_kind(model)
 
 
 def output_scale(model: nn.Module) -> float:
@@ -68,11 +80,15 @@ class SimulationResult:
     """What :func:`simulate` returns.
 
     Attributes:
-        outputs: ``[T, B, ...]`` the network's output at each time step (spikes 0/1 of the
-            output IF layer, or an analog current if the network ends in a linear layer). With
-            early exit, a sample's outputs after its exit step are 0.
+        outputs: ``[T, B, ...]`` the network's output at each time step: spikes 0/1 of the
+            output IF layer, an analog current if the network ends in a linear layer, or, with
+            a membrane readout, the readout's potential V[t] (the current summed over steps
+            1..t). With early exit, a sample's outputs after its exit step are 0 (so the summed
+            output stays what it was at the exit), except under a membrane readout, where they
+            hold the potential of the exit step; either way its prediction stays.
         spike_counts: per IF layer path, ``[B, ...]`` spikes emitted over the steps simulated
-            (all T, or up to the end of the time chunk in which the sample exited early).
+            (all T, or up to the end of the time chunk in which the sample exited early), in
+            the potential's dtype.
         output_scale: multiply a rate by this to get the ANN's output units.
         readout: ``"spike_count"`` (outputs are per-step spikes or currents, summed over time
             to classify) or ``"membrane"`` (outputs are the output layer's potential V[t]).
@@ -123,32 +139,32 @@ def encode(x: torch.Tensor, steps: int, encoding: str, generator: torch.Generato
     """Input currents for ``steps`` time steps, ``[steps * B, ...]`` time-major.
 
     ``"constant"``: the analog input ``x`` at every step. ``"poisson"``: a Bernoulli spike with
-    probability ``x`` (clamped to [0, 1]) at every step, drawn with ``generator``.
+    probability ``x`` (in [0, 1], checked by :func:`simulate`) at every step, drawn with
+    ``generator``.
     """
     repeated = x.unsqueeze(0).expand(steps, *x.shape).reshape(steps * x.shape[0], *x.shape[1:])
     if encoding == "constant":
         return repeated
-    probs = repeated.clamp(0, 1)
-    return torch.bernoulli(probs, generator=generator)
+    return torch.bernoulli(repeated, generator=generator)
 
 
-def _check(T: int, time_chunk: int | None, encoding: str, mode: str, early_exit: int | None) -> None:
+def _check(T: int, time_chunk: int | None, encoding: str, execution: str, early_exit: int | None) -> None:
     if T < 1:
         raise ValueError(f"T must be >= 1 time step, got {T}")
     if time_chunk is not None and time_chunk < 1:
         raise ValueError(f"time_chunk must be >= 1, got {time_chunk}")
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if execution not in EXECUTIONS:
+        raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
     if early_exit is not None and early_exit < 1:
         raise ValueError(f"early_exit must be >= 1 step or None, got {early_exit}")
 
 
-def _runner(model: nn.Module, x: torch.Tensor, encoder, mode: str, record: bool, hoist: bool):
-    """A :class:`GraphRunner` for multi-step mode on a traceable model whose IF layers are all
-    graph nodes; else a :class:`ModuleRunner` (the model's own forward per chunk)."""
-    gm = trace(model) if mode == "multi" else None
+def _runner(model: nn.Module, x: torch.Tensor, encoder, execution: str, record: bool, hoist: bool):
+    """A :class:`GraphRunner` for multi-step execution of a traceable model whose IF layers are
+    all graph nodes; else a :class:`ModuleRunner` (the model's own forward per chunk)."""
+    gm = trace_or_none(model) if execution == "multi" else None
     plan = None if gm is None else build_plan(gm, hoist)
     if plan is None or plan.opaque:
         return ModuleRunner(model, x, encoder, record)
@@ -174,13 +190,12 @@ def _layer_paths(model: nn.Module, runner) -> dict[str, str]:
 
 
 def _collect_counts(model: nn.Module, runner) -> dict[str, torch.Tensor]:
-    """Spike counts by IF layer path of ``model`` (registration order); also stored on the layers
-    (``spike_count`` and, unless samples exited early, ``v``) as their own forward leaves them."""
+    """Spike counts by IF layer path of ``model`` (registration order). Each layer's final
+    :class:`~simulator.neuron.IFState` is also left in ``layer.state`` (so ``layer.v`` and
+    ``layer.spike_count`` read it), as its own forward leaves it."""
     if isinstance(runner, GraphRunner):
-        for target, count in runner.spike_counts().items():
-            layer, state = runner.plan.gm.get_submodule(target), runner.states[target]
-            layer.spike_count = count.to(state.v.dtype)
-            layer.v = state.v if len(runner.rows) == runner.original_batch else None
+        for target, state in runner.final_states().items():
+            runner.plan.gm.get_submodule(target).state = state
     return {name: layer.spike_count for name, layer in if_layers(model).items() if layer.spike_count is not None}
 
 
@@ -228,20 +243,23 @@ def simulate(
     time_chunk: int | None = 5,
     encoding: str = "constant",
     seed: int = 0,
-    mode: str = "multi",
+    execution: str = "multi",
     record: bool = False,
     early_exit: int | None = None,
+    *,
+    warn_silent: bool = True,
+    mode: str | None = None,
 ) -> SimulationResult:
     """Run ``model`` for ``T`` time steps on input ``x``.
 
     The IF states are reset first, so the same input gives bitwise the same output. The
     input is moved to the device of the model's parameters (CPU for a parameter-free model).
 
-    In ``mode="multi"`` (default) each layer runs once per chunk of ``time_chunk`` steps and
-    each IF layer scans the chunk's steps in one call (:mod:`simulator.executor`); layers fed
-    only by a constant input (``encoding="constant"``), such as the first convolution, run
-    once for the whole simulation. ``mode="single"`` calls ``model`` once per step on
-    ``[B, ...]``, like hardware stepping; both modes give the same spikes (bitwise in float64;
+    With ``execution="multi"`` (default) each layer runs once per chunk of ``time_chunk`` steps
+    and each IF layer scans the chunk's steps in one call (:mod:`simulator.executor`); layers
+    fed only by a constant input (``encoding="constant"``), such as the first convolution, run
+    once for the whole simulation. ``execution="single"`` calls ``model`` once per step on
+    ``[B, ...]``, like hardware stepping; both give the same spikes (bitwise in float64;
     in float32 layers may sum in a different order for different batch sizes, so a spike
     exactly at threshold can rarely differ). A model that torch.fx cannot trace is run as
     ``model`` on ``[steps * B, ...]`` per chunk.
@@ -250,25 +268,31 @@ def simulate(
         model: a module whose spiking layers are :class:`~simulator.neuron.IFNeuron`.
         x: input ``[B, ...]`` (e.g. ``[B, 1, 28, 28]`` pixel intensities in [0, 1]).
         T: number of time steps (>= 1).
-        time_chunk: time steps per chunk in multi-step mode (``None``: all T at once). Memory
+        time_chunk: time steps per chunk in multi-step execution (``None``: all T at once). Memory
             is about ``time_chunk * B`` activations per layer whatever T is; larger chunks are
             faster until they leave the cache.
         encoding: ``"constant"`` analog current (default) or ``"poisson"`` spikes.
         seed: seed of the Poisson generator.
-        mode: ``"multi"`` (default) or ``"single"`` (``time_chunk`` is then 1).
+        execution: ``"multi"`` (default) or ``"single"`` (``time_chunk`` is then 1).
         record: also return every IF layer's spike train ``[T, B, ...]`` as ``bool``
             (memory grows with T); spike counts are always returned.
         early_exit: ``k``: stop simulating a sample once its prediction has been stable for k
             steps (:mod:`simulator.early_exit`; :data:`DEFAULT_STABLE_STEPS` is a good k).
-            ``None`` (default): run all T steps. Needs ``mode="multi"`` and a traceable model.
-            The decision is per step; the compute stops at the end of that chunk.
+            ``None`` (default): run all T steps. Needs ``execution="multi"`` and a traceable
+            model. The decision is per step; the compute stops at the end of that chunk. A
+            sample's outputs after its exit step are 0, or, under a membrane readout, the
+            potential of its exit step (:class:`SimulationResult`).
+        mode: deprecated name of ``execution`` (warns; ``mode`` is the normalisation mode).
+        warn_silent: warn, naming them, about IF layers that emitted no spike at all
+            (:func:`warn_silent_layers`).
 
     Returns:
         :class:`SimulationResult` with outputs ``[T, B, ...]``.
 
     Raises:
-        ValueError: ``T < 1``, ``time_chunk < 1``, ``early_exit < 1``, an unknown
-            ``encoding`` or ``mode``, or early exit on a model that must run as a whole.
+        ValueError: Poisson input outside [0, 1]; ``T < 1``, ``time_chunk < 1``, ``early_exit < 1``, an unknown
+            ``encoding`` or ``execution``, or early exit on a model that must run as a whole.
+        TypeError: both ``mode`` and a different ``execution``.
 
     Example:
         >>> from simulator import IFNeuron
@@ -276,121 +300,61 @@ def simulate(
         >>> result.outputs.shape, result.outputs.sum(0).tolist()  # [T, B, 2]; rate = x
         (torch.Size([8, 1, 2]), [[2.0, 4.0]])
     """
-    _check(T, time_chunk, encoding, mode, early_exit)
+    if mode is not None:
+        # stacklevel 3: this frame, torch.no_grad's wrapper, the caller
+        warnings.warn("simulate(mode=...) is now simulate(execution=...)", DeprecationWarning, stacklevel=3)
+        if execution not in ("multi", mode):
+            raise TypeError(f"pass execution only, not mode={mode!r} and execution={execution!r}")
+        execution = mode
+    _check(T, time_chunk, encoding, execution, early_exit)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     x = x.to(device)
-    chunk = 1 if mode == "single" else (T if time_chunk is None else min(time_chunk, T))
+    if encoding == "poisson":
+        check_probabilities(x)
+    chunk = 1 if execution == "single" else (T if time_chunk is None else min(time_chunk, T))
     hoist = encoding == "constant"
     while True:
         generator = torch.Generator(device=device).manual_seed(seed) if encoding == "poisson" else None
-        runner = _runner(model, x, lambda v, n, g=generator: encode(v, n, encoding, g), mode, record, hoist)
+        runner = _runner(model, x, lambda v, n, g=generator: encode(v, n, encoding, g), execution, record, hoist)
         if early_exit and not isinstance(runner, GraphRunner):
-            raise ValueError("early_exit needs mode='multi' and a model that torch.fx can trace")
+            raise ValueError("early_exit needs execution='multi' and a model that torch.fx can trace")
         try:
-            outputs, steps_used = _run(runner, T, chunk, early_exit, readout(model) == "membrane")
+            outputs, steps_used = _run(runner, T, chunk, early_exit, readout_kind(model) == "membrane")
             break
         except NotHoistable:  # a size of the constant part is used per step: run it per chunk
             hoist = False
     spikes = _recorded(model, runner, T, x.shape[0]) if record else None
-    return SimulationResult(
-        outputs, _collect_counts(model, runner), output_scale(model), readout(model), spikes, steps_used
-    )
+    counts = _collect_counts(model, runner)
+    if warn_silent:
+        warn_silent_layers({name: float(c.sum()) for name, c in counts.items()}, x.shape[0], T)
+    return SimulationResult(outputs, counts, output_scale(model), readout_kind(model), spikes, steps_used)
 
 
-@torch.no_grad()
-def accuracy_per_t(
-    model: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    T: int,
-    progress: Callable[[int], None] | None = None,
-    **simulate_kwargs,
-) -> torch.Tensor:
-    """Classification accuracy at every time step over a data set.
-
-    Args:
-        batches: iterable of ``(x [B, ...], labels [B])``.
-        progress: called with the batch size after each batch (e.g. ``tqdm.update``).
-        **simulate_kwargs: passed to :func:`simulate`.
-
-    Returns:
-        ``[T]`` float64 accuracy in percent at t = 1..T.
-    """
-    correct = torch.zeros(T, dtype=torch.float64)
-    total = 0
-    for x, labels in batches:
-        correct += simulate(model, x, T, **simulate_kwargs).correct_per_t(labels).cpu()
-        total += len(labels)
-        if progress is not None:
-            progress(len(labels))
-    if total == 0:
-        raise ValueError("no samples to evaluate")
-    return 100.0 * correct / total
-
-
-@dataclass(frozen=True)
-class Classification:
-    """What :func:`classify` returns, for ``N`` samples.
-
-    Attributes:
-        predictions: ``[N]`` int64 predicted class (at the exit step, or at T).
-        labels: ``[N]`` int64 true class.
-        steps_used: ``[N]`` int64 time steps after which each prediction was taken.
-        correct: number of correct predictions, counted batch by batch as they were made.
-    """
-
-    predictions: torch.Tensor
-    labels: torch.Tensor
-    steps_used: torch.Tensor
-    correct: int
-
-    @property
-    def accuracy(self) -> float:
-        """Percent of correct predictions."""
-        return 100.0 * self.correct / len(self.labels)
-
-    @property
-    def mean_steps(self) -> float:
-        """Mean time steps used per sample."""
-        return float(self.steps_used.double().mean())
-
-
-@torch.no_grad()
-def classify(
-    model: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    T: int,
-    early_exit: int | None = DEFAULT_STABLE_STEPS,
-    progress: Callable[[int], None] | None = None,
-    **simulate_kwargs,
-) -> Classification:
-    """Classify a data set with the SNN, by default with early exit.
-
-    Args:
-        batches: iterable of ``(x [B, ...], labels [B])``.
-        T: the most time steps per sample.
-        early_exit: ``k`` steps of stable prediction to stop a sample (default
-            :data:`~simulator.early_exit.DEFAULT_STABLE_STEPS`); ``None`` runs all T steps.
-        progress: called with the batch size after each batch.
-        **simulate_kwargs: passed to :func:`simulate`.
-
-    Returns:
-        :class:`Classification` with predictions, steps used and accuracy.
+def check_probabilities(x: torch.Tensor) -> None:
+    """Raise ValueError unless every value of ``x`` is a probability in [0, 1] (Poisson input).
 
     Raises:
-        ValueError: no samples, or an invalid option of :func:`simulate`.
+        ValueError: naming the option and the range of ``x``.
     """
-    preds, labels, steps, correct = [], [], [], 0
-    for x, y in batches:
-        result = simulate(model, x, T, early_exit=early_exit, **simulate_kwargs)
-        pred = result.predictions()[-1].cpu()
-        used = result.steps_used if result.steps_used is not None else torch.full((len(y),), T)
-        y = y.cpu().long()
-        correct += int((pred == y).sum())
-        preds.append(pred)
-        labels.append(y)
-        steps.append(used.cpu())
-        if progress is not None:
-            progress(len(y))
-    if not labels:
-        raise ValueError("no samples to classify")
-    return Classification(torch.cat(preds), torch.cat(labels), torch.cat(steps), correct)
+    low, high = float(x.min()), float(x.max())
+    if low < 0 or high > 1:
+        raise ValueError(
+            f"encoding='poisson' takes inputs in [0, 1] (a spike probability per step); these range over "
+            f"[{low:g}, {high:g}]: rescale them, or use encoding='constant' (any real value)"
+        )
+
+
+def warn_silent_layers(spikes: dict[str, float], samples: int, T: int) -> None:
+    """Warn (``UserWarning``), naming them, about IF layers that emitted no spike at all over
+    ``samples`` samples and ``T`` steps: a silent layer passes nothing on, and a silent spiking
+    output predicts class 0 for every sample."""
+    silent = [name for name, total in spikes.items() if total == 0]
+    if silent:
+        names = ", ".join(repr(name) for name in silent)
+        warnings.warn(
+            f"IF layer(s) {names} emitted no spike on any of {samples} sample(s) in T={T} steps: nothing passes "
+            "through them (a spike-count readout then predicts class 0); try a larger T, v_init=0.5 or the "
+            "membrane readout",
+            UserWarning,
+            stacklevel=3,
+        )

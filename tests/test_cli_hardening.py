@@ -107,3 +107,11 @@ def test_ctrl_c_exits_130_and_says_that_a_rerun_resumes(weights, tmp_path, monke
     monkeypatch.setattr(pipeline.Runner, "convert_model", interrupted)
     result = convert("--model", FACTORY, "--weights", str(weights), "--out", str(tmp_path), *FAST)
     assert result.exit_code == 130 and "run the same command again to resume" in result.stderr
+
+
+def test_an_input_shape_without_the_channel_axis_is_explained(weights, tmp_path):
+    args = ["--model", FACTORY, "--weights", str(weights), "--input-shape", "28,28", "--mode", "max", "--T", "2"]
+    result = convert(*args, "--out", str(tmp_path), "--json", *FAST)
+    assert result.exit_code == 1
+    error = json.loads(result.stdout)["rows"][0]["error"]
+    assert "samples of shape (28, 28)" in error and "--input-shape C,H,W" in error

@@ -56,7 +56,7 @@ def test_channel_wise_keeps_the_ann_function_and_survives_nir(tmp_path):
     ann = randomize_bn(cnn())
     x = inputs((1, 8, 8), 64)
     snn = Converter(mode="max", dataloader=_loader(x), channel_wise=True, readout="spike_count")(ann)
-    assert snn.meta["ann2snn"]["channel_wise_layers"] == ["_2", "_5", "_8"]  # not the output layer "_11"
+    assert snn.meta["ann2snn"]["channel_wise_layers"] == ["if_2", "if_5", "if_8"]  # not the output layer "if_11"
     with torch.no_grad():
         target = ann(x)
     rate = simulate(snn, x, 1000, time_chunk=250).rates()[-1]
@@ -114,8 +114,8 @@ def test_weight_calibration_is_deterministic_and_skips_the_first_layer():
         )(ann)
 
     first, again = convert(), convert()
-    # if_2 sees the analog input as the ANN does: skipped; 10 is the layer feeding the readout
-    assert first.meta["ann2snn"]["weight_calibrated_layers"] == ["if_5", "if_8", "10"]
+    # if_2 sees the analog input as the ANN does: skipped; "readout": its producer, Linear 10, was fitted
+    assert first.meta["ann2snn"]["weight_calibrated_layers"] == ["if_5", "if_8", "readout"]
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True))
     with pytest.raises(ValueError, match="calibrate_weights needs calibrate_T"):
         Converter(mode="max", dataloader=_loader(x), calibrate_weights=True)
@@ -143,3 +143,43 @@ def test_weight_calibration_raises_seed_cnn_accuracy_at_T4():
     # measured: 96.6 % with scale search and bias calibration, 97.8 % with weight calibration too
     # (300 iterations on 500 samples: 98.4 %)
     assert accuracy(True) >= accuracy(False) + 0.6
+
+
+@pytest.mark.parametrize("readout", ["membrane", "spike_count"])
+def test_meta_names_layers_by_their_module_path_in_the_snn(readout):
+    x = inputs((1, 8, 8), 32)
+    snn = Converter(
+        mode="max",
+        dataloader=_loader(x),
+        readout=readout,
+        channel_wise=True,
+        calibrate_T=4,
+        calibrate_weights=True,
+        calibration_samples=32,
+        calibration_iterations=5,
+    )(randomize_bn(cnn()))
+    meta, modules = snn.meta["ann2snn"], dict(snn.named_modules())
+    if_paths = [name for name, m in modules.items() if isinstance(m, IFNeuron)]
+    names = {*meta["lambdas"], *meta["channel_wise_layers"], *meta["bias_calibrated_layers"]}
+    names |= {*meta["weight_calibrated_layers"], *meta["if_layers"]}
+    assert names <= modules.keys()  # every name is a module of the SNN
+    assert list(meta["if_layers"]) == if_paths  # no stale entry for the IF layer the readout replaced
+    assert set(meta["channel_wise_layers"]) <= set(if_paths) and set(meta["bias_calibrated_layers"]) <= set(if_paths)
+    if readout == "membrane":
+        assert list(meta["lambdas"]) == [*if_paths, "readout"] and isinstance(modules["readout"], Integrator)
+        assert meta["output_scale"] == meta["lambdas"]["readout"] and meta["weight_calibrated_layers"][-1] == "readout"
+    else:
+        assert list(meta["lambdas"]) == if_paths and meta["output_scale"] == meta["lambdas"][if_paths[-1]]
+    assert meta["bias_calibrated_layers"] and meta["channel_wise_layers"]
+
+
+def test_membrane_readout_drops_the_replaced_if_layer_from_the_metadata():
+    from converter.readout import membrane_readout
+
+    snn = Converter(mode="max", dataloader=_loader(inputs((1, 8, 8))), readout="spike_count")(randomize_bn(cnn()))
+    assert "if_11" in snn.meta["ann2snn"]["if_layers"]
+    readout = membrane_readout(snn)
+    assert "if_11" not in readout.meta["ann2snn"]["if_layers"] and "if_11" in snn.meta["ann2snn"]["if_layers"]
+    assert set(readout.meta["ann2snn"]["if_layers"]) == {
+        n for n, m in readout.named_modules() if isinstance(m, IFNeuron)
+    }

@@ -9,7 +9,7 @@ from torch import nn
 
 from ann2snn.zoo import load_embedded, load_mnist_cnn
 from converter import Converter
-from simulator import IFNeuron, IFParams, classify, if_scan_bool, if_step, simulate
+from simulator import IFNeuron, IFParams, IFState, classify, if_advance, if_scan_bool, if_step, simulate
 from simulator.spike_ops import SPIKE_OPS, Spikes
 
 
@@ -56,7 +56,7 @@ def test_seed_cnn_multi_and_single_step_identical_in_float64(seed_snn):
     snn, data = seed_snn
     snn64, x = snn.double(), data.images[:8].double()
     try:
-        multi, single = simulate(snn64, x, 20, time_chunk=8), simulate(snn64, x, 20, mode="single")
+        multi, single = simulate(snn64, x, 20, time_chunk=8), simulate(snn64, x, 20, execution="single")
     finally:
         snn.float()
     assert len(multi.spike_counts) == 3  # three IF layers; the fourth ReLU is the membrane readout
@@ -64,10 +64,79 @@ def test_seed_cnn_multi_and_single_step_identical_in_float64(seed_snn):
     assert multi.readout == "membrane" and torch.equal(multi.outputs, single.outputs)
 
 
+def _states(net) -> dict:
+    return {name: m.state for name, m in net.named_modules() if isinstance(m, IFNeuron)}
+
+
+@pytest.mark.parametrize("early_exit", [None, 3])
+def test_both_executions_leave_the_same_if_state_on_every_layer(early_exit):
+    net = Residual().double()
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    multi = simulate(net, x, 17, time_chunk=5, early_exit=early_exit)
+    multi_states = _states(net)
+    single = simulate(net, x, 17, execution="single")
+    single_states = _states(net)
+    assert multi_states.keys() == single_states.keys() == multi.spike_counts.keys()
+    for name, state in multi_states.items():
+        assert isinstance(state, IFState) and isinstance(single_states[name], IFState)
+        assert state.count.dtype == torch.int32 and state.v.shape == state.count.shape == (6, *state.v.shape[1:])
+        assert torch.equal(state.count.to(state.v.dtype), multi.spike_counts[name])
+        if early_exit is None:  # with early exit only the samples still running are equal
+            assert torch.equal(state.v, single_states[name].v)
+            assert torch.equal(state.count, single_states[name].count)
+    assert early_exit is None or (multi.steps_used < 17).any()
+    if early_exit is None:
+        assert _identical(multi, single)
+
+
+def test_after_early_exit_each_sample_keeps_its_state_at_the_end_of_its_exit_chunk():
+    net = Residual().double()
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    early = simulate(net, x, 17, time_chunk=5, early_exit=3)
+    states = _states(net)
+    assert (early.steps_used < 17).any()
+    for b, used in enumerate(early.steps_used.tolist()):
+        end = min(17, -(-used // 5) * 5)  # the end of the chunk in which the sample exited
+        simulate(net, x[b : b + 1], end, time_chunk=5)
+        for name, state in _states(net).items():
+            assert torch.equal(states[name].v[b], state.v[0]) and torch.equal(states[name].count[b], state.count[0])
+
+
+def test_forward_chunk_by_chunk_is_if_advance_from_the_initial_state():
+    layer = IFNeuron(torch.tensor([0.5, 0.9, 1.3]), v_init=0.25)
+    x = torch.rand(11, 4, 3, generator=torch.Generator().manual_seed(4))  # [T, B, 3]
+    state = layer.initial_state(x[0])
+    assert torch.equal(state.v, (0.25 * layer.v_threshold).expand(4, 3)) and not state.count.any()
+    spikes, state = if_advance(x, state, layer.params())
+    for steps in ((4, 1, 6), (11,)):  # forward with the time axis folded into the batch
+        layer.reset_state()
+        got, t0 = [], 0
+        for n in steps:
+            layer.steps = n
+            got.append(layer(x[t0 : t0 + n].reshape(n * 4, 3)).reshape(n, 4, 3))
+            t0 += n
+        assert torch.equal(torch.cat(got), spikes.float())
+        assert torch.equal(layer.state.v, state.v) and torch.equal(layer.state.count, state.count)
+        assert torch.equal(layer.v, state.v) and torch.equal(layer.spike_count, state.count.float())
+
+
+def test_if_advance_does_not_modify_the_state_passed_in():
+    p = IFParams(torch.tensor(1.0), torch.tensor(0.0), torch.tensor(1.0))
+    before = IFState(torch.full((2,), 0.5), torch.zeros(2, dtype=torch.int32))
+    _, after = if_advance(torch.tensor([0.75, 0.25]), before, p, steps=3)
+    assert before.v.tolist() == [0.5, 0.5] and before.count.tolist() == [0, 0]
+    assert after.count.tolist() == [2, 1] and after.v.tolist() == pytest.approx([0.75, 0.25])
+    multi = IFParams(torch.tensor(1.0), torch.tensor(0.0), torch.tensor(1.0), spike_rule="multi")
+    spikes, after = if_advance(
+        torch.tensor([2.5]), IFState(torch.zeros(1), torch.zeros(1, dtype=torch.int32)), multi, 2
+    )
+    assert spikes.flatten().tolist() == [2.0, 3.0] and after.count.tolist() == [5] and after.v.tolist() == [0.0]
+
+
 def test_seed_cnn_float32_at_most_1e4_of_spike_counts_differ(seed_snn):
     snn, data = seed_snn
     multi = simulate(snn, data.images[:10], 20, time_chunk=7)
-    single = simulate(snn, data.images[:10], 20, mode="single")
+    single = simulate(snn, data.images[:10], 20, execution="single")
     assert _fraction_differing(multi, single) <= 1e-4
 
 
@@ -75,7 +144,7 @@ def test_seed_cnn_float32_at_most_1e4_of_spike_counts_differ(seed_snn):
 def test_residual_and_concat_graph_multi_equals_single(dtype):
     net = Residual().to(dtype)
     x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=dtype)
-    multi, single = simulate(net, x, 20, time_chunk=8), simulate(net, x, 20, mode="single")
+    multi, single = simulate(net, x, 20, time_chunk=8), simulate(net, x, 20, execution="single")
     assert sum(int(c.sum()) for c in multi.spike_counts.values()) > 0
     if dtype == torch.float64:
         assert _identical(multi, single)
@@ -94,11 +163,11 @@ def test_recording_on_and_off_give_identical_results():
         assert torch.equal(train.sum(0).to(on.spike_counts[name].dtype), on.spike_counts[name])
 
 
-def test_two_runs_are_bitwise_identical_in_both_modes():
+def test_two_runs_are_bitwise_identical_in_both_executions():
     net = Residual()
     x = torch.rand(4, 1, 8, 8)
-    for mode in ("multi", "single"):
-        assert _identical(simulate(net, x, 12, mode=mode), simulate(net, x, 12, mode=mode))
+    for execution in ("multi", "single"):
+        assert _identical(simulate(net, x, 12, execution=execution), simulate(net, x, 12, execution=execution))
     poisson = [simulate(net, x, 12, encoding="poisson", seed=3) for _ in range(2)]
     assert _identical(*poisson)
 
@@ -122,7 +191,7 @@ def test_batch_size_used_in_the_graph_falls_back_and_stays_exact():
             return self.act(self.fc(x)).view(x.size(0), 2, 3).flatten(1)  # x.size(0): the batch of the input
 
     net, x = Sized(), torch.rand(4, 3)
-    assert _identical(simulate(net, x, 9, time_chunk=4), simulate(net, x, 9, mode="single"))
+    assert _identical(simulate(net, x, 9, time_chunk=4), simulate(net, x, 9, execution="single"))
 
 
 def test_untraceable_model_runs_as_a_whole():
@@ -138,7 +207,7 @@ def test_untraceable_model_runs_as_a_whole():
 
     net, x = Branchy(), torch.rand(4, 3)
     result = simulate(net, x, 12, time_chunk=5)
-    assert _identical(result, simulate(net, x, 12, mode="single"))
+    assert _identical(result, simulate(net, x, 12, execution="single"))
     with pytest.raises(ValueError, match="early_exit"):
         simulate(net, x, 12, early_exit=3)
 
@@ -160,12 +229,12 @@ def test_early_exit_longer_than_T_changes_nothing():
 
 
 def test_bad_simulate_options_are_refused():
-    with pytest.raises(ValueError, match="mode"):
-        simulate(IFNeuron(), torch.ones(1, 1), 3, mode="parallel")
+    with pytest.raises(ValueError, match="execution"):
+        simulate(IFNeuron(), torch.ones(1, 1), 3, execution="parallel")
     with pytest.raises(ValueError, match="early_exit"):
         simulate(IFNeuron(), torch.ones(1, 1), 3, early_exit=0)
     with pytest.raises(ValueError, match="early_exit"):
-        simulate(IFNeuron(), torch.ones(1, 1), 3, mode="single", early_exit=2)
+        simulate(IFNeuron(), torch.ones(1, 1), 3, execution="single", early_exit=2)
 
 
 @settings(max_examples=40, deadline=None)

@@ -137,7 +137,8 @@ def test_file_without_v_reset_loads_with_zero(tmp_path):
 
     with h5py.File(path, "r+") as f:
         del f["node/nodes/if/v_reset"]
-    neuron = next(m for m in import_nir(path).modules() if isinstance(m, IFNeuron))
+    with pytest.warns(UserWarning, match="no 'v_reset' field; assumed v_reset = 0"):
+        neuron = next(m for m in import_nir(path).modules() if isinstance(m, IFNeuron))
     assert neuron.v_reset.tolist() == [0.0] and neuron.reset == "zero" and neuron.spike_rule == ">"
 
 

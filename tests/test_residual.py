@@ -81,7 +81,7 @@ def test_residual_block_matches_ann_within_001_at_T1000(add, inputs, tmp_path):
     # the skip carries spikes of scale λ_h into a join at scale λ_y: one explicit factor λ_h / λ_y
     scales = [m for m in snn.modules() if isinstance(m, Scale)]
     assert len(scales) == 1
-    lam_h, lam_y = lambdas["relu"], lambdas["relu_2"]
+    lam_h, lam_y = lambdas["if_relu"], lambdas["if_relu_2"]
     assert scales[0].scale.item() == pytest.approx(lam_h / lam_y, rel=1e-6) and lam_y / lam_h > 4
     err = _normalised_rate_error(ann, snn, inputs)
     assert err <= 0.01, f"SNN rate vs ANN/output_scale: {err:.4f} at T={T_LONG}"

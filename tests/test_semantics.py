@@ -33,15 +33,15 @@ def test_clamp_applies_after_the_reset():
     assert s.item() == 0 and v.item() == -1.0
 
 
-@pytest.mark.parametrize("mode", ["multi", "single"])
-def test_multi_spike_layer_in_both_executors(mode):
+@pytest.mark.parametrize("execution", ["multi", "single"])
+def test_multi_spike_layer_in_both_executors(execution):
     g = torch.Generator().manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 6), IFNeuron(spike_rule="multi", v_min=-1.0), nn.Linear(6, 3), IFNeuron())
     for p in model.parameters():
         p.data = torch.rand(p.shape, generator=g) * 1.5 - 0.3
     x = torch.rand(8, 5, generator=g)
-    ref = simulate(model.double(), x.double(), 12, mode="single")
-    got = simulate(model.double(), x.double(), 12, mode=mode, record=True)
+    ref = simulate(model.double(), x.double(), 12, execution="single")
+    got = simulate(model.double(), x.double(), 12, execution=execution, record=True)
     first = got.spike_counts["1"]
     assert torch.equal(first, ref.spike_counts["1"]) and first.max() >= 2  # several spikes in a step happen
     assert torch.equal(got.outputs, ref.outputs)

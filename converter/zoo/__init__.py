@@ -6,13 +6,24 @@
 in the next release.
 """
 
+import importlib
+import sys
 import warnings
 
 from ann2snn.zoo import *  # noqa: F403
 from ann2snn.zoo import __all__  # noqa: F401
 
-warnings.warn(
-    "converter.zoo moved to ann2snn.zoo; the old path will be removed in the next release",
-    DeprecationWarning,
-    stacklevel=2,
-)
+
+def _moved(old: str, new: str) -> None:
+    """Warn that ``old`` moved to ``new`` (``DeprecationWarning``)."""
+    warnings.warn(f"{old} moved to {new}; the old path will be removed in the next release", DeprecationWarning, 3)
+
+
+def alias_module(old: str, new: str) -> None:
+    """Make the module ``old`` the module ``new`` itself (so pickles of ``old.Class`` load the
+    same class) and warn."""
+    _moved(old, new)
+    sys.modules[old] = importlib.import_module(new)
+
+
+_moved("converter.zoo", "ann2snn.zoo")

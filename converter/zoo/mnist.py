@@ -1,16 +1,6 @@
-"""Deprecated alias of :mod:`ann2snn.zoo.mnist` (the MNIST IDX reader and the embedded default data).
+"""Deprecated alias of :mod:`ann2snn.zoo.mnist` (the MNIST IDX reader and the embedded default data):
+importing it gives that module itself and warns; the alias goes in the next release."""
 
-Importing ``converter.zoo.mnist`` gives the module ``ann2snn.zoo.mnist`` itself (so pickles and
-``converter.zoo.mnist:Factory`` specs keep working) and warns; the alias goes in the next release.
-"""
+from converter.zoo import alias_module
 
-import importlib
-import sys
-import warnings
-
-warnings.warn(
-    "converter.zoo.mnist moved to ann2snn.zoo.mnist; the old path will be removed in the next release",
-    DeprecationWarning,
-    stacklevel=2,
-)
-sys.modules[__name__] = importlib.import_module("ann2snn.zoo.mnist")
+alias_module(__name__, "ann2snn.zoo.mnist")

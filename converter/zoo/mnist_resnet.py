@@ -1,16 +1,6 @@
-"""Deprecated alias of :mod:`ann2snn.zoo.mnist_resnet` (the small MNIST residual network).
+"""Deprecated alias of :mod:`ann2snn.zoo.mnist_resnet` (the small MNIST residual network):
+importing it gives that module itself and warns; the alias goes in the next release."""
 
-Importing ``converter.zoo.mnist_resnet`` gives the module ``ann2snn.zoo.mnist_resnet`` itself (so pickles and
-``converter.zoo.mnist_resnet:Factory`` specs keep working) and warns; the alias goes in the next release.
-"""
+from converter.zoo import alias_module
 
-import importlib
-import sys
-import warnings
-
-warnings.warn(
-    "converter.zoo.mnist_resnet moved to ann2snn.zoo.mnist_resnet; the old path will be removed in the next release",
-    DeprecationWarning,
-    stacklevel=2,
-)
-sys.modules[__name__] = importlib.import_module("ann2snn.zoo.mnist_resnet")
+alias_module(__name__, "ann2snn.zoo.mnist_resnet")
