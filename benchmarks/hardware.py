@@ -79,7 +79,7 @@ def membrane_range(snn, x: torch.Tensor, T: int, state_bits: int | None) -> tupl
 
     handles = [m.register_forward_hook(hook(n)) for n, m in snn.named_modules() if isinstance(m, IFNeuron)]
     try:
-        result = simulate(snn, x, T, mode="single", record=True)
+        result = simulate(snn, x, T, execution="single", record=True)
     finally:
         for h in handles:
             h.remove()

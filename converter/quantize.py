@@ -371,7 +371,7 @@ def _per_channel(t: torch.Tensor) -> torch.Tensor:
 def _layer_means(gm: fx.GraphModule, x: torch.Tensor, T: int) -> dict[str, torch.Tensor]:
     """Per IF layer its mean spikes per step and channel, and for the readout (``output``) the
     mean output current per step and channel, over ``x`` and ``T`` steps."""
-    result = simulate(gm, x, T)
+    result = simulate(gm, x, T, warn_silent=False)
     means = {name: _per_channel(count) / T for name, count in result.spike_counts.items()}
     means["output"] = _per_channel(result.outputs[-1]) / T if result.readout == "membrane" else None
     return means
