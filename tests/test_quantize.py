@@ -252,3 +252,17 @@ def test_export_writes_bit_widths_and_factors_and_inspect_shows_them(small_cnn, 
     assert json.loads(meta["quantization"]) == json.loads(json.dumps(q.meta["ann2snn"]["quantization"]))
     shown = CliRunner().invoke(main, ["inspect", str(path)])
     assert shown.exit_code == 0 and "weight_bits" in shown.output and "state_bits" in shown.output
+
+
+def test_converter_weight_bits_hookup():
+    x = inputs((16,), 128)
+    snn = Converter(mode="max", dataloader=_loader(x), weight_bits=6, state_bits=24)(randomize_bn(mlp()))
+    info = snn.meta["ann2snn"]["quantization"]
+    assert info["weight_bits"] == 6 and info["state_bits"] == 24 and info["bias_corrected_layers"]
+    assert snn.meta["ann2snn"]["mode"] == "max"  # the conversion's own metadata is kept
+    assert all(m.weight.abs().max() <= 31 for m in snn.modules() if isinstance(m, nn.Linear))
+    for bad in (0, 1, 17, "abc"):
+        with pytest.raises(ValueError, match="weight_bits must be an integer from 2 to 16"):
+            Converter(mode="max", dataloader=[x], weight_bits=bad)
+    with pytest.raises(ValueError, match="state_bits needs weight_bits"):
+        Converter(mode="max", dataloader=[x], state_bits=16)
