@@ -51,6 +51,7 @@ JOB_KEYS = {
     "calibrate": bool,
     "calibrate_weights": bool,
     "export_profile": str,
+    "weight_bits": int,
     "models": list,
 }
 MODEL_KEYS = {"name": str, "model": str, "weights": str, "no_weights": bool, "trust_pickle": bool}
@@ -98,6 +99,7 @@ def read_job(path: Path, out: Path | None = None, device: str | None = None, lim
             calibrate=doc.get("calibrate", False),
             export_profile=doc.get("export_profile", "exact"),
             calibrate_weights=doc.get("calibrate_weights", False),
+            weight_bits=doc.get("weight_bits"),
         )
     except JobFileError:
         raise

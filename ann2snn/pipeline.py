@@ -36,11 +36,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.fx as fx
+from torch import nn
 from tqdm import tqdm
 
 from ann2snn.data import DataSet, DataSource, load_data
 from ann2snn.models import ModelSpec, load_model
-from converter import Converter, parse_mode
+from converter import Converter, parse_mode, quantize
+from converter.quantize import MAX_WEIGHT_BITS, check_bits
 from converter.readout import READOUTS
 from exporters import PROFILES, compare_spike_counts, export_nir, import_nir
 from exporters.atomic import atomic_path
@@ -75,6 +78,10 @@ class ModelEntry:
             raise ValueError(f"model name {self.name!r} must be letters, digits, '_', '-', '.', '+' (it names files)")
 
 
+#: Time steps of the quantisation's bias correction when the conversion is not calibrated for a T.
+QUANTIZE_T = 16
+
+
 @dataclass(frozen=True)
 class Job:
     """Everything a batch run needs; ``ann2snn convert`` options and job files both build one.
@@ -100,6 +107,7 @@ class Job:
     calibrate: bool = False
     export_profile: str = "exact"
     calibrate_weights: bool = False
+    weight_bits: int | None = None
 
     def __post_init__(self) -> None:
         if not self.models or not self.modes or not self.Ts:
@@ -122,10 +130,12 @@ class Job:
             raise ValueError("calibrate_weights needs calibrate (weights are calibrated for each T)")
         if self.export_profile not in PROFILES:
             raise ValueError(f"export_profile must be one of {PROFILES}, got {self.export_profile!r}")
+        if self.weight_bits is not None:
+            check_bits("weight_bits", self.weight_bits, 2, MAX_WEIGHT_BITS)
 
     def settings(self) -> dict:
         """The settings that decide a combination's result (besides model, mode and T)."""
-        return {
+        settings = {
             "data": str(self.data),
             "calib_size": self.calib_size,
             "limit": self.limit,
@@ -138,9 +148,24 @@ class Job:
             "calibrate_weights": self.calibrate_weights,
             "export_profile": self.export_profile,
         }
+        if self.weight_bits is not None:  # absent otherwise, so earlier float results still match
+            settings["weight_bits"] = self.weight_bits
+        return settings
 
-    def converter(self, mode: str, dataloader, progress, calibrate_T: int | None = None) -> Converter:
-        """The :class:`~converter.Converter` for one mode (and one T when calibrating)."""
+    def converter(
+        self, mode: str, dataloader, progress, calibrate_T: int | None = None
+    ) -> Callable[[nn.Module], fx.GraphModule]:
+        """The conversion for one mode (and one T when calibrating): the
+        :class:`~converter.Converter`, followed by :func:`converter.quantize` with ``weight_bits``
+        and its bias correction on the first 500 calibration samples, simulated for the T
+        calibrated for (else :data:`QUANTIZE_T`)."""
+        convert = self._converter(mode, dataloader, progress, calibrate_T)
+        if self.weight_bits is None:
+            return convert
+        bits, steps = self.weight_bits, calibrate_T or QUANTIZE_T
+        return lambda ann: quantize(convert(ann), weight_bits=bits, calibration=dataloader, calibration_T=steps)
+
+    def _converter(self, mode: str, dataloader, progress, calibrate_T: int | None) -> Converter:
         return Converter(
             mode=mode,
             dataloader=dataloader,
@@ -491,6 +516,7 @@ def demo_job(
     out: Path = Path("ann2snn-demo"),
     check_samples: int = 100,
     device: str = "cpu",
+    weight_bits: int | None = None,
 ) -> Job:
     """The main job on the embedded default: the shipped seed CNN (:mod:`ann2snn.zoo.mnist_cnn`),
     calibrated on the 4,000 embedded MNIST training images, evaluated on the first ``limit``
@@ -512,4 +538,5 @@ def demo_job(
         limit=limit,
         device=device,
         check_samples=check_samples,
+        weight_bits=weight_bits,
     )

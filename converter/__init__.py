@@ -9,6 +9,7 @@ command line, the pipeline and the sample models are the application layer, :mod
 from converter.converter import Converter, convert
 from converter.fold_bn import fold_batchnorm, fold_bn_into_next, fold_bn_weights
 from converter.modes import Mode, parse_mode
+from converter.quantize import QuantizationError, quantize
 from converter.statistics import ActivationStats
 from converter.trace import NotTraceableError, UnsupportedLayerError, trace
 
@@ -17,11 +18,13 @@ __all__ = [
     "Converter",
     "Mode",
     "NotTraceableError",
+    "QuantizationError",
     "UnsupportedLayerError",
     "convert",
     "fold_batchnorm",
     "fold_bn_into_next",
     "fold_bn_weights",
     "parse_mode",
+    "quantize",
     "trace",
 ]

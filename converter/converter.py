@@ -17,6 +17,7 @@ from converter.channelwise import channel_normalize
 from converter.fold_bn import fold_batchnorm
 from converter.modes import Mode, parse_mode
 from converter.normalize import channel_scales_from_stats, normalize, scales_from_stats
+from converter.quantize import MAX_WEIGHT_BITS, check_bits, quantize
 from converter.readout import READOUTS, membrane_readout
 from converter.record import capture_activations, first_samples, record_activations
 from converter.replace import replace_activations
@@ -73,6 +74,10 @@ class Converter:
         calibration_iterations: Adam steps per layer of the weight calibration (default 300;
             fewer is faster and a little less accurate).
         progress: called with each calibration batch's size (e.g. ``tqdm.update``).
+        weight_bits: if given (2 to 16), finish with :func:`converter.quantize`: N-bit integer
+            weights, integer biases, thresholds and V[0], with its bias correction on the first
+            500 calibration samples (simulated for ``calibrate_T`` steps, else 16).
+        state_bits: with ``weight_bits``, the membrane width every integer threshold must fit.
 
     The returned SNN is a ``GraphModule`` taking ``[steps * B, ...]`` inputs (run it with
     :func:`simulator.simulate`). ``snn.meta['ann2snn']`` names layers by their module path in
@@ -117,6 +122,8 @@ class Converter:
         calibration_samples: int = 500,
         calibration_iterations: int = 300,
         progress: Callable[[int], None] | None = None,
+        weight_bits: int | None = None,
+        state_bits: int | None = None,
     ) -> None:
         self.mode: Mode = parse_mode(mode)
         if dataloader is None:
@@ -142,6 +149,11 @@ class Converter:
         self.calibration_iterations = calibration_iterations
         self.calibration_samples = calibration_samples
         self.progress = progress
+        if weight_bits is not None:
+            check_bits("weight_bits", weight_bits, 2, MAX_WEIGHT_BITS)
+        if state_bits is not None and weight_bits is None:
+            raise ValueError("state_bits needs weight_bits (it bounds the integer thresholds)")
+        self.weight_bits, self.state_bits = weight_bits, state_bits
 
     def __call__(self, ann: nn.Module) -> fx.GraphModule:
         start = time.perf_counter()
@@ -188,6 +200,9 @@ class Converter:
             "conversion_seconds": time.perf_counter() - start,
             **self.neuron,
         }
+        if self.weight_bits is not None:
+            steps = self.calibrate_T or 16
+            snn = quantize(snn, self.weight_bits, self.state_bits, calibration=self.dataloader, calibration_T=steps)
         log.info("converted %s with mode %s in %.2f s", type(ann).__name__, self.mode.text, time.perf_counter() - start)
         return snn
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import importlib.metadata
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -105,12 +106,13 @@ def _linear(module: nn.Linear, in_shape, out_shape) -> nir.NIRNode:
 
 
 def _avgpool(module: nn.AvgPool2d, in_shape, out_shape) -> nir.NIRNode:
-    if module.ceil_mode or module.divisor_override is not None:
-        raise ExportError("AvgPool2d with ceil_mode or divisor_override has no NIR equivalent")
+    if module.ceil_mode or module.divisor_override not in (None, 1):
+        raise ExportError("AvgPool2d with ceil_mode or a divisor_override other than 1 has no NIR equivalent")
     pair = lambda v: np.array(v if isinstance(v, tuple) else (v, v))  # noqa: E731
     if np.any(pair(module.padding)) and not module.count_include_pad:
         raise ExportError("AvgPool2d with padding and count_include_pad=False has no NIR equivalent")
-    return nir.AvgPool2d(
+    pool = nir.SumPool2d if module.divisor_override == 1 else nir.AvgPool2d  # divisor 1: a sum pool
+    return pool(
         kernel_size=pair(module.kernel_size),
         stride=pair(module.stride or module.kernel_size),
         padding=pair(module.padding),
@@ -324,9 +326,23 @@ def _graph_metadata(snn: fx.GraphModule, T: int | None, extra: dict | None) -> d
         "output_scale": info.get("output_scale"),
         "generator": f"ann2snn {_version()}",
         "nir_version": nir.version,
+        **_quantization_metadata(info.get("quantization")),
         **(extra or {}),
     }
     return {k: v for k, v in meta.items() if v is not None}  # nir.write crashes on None
+
+
+def _quantization_metadata(quantization: dict | None) -> dict:
+    """A quantised SNN's bit widths as graph metadata, and everything
+    :func:`converter.quantize` recorded (per layer: the factor, the integer threshold and V[0],
+    the bits they need) as one JSON string under ``quantization`` (NIR metadata holds flat values)."""
+    if not quantization:
+        return {}
+    return {
+        "weight_bits": quantization.get("weight_bits"),
+        "state_bits": quantization.get("state_bits"),
+        "quantization": json.dumps(quantization, sort_keys=True),
+    }
 
 
 def _version() -> str:

@@ -67,11 +67,11 @@ def _sum_slices(u: torch.Tensor, dim: int) -> torch.Tensor:
 def _avg_pool2d(spikes: Spikes, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
     kernel = _pair(kernel_size)
     stride = kernel if stride is None or stride == [] or stride == () else _pair(stride)
-    plain = stride == kernel and _pair(padding) == (0, 0) and not ceil_mode and divisor_override is None
+    plain = stride == kernel and _pair(padding) == (0, 0) and not ceil_mode and divisor_override in (None, 1)
     if not plain or kernel[0] * kernel[1] > MAX_POOL_AREA or spikes.data.dim() != 4:
         return None
-    counts = sum_pool2d_bool(spikes.data, kernel)
-    return counts.to(spikes.dtype).div_(kernel[0] * kernel[1])
+    counts = sum_pool2d_bool(spikes.data, kernel).to(spikes.dtype)
+    return counts if divisor_override == 1 else counts.div_(kernel[0] * kernel[1])  # 1: a sum pool
 
 
 def _avg_pool_module(spikes: Spikes, m: nn.AvgPool2d, args: tuple, kwargs: dict):

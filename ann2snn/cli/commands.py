@@ -187,6 +187,14 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
     "--calibrate; best at T <= 16; about 12 s per T for the seed CNN).",
 )
 @click.option(
+    "--weight-bits",
+    type=click.IntRange(2, 16),
+    default=None,
+    metavar="N",
+    help="Quantise to N-bit signed integer weights (2-16) with integer biases and thresholds, "
+    "one factor per layer (default: float).",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("ann2snn-out"),
@@ -224,6 +232,7 @@ def convert(
     export_profile,
     calibrate,
     calibrate_weights,
+    weight_bits,
     out,
     device,
     batch_size,
@@ -266,6 +275,7 @@ def convert(
             calibrate,
             export_profile,
             calibrate_weights,
+            weight_bits,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -10,6 +10,7 @@ import torch
 from ann2snn.cli.commands import batch, convert, inspect, plot, simulate, verify
 from ann2snn.cli.errors import warnings_as_lines
 from ann2snn.cli.params import check_modes as _modes
+from ann2snn.cli.report import report
 from ann2snn.pipeline import DEMO_MODES, demo_job, run_job
 from ann2snn.plots import plot_accuracy_curves
 from ann2snn.tables import format_table
@@ -50,9 +51,16 @@ def main() -> None:
     show_default=True,
     help="Test images on which the reloaded .nir must reproduce the spike counts.",
 )
+@click.option(
+    "--weight-bits",
+    type=click.IntRange(2, 16),
+    default=None,
+    metavar="N",
+    help="Quantise to N-bit signed integer weights (2-16), integer biases and thresholds (default: float).",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def demo(T, limit, modes, out, check_samples, threads, quiet):
+def demo(T, limit, modes, out, check_samples, weight_bits, threads, quiet):
     """Run the main job on the embedded MNIST data and the shipped seed CNN.
 
     Converts the CNN in each mode, simulates T steps of constant input, prints accuracy at
@@ -64,7 +72,7 @@ def demo(T, limit, modes, out, check_samples, threads, quiet):
     """
     if threads:
         torch.set_num_threads(threads)
-    job = demo_job(tuple(modes), T, limit, out, check_samples)
+    job = demo_job(tuple(modes), T, limit, out, check_samples, weight_bits=weight_bits)
     summary = run_job(job, force=True, quiet=quiet, echo=lambda line: click.echo(line, err=True))
     rows = [r for r in summary.rows if r.accuracy_per_t is not None]
     steps = [t for t in (10, 20, 30, 40) if t < T] + [T]
@@ -92,5 +100,5 @@ def demo(T, limit, modes, out, check_samples, threads, quiet):
         raise SystemExit(1)
 
 
-for _command in (convert, batch, simulate, inspect, verify, plot):
+for _command in (convert, batch, simulate, inspect, verify, plot, report):
     main.add_command(_command)
