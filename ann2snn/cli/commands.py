@@ -312,20 +312,34 @@ def batch(job_file, out, device, limit, force, quiet, as_json):
     _run(job, force, quiet, as_json)
 
 
+def file_on_data(command):
+    """``NIR_FILE``, ``--data``, ``--T``, ``--limit`` and ``--batch-size``: a .nir file run on data
+    (``simulate``, ``report``)."""
+    for decorator in reversed(
+        [
+            click.argument("nir_file", type=FILE),
+            click.option(
+                "--data",
+                type=DATA,
+                default="mnist",
+                show_default=True,
+                help="mnist (embedded), a folder of IDX files, a .npz with x and y, or a .npy of inputs.",
+            ),
+            click.option(
+                "--T", "T", type=click.IntRange(min=1), default=None, help="Time steps (default: the file's T)."
+            ),
+            click.option(
+                "--limit", type=click.IntRange(min=0), default=1000, show_default=True, help="Samples (0: all)."
+            ),
+            click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True),
+        ]
+    ):
+        command = decorator(command)
+    return command
+
+
 @click.command()
-@click.argument("nir_file", type=FILE)
-@click.option(
-    "--data",
-    type=DATA,
-    default="mnist",
-    show_default=True,
-    help="mnist (embedded), a folder of IDX files, a .npz with x and y, or a .npy of inputs.",
-)
-@click.option("--T", "T", type=click.IntRange(min=1), default=None, help="Time steps (default: the file's T).")
-@click.option(
-    "--limit", type=click.IntRange(min=0), default=1000, show_default=True, help="Evaluation samples (0: all)."
-)
-@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@file_on_data
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto.")
 @click.option("--plot", "png", type=OUT_FILE, default=None, help="Also save accuracy against t as a PNG.")
 @click.option(

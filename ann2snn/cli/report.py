@@ -7,23 +7,12 @@ from pathlib import Path
 
 import click
 
-from ann2snn.cli.commands import FILE, OUT_FILE, LazyBar
+from ann2snn.cli.commands import OUT_FILE, LazyBar, file_on_data
 from ann2snn.cli.errors import library_errors
-from ann2snn.cli.params import DATA
 
 
 @click.command()
-@click.argument("nir_file", type=FILE)
-@click.option(
-    "--data",
-    type=DATA,
-    default="mnist",
-    show_default=True,
-    help="mnist (embedded), a folder of IDX files, a .npz with x and y, or a .npy of inputs.",
-)
-@click.option("--T", "T", type=click.IntRange(min=1), default=None, help="Time steps (default: the file's T).")
-@click.option("--limit", type=click.IntRange(min=0), default=1000, show_default=True, help="Samples (0: all).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@file_on_data
 @click.option("--plot", "png", type=OUT_FILE, default=None, help="Also save a bar chart of SynOps against MACs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (for scripts).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
