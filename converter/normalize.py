@@ -60,22 +60,24 @@ def _downstream_relu(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | 
     return None
 
 
-def _scale_edge(gm: fx.GraphModule, join: fx.Node, source: fx.Node, factor: float) -> None:
-    """Insert ``Scale(factor)`` on the edge ``source -> join`` only."""
-    name = f"scale_{join.name}_{source.name}"
+def scale_edge(gm: fx.GraphModule, join: fx.Node, source: fx.Node, factor: float, prefix: str = "scale") -> fx.Node:
+    """Insert a :class:`simulator.Scale` ``(factor)`` module, named ``<prefix>_<join>_<source>``,
+    on the edge ``source -> join`` only; returns its node."""
+    name = f"{prefix}_{join.name}_{source.name}"
     while hasattr(gm, name):
         name += "_"
     gm.add_submodule(name, Scale(factor))
     with gm.graph.inserting_before(join):
         scaled = gm.graph.call_module(name, (source,))
     join.replace_input_with(source, scaled)
-    log.debug("join %s: input %s rescaled by %.6g", join.name, source.name, factor)
+    log.debug("%s: input %s rescaled by %.6g", join.name, source.name, factor)
+    return scaled
 
 
 def _reconcile(gm: fx.GraphModule, join: fx.Node, scale: dict[fx.Node, float], target: float) -> None:
     for source in dict.fromkeys(a for a in join.all_input_nodes if a in scale):
         if abs(scale[source] - target) > SCALE_RTOL * target:
-            _scale_edge(gm, join, source, scale[source] / target)
+            scale_edge(gm, join, source, scale[source] / target)
 
 
 def normalize(gm: fx.GraphModule, lambdas: dict[str, float]) -> tuple[fx.GraphModule, dict[str, float], float]:

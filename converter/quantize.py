@@ -52,6 +52,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from converter.normalize import scale_edge
 from simulator import META_KEY, IFNeuron, Integrator, Scale, simulate
 from simulator.graph import WEIGHTED, is_add, is_identity, is_reshape
 
@@ -180,18 +181,6 @@ def _check_pool(node: fx.Node, modules: dict[str, nn.Module]) -> float:
     return float(values["divisor_override"] or kh * kw)
 
 
-def _insert_scale(gm: fx.GraphModule, consumer: fx.Node, source: fx.Node, factor: float) -> fx.Node:
-    """Insert ``Scale(factor)`` on the edge ``source -> consumer`` only."""
-    name = f"qscale_{consumer.name}_{source.name}"
-    while hasattr(gm, name):
-        name += "_"
-    gm.add_submodule(name, Scale(factor))
-    with gm.graph.inserting_before(consumer):
-        scaled = gm.graph.call_module(name, (source,))
-    consumer.replace_input_with(source, scaled)
-    return scaled
-
-
 def _fold_forward(gm: fx.GraphModule, pool: fx.Node, factor: float, modules: dict[str, nn.Module]) -> None:
     """Multiply what ``pool``'s output feeds by ``factor``: the weights of each Conv/Linear
     or the factor of each Scale reached through reshapes and further pools; a Scale is
@@ -208,7 +197,7 @@ def _fold_forward(gm: fx.GraphModule, pool: fx.Node, factor: float, modules: dic
             elif kind in ("pass", "pool"):
                 stack.append(user)
             else:
-                _insert_scale(gm, user, node, factor)
+                scale_edge(gm, user, node, factor, prefix="qscale")
 
 
 def _fold_backward(pool: fx.Node, factor: float, modules: dict[str, nn.Module]) -> bool:
@@ -277,7 +266,7 @@ def _bare_edges(gm: fx.GraphModule, modules: dict[str, nn.Module]) -> None:
             if kind in ("pool", "pass", "join"):
                 stack.extend((source, a) for a in source.all_input_nodes)
             elif kind in ("source", "target"):
-                _insert_scale(gm, consumer, source, 1.0)
+                scale_edge(gm, consumer, source, 1.0, prefix="qscale")
     modules.update(gm.named_modules())
 
 
