@@ -41,6 +41,7 @@ from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 from exporters.atomic import atomic_path
 from exporters.nir_torch import graph_to_snn
 from exporters.profiles import PROFILES, apply_profile
+from exporters.semantics import JSON_GRAPH_KEYS
 from simulator import META_KEY, IFNeuron, Integrator, Scale, readout_kind, reset_states, simulate
 from simulator.graph import (
     arithmetic,
@@ -324,12 +325,18 @@ def _graph_metadata(snn: fx.GraphModule, T: int | None, extra: dict | None) -> d
         "readout": readout_kind(snn),
         "mode": info.get("mode"),
         "output_scale": info.get("output_scale"),
+        **{key: _json_dict(info.get(key)) for key in JSON_GRAPH_KEYS},
         "generator": f"ann2snn {_version()}",
         "nir_version": nir.version,
         **_quantization_metadata(info.get("quantization")),
         **(extra or {}),
     }
     return {k: v for k, v in meta.items() if v is not None}  # nir.write crashes on None
+
+
+def _json_dict(value: dict | None) -> str | None:
+    """A conversion dict (``lambdas``, ``if_layers``) as a JSON string (None stays None)."""
+    return None if not value else json.dumps({str(k): v for k, v in value.items()}, sort_keys=True)
 
 
 def _quantization_metadata(quantization: dict | None) -> dict:

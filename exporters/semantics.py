@@ -21,7 +21,11 @@ Graph metadata (:data:`GRAPH_KEYS`): ``T`` (time steps the file was validated wi
 ``readout`` (``"spike_count"``: the class is the argmax of output spike counts;
 ``"membrane"``: the output node is an ``I`` integrator, dt = 1, whose potential is read),
 ``mode`` (normalisation mode), ``output_scale`` (rate × output_scale = ANN output),
-``generator`` (``"ann2snn <version>"``) and ``nir_version``; and, when written with ``T``, a
+``generator`` (``"ann2snn <version>"``) and ``nir_version``; ``lambdas`` (JSON: IF node name →
+λ, the activation scale in ANN units that one spike per step of that layer stands for) and
+``if_layers`` (JSON: IF node name → the ANN's ReLU node name it replaced), both from
+``snn.meta['ann2snn']`` (:class:`converter.Converter`), decoded back into dicts on import, used
+by :func:`converter.diagnostics.layer_fidelity`; and, when written with ``T``, a
 self-check: ``reference_input`` (``[B, *input_shape]`` float32) and ``reference_output``
 (``[T, B, *output_shape]`` float64, the output at every step under these semantics with
 constant input encoding, simulated in float64 so that it does not depend on summation
@@ -48,6 +52,8 @@ after the reset, ``V[0] = 0``).
 
 from __future__ import annotations
 
+import json
+
 import re
 import warnings
 from typing import cast
@@ -70,6 +76,8 @@ GRAPH_KEYS = (
     "output_scale",
     "generator",
     "nir_version",
+    "lambdas",
+    "if_layers",
     "reference_input",
     "reference_output",
 )
@@ -95,9 +103,27 @@ def plain(value):
     return value
 
 
+#: Graph metadata keys written as JSON strings (NIR metadata holds flat values) and decoded on import.
+JSON_GRAPH_KEYS = ("lambdas", "if_layers")
+
+
 def graph_metadata(graph) -> dict:
-    """A ``nir.NIRGraph``'s metadata as plain Python values (see :func:`plain`)."""
-    return {k: plain(v) for k, v in (graph.metadata or {}).items()}
+    """A ``nir.NIRGraph``'s metadata as plain Python values (see :func:`plain`), the
+    :data:`JSON_GRAPH_KEYS` decoded into dicts.
+
+    Raises:
+        ValueError: one of :data:`JSON_GRAPH_KEYS` is not a JSON object (names the key).
+    """
+    meta = {k: plain(v) for k, v in (graph.metadata or {}).items()}
+    for key in JSON_GRAPH_KEYS:
+        if isinstance(meta.get(key), str):
+            try:
+                meta[key] = json.loads(meta[key])
+            except ValueError:
+                raise ValueError(f"graph metadata {key!r} is not JSON: {meta[key][:60]!r}") from None
+        if key in meta and not isinstance(meta[key], dict):
+            raise ValueError(f"graph metadata {key!r} must be a JSON object, got {type(meta[key]).__name__}")
+    return meta
 
 
 def reader_rules(semantics: str | dict) -> dict:
