@@ -10,6 +10,14 @@ from converter.trace import is_relu
 from simulator import META_KEY, IFNeuron
 
 
+def if_layer_name(node: fx.Node) -> str:
+    """The IF layer name :func:`replace_activations` gives the ReLU ``node`` (before any
+    collision suffix): ``if_<module path, dots as underscores>``, or ``if_<node name>`` for a
+    functional ReLU. Example: the ReLU ``network.2`` becomes ``if_network_2``."""
+    base = str(node.target).replace(".", "_") if node.op == "call_module" else node.name
+    return f"if_{base}"
+
+
 def replace_activations(gm: fx.GraphModule, thresholds: dict[str, float], **neuron_kwargs) -> fx.GraphModule:
     """A copy of ``gm`` whose ReLUs (every form, and the capped ReLU6/clamp(0, c), see
     :func:`converter.trace.relu_cap`) are IF layers named ``if_<ReLU module path>``
@@ -33,8 +41,7 @@ def replace_activations(gm: fx.GraphModule, thresholds: dict[str, float], **neur
     for node in list(gm.graph.nodes):
         if not is_relu(node, modules):
             continue
-        base = node.target.replace(".", "_") if node.op == "call_module" else node.name
-        name = f"if_{base}"
+        name = if_layer_name(node)
         while hasattr(gm, name):
             name += "_"
         gm.add_submodule(name, IFNeuron(v_threshold=thresholds[node.name], **neuron_kwargs))

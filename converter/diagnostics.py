@@ -1,0 +1,291 @@
+"""Per-layer fidelity of a converted SNN: each IF layer's rate against the ANN's activation.
+
+For IF layer ``l`` standing for ReLU ``r`` with scale λ_l (``snn.meta['ann2snn']['lambdas']``:
+one spike per step of that layer stands for an activation λ_l, in ANN units), every neuron
+``i`` of every sample gives a pair
+
+.. math::  a_i = \\mathrm{ReLU}_r(x)_i / \\lambda_l, \\qquad \\rho_i = N_i / T
+
+with ``N_i`` the neuron's spike count over ``T`` steps (dimensionless, spikes per step). A
+perfect conversion has ρ = clip(a, 0, 1) to within 1/T; ``a > 1`` cannot be reproduced (the
+neuron saturates at one spike per step). This is the diagnostic of Rueckauer et al. 2017
+(Front. Neurosci. 11:682, Fig. 3): ANN activation against SNN rate, layer by layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from converter.fold_bn import fold_batchnorm
+from converter.record import capture_activations
+from converter.replace import if_layer_name
+from converter.trace import trace
+from simulator import META_KEY, IFNeuron, simulate
+from simulator.graph import is_relu
+
+#: Default ratio of a layer's MAE to the previous layer's above which its error "grows".
+GROWTH = 2.0
+
+
+@dataclass
+class LayerFidelity:
+    """One IF layer's agreement with the ANN (all numbers over ``samples`` × ``neurons`` pairs).
+
+    Attributes:
+        layer: the IF layer's module path (the NIR node name).
+        relu: the ANN's ReLU node name (torch.fx) it stands for.
+        lam: λ, the activation scale of the layer (ANN units per spike per step).
+        neurons: neurons per sample.
+        correlation: Pearson correlation of a and ρ (None when either is constant).
+        mae: mean |ρ − a| (dimensionless, in units of λ; a > 1 counts in full).
+        saturated: fraction of pairs with ρ ≥ 1 (one spike at every step).
+        silent: fraction of pairs with ρ = 0 while a > 0.
+        mean_activation, mean_rate: means of a and ρ.
+        points: up to ``points`` ``(a, ρ)`` pairs of the first batch (a fixed random choice),
+            for a scatter plot.
+    """
+
+    layer: str
+    relu: str
+    lam: float
+    neurons: int
+    correlation: float | None
+    mae: float
+    saturated: float
+    silent: float
+    mean_activation: float
+    mean_rate: float
+    points: list[tuple[float, float]] = field(default_factory=list, repr=False)
+
+    def to_dict(self, points: bool = True) -> dict:
+        """Plain values (for ``--json``); ``points=False`` leaves the scatter points out."""
+        out = {k: v for k, v in vars(self).items() if k != "points"}
+        if points:
+            out["points"] = [list(p) for p in self.points]
+        return out
+
+
+@dataclass
+class FidelityReport:
+    """What :func:`layer_fidelity` returns.
+
+    Attributes:
+        T: time steps simulated. samples: inputs used.
+        layers: one :class:`LayerFidelity` per IF layer, in the SNN's graph order.
+        first_growing: the first layer whose error grows (see :func:`first_growing_layer`), or None.
+        growth, margin: the rule's parameters.
+    """
+
+    T: int
+    samples: int
+    layers: list[LayerFidelity]
+    first_growing: str | None
+    growth: float
+    margin: float
+
+    def to_dict(self, points: bool = True) -> dict:
+        """Plain values (for ``--json``)."""
+        return {
+            "T": self.T,
+            "samples": self.samples,
+            "first_growing": self.first_growing,
+            "growth": self.growth,
+            "margin": self.margin,
+            "layers": [layer.to_dict(points) for layer in self.layers],
+        }
+
+
+class _Sums:
+    """Mergeable float64 sums of one layer's pairs (Pearson, MAE, saturation, silence)."""
+
+    def __init__(self) -> None:
+        self.n = self.sa = self.sr = self.saa = self.srr = self.sar = self.err = 0.0
+        self.saturated = self.silent = 0.0
+
+    def add(self, a: torch.Tensor, r: torch.Tensor) -> None:
+        a, r = a.double().flatten(), r.double().flatten()
+        self.n += a.numel()
+        self.sa += float(a.sum())
+        self.sr += float(r.sum())
+        self.saa += float((a * a).sum())
+        self.srr += float((r * r).sum())
+        self.sar += float((a * r).sum())
+        self.err += float((r - a).abs().sum())
+        self.saturated += float((r >= 1).sum())
+        self.silent += float(((r == 0) & (a > 0)).sum())
+
+    def correlation(self) -> float | None:
+        n = self.n
+        cov = self.sar / n - (self.sa / n) * (self.sr / n)
+        va = self.saa / n - (self.sa / n) ** 2
+        vr = self.srr / n - (self.sr / n) ** 2
+        if va <= 1e-15 or vr <= 1e-15:
+            return None
+        return max(-1.0, min(1.0, cov / math.sqrt(va * vr)))
+
+
+def first_growing_layer(maes: list[float], names: list[str], T: int, growth: float = GROWTH) -> str | None:
+    """The first layer (in graph order) whose error grows: the first ``l`` with
+
+    .. math::  \\mathrm{MAE}_l > g \\cdot \\mathrm{MAE}_{l-1} + 1/T
+
+    where ``g = growth`` and ``MAE_0 = 0`` (the input is exact), i.e. whose mean absolute error
+    is more than ``g`` times the previous layer's plus one spike's worth of rate (1/T, the
+    resolution of a rate after T steps). None if no layer does.
+
+    Example:
+        >>> first_growing_layer([0.01, 0.015, 0.2, 0.3], ["a", "b", "c", "d"], T=100)
+        'c'
+    """
+    previous = 0.0
+    for name, mae in zip(names, maes, strict=True):
+        if mae > growth * previous + 1.0 / T:
+            return name
+        previous = mae
+    return None
+
+
+def _graph_order(snn: nn.Module) -> list[str]:
+    """IF layer paths in the SNN's graph order (registration order if it has no graph)."""
+    paths = [name for name, m in snn.named_modules() if isinstance(m, IFNeuron)]
+    graph = getattr(snn, "graph", None)
+    if graph is None:
+        return paths
+    order = [str(n.target) for n in graph.nodes if n.op == "call_module" and str(n.target) in paths]
+    return list(dict.fromkeys(order)) + [p for p in paths if p not in order]
+
+
+def _relu_of(snn: nn.Module, ann_gm: fx.GraphModule, layers: list[str]) -> dict[str, str]:
+    """IF layer path → ANN ReLU node name: the SNN's ``if_layers`` metadata, else the names
+    :func:`~converter.replace.replace_activations` gives (``if_<ReLU path>``).
+
+    Raises:
+        ValueError: an IF layer with no ReLU of that name in the ANN (lists the ANN's).
+    """
+    modules = dict(ann_gm.named_modules())
+    relus = {n.name: n for n in ann_gm.graph.nodes if is_relu(n, modules)}
+    by_if_name = {if_layer_name(n): n.name for n in relus.values()}
+    recorded = (getattr(snn, "meta", None) or {}).get(META_KEY, {}).get("if_layers") or {}
+    mapping = {}
+    for layer in layers:
+        relu = recorded.get(layer, by_if_name.get(layer))
+        if relu not in relus:
+            known = ", ".join(f"{if_layer_name(n)} ({n.name})" for n in relus.values()) or "none"
+            raise ValueError(
+                f"IF layer {layer!r} of the SNN has no ReLU in the ANN "
+                f"(looked for {relu or layer!r}); the ANN's ReLUs give IF layers {known}: "
+                "is this the model the SNN was converted from?"
+            )
+        mapping[layer] = relu
+    return mapping
+
+
+def _lambdas(snn: nn.Module, layers: list[str]) -> dict[str, float]:
+    info = (getattr(snn, "meta", None) or {}).get(META_KEY, {})
+    lambdas, channel_wise = info.get("lambdas") or {}, set(info.get("channel_wise_layers") or [])
+    for layer in layers:
+        if layer in channel_wise:
+            raise ValueError(f"IF layer {layer!r} was scaled per channel: its per-channel λ is not recorded")
+        if layer not in lambdas:
+            raise ValueError(
+                f"IF layer {layer!r} has no λ in the SNN's metadata (meta['ann2snn']['lambdas']): convert with "
+                "converter.Converter, or re-export the .nir file with this version (it writes 'lambdas')"
+            )
+    return {layer: float(lambdas[layer]) for layer in layers}
+
+
+@torch.no_grad()
+def layer_fidelity(
+    ann: nn.Module,
+    snn: nn.Module,
+    x: torch.Tensor,
+    T: int,
+    batch_size: int = 100,
+    growth: float = GROWTH,
+    points: int = 2000,
+) -> FidelityReport:
+    """Compare each IF layer's rate after ``T`` steps with the ANN's activation / λ.
+
+    Simulates ``snn`` on ``x`` (constant input, :func:`simulator.simulate`) and runs the ANN
+    (traced, BatchNorm folded, eval mode) on the same inputs; pairs each IF layer with the ReLU
+    it replaced (``snn.meta['ann2snn']['if_layers']``, else by name: ``if_<ReLU path>``) and
+    divides its activation by the layer's λ (``snn.meta['ann2snn']['lambdas']``, also read from
+    a ``.nir`` file's metadata by :func:`exporters.import_nir`). Rueckauer et al. 2017.
+
+    Args:
+        ann: the ANN the SNN was converted from.
+        snn: the converted SNN (in memory, or imported from a ``.nir`` file).
+        x: inputs ``[N, ...]`` (e.g. ``[N, 1, 28, 28]``).
+        T: time steps (>= 1).
+        batch_size: samples per simulation batch.
+        growth: the factor ``g`` of :func:`first_growing_layer`.
+        points: ``(a, ρ)`` pairs kept per layer for a scatter plot (from the first batch).
+
+    Returns:
+        :class:`FidelityReport`, one :class:`LayerFidelity` per IF layer in graph order.
+
+    Raises:
+        ValueError: ``T < 1``, ``batch_size < 1``, empty ``x``, an SNN without IF layers, an IF
+            layer with no matching ReLU in ``ann`` or no λ (each named), or an activation whose
+            shape differs from its IF layer's.
+    """
+    if T < 1 or batch_size < 1:
+        raise ValueError(f"T and batch_size must be >= 1, got T={T}, batch_size={batch_size}")
+    if len(x) == 0:
+        raise ValueError("layer_fidelity needs at least one input sample")
+    layers = _graph_order(snn)
+    if not layers:
+        raise ValueError("the SNN has no IF layers to diagnose")
+    device = next((p.device for p in snn.parameters()), torch.device("cpu"))
+    ann_gm = fold_batchnorm(trace(ann)).to(device)
+    relu = _relu_of(snn, ann_gm, layers)
+    lambdas = _lambdas(snn, layers)
+    sums = {layer: _Sums() for layer in layers}
+    kept: dict[str, list[tuple[float, float]]] = {}
+    neurons: dict[str, int] = {}
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size].to(device)
+        activations = capture_activations(ann_gm, xb, set(relu.values()))
+        counts = simulate(snn, xb, T, warn_silent=False).spike_counts
+        for layer in layers:
+            a, rate = activations[relu[layer]] / lambdas[layer], counts[layer] / T
+            if a.shape != rate.shape:
+                raise ValueError(
+                    f"IF layer {layer!r} has shape {list(rate.shape[1:])} but ReLU {relu[layer]!r} of the ANN "
+                    f"gives {list(a.shape[1:])}: is this the model the SNN was converted from?"
+                )
+            sums[layer].add(a, rate)
+            neurons[layer] = a[0].numel()
+            if layer not in kept:
+                kept[layer] = _sample_points(a, rate, points)
+    rows = [_row(layer, relu[layer], lambdas[layer], neurons[layer], sums[layer], kept[layer]) for layer in layers]
+    first = first_growing_layer([r.mae for r in rows], layers, T, growth)
+    return FidelityReport(T, len(x), rows, first, growth, 1.0 / T)
+
+
+def _sample_points(a: torch.Tensor, rate: torch.Tensor, n: int) -> list[tuple[float, float]]:
+    """Up to ``n`` pairs chosen at random (fixed seed) from one batch."""
+    a, rate = a.flatten().double().cpu(), rate.flatten().double().cpu()
+    index = torch.randperm(a.numel(), generator=torch.Generator().manual_seed(0))[:n]
+    return list(zip(a[index].tolist(), rate[index].tolist(), strict=True))
+
+
+def _row(layer: str, relu: str, lam: float, neurons: int, s: _Sums, points) -> LayerFidelity:
+    return LayerFidelity(
+        layer,
+        relu,
+        lam,
+        neurons,
+        s.correlation(),
+        s.err / s.n,
+        s.saturated / s.n,
+        s.silent / s.n,
+        s.sa / s.n,
+        s.sr / s.n,
+        points,
+    )
