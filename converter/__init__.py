@@ -7,6 +7,7 @@ command line, the pipeline and the sample models are the application layer, :mod
 """
 
 from converter.converter import Converter, convert
+from converter.diagnostics import FidelityReport, LayerFidelity, layer_fidelity
 from converter.fold_bn import fold_batchnorm, fold_bn_into_next, fold_bn_weights
 from converter.modes import Mode, parse_mode
 from converter.quantize import QuantizationError, quantize
@@ -16,6 +17,8 @@ from converter.trace import NotTraceableError, UnsupportedLayerError, trace
 __all__ = [
     "ActivationStats",
     "Converter",
+    "FidelityReport",
+    "LayerFidelity",
     "Mode",
     "NotTraceableError",
     "QuantizationError",
@@ -24,6 +27,7 @@ __all__ = [
     "fold_batchnorm",
     "fold_bn_into_next",
     "fold_bn_weights",
+    "layer_fidelity",
     "parse_mode",
     "quantize",
     "trace",

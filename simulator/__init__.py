@@ -7,6 +7,7 @@ from simulator.early_exit import DEFAULT_STABLE_STEPS
 from simulator.evaluation import Classification, Evaluation, accuracy_per_t, classify, evaluate
 from simulator.integrator import Integrator
 from simulator.neuron import IFNeuron, IFParams, IFState, if_advance, if_scan, if_scan_bool, if_step
+from simulator.raster import Raster, spike_raster
 from simulator.scale import Scale
 from simulator.simulate import (
     META_KEY,
@@ -28,6 +29,7 @@ __all__ = [
     "IFParams",
     "IFState",
     "Integrator",
+    "Raster",
     "Scale",
     "SimulationResult",
     "accuracy_per_t",
@@ -43,4 +45,5 @@ __all__ = [
     "readout_kind",
     "reset_states",
     "simulate",
+    "spike_raster",
 ]

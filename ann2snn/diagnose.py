@@ -1,0 +1,75 @@
+"""Per-layer diagnostics of a ``.nir`` file against the model it was converted from
+(``ann2snn diagnose``) and spike rasters of one sample (``ann2snn plot raster``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ann2snn.data import DataSource
+from ann2snn.models import ModelSpec, load_model
+from ann2snn.nirinfo import open_for_simulation
+from ann2snn.tables import format_table
+from converter.diagnostics import FidelityReport, layer_fidelity
+from simulator import Raster, spike_raster
+
+
+def diagnose_file(
+    path: str | Path, model: ModelSpec, data: DataSource, T: int | None = None, limit: int = 1000, batch_size: int = 100
+) -> FidelityReport:
+    """:func:`converter.diagnostics.layer_fidelity` of the ``.nir`` file ``path`` against the
+    ANN ``model`` on the first ``limit`` samples of ``data`` (0: all), for ``T`` steps (default:
+    the file's T). The file's IF node names must be the IF layer names the converter gave the
+    model's ReLUs (``if_<ReLU path>``, or as the file's ``if_layers`` metadata records them),
+    and its ``lambdas`` metadata gives each layer's λ.
+
+    Raises:
+        nirinfo.MissingTError: no T. ann2snn.models.ModelLoadError: the model. ValueError: the
+            data, or a file that does not match the model (see ``layer_fidelity``).
+    """
+    snn, dataset, T = open_for_simulation(path, data, T, limit)
+    ann = load_model(model)
+    return layer_fidelity(ann, snn, dataset.x, T, batch_size)
+
+
+def format_fidelity(report: FidelityReport) -> str:
+    """The per-layer table printed by ``ann2snn diagnose``, and the first growing layer."""
+    headers = ["layer", "ReLU", "λ", "neurons", "corr", "MAE", "saturated %", "silent %", "mean a", "mean rate"]
+    rows = [
+        [
+            r.layer,
+            r.relu,
+            f"{r.lam:.4g}",
+            r.neurons,
+            "-" if r.correlation is None else f"{r.correlation:.4f}",
+            f"{r.mae:.4f}",
+            f"{100 * r.saturated:.2f}",
+            f"{100 * r.silent:.2f}",
+            f"{r.mean_activation:.4f}",
+            f"{r.mean_rate:.4f}",
+        ]
+        for r in report.layers
+    ]
+    first = report.first_growing or "none"
+    rule = f"MAE > {report.growth:g} × previous MAE + 1/T"
+    return f"{format_table(headers, rows, left=2)}\nfirst layer whose error grows ({rule}): {first}"
+
+
+def raster_file(
+    path: str | Path, data: DataSource, sample: int, layer: str, T: int | None = None, neurons: int | None = 50
+) -> tuple[Raster, torch.Tensor]:
+    """The :func:`simulator.spike_raster` of IF layer ``layer`` of the ``.nir`` file ``path``
+    for sample ``sample`` (0-based) of ``data``; returns ``(raster, input sample [C, H, W])``.
+
+    Raises:
+        ValueError: ``sample`` out of range (names the number of samples), an unknown
+            ``layer`` (lists the file's IF layers). nirinfo.MissingTError: no T.
+    """
+    if sample < 0:
+        raise ValueError(f"sample index must be >= 0, got {sample}")
+    snn, dataset, T = open_for_simulation(path, data, T, limit=sample + 1)
+    if sample >= len(dataset.x):
+        raise ValueError(f"sample {sample} is out of range: {data} has {len(dataset.x)} samples (0 to {len(dataset.x) - 1})")
+    x = dataset.x[sample]
+    return spike_raster(snn, x, T, layer, neurons), x
