@@ -52,7 +52,7 @@ def format_fidelity(report: FidelityReport) -> str:
         for r in report.layers
     ]
     first = report.first_growing or "none"
-    rule = f"MAE > {report.growth:g} × previous MAE + 1/T"
+    rule = f"MAE > {report.growth:g} × previous MAE + 1/(2T)"
     return f"{format_table(headers, rows, left=2)}\nfirst layer whose error grows ({rule}): {first}"
 
 

@@ -132,19 +132,20 @@ class _Sums:
 def first_growing_layer(maes: list[float], names: list[str], T: int, growth: float = GROWTH) -> str | None:
     """The first layer (in graph order) whose error grows: the first ``l`` with
 
-    .. math::  \\mathrm{MAE}_l > g \\cdot \\mathrm{MAE}_{l-1} + 1/T
+    .. math::  \\mathrm{MAE}_l > g \\cdot \\mathrm{MAE}_{l-1} + \\frac{1}{2T}
 
     where ``g = growth`` and ``MAE_0 = 0`` (the input is exact), i.e. whose mean absolute error
-    is more than ``g`` times the previous layer's plus one spike's worth of rate (1/T, the
-    resolution of a rate after T steps). None if no layer does.
+    is more than ``g`` times the previous layer's plus half a spike's worth of rate (1/(2T):
+    the largest error of a rate coded exactly after T steps from V[0] = V_th/2, which rounds
+    to the nearest multiple of 1/T). None if no layer does.
 
     Example:
-        >>> first_growing_layer([0.01, 0.015, 0.2, 0.3], ["a", "b", "c", "d"], T=100)
+        >>> first_growing_layer([0.004, 0.006, 0.2, 0.3], ["a", "b", "c", "d"], T=100)
         'c'
     """
     previous = 0.0
     for name, mae in zip(names, maes, strict=True):
-        if mae > growth * previous + 1.0 / T:
+        if mae > growth * previous + 0.5 / T:
             return name
         previous = mae
     return None
@@ -265,7 +266,7 @@ def layer_fidelity(
                 kept[layer] = _sample_points(a, rate, points)
     rows = [_row(layer, relu[layer], lambdas[layer], neurons[layer], sums[layer], kept[layer]) for layer in layers]
     first = first_growing_layer([r.mae for r in rows], layers, T, growth)
-    return FidelityReport(T, len(x), rows, first, growth, 1.0 / T)
+    return FidelityReport(T, len(x), rows, first, growth, 0.5 / T)
 
 
 def _sample_points(a: torch.Tensor, rate: torch.Tensor, n: int) -> list[tuple[float, float]]:

@@ -45,7 +45,7 @@ def diagnose(nir_file, data, T, limit, batch_size, model, weights, no_weights, t
     Runs the ANN (--model, as given to convert) and the .nir file on the same samples and
     prints, per IF layer: correlation, mean absolute error, the % of neurons saturated (rate 1)
     and silent (rate 0 while the activation is > 0), and the first layer whose error grows
-    (MAE > 2 × the previous layer's + 1/T).
+    (MAE > 2 × the previous layer's + 1/(2T)).
 
     Example:
 

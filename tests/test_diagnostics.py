@@ -1,0 +1,126 @@
+"""Per-layer fidelity (converter.diagnostics) and spike rasters (simulator.raster)."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from converter import Converter, layer_fidelity
+from converter.diagnostics import first_growing_layer
+from exporters import export_nir, import_nir
+from simulator import META_KEY, simulate, spike_raster
+
+
+def three_layer_net() -> nn.Module:
+    torch.manual_seed(5)
+    return nn.Sequential(
+        nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)
+    ).eval()
+
+
+X = torch.rand(128, 8, generator=torch.Generator().manual_seed(6))
+
+
+def convert(ann):
+    return Converter("max", dataloader=[X])(ann)
+
+
+def halve_lambda(snn, layer: str, producer: str, consumer: str):
+    """The SNN the converter gives when IF layer ``layer``'s λ is halved: the Linear feeding it
+    doubled, the Linear it feeds halved, the metadata's λ halved."""
+    bad = copy.deepcopy(snn)
+    with torch.no_grad():
+        bad.get_submodule(producer).weight.mul_(2)
+        bad.get_submodule(producer).bias.mul_(2)
+        bad.get_submodule(consumer).weight.mul_(0.5)
+    bad.meta = copy.deepcopy(snn.meta)
+    bad.meta[META_KEY]["lambdas"][layer] /= 2
+    return bad
+
+
+def test_a_halved_lambda_is_the_first_growing_error():
+    ann = three_layer_net()
+    snn = convert(ann)
+    assert list(snn.meta[META_KEY]["if_layers"]) == ["if_1", "if_3", "if_5"]
+    good = layer_fidelity(ann, snn, X, T=64)
+    bad = layer_fidelity(ann, halve_lambda(snn, "if_3", "2", "4"), X, T=64)
+    assert good.first_growing is None
+    assert bad.first_growing == "if_3"
+    assert [r.layer for r in bad.layers] == ["if_1", "if_3", "if_5"]
+    assert bad.layers[0] == good.layers[0]  # layer 1 is untouched: the same numbers
+    assert bad.layers[1].mae > 2 * bad.layers[0].mae + 1 / (2 * 64) > good.layers[1].mae
+    assert bad.layers[1].saturated > 0.01 and good.layers[1].saturated == 0
+    assert good.layers[1].mae < 1 / (2 * 64)
+
+
+def test_correlations_are_one_within_1_over_T_at_large_T():
+    ann = three_layer_net()
+    T = 1000
+    report = layer_fidelity(ann, convert(ann), X, T=T)
+    for row in report.layers:
+        assert row.correlation is not None and row.correlation >= 1 - 1 / T, row
+        assert row.mae <= 1 / T, row  # a rate after T steps is exact to 1/T
+        assert row.saturated <= 1 / X.shape[0]  # 'max' mode: at most the max itself reaches rate 1
+    assert report.samples == 128 and report.T == T
+
+
+def test_a_nir_file_gives_the_same_table_by_name(tmp_path):
+    ann = three_layer_net()
+    snn = convert(ann)
+    export_nir(snn, tmp_path / "net.nir", T=16)
+    loaded = import_nir(tmp_path / "net.nir")
+    assert loaded.meta[META_KEY]["lambdas"] == pytest.approx(snn.meta[META_KEY]["lambdas"])
+    assert loaded.meta[META_KEY]["if_layers"] == {"if_1": "_1", "if_3": "_3", "if_5": "_5"}
+    expected = layer_fidelity(ann, snn, X, T=16, batch_size=50).to_dict()
+    assert layer_fidelity(ann, loaded, X, T=16, batch_size=50).to_dict() == expected
+    del loaded.meta[META_KEY]["if_layers"]  # older files: IF node names follow if_<ReLU path>
+    assert layer_fidelity(ann, loaded, X, T=16, batch_size=50).to_dict() == expected
+
+
+def test_a_model_that_does_not_match_is_refused():
+    ann = three_layer_net()
+    snn = convert(ann)
+    other = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
+    with pytest.raises(ValueError, match=r"IF layer 'if_3' of the SNN has no ReLU in the ANN .*if_1 \(_1\)"):
+        layer_fidelity(other, snn, X, T=4)
+    wide = nn.Sequential(
+        nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)
+    ).eval()
+    with pytest.raises(ValueError, match=r"IF layer 'if_1' has shape \[32\] but ReLU '_1' of the ANN gives \[16\]"):
+        layer_fidelity(wide, snn, X, T=4)
+    del snn.meta[META_KEY]["lambdas"]["if_5"]
+    with pytest.raises(ValueError, match="IF layer 'if_5' has no λ"):
+        layer_fidelity(ann, snn, X, T=4)
+    with pytest.raises(ValueError, match="T and batch_size must be >= 1, got T=0"):
+        layer_fidelity(ann, snn, X, T=0)
+
+
+def test_first_growing_layer_rule():
+    names = ["a", "b", "c"]
+    assert first_growing_layer([0.004, 0.006, 0.2], names, T=100) == "c"
+    assert first_growing_layer([0.01, 0.015, 0.02], names, T=100) == "a"  # 0.01 > 0 + 1/200
+    assert first_growing_layer([0.004, 0.013, 0.03], names, T=100) is None  # 0.013 = 2·0.004 + 0.005, not more
+    assert first_growing_layer([0.004, 0.02, 0.06], names, T=100, growth=5) is None
+
+
+def test_raster_counts_are_the_simulators():
+    ann = three_layer_net()
+    snn = convert(ann)
+    sample, T = 7, 20
+    counts = simulate(snn, X, T).spike_counts["if_3"][sample]
+    raster = spike_raster(snn, X[sample], T, "if_3", neurons=5)
+    assert raster.spikes.shape == (T, 5) and raster.T == T
+    assert raster.layer_spikes == int(counts.sum())
+    assert raster.spikes.sum(0).tolist() == counts[raster.neurons].long().tolist()
+    assert sorted(counts.tolist(), reverse=True)[:5] == sorted(counts[raster.neurons].tolist(), reverse=True)
+    whole = spike_raster(snn, X[sample], T, "if_3", neurons=None)
+    assert int(whole.spikes.sum()) == int(counts.sum()) and whole.spikes.shape == (T, 32)
+
+
+def test_raster_refuses_an_unknown_layer():
+    snn = convert(three_layer_net())
+    with pytest.raises(ValueError, match="no IF layer 'if_9'; the IF layers are: if_1, if_3, if_5"):
+        spike_raster(snn, X[0], 4, "if_9")
+    with pytest.raises(ValueError, match="neurons must be >= 1"):
+        spike_raster(snn, X[0], 4, "if_1", neurons=0)
