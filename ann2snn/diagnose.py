@@ -70,6 +70,8 @@ def raster_file(
         raise ValueError(f"sample index must be >= 0, got {sample}")
     snn, dataset, T = open_for_simulation(path, data, T, limit=sample + 1)
     if sample >= len(dataset.x):
-        raise ValueError(f"sample {sample} is out of range: {data} has {len(dataset.x)} samples (0 to {len(dataset.x) - 1})")
+        raise ValueError(
+            f"sample {sample} is out of range: {data} has {len(dataset.x)} samples (0 to {len(dataset.x) - 1})"
+        )
     x = dataset.x[sample]
     return spike_raster(snn, x, T, layer, neurons), x

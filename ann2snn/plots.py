@@ -126,9 +126,7 @@ def plot_raster(raster, image, path: str | Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(
-        1, 2, figsize=(8, 4), width_ratios=[1, 2.5], layout="constrained"
-    )
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 4), width_ratios=[1, 2.5], layout="constrained")
     picture = image.detach().cpu().float().squeeze()
     if picture.dim() == 3:
         picture = picture.permute(1, 2, 0) if picture.shape[0] in (3, 4) else picture[0]
@@ -145,6 +143,8 @@ def plot_raster(raster, image, path: str | Path, title: str) -> Path:
     right.set_ylim(-0.5, len(raster.neurons) - 0.5)
     right.set_xlabel("time step t")
     right.set_ylabel(f"neuron ({len(raster.neurons)} most active)")
-    right.set_title(f"{raster.layer}: {int(raster.spikes.sum())} spikes shown, {raster.layer_spikes} in the layer", fontsize=9)
+    right.set_title(
+        f"{raster.layer}: {int(raster.spikes.sum())} spikes shown, {raster.layer_spikes} in the layer", fontsize=9
+    )
     fig.suptitle(title, fontsize=10)
     return _save_png_exact(fig, path)

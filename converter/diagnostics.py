@@ -172,7 +172,7 @@ def _relu_of(snn: nn.Module, ann_gm: fx.GraphModule, layers: list[str]) -> dict[
     relus = {n.name: n for n in ann_gm.graph.nodes if is_relu(n, modules)}
     by_if_name = {if_layer_name(n): n.name for n in relus.values()}
     recorded = (getattr(snn, "meta", None) or {}).get(META_KEY, {}).get("if_layers") or {}
-    mapping = {}
+    mapping: dict[str, str] = {}
     for layer in layers:
         relu = recorded.get(layer, by_if_name.get(layer))
         if relu not in relus:
@@ -182,7 +182,7 @@ def _relu_of(snn: nn.Module, ann_gm: fx.GraphModule, layers: list[str]) -> dict[
                 f"(looked for {relu or layer!r}); the ANN's ReLUs give IF layers {known}: "
                 "is this the model the SNN was converted from?"
             )
-        mapping[layer] = relu
+        mapping[layer] = str(relu)
     return mapping
 
 

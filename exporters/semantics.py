@@ -53,7 +53,6 @@ after the reset, ``V[0] = 0``).
 from __future__ import annotations
 
 import json
-
 import re
 import warnings
 from typing import cast

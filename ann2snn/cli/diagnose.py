@@ -25,8 +25,12 @@ def model_options(command):
                 help="package.module:factory (or file.py:factory) returning the ANN, or a pickled model file.",
             ),
             click.option("--weights", type=FILE, default=None, help="state_dict for the factory's model."),
-            click.option("--no-weights", is_flag=True, help="Use the factory's model as it is built (its own weights)."),
-            click.option("--trust-pickle", is_flag=True, help="Allow --model FILE.pt to be unpickled (it can run code)."),
+            click.option(
+                "--no-weights", is_flag=True, help="Use the factory's model as it is built (its own weights)."
+            ),
+            click.option(
+                "--trust-pickle", is_flag=True, help="Allow --model FILE.pt to be unpickled (it can run code)."
+            ),
         ]
     ):
         command = decorator(command)

@@ -1,0 +1,108 @@
+"""``ann2snn diagnose`` and ``ann2snn plot raster``: tables, JSON, PNGs and bad input."""
+
+import json
+
+import matplotlib.image
+import pytest
+from click.testing import CliRunner
+
+from ann2snn.cli import main
+from ann2snn.data import DataSource
+from ann2snn.diagnose import raster_file
+from ann2snn.nirinfo import open_for_simulation
+from ann2snn.plots import FIDELITY_PANEL_PX
+from simulator import simulate
+from tests.cli_fixtures import FACTORY, FAST, write_checkpoints
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("diagnose")
+    weights = write_checkpoints(folder / "checkpoints")["plain"]
+    args = ["convert", "--model", FACTORY, "--weights", str(weights), "--T", "8", "--out", str(folder), *FAST]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return folder / "plain_p99.9_T8.nir", weights
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def diagnose(nir_file, weights, *extra):
+    return run("diagnose", nir_file, "--model", FACTORY, "--weights", weights, "--limit", 20, *extra)
+
+
+def table_rows(output: str) -> dict[str, list[str]]:
+    lines = [line for line in output.splitlines() if line.startswith("| if_")]
+    return {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines)}
+
+
+def test_table_json_and_plot_agree(converted, tmp_path):
+    nir_file, weights = converted
+    table = diagnose(nir_file, weights)
+    assert table.exit_code == 0, table.output
+    as_json = diagnose(nir_file, weights, "--json", "--plot", tmp_path / "layers.png")
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.output)
+    assert report["T"] == 8 and report["samples"] == 20
+    rows = table_rows(table.output)
+    assert list(rows) == ["if_network_2", "if_network_6", "if_network_10"] == [r["layer"] for r in report["layers"]]
+    for layer in report["layers"]:
+        expected = [
+            layer["relu"],
+            f"{layer['lam']:.4g}",
+            str(layer["neurons"]),
+            f"{layer['correlation']:.4f}",
+            f"{layer['mae']:.4f}",
+            f"{100 * layer['saturated']:.2f}",
+            f"{100 * layer['silent']:.2f}",
+            f"{layer['mean_activation']:.4f}",
+            f"{layer['mean_rate']:.4f}",
+        ]
+        assert rows[layer["layer"]] == expected
+        assert 0 < len(layer["points"]) <= 2000
+    first = report["first_growing"] or "none"
+    assert table.output.rstrip().endswith(f"first layer whose error grows (MAE > 2 × previous MAE + 1/(2T)): {first}")
+    image = matplotlib.image.imread(tmp_path / "layers.png")
+    assert image.shape[:2] == (FIDELITY_PANEL_PX + 40, 3 * FIDELITY_PANEL_PX)
+
+
+def test_diagnose_refuses_a_model_that_does_not_match(converted):
+    nir_file, _ = converted
+    result = run("diagnose", nir_file, "--model", "ann2snn.zoo.mnist_resnet:MnistResNet", "--no-weights", "--limit", 2)
+    assert result.exit_code == 1
+    assert "ValueError: IF layer 'if_network_2' of the SNN has no ReLU in the ANN" in result.output
+    missing = run("diagnose", nir_file, "--limit", 2)
+    assert missing.exit_code == 2 and "Missing option '--model'" in missing.output
+
+
+def test_raster_counts_and_png(converted, tmp_path):
+    nir_file, _ = converted
+    out = tmp_path / "raster.png"
+    result = run("plot", "raster", nir_file, "--sample", 3, "--layer", "if_network_6", "--neurons", 10, "--out", out)
+    assert result.exit_code == 0, result.output
+    snn, data, T = open_for_simulation(nir_file, data=DataSource("mnist"), limit=4)
+    counts = simulate(snn, data.x, T).spike_counts["if_network_6"][3]
+    raster, _ = raster_file(nir_file, DataSource("mnist"), 3, "if_network_6", None, 10)
+    assert raster.layer_spikes == int(counts.sum())
+    assert raster.spikes.sum(0).tolist() == counts.flatten()[raster.neurons].long().tolist()
+    assert f"wrote {out}: {int(raster.spikes.sum())} spikes of 10 neurons of if_network_6" in result.output
+    assert matplotlib.image.imread(out).shape[:2] == (400, 800)
+
+
+def test_raster_bad_input(converted, tmp_path):
+    nir_file, _ = converted
+    out = tmp_path / "r.png"
+    unknown = run("plot", "raster", nir_file, "--layer", "if_nope", "--out", out)
+    assert unknown.exit_code == 2
+    assert (
+        "Invalid value for '--layer': no IF layer 'if_nope'; the IF layers are: if_network_2, if_network_6, "
+        "if_network_10" in " ".join(unknown.output.split())
+    )
+    far = run("plot", "raster", nir_file, "--layer", "if_network_2", "--sample", 10000, "--out", out)
+    assert far.exit_code == 2
+    assert "sample 10000 is out of range: mnist has 10000 samples (0 to 9999)" in " ".join(far.output.split())
+    negative = run("plot", "raster", nir_file, "--layer", "if_network_2", "--sample", -1, "--out", out)
+    assert negative.exit_code == 2 and "'--sample'" in negative.output
+    assert not out.exists()
