@@ -104,9 +104,10 @@ def plot_raster_command(nir_file, data, sample, layer, neurons, T, out):
     except MissingTError as exc:
         raise click.BadParameter(str(exc), param_hint="'--T'") from None
     except ValueError as exc:
-        hint = "'--layer'" if "IF layer" in str(exc) else "'--sample'" if "sample" in str(exc) else None
+        text = str(exc)
+        hint = "'--layer'" if text.startswith("no IF layer") else "'--sample'" if text.startswith("sample ") else None
         if hint is None:
             raise
-        raise click.BadParameter(str(exc), param_hint=hint) from None
+        raise click.BadParameter(text, param_hint=hint) from None
     plot_raster(raster, image, out, f"{nir_file.name}, sample {sample}, T={raster.T}")
     click.echo(f"wrote {out}: {int(raster.spikes.sum())} spikes of {len(raster.neurons)} neurons of {layer}")
