@@ -149,7 +149,7 @@ def fold_input_affine(gm: fx.GraphModule) -> fx.GraphModule:
     channels = layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
     where = f"the input normalisation before {target_node.target!r} ({type(layer).__name__})"
     a, b = torch.ones(channels), torch.zeros(channels)
-    for op, c, left in ops:
+    for op, c, _left in ops:
         c = _per_channel(c, channels, where)
         if op == "add":
             b = b + c

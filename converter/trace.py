@@ -20,7 +20,6 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from converter.input_affine import fold_input_affine
-
 from simulator.graph import (
     BATCHNORMS,
     FLATTEN_FUNCTIONS,
