@@ -58,7 +58,7 @@ class InputAffineError(ValueError):
 
 def _op(node: fx.Node) -> str | None:
     if node.op == "call_function":
-        return _OPS.get(node.target)  # type: ignore[call-overload]
+        return _OPS.get(node.target)  # type: ignore[arg-type]
     if node.op == "call_method":
         return _METHOD_OPS.get(str(node.target))
     return None
@@ -193,4 +193,4 @@ def fold_input_affine(gm: fx.GraphModule) -> fx.GraphModule:
 def _tuple(value: object) -> tuple:
     if isinstance(value, str):
         return ()
-    return value if isinstance(value, tuple) else (value,)  # type: ignore[return-value]
+    return value if isinstance(value, tuple) else (value,)
