@@ -1,10 +1,13 @@
 """Calibration and evaluation data for the command line: ``mnist`` (the embedded default), a
-folder of MNIST IDX files, a ``.npz`` with ``x`` and ``y``, or a ``.npy`` of inputs only."""
+folder of MNIST IDX files, a ``.npz`` with ``x`` and ``y``, a ``.npy`` of inputs only, or an
+image folder (a folder or ``.zip`` with one subfolder per class, :func:`read_image_folder`)."""
 
 from __future__ import annotations
 
+import io
 import warnings
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +17,9 @@ import torch
 from ann2snn.zoo import load_embedded, read_mnist_folder
 from ann2snn.zoo.mnist import MNIST_FILES
 
-KINDS = ("mnist", "idx", "npz", "npy")
+KINDS = ("mnist", "idx", "npz", "npy", "images")
+#: File name endings read as images by an image-folder source (case-insensitive).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 @dataclass(frozen=True)
@@ -29,22 +34,37 @@ class DataSource:
 
     @classmethod
     def parse(cls, text: str) -> DataSource:
-        """``'mnist'``, an existing folder (IDX files), or an existing ``.npz`` / ``.npy`` file.
+        """``'mnist'``, an existing folder (MNIST IDX files, or an image folder: one subfolder per
+        class), an existing ``.zip`` image folder, or an existing ``.npz`` / ``.npy`` file.
 
         Raises:
-            ValueError: anything else, saying what was expected.
+            ValueError: anything else, saying what was expected; an empty folder or a folder with
+                neither IDX files nor class subfolders.
         """
         if text == "mnist":
             return cls("mnist")
         path = Path(text)
         if path.is_dir():
-            _check_idx_folder(path)
-            return cls("idx", path)
+            if any(path.glob(MNIST_FILES["test_images"] + "*")):
+                _check_idx_folder(path)
+                return cls("idx", path)
+            try:
+                _image_layout(_folder_names(path), str(path))
+            except ValueError as exc:
+                raise ValueError(
+                    f"folder {str(path)!r} has no MNIST IDX test files and is not an image folder: {exc}"
+                ) from None
+            return cls("images", path)
         if path.is_file() and path.suffix in (".npz", ".npy"):
             return cls(path.suffix[1:], path)
+        if path.is_file() and path.suffix.lower() == ".zip":
+            return cls("images", path)
         if not path.exists():
             raise ValueError(f"{text!r} is not 'mnist' and no such file or folder exists")
-        raise ValueError(f"{text!r}: expected 'mnist', a folder of IDX files, a .npz (x, y) or a .npy (x)")
+        raise ValueError(
+            f"{text!r}: expected 'mnist', a folder of IDX files, an image folder or .zip (one subfolder per class), "
+            "a .npz (x, y) or a .npy (x)"
+        )
 
 
 def _check_idx_folder(folder: Path) -> None:
@@ -117,6 +137,8 @@ def load_data(
         data = DataSet(calib.images, test.images, test.labels, "the embedded calibration subset of MNIST train")
     elif source.kind == "idx":
         data = _idx(Path(str(source.path)), calibrate)
+    elif source.kind == "images":
+        data = _images(Path(str(source.path)), calib_size if calibrate else 0, limit)
     else:
         data = _numpy(source)
     if calibrate and data.calib is data.x:
@@ -203,3 +225,150 @@ def _trim(data: DataSet, calib_size: int, limit: int, shape: tuple[int, ...] | N
         raise ValueError("no samples to calibrate on or to evaluate")
     calib = _reshape(calib, shape, "calibration") if calib_size else calib
     return DataSet(calib, _reshape(x, shape, "evaluation"), y, data.note)
+
+
+# ------------------------------------------------------------------------------- image folders
+
+
+def _folder_names(folder: Path) -> list[str]:
+    """Every file under ``folder`` as a ``/``-separated relative path."""
+    return [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+
+
+def _image_layout(names: list[str], where: str) -> dict[str, list[str]]:
+    """``{split: sorted image names}`` of an image folder's files: split ``""`` for
+    ``<class>/<image>``, or ``"train"`` and ``"test"`` for ``train/<class>/<image>`` and
+    ``test/<class>/<image>`` (the layout of torchvision's ``ImageFolder``, once per split).
+
+    Raises:
+        ValueError: no files at all, or no image inside a class subfolder.
+    """
+    images = sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIXES) and not n.split("/")[-1].startswith("."))
+    if not names:
+        raise ValueError(f"{where} is empty: expected one subfolder per class holding its images (class/image.png)")
+    splits = {s: [n for n in images if n.startswith(s + "/") and n.count("/") == 2] for s in ("train", "test")}
+    if splits["test"]:
+        return {s: v for s, v in splits.items() if v}
+    nested = [n for n in images if n.count("/") == 1]
+    if not nested:
+        found = f"{len(images)} images at its top level" if images else f"{len(names)} files but no images"
+        raise ValueError(
+            f"{where} has no class subfolders with images ({found}): expected one subfolder per class, "
+            f"e.g. cat/0001.png and dog/0001.png ({', '.join(IMAGE_SUFFIXES)})"
+        )
+    return {"": nested}
+
+
+def _decode(read: Callable[[str], bytes], names: list[str], where: str) -> torch.Tensor:
+    """Decode ``names`` with Pillow into ``[N, C, H, W]`` float pixels in [0, 1] (C = 1 for
+    grey-scale images, else 3: RGB)."""
+    from PIL import Image
+
+    arrays: list[np.ndarray] = []
+    first = ""
+    for name in names:
+        try:
+            with Image.open(io.BytesIO(read(name))) as im:
+                im.load()
+                array = np.asarray(im.convert("L" if im.mode in ("1", "L", "I", "I;16", "F") else "RGB"))
+        except Exception as exc:  # Pillow raises several types (UnidentifiedImageError, OSError, ...)
+            raise ValueError(f"cannot read the image {where}/{name}: {type(exc).__name__}: {exc}") from None
+        if array.ndim == 2:
+            array = array[:, :, None]
+        if arrays and array.shape != arrays[0].shape:
+            raise ValueError(
+                f"{where}/{name} is {_size(array)} but {where}/{first} is {_size(arrays[0])}: all images of a "
+                "data source must have one size and channel count (resize them first)"
+            )
+        first = first or name
+        arrays.append(array)
+    stacked = np.stack(arrays).astype(np.float32) / 255.0
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+
+
+def _size(array: np.ndarray) -> str:
+    h, w, c = array.shape
+    return f"{w}x{h} with {c} channel{'s' if c > 1 else ''}"
+
+
+def _labelled(names: list[str], classes: list[str]) -> torch.Tensor:
+    return torch.tensor([classes.index(n.split("/")[-2]) for n in names], dtype=torch.int64)
+
+
+def read_image_folder(
+    path: str | Path, split: str | None = None, limit: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Read an image folder: a folder or ``.zip`` with one subfolder per class (torchvision's
+    ``ImageFolder`` layout), optionally once per split (``train/<class>/...`` and
+    ``test/<class>/...``, as in ``cifar10-jpeg.zip``).
+
+    Images are read in sorted path order (so by class, then by file name), decoded with Pillow
+    and returned as ``(images, labels, classes)``: float ``[N, C, H, W]`` pixels in [0, 1]
+    (C = 1 for grey-scale images, 3 otherwise), int64 ``[N]`` labels (the index of the image's
+    class folder in ``classes``) and the sorted class folder names.
+
+    Args:
+        split: ``"train"`` or ``"test"`` for a folder with both; None for a plain class folder
+            (for a split folder, None means ``"test"``).
+        limit: read only the first ``limit`` images (0: all).
+
+    Raises:
+        ValueError: an empty folder, no class subfolders, an image Pillow cannot read (naming the
+            file), images of different sizes (naming two of them), an unknown split.
+    """
+    path = Path(path)
+    where = str(path)
+    if path.is_file():
+        try:
+            archive = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ValueError(f"cannot read {where} as a zip: {exc}") from None
+        with archive:
+            names = [i.filename for i in archive.infolist() if not i.is_dir()]
+            return _read_split(names, archive.read, where, split, limit)
+    if not path.is_dir():
+        raise ValueError(f"{where}: no such image folder or zip")
+    return _read_split(_folder_names(path), lambda name: (path / name).read_bytes(), where, split, limit)
+
+
+def _read_split(names, read, where, split, limit):
+    layout = _image_layout(names, where)
+    key = "" if "" in layout else (split or "test")
+    if split is not None and key != split:
+        raise ValueError(f"{where} has no {split!r} split (it has one class folder per class, no train/ and test/)")
+    if key not in layout:
+        raise ValueError(f"{where} has no {key!r} split (it has {', '.join(sorted(layout))})")
+    chosen = layout[key]
+    classes = sorted({n.split("/")[-2] for n in chosen})
+    picked = chosen[:limit] if limit else chosen
+    return _decode(read, picked, where), _labelled(picked, classes), classes
+
+
+def _spread(n: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(n)`` (all of them when ``k >= n``)."""
+    if k >= n:
+        return list(range(n))
+    return [int(i * n / k) for i in range(k)]
+
+
+def _images(path: Path, calib_size: int, limit: int) -> DataSet:
+    """An image folder: evaluation on the ``test`` split (or the only one); calibration on
+    ``calib_size`` images of the ``train`` split spread evenly over it (so over every class), or,
+    without a train split, the first evaluation images."""
+    if path.is_file():
+        with zipfile.ZipFile(path) as archive:
+            names = [i.filename for i in archive.infolist() if not i.is_dir()]
+    else:
+        names = _folder_names(path)
+    layout = _image_layout(names, str(path))
+    x, y, classes = read_image_folder(path, None if "" in layout else "test", limit)
+    if "train" not in layout or not calib_size:
+        return DataSet(x, x, y, f"the first images of {path} (no train/ split)")
+    train = layout["train"]
+    chosen = [train[i] for i in _spread(len(train), calib_size)]
+    if path.is_file():
+        with zipfile.ZipFile(path) as archive:
+            calib = _decode(archive.read, chosen, str(path))
+    else:
+        calib = _decode(lambda name: (path / name).read_bytes(), chosen, str(path))
+    return DataSet(calib, x, y, f"{len(chosen)} images spread over the train/ split of {path} ({len(classes)} classes)")

@@ -157,7 +157,7 @@ class Converter:
 
     def __call__(self, ann: nn.Module) -> fx.GraphModule:
         start = time.perf_counter()
-        ann_gm = fold_batchnorm(trace(ann))
+        ann_gm = fold_batchnorm(trace(ann, first_samples(self.dataloader, 1)))
         needs_histogram = self.mode.needs_histogram or self.calibrate_T is not None
         stats, input_shape, samples = record_activations(
             ann_gm, self.dataloader, needs_histogram, self.progress, self.channel_wise

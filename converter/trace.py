@@ -15,8 +15,11 @@ from pathlib import Path
 
 import torch
 import torch.fx as fx
+import torch.nn.functional as F
 from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
 
+from converter.input_affine import fold_input_affine
 from simulator.graph import (
     BATCHNORMS,
     FLATTEN_FUNCTIONS,
@@ -53,6 +56,7 @@ __all__ = [
     "is_reshape",
     "is_transparent",
     "relu_cap",
+    "resolve_adaptive_pools",
     "trace",
 ]
 
@@ -123,7 +127,88 @@ def _check_reshape(node: fx.Node, modules: dict[str, nn.Module]) -> None:
 
 
 def _is_supported_module(module: nn.Module) -> bool:
-    return isinstance(module, WEIGHTED + SCALE_TRANSPARENT + REMOVED + BATCHNORMS + SOFTMAXES)
+    return isinstance(module, WEIGHTED + SCALE_TRANSPARENT + REMOVED + BATCHNORMS + SOFTMAXES + (nn.AdaptiveAvgPool2d,))
+
+
+#: ``x.mean(dims)`` / ``torch.mean(x, dims)`` dims that are a global average pool of ``[B, C, H, W]``.
+GLOBAL_MEAN_DIMS = ((2, 3), (3, 2), (-2, -1), (-1, -2))
+
+
+def _mean_keepdim(node: fx.Node) -> bool | None:
+    """For a spatial mean ``x.mean((2, 3))`` / ``torch.mean(x, (2, 3), keepdim=...)``: its keepdim;
+    None for any other node."""
+    is_mean = (node.op == "call_method" and node.target == "mean") or (
+        node.op == "call_function" and node.target is torch.mean
+    )
+    if not is_mean:
+        return None
+    dims = node_arg(node, 1, "dim")
+    if not isinstance(dims, (tuple, list)) or tuple(dims) not in GLOBAL_MEAN_DIMS:
+        return None
+    if node.kwargs.get("dtype") is not None:
+        return None
+    return bool(node_arg(node, 2, "keepdim", False))
+
+
+def _canonical_global_pools(gm: fx.GraphModule) -> None:
+    """Rewrite ``F.adaptive_avg_pool2d(x, s)`` as an ``nn.AdaptiveAvgPool2d(s)`` module and a spatial
+    mean ``x.mean((2, 3))`` as ``nn.AdaptiveAvgPool2d(1)`` (followed by ``torch.flatten(·, 1)``
+    without keepdim); :func:`resolve_adaptive_pools` later makes each an ``nn.AvgPool2d``."""
+    for node in list(gm.graph.nodes):
+        keepdim = _mean_keepdim(node)
+        functional = node.op == "call_function" and node.target is F.adaptive_avg_pool2d
+        if keepdim is None and not functional:
+            continue
+        size = node_arg(node, 1, "output_size") if functional else 1
+        name = f"global_pool_{node.name}"
+        gm.add_submodule(name, nn.AdaptiveAvgPool2d(size))
+        with gm.graph.inserting_after(node):
+            new = gm.graph.call_module(name, (node.args[0],))
+        last = new
+        if keepdim is False:
+            with gm.graph.inserting_after(new):
+                last = gm.graph.call_function(torch.flatten, (new, 1))
+        node.replace_all_uses_with(last)
+        gm.graph.erase_node(node)
+
+
+def resolve_adaptive_pools(gm: fx.GraphModule, example: torch.Tensor) -> fx.GraphModule:
+    """Replace every ``nn.AdaptiveAvgPool2d`` of ``gm`` by the ``nn.AvgPool2d`` it equals on inputs
+    shaped like ``example`` (``[B, C, H, W]`` at the model's input): kernel = stride =
+    ``(H_in / H_out, W_in / W_out)`` at the pool (a global pool is the whole feature map). In
+    place; returns ``gm``.
+
+    Raises:
+        UnsupportedLayerError: a pool whose input is not ``[B, C, H, W]``, or whose output size
+            does not divide its input size (the windows would overlap unevenly), naming the pool.
+    """
+    modules = dict(gm.named_modules())
+    pools = [
+        n for n in gm.graph.nodes if n.op == "call_module" and isinstance(modules[str(n.target)], nn.AdaptiveAvgPool2d)
+    ]
+    if not pools:
+        return gm
+    with torch.no_grad():
+        ShapeProp(gm).propagate(example[:1])
+    for node in pools:
+        module = modules[str(node.target)]
+        meta = node.args[0].meta.get("tensor_meta") if isinstance(node.args[0], fx.Node) else None
+        shape = tuple(meta.shape) if meta is not None else ()
+        label = f"{node.target!r} ({type(module).__name__}({module.output_size}))"
+        if len(shape) != 4:
+            raise UnsupportedLayerError(f"cannot convert {label}: its input has shape {list(shape)}, not [B, C, H, W]")
+        out = module.output_size if isinstance(module.output_size, tuple) else (module.output_size,) * 2
+        out = tuple(s if o is None else int(o) for o, s in zip(out, shape[2:], strict=True))
+        if any(s % o for s, o in zip(shape[2:], out, strict=True)):
+            raise UnsupportedLayerError(
+                f"cannot convert {label}: the output size {list(out)} does not divide the input size "
+                f"{list(shape[2:])}, so it is not one AvgPool2d; use AvgPool2d or an output size that divides it"
+            )
+        kernel = (shape[2] // out[0], shape[3] // out[1])
+        gm.add_submodule(str(node.target), nn.AvgPool2d(kernel, kernel))
+        log.debug("%s on %s is AvgPool2d(%s)", label, list(shape[1:]), kernel)
+    gm.recompile()
+    return gm
 
 
 def check_supported(gm: fx.GraphModule) -> None:
@@ -236,15 +321,21 @@ def _not_traceable(model: nn.Module, exc: BaseException) -> NotTraceableError:
     )
 
 
-def trace(model: nn.Module) -> fx.GraphModule:
+def trace(model: nn.Module, example: torch.Tensor | None = None) -> fx.GraphModule:
     """A traced, eval-mode copy of ``model`` with Dropout/Identity removed, a trailing Softmax
-    dropped (with a warning) and shared modules duplicated per call site. ``model`` itself is
-    not modified (parameters, training flag).
+    dropped (with a warning), shared modules duplicated per call site, a per-channel input
+    normalisation folded into the first layer (:func:`converter.input_affine.fold_input_affine`)
+    and global pooling (``nn.AdaptiveAvgPool2d``, ``F.adaptive_avg_pool2d``, ``x.mean((2, 3))``)
+    made an ``nn.AvgPool2d`` of the size it has on ``example`` (``[B, C, H, W]`` inputs; without
+    ``example`` the pools stay ``nn.AdaptiveAvgPool2d``, see :func:`resolve_adaptive_pools`).
+    ``model`` itself is not modified (parameters, training flag).
 
     Raises:
         NotTraceableError: torch.fx cannot trace the forward; the message names the line that
             blocks tracing and what to use instead.
-        UnsupportedLayerError: an operation that cannot be converted (see :func:`check_supported`).
+        UnsupportedLayerError: an operation that cannot be converted (see :func:`check_supported`
+            and :func:`resolve_adaptive_pools`).
+        converter.input_affine.InputAffineError: an input normalisation that cannot be folded exactly.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
@@ -253,6 +344,8 @@ def trace(model: nn.Module) -> fx.GraphModule:
         gm = fx.symbolic_trace(copied)
     except Exception as exc:  # fx raises many types (TraceError, TypeError, ...)
         raise _not_traceable(model, exc) from exc
+    fold_input_affine(gm)
+    _canonical_global_pools(gm)
     check_supported(gm)
     _remove_no_ops(gm)
     _drop_trailing_softmax(gm)
@@ -260,4 +353,6 @@ def trace(model: nn.Module) -> fx.GraphModule:
     gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
+    if example is not None:
+        resolve_adaptive_pools(gm, example)
     return gm

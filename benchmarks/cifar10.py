@@ -1,0 +1,175 @@
+"""CIFAR-10 conversion benchmark (issue 14): for each trained network (ResNet-20, VGG from
+``examples/cifar10.py``), the ANN's accuracy, then each conversion technique added one at a time,
+then SpikingJelly 2.0's strongest rate-coding recipe on the same weights, at T = 4, 8, 16, 32, 64,
+all on the same test images (all 10,000 by default).
+
+Usage::
+
+    python benchmarks/cifar10.py --vgg runs/cifar10/vgg/checkpoint.pt --resnet20 runs/cifar10/resnet20/checkpoint.pt
+    python benchmarks/cifar10.py --vgg runs/cifar10/vgg/checkpoint.pt --limit 200 --T 4 8   # quick
+
+Weights: a state_dict, or a checkpoint dict holding it under ``model``, ``state_dict`` or
+``model_state_dict`` (what ``examples/train_cifar10.py`` writes). Calibration: ``--calib``
+training images spread evenly over the training split (500-image batches). Data: the uint8 cache
+of ``examples/cifar10.py`` (``--cache``; decoded from the JPEG zip when missing).
+
+Columns: accuracy (%) at each T; ``convert s``: the conversion's seconds (for the calibrated rows
+the sum over the T's); ``sim cost``: seconds to simulate the test images for max(T) steps divided
+by max(T) times the seconds of one ANN pass over the same images (same batch size, same threads):
+the simulation cost as a multiple of T ANN passes. Rows without per-T calibration come from one
+run of max(T) steps (the accuracy at t only depends on steps 1..t); calibrated rows convert and
+run once per T, and their cost is the one of the T = max(T) run.
+When ``spikingjelly`` (2.0) is importable (``bash interop/setup.sh spikingjelly``, then run with
+``$ANN2SNN_INTEROP_VENVS/spikingjelly/bin/python``), its row follows each network's:
+``RateCodingRecipe(loader, mode='99.9%', channel_wise=True, half_threshold=True)``, as in
+``benchmarks/accuracy_vs_T.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from accuracy_vs_T import spikingjelly_accuracy_per_t  # noqa: E402
+
+from ann2snn.tables import format_table  # noqa: E402
+from converter import Converter  # noqa: E402
+from examples.cifar10 import DEFAULT_CACHE, DEFAULT_ZIP, MODELS, load_cifar10  # noqa: E402
+from simulator import accuracy_per_t  # noqa: E402
+
+BASE = {"v_init": 0.0, "readout": "spike_count"}
+STEPS = [
+    ("seed (V[0]=0, spike count)", BASE),
+    ("+ half-threshold start", {"v_init": 0.5, "readout": "spike_count"}),
+    ("+ membrane readout", {"v_init": 0.5, "readout": "membrane"}),
+    ("+ channel-wise", {"v_init": 0.5, "readout": "membrane", "channel_wise": True}),
+    ("+ calibration", {"v_init": 0.5, "readout": "membrane", "channel_wise": True, "calibrate": True}),
+    (
+        "+ weight calibration",
+        {"v_init": 0.5, "readout": "membrane", "channel_wise": True, "calibrate": True, "calibrate_weights": True},
+    ),
+]
+
+
+def load_weights(name: str, path: Path) -> torch.nn.Module:
+    """``MODELS[name]()`` with the weights at ``path`` (a state_dict or a checkpoint dict)."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "state_dict", "model_state_dict"):
+        if isinstance(blob, dict) and isinstance(blob.get(key), dict):
+            blob = blob[key]
+            break
+    model = MODELS[name]()
+    model.load_state_dict(blob)
+    return model.eval()
+
+
+def loader(x: torch.Tensor, y: torch.Tensor | None, batch: int):
+    tensors = (x,) if y is None else (x, y)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*tensors), batch_size=batch)
+
+
+def ann_pass(ann, x, y, batch) -> tuple[float, float]:
+    """(accuracy %, seconds of one pass over ``x``)."""
+    correct = 0
+    start = time.perf_counter()
+    with torch.no_grad():
+        for xb, yb in loader(x, y, batch):
+            correct += (ann(xb).argmax(1) == yb).sum().item()
+    return correct * 100.0 / len(x), time.perf_counter() - start
+
+
+def our_row(ann, calib, x, y, options, Ts, batch, ann_s) -> list:
+    options = dict(options)
+    calibrate = options.pop("calibrate", False)
+    plan = [(T, T) for T in Ts] if calibrate else [(None, max(Ts))]
+    accs, convert_s, cost = {}, 0.0, 0.0
+    for calibrate_T, steps in plan:
+        t0 = time.perf_counter()
+        snn = Converter(mode="99.9%", dataloader=loader(calib, None, 500), calibrate_T=calibrate_T, **options)(ann)
+        convert_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        acc = accuracy_per_t(snn, loader(x, y, batch), steps)
+        cost = (time.perf_counter() - t0) / (steps * ann_s)
+        for T in Ts if calibrate_T is None else [calibrate_T]:
+            accs[T] = acc[T - 1].item()
+    return [*(accs[T] for T in Ts), convert_s, cost]
+
+
+def spikingjelly_row(ann, calib, x, y, Ts, batch, ann_s) -> list | None:
+    try:
+        from spikingjelly.activation_based.ann2snn import Converter as SJConverter
+        from spikingjelly.activation_based.ann2snn import RateCodingRecipe
+    except ImportError:
+        return None
+    t0 = time.perf_counter()
+    recipe = RateCodingRecipe(loader(calib, None, 500), mode="99.9%", channel_wise=True, half_threshold=True)
+    snn = SJConverter(recipe=recipe).convert(copy.deepcopy(ann)).eval()
+    convert_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    acc = spikingjelly_accuracy_per_t(snn, loader(x, y, batch), max(Ts))
+    cost = (time.perf_counter() - t0) / (max(Ts) * ann_s)
+    return [*(acc[T - 1] for T in Ts), convert_s, cost]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name in MODELS:
+        parser.add_argument(f"--{name}", type=Path, help=f"trained {name} weights (state_dict or checkpoint dict)")
+    parser.add_argument("--limit", type=int, default=0, help="test images (0: all 10,000)")
+    parser.add_argument("--T", type=int, nargs="+", default=[4, 8, 16, 32, 64])
+    parser.add_argument("--calib", type=int, default=2000, help="calibration images from the training split")
+    parser.add_argument("--steps", type=int, default=len(STEPS), help="how many of the technique rows to run")
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--zip", type=Path, default=DEFAULT_ZIP)
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    args = parser.parse_args()
+    nets = [(name, getattr(args, name)) for name in MODELS if getattr(args, name) is not None]
+    if not nets:
+        parser.error(f"give the weights of at least one network: {', '.join('--' + n for n in MODELS)}")
+    torch.set_num_threads(args.threads)
+    data = load_cifar10(args.zip, args.cache)
+    train_x, _ = data["train"]
+    test_x, test_y = data["test"]
+    if args.limit:
+        # an evenly spread subset (the split is sorted by class)
+        pick = torch.linspace(0, len(test_x) - 1, args.limit).round().long()
+        test_x, test_y = test_x[pick], test_y[pick]
+    pick = torch.linspace(0, len(train_x) - 1, args.calib).round().long()
+    calib = train_x[pick].float() / 255
+    x = test_x.float() / 255
+    start = time.perf_counter()
+    header = ["network", "technique", *(f"T={T}" for T in args.T), "convert s", "sim cost (x T ANN)"]
+    rows = []
+    for name, path in nets:
+        ann = load_weights(name, path)
+        ann_acc, ann_s = ann_pass(ann, x, test_y, args.batch)
+        ann_acc, ann_s = ann_pass(ann, x, test_y, args.batch)  # second pass: warm
+        rows.append([name, f"ANN ({ann_s:.2f} s per pass)", *([ann_acc] * len(args.T)), 0.0, 1.0])
+        for technique, options in STEPS[: args.steps]:
+            rows.append([name, technique, *our_row(ann, calib, x, test_y, options, args.T, args.batch, ann_s)])
+            print(format_table(header, rows[-1:]), flush=True)
+        sj = spikingjelly_row(ann, calib, x, test_y, args.T, args.batch, ann_s)
+        rows.append(
+            [name, "SpikingJelly 99.9% channel-wise + half threshold", *sj]
+            if sj
+            else [name, "SpikingJelly: not installed", *([float("nan")] * (len(args.T) + 2))]
+        )
+    print(
+        f"\nCIFAR-10, {len(x)} test images, {len(calib)} calibration images, mode 99.9%, batch {args.batch}, "
+        f"{args.threads} threads; total {time.perf_counter() - start:.0f} s"
+    )
+    print(format_table(header, rows))
+
+
+if __name__ == "__main__":
+    main()
