@@ -118,7 +118,7 @@ def calibration_batches(data, batch_size: int = CALIBRATION_BATCH) -> Iterable:
     if isinstance(data, DataLoader):
         return data
     if isinstance(data, Dataset):
-        if hasattr(data, "__len__") and len(data) == 0:  # type: ignore[arg-type]
+        if hasattr(data, "__len__") and len(data) == 0:
             raise ValueError(f"calibration data: the {type(data).__name__} holds no samples")
         return DataLoader(data, batch_size=batch_size, shuffle=False)
     if data is None or isinstance(data, (str, bytes, dict)) or not hasattr(data, "__iter__"):
