@@ -14,6 +14,12 @@ Example (paths are relative to the job file)::
     weights = "checkpoints/seed.pt"
 
     [[models]]
+    name = "wide"
+    model = "mymodels.py:make_cnn"       # a factory taking arguments
+    kwargs = { width = 32 }               # make_cnn(width=32); args = [...] for positional ones
+    weights = "checkpoints/wide.pt"
+
+    [[models]]
     name = "legacy"
     model = "checkpoints/whole_model.pt"   # a pickled model
     trust_pickle = true
@@ -54,7 +60,15 @@ JOB_KEYS = {
     "weight_bits": int,
     "models": list,
 }
-MODEL_KEYS = {"name": str, "model": str, "weights": str, "no_weights": bool, "trust_pickle": bool}
+MODEL_KEYS = {
+    "name": str,
+    "model": str,
+    "weights": str,
+    "no_weights": bool,
+    "trust_pickle": bool,
+    "args": list,
+    "kwargs": dict,
+}
 
 
 class JobFileError(ValueError):
@@ -153,12 +167,20 @@ def _model(index: int, table, base: Path) -> ModelEntry:
     try:
         if looks_like_factory(text) or looks_like_factory(str(base / text)):
             factory = text if not text.split(":")[0].endswith(".py") else str(base / text)
-            spec = ModelSpec(factory=factory, weights=weights, no_weights=table.get("no_weights", False))
+            spec = ModelSpec(
+                factory=factory,
+                weights=weights,
+                no_weights=table.get("no_weights", False),
+                args=tuple(table.get("args", ())),
+                kwargs=dict(table.get("kwargs", {})),
+            )
         else:
             spec = ModelSpec(
                 pickled=_existing(text, base, f"{where} 'model'"),
                 weights=weights,
                 trust_pickle=table.get("trust_pickle", False),
+                args=tuple(table.get("args", ())),
+                kwargs=dict(table.get("kwargs", {})),
             )
         return ModelEntry(table.get("name", spec.default_name), spec)
     except ValueError as exc:

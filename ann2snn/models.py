@@ -7,6 +7,7 @@ model can run arbitrary code while it loads, so it is read only with ``trust_pic
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import importlib
@@ -14,9 +15,11 @@ import importlib.util
 import pickle
 import re
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,6 +28,9 @@ from torch import nn
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 #: Keys under which training scripts commonly nest the state_dict in a checkpoint dict.
 NESTED_KEYS = ("state_dict", "model_state_dict", "model")
+#: The prefix a PyTorch Lightning checkpoint puts on every key of a LightningModule that holds the
+#: network as ``self.model``; stripped only where that makes the keys fit (:func:`fit_prefix`).
+LIGHTNING_PREFIX = "model."
 
 _FACTORY = re.compile(r"^(?P<module>[^:]+):(?P<attr>[A-Za-z_][\w.]*)$")
 
@@ -46,10 +52,13 @@ class ModelSpec:
         no_weights: the factory's model is converted as the factory builds it, without a weights
             file (for a factory that loads trained weights itself; otherwise these are random
             initial weights). A factory needs ``weights`` or ``no_weights=True``.
+        args, kwargs: passed to the factory, ``factory(*args, **kwargs)`` (``--model-arg
+            width=32``; ``args``/``kwargs`` in a job file).
 
     Raises:
-        ModelLoadError: neither or both of ``factory`` and ``pickled``; a pickle with weights; a
-            factory with neither ``weights`` nor ``no_weights``, or with both.
+        ModelLoadError: neither or both of ``factory`` and ``pickled``; a pickle with weights or
+            factory arguments; a factory with neither ``weights`` nor ``no_weights``, or with both;
+            a keyword that is not a Python identifier.
     """
 
     factory: str | None = None
@@ -57,8 +66,17 @@ class ModelSpec:
     pickled: Path | None = None
     trust_pickle: bool = False
     no_weights: bool = False
+    args: tuple = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.pickled is not None and (self.args or self.kwargs):
+            raise ModelLoadError(
+                f"a pickled model ({self.pickled}) is not built by a factory: drop the factory arguments"
+            )
+        bad = [k for k in self.kwargs if not (isinstance(k, str) and k.isidentifier())]
+        if bad:
+            raise ModelLoadError(f"factory argument names must be Python identifiers, got {bad[0]!r}")
         if (self.factory is None) == (self.pickled is None):
             raise ModelLoadError("give either a factory 'package.module:factory' or a pickled model file")
         if self.factory is not None and self.weights is None and not self.no_weights:
@@ -87,7 +105,32 @@ class ModelSpec:
             "weights_sha256": file_sha256(self.weights) if self.weights else None,
             "pickle_sha256": file_sha256(self.pickled) if self.pickled else None,
             **({"no_weights": True} if self.no_weights else {}),
+            **({"args": [repr(a) for a in self.args]} if self.args else {}),
+            **({"kwargs": {k: repr(v) for k, v in self.kwargs.items()}} if self.kwargs else {}),
         }
+
+
+def parse_model_arg(text: str) -> tuple[str, Any]:
+    """``"width=32"`` -> ``("width", 32)``: the value read as a Python literal (``32``, ``0.5``,
+    ``True``, ``None``, ``(1, 2)``, ``'a'``), else kept as the string (``act=relu`` -> ``"relu"``).
+
+    Raises:
+        ValueError: no ``=``, or the name before it is not a Python identifier (naming ``text``).
+
+    Example:
+        >>> parse_model_arg("width=32"), parse_model_arg("act=relu"), parse_model_arg("sizes=[1, 2]")
+        (('width', 32), ('act', 'relu'), ('sizes', [1, 2]))
+    """
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep:
+        raise ValueError(f"{text!r} is not NAME=VALUE (e.g. width=32)")
+    if not name.isidentifier():
+        raise ValueError(f"{text!r}: {name!r} is not a Python identifier (expected NAME=VALUE, e.g. width=32)")
+    try:
+        return name, ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return name, value
 
 
 def file_sha256(path: Path) -> str:
@@ -148,9 +191,10 @@ def _import(module_name: str):
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state_dict from ``path`` (``weights_only=True``), unnested and without wrapper prefixes.
 
-    Accepts a plain state_dict or a checkpoint dict holding one under ``state_dict``,
-    ``model_state_dict`` or ``model``; strips ``module.`` (DataParallel) and ``_orig_mod.``
-    (torch.compile) from every key.
+    Accepts a plain state_dict or a checkpoint dict holding one under ``state_dict`` (a PyTorch
+    Lightning checkpoint), ``model_state_dict`` or ``model``; strips ``module.`` (DataParallel)
+    and ``_orig_mod.`` (torch.compile) from every key. Lightning's ``model.`` prefix is left for
+    :func:`load_weights`, which strips it when that makes the keys fit the model.
 
     Raises:
         ModelLoadError: not a torch file, a file holding pickled objects (a whole model), or
@@ -201,10 +245,15 @@ def _strip_prefixes(key: str) -> str:
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """``model.load_state_dict(state)`` with every missing, unexpected or mis-shaped key listed.
 
+    A PyTorch Lightning checkpoint's ``model.`` prefix (:data:`LIGHTNING_PREFIX`) is stripped
+    first when the keys do not fit as they are and either every key has it or the stripped keys
+    are exactly the model's (:func:`fit_prefix`).
+
     Raises:
         ModelLoadError: the keys or shapes do not match exactly (nothing is loaded then).
     """
     own = model.state_dict()
+    state = fit_prefix(state, own.keys(), source)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [
@@ -224,8 +273,32 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
     model.load_state_dict(state)
 
 
+def fit_prefix(state: dict[str, torch.Tensor], own, source: str, prefix: str = LIGHTNING_PREFIX) -> dict:
+    """``state`` with ``prefix`` stripped from its keys, if the keys do not match ``own`` (the
+    model's keys) as they are and either every key has the prefix or the prefixed keys, stripped,
+    are exactly ``own`` (the other keys, e.g. a Lightning module's loss buffers, are then left out,
+    with a warning naming them); else ``state`` unchanged (and :func:`load_weights` lists what
+    does not fit)."""
+    own = set(own)
+    if set(state) == own:
+        return state
+    prefixed = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if len(prefixed) == len(state):
+        return prefixed
+    if prefixed and set(prefixed) == own:
+        others = [k for k in state if not k.startswith(prefix)]
+        warnings.warn(
+            f"weights {source}: loaded the {len(prefixed)} '{prefix}' keys; left out {len(others)} other key(s) "
+            f"that are not the model's: {', '.join(others[:5])}{', ...' if len(others) > 5 else ''}",
+            stacklevel=3,
+        )
+        return prefixed
+    return state
+
+
 def load_model(spec: ModelSpec) -> nn.Module:
-    """Build the ANN described by ``spec``, on the CPU, in eval mode.
+    """Build the ANN described by ``spec`` (a factory is called with ``spec.args`` and
+    ``spec.kwargs``), on the CPU, in eval mode.
 
     Raises:
         ModelLoadError: see :func:`resolve_factory`, :func:`read_state_dict`,
@@ -240,7 +313,7 @@ def load_model(spec: ModelSpec) -> nn.Module:
         model = _load_pickled(spec.pickled, spec.trust_pickle)
     else:
         try:
-            model = resolve_factory(str(spec.factory))()
+            model = resolve_factory(str(spec.factory))(*spec.args, **spec.kwargs)
         except ModelLoadError:
             raise
         except Exception as exc:

@@ -19,7 +19,7 @@ from converter.modes import Mode, parse_mode
 from converter.normalize import channel_scales_from_stats, normalize, scales_from_stats
 from converter.quantize import MAX_WEIGHT_BITS, check_bits, quantize
 from converter.readout import READOUTS, membrane_readout
-from converter.record import capture_activations, first_samples, record_activations
+from converter.record import calibration_batches, capture_activations, first_samples, record_activations
 from converter.replace import replace_activations
 from converter.statistics import mse_optimal_scale
 from converter.trace import describe, relu_cap, trace
@@ -50,7 +50,10 @@ class Converter:
     Args:
         mode: ``'max'``, a percentile string such as ``'99.9%'``, or a float in (0, 1] (or
             ``'1/2'``): that fraction of the max.
-        dataloader: calibration data, yielding ``[B, ...]`` tensors or ``(inputs, labels)``.
+        dataloader: calibration data: a ``DataLoader`` (or any iterable) yielding ``[B, ...]``
+            tensors or ``(inputs, labels)`` batches, a tensor ``[N, ...]`` of inputs, an ``(x, y)``
+            pair of tensors, a ``TensorDataset`` or another ``Dataset``
+            (:func:`converter.record.calibration_batches`).
         reset: ``"subtract"`` (default) or ``"zero"``.
         spike_rule: ``">="`` (default) or ``">"``.
         v_init: initial membrane potential as a fraction of V_th. Default 0.5: half the
@@ -98,7 +101,8 @@ class Converter:
     - ``calibrate_T`` (int or None), ``conversion_seconds`` (float).
 
     Raises:
-        TypeError: no ``dataloader`` (a required keyword argument).
+        TypeError: no ``dataloader`` (a required keyword argument), or calibration data of a
+            type not listed above (naming it), at construction.
         ValueError: an unparseable mode, a bad reset/spike rule/readout, ``calibrate_T < 1``, or
             ``dataloader=None`` (at construction, before any work); a layer that never fired on
             the calibration data.
@@ -136,7 +140,7 @@ class Converter:
             raise ValueError(f"calibration_iterations must be >= 1, got {calibration_iterations}")
         if calibration_samples < 1:
             raise ValueError(f"calibration_samples must be >= 1, got {calibration_samples}")
-        self.dataloader = dataloader
+        self.dataloader = calibration_batches(dataloader)
         self.neuron: dict[str, Any] = {
             "reset": check_choice("reset", reset, RESETS),
             "spike_rule": check_choice("spike_rule", spike_rule, SPIKE_RULES),

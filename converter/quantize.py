@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from converter.normalize import scale_edge
+from converter.record import calibration_batches, first_samples
 from simulator import META_KEY, IFNeuron, Integrator, Scale, simulate
 from simulator.graph import WEIGHTED, is_add, is_identity, is_reshape
 
@@ -556,15 +557,6 @@ def quantize(
 
 
 def _calibration_tensor(calibration, samples: int) -> torch.Tensor:
-    """The first ``samples`` calibration inputs as one ``[B, ...]`` tensor."""
-    if isinstance(calibration, torch.Tensor):
-        return calibration[:samples]
-    parts, count = [], 0
-    for batch in calibration:
-        parts.append(batch[0] if isinstance(batch, (tuple, list)) else batch)
-        count += len(parts[-1])
-        if count >= samples:
-            break
-    if not parts:
-        raise ValueError("calibration data is empty")
-    return torch.cat(parts)[:samples]
+    """The first ``samples`` calibration inputs as one ``[B, ...]`` tensor (any form that
+    :func:`converter.record.calibration_batches` takes)."""
+    return first_samples(calibration_batches(calibration), samples)

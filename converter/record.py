@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import cast
 
 import torch
 import torch.fx as fx
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from converter.statistics import ActivationStats
 from converter.trace import UnsupportedLayerError
@@ -62,6 +63,70 @@ def capture_activations(gm: fx.GraphModule, x: torch.Tensor, names: set[str]) ->
     capture = _Capture(gm.eval(), names)
     capture.run(x)
     return capture.values
+
+
+#: Samples per batch when calibration data comes as one tensor, an ``(x, y)`` pair or a dataset.
+CALIBRATION_BATCH = 256
+
+
+class TensorBatches:
+    """``[N, ...]`` inputs as consecutive ``[batch_size, ...]`` views (the last may be shorter);
+    iterable again and again, with ``len()`` the number of batches."""
+
+    def __init__(self, x: torch.Tensor, batch_size: int = CALIBRATION_BATCH) -> None:
+        self.x, self.batch_size = x, batch_size
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for start in range(0, self.x.shape[0], self.batch_size):
+            yield self.x[start : start + self.batch_size]
+
+    def __len__(self) -> int:
+        return -(-self.x.shape[0] // self.batch_size)
+
+
+def calibration_batches(data, batch_size: int = CALIBRATION_BATCH) -> Iterable:
+    """Calibration data in any of the usual forms as an iterable of ``[B, ...]`` batches (or
+    ``(inputs, labels)`` batches), which :func:`record_activations` and the calibration read.
+
+    Accepted: a tensor ``[N, ...]`` of inputs (batched here, ``batch_size`` at a time); an
+    ``(x, y)`` tuple of inputs ``[N, ...]`` and labels ``[N]`` (the labels are not used); a
+    ``TensorDataset`` (its first tensor); any other ``torch.utils.data.Dataset`` (read through a
+    non-shuffling ``DataLoader``); a ``DataLoader`` or any other iterable of batches, as it is.
+
+    Raises:
+        TypeError: anything else (``None``, a number, a string, a dict, an array that is not a
+            tensor...), naming its type; a tensor without a batch axis.
+        ValueError: an empty tensor or dataset.
+
+    Example:
+        >>> x = torch.rand(600, 1, 28, 28)  # [N, C, H, W]
+        >>> [b.shape[0] for b in calibration_batches(x)], len(calibration_batches((x, torch.zeros(600))))
+        ([256, 256, 88], 3)
+    """
+    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        x, y = data
+        if y.dim() == 1 and x.dim() >= 1 and x.shape[0] == y.shape[0]:
+            data = x
+    if isinstance(data, TensorDataset):
+        data = data.tensors[0]
+    if isinstance(data, torch.Tensor):
+        if data.dim() < 1:
+            raise TypeError(f"calibration data: a tensor [N, ...] of inputs is needed, got a 0-d tensor {data!r}")
+        if data.shape[0] == 0:
+            raise ValueError("calibration data: the tensor holds no samples (shape[0] = 0)")
+        return TensorBatches(data, batch_size)
+    if isinstance(data, DataLoader):
+        return data
+    if isinstance(data, Dataset):
+        if hasattr(data, "__len__") and len(data) == 0:
+            raise ValueError(f"calibration data: the {type(data).__name__} holds no samples")
+        return DataLoader(data, batch_size=batch_size, shuffle=False)
+    if data is None or isinstance(data, (str, bytes, dict)) or not hasattr(data, "__iter__"):
+        raise TypeError(
+            "calibration data must be a tensor [N, ...] of inputs, an (x, y) pair of tensors, a TensorDataset, "
+            f"a Dataset, a DataLoader or an iterable of [B, ...] batches; got {type(data).__name__}"
+        )
+    return data
 
 
 def first_samples(dataloader: Iterable, n: int) -> torch.Tensor:

@@ -98,6 +98,17 @@ class SimulationResult:
             as ``bool`` (``uint8`` spikes per step for a ``spike_rule="multi"`` layer); else ``None``.
         steps_used: ``[B]`` int64, the step at which each sample's prediction was taken
             (``T`` unless it exited early).
+        labels: ``[B]`` integer class labels given to :func:`simulate` (``labels=``), or
+            ``None``; :meth:`accuracy_per_t` and the ``repr`` use them.
+
+    In a notebook the ``repr`` is a few lines (T, batch, output shape, IF layers, accuracy at T
+    when there are labels), not the tensors.
+
+    Example:
+        >>> from simulator import IFNeuron
+        >>> r = simulate(IFNeuron(), torch.tensor([[0.25, 0.5]]), T=8)  # x: [B=1, 2]
+        >>> r.layer_rates()[""].tolist()  # the model is the IF layer (path ""): rate = x
+        [[0.25, 0.5]]
     """
 
     outputs: torch.Tensor
@@ -106,20 +117,58 @@ class SimulationResult:
     readout: str = "spike_count"
     spikes: dict[str, torch.Tensor] | None = None
     steps_used: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
 
     @property
     def T(self) -> int:
+        """Time steps simulated (the length of the time axis of ``outputs``)."""
         return int(self.outputs.shape[0])
+
+    @property
+    def batch(self) -> int:
+        """Samples simulated (``B``)."""
+        return int(self.outputs.shape[1])
+
+    def __repr__(self) -> str:
+        shape = ", ".join(str(n) for n in self.outputs.shape)
+        lines = [f"SimulationResult: T={self.T} steps, batch {self.batch}, outputs [{shape}] ({self.readout} readout)"]
+        layers = [f"{name or '(the model)'} {list(c.shape[1:])}" for name, c in self.spike_counts.items()]
+        shown = ", ".join(layers[:6])
+        more = f" and {len(layers) - 6} more" if len(layers) > 6 else ""
+        recorded = "recorded" if self.spikes is not None else "not recorded (record=True)"
+        lines.append(f"  IF layers ({len(layers)}): {shown}{more}; spike trains {recorded}")
+        if self.steps_used is not None:
+            lines.append(f"  early exit: {self.mean_steps():.2f} of {self.T} steps per sample on average")
+        if self.labels is not None:
+            correct = int(self.correct_per_t(self.labels)[-1])
+            lines.append(f"  accuracy at t={self.T}: {100.0 * correct / self.batch:.2f} % ({correct} of {self.batch})")
+        return "\n".join(lines)
 
     def cumulative(self) -> torch.Tensor:
         """``[T, B, ...]`` output summed over steps 1..t (spike counts for a spiking output);
         with membrane readout the outputs themselves (the potential is already a sum)."""
         return self.outputs if self.readout == "membrane" else self.outputs.cumsum(0)
 
-    def rates(self) -> torch.Tensor:
-        """``[T, B, ...]`` mean output over steps 1..t, times ``output_scale`` (ANN units)."""
+    def output_rates(self) -> torch.Tensor:
+        """``[T, B, ...]`` the network's output averaged over steps 1..t, times ``output_scale``:
+        the ANN's output (logits) as the SNN estimates it at each t. Not the IF layers' firing
+        rates: see :meth:`layer_rates`."""
         t = torch.arange(1, self.T + 1, device=self.outputs.device, dtype=self.outputs.dtype)
         return self.cumulative() / t.view(-1, *([1] * (self.outputs.dim() - 1))) * self.output_scale
+
+    def rates(self) -> torch.Tensor:
+        """The older name of :meth:`output_rates` (the output's running mean in ANN units, ``[T, B, ...]``);
+        kept working."""
+        return self.output_rates()
+
+    def layer_rates(self) -> dict[str, torch.Tensor]:
+        """Firing rate of every IF layer, by layer path: ``[B, ...]`` spikes per neuron per time
+        step (dimensionless, in [0, 1] for one spike per step), its spike count over ``T``.
+
+        With early exit a sample's count stops at the chunk in which it exited, so its rates
+        are then lower bounds.
+        """
+        return {name: counts / self.T for name, counts in self.spike_counts.items()}
 
     def predictions(self) -> torch.Tensor:
         """``[T, B]`` predicted class at each t: argmax of the cumulative output or of the
@@ -127,8 +176,22 @@ class SimulationResult:
         return self.cumulative().flatten(2).argmax(-1)
 
     def correct_per_t(self, labels: torch.Tensor) -> torch.Tensor:
-        """``[T]`` number of correct predictions at each t for integer ``labels`` ``[B]``."""
+        """``[T]`` int64: the *number* of correct predictions at each t for integer ``labels``
+        ``[B]`` (a count, not a percentage: see :meth:`accuracy_per_t`)."""
         return (self.predictions() == labels.to(self.outputs.device).view(1, -1)).sum(1)
+
+    def accuracy_per_t(self, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``[T]`` float64: accuracy at each t in percent, for integer ``labels`` ``[B]`` (default:
+        the labels given to :func:`simulate`).
+
+        Raises:
+            ValueError: no labels here or in the result; labels not of shape ``[B]``.
+        """
+        labels = self.labels if labels is None else labels
+        if labels is None:
+            raise ValueError("accuracy_per_t needs labels: pass them, or simulate(..., labels=y)")
+        check_labels(labels, self.batch)
+        return self.correct_per_t(labels).double() * (100.0 / self.batch)
 
     def mean_steps(self) -> float:
         """Mean number of time steps used per sample (``T`` without early exit)."""
@@ -251,6 +314,7 @@ def simulate(
     *,
     warn_silent: bool = True,
     mode: str | None = None,
+    labels: torch.Tensor | None = None,
 ) -> SimulationResult:
     """Run ``model`` for ``T`` time steps on input ``x``.
 
@@ -287,13 +351,16 @@ def simulate(
         mode: deprecated name of ``execution`` (warns; ``mode`` is the normalisation mode).
         warn_silent: warn, naming them, about IF layers that emitted no spike at all
             (:func:`warn_silent_layers`).
+        labels: ``[B]`` integer class labels, kept in the result for
+            :meth:`SimulationResult.accuracy_per_t` and its ``repr`` (optional).
 
     Returns:
         :class:`SimulationResult` with outputs ``[T, B, ...]``.
 
     Raises:
         ValueError: Poisson input outside [0, 1]; ``T < 1``, ``time_chunk < 1``, ``early_exit < 1``, an unknown
-            ``encoding`` or ``execution``, or early exit on a model that must run as a whole.
+            ``encoding`` or ``execution``, or early exit on a model that must run as a whole; ``labels``
+            not of shape ``[B]``.
         TypeError: both ``mode`` and a different ``execution``.
 
     Example:
@@ -309,6 +376,8 @@ def simulate(
             raise TypeError(f"pass execution only, not mode={mode!r} and execution={execution!r}")
         execution = mode
     _check(T, time_chunk, encoding, execution, early_exit)
+    if labels is not None:
+        check_labels(labels, x.shape[0])
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     x = x.to(device)
     if encoding == "poisson":
@@ -329,7 +398,21 @@ def simulate(
     counts = _collect_counts(model, runner)
     if warn_silent:
         warn_silent_layers({name: float(c.sum()) for name, c in counts.items()}, x.shape[0], T)
-    return SimulationResult(outputs, counts, output_scale(model), readout_kind(model), spikes, steps_used)
+    return SimulationResult(outputs, counts, output_scale(model), readout_kind(model), spikes, steps_used, labels)
+
+
+def check_labels(labels: torch.Tensor, batch: int) -> None:
+    """Raise unless ``labels`` is a ``[batch]`` tensor of integer class labels.
+
+    Raises:
+        TypeError: not an integer tensor (naming its type or dtype).
+        ValueError: not of shape ``[batch]`` (naming both shapes).
+    """
+    if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        kind = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise TypeError(f"labels must be an integer tensor of class indices [B], got {kind}")
+    if tuple(labels.shape) != (batch,):
+        raise ValueError(f"labels must have shape [B] = [{batch}] (one per sample), got {list(labels.shape)}")
 
 
 def check_probabilities(x: torch.Tensor) -> None:

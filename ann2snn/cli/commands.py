@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from ann2snn.cli.errors import library_errors
-from ann2snn.cli.params import DATA, DEVICE, MODEL, SHAPE, check_modes
+from ann2snn.cli.params import DATA, DEVICE, MODEL, SHAPE, check_model_args, check_modes
 from ann2snn.jobfile import JobFileError, read_job
 from ann2snn.models import ModelLoadError, ModelSpec, refusal
 from ann2snn.pipeline import Job, ModelEntry, run_job
@@ -53,9 +53,21 @@ def run_options(command):
 
 
 def _model_entries(
-    model, weights: tuple[Path, ...], trust_pickle: bool, no_weights: bool, names: tuple[str, ...]
+    model,
+    weights: tuple[Path, ...],
+    trust_pickle: bool,
+    no_weights: bool,
+    names: tuple[str, ...],
+    model_args: dict | None = None,
 ) -> tuple[ModelEntry, ...]:
     kind, value = model
+    kwargs = model_args or {}
+    if kind == "pickle" and kwargs:
+        raise click.BadParameter(
+            f"{value} is a whole pickled model, not built by a factory: --model-arg goes with "
+            "--model package.module:factory",
+            param_hint="'--model-arg'",
+        )
     if kind == "pickle":
         if weights:
             raise click.BadParameter(
@@ -68,8 +80,8 @@ def _model_entries(
         specs = [ModelSpec(pickled=value, trust_pickle=True)]
     else:
         try:
-            specs = [ModelSpec(factory=value, weights=w) for w in weights] or [
-                ModelSpec(factory=value, no_weights=no_weights)
+            specs = [ModelSpec(factory=value, weights=w, kwargs=kwargs) for w in weights] or [
+                ModelSpec(factory=value, no_weights=no_weights, kwargs=kwargs)
             ]
         except ModelLoadError as exc:
             raise click.BadParameter(str(exc), param_hint="'--weights'") from None
@@ -122,6 +134,14 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
     "names",
     multiple=True,
     help="Name used in file names and the summary (default: the weights file's stem; repeatable: one per --weights).",
+)
+@click.option(
+    "--model-arg",
+    "model_args",
+    multiple=True,
+    metavar="NAME=VALUE",
+    callback=check_model_args,
+    help="Keyword argument for the factory, e.g. width=32 (repeatable; VALUE read as a Python literal, else a string).",
 )
 @click.option("--trust-pickle", is_flag=True, help="Allow --model FILE.pt to be unpickled (it can run code).")
 @click.option(
@@ -219,6 +239,7 @@ def convert(
     weights,
     no_weights,
     names,
+    model_args,
     trust_pickle,
     data,
     calib_size,
@@ -254,7 +275,7 @@ def convert(
             --weights a.pt --weights b.pt --mode max --mode 99.9% \\
             --T 20 --T 50 --limit 1000 --out runs/cnn
     """
-    entries = _model_entries(model, weights, trust_pickle, no_weights, names)
+    entries = _model_entries(model, weights, trust_pickle, no_weights, names, model_args)
     calibrate = calibrate or calibrate_weights
     try:
         job = Job(

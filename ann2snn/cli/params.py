@@ -9,7 +9,7 @@ import click
 import torch
 
 from ann2snn.data import DataSource
-from ann2snn.models import ModelLoadError, looks_like_factory, resolve_factory
+from ann2snn.models import ModelLoadError, looks_like_factory, parse_model_arg, resolve_factory
 from converter.modes import parse_mode
 
 
@@ -21,6 +21,21 @@ def check_modes(ctx, param, value):
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     return list(value)
+
+
+def check_model_args(ctx, param, value):
+    """Callback: every ``--model-arg`` is ``NAME=VALUE``; returns ``{name: value}`` with values
+    read as Python literals, else strings (:func:`ann2snn.models.parse_model_arg`)."""
+    kwargs = {}
+    for text in value:
+        try:
+            name, arg = parse_model_arg(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+        if name in kwargs:
+            raise click.BadParameter(f"{name!r} is given twice ({text!r})", ctx=ctx, param=param)
+        kwargs[name] = arg
+    return kwargs
 
 
 class DataSourceType(click.ParamType):
