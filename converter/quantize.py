@@ -35,7 +35,8 @@ steps; Nagel et al., ICCV 2019, "bias correction"), which also absorbs the bias 
 
 The result keeps float tensors that hold integers (exact in float32 below 2^24), so the usual
 simulator runs it; its IF layers are ``integer`` (the membrane is held as float64 integers,
-exact) and saturate to ``state_bits`` when given (:class:`simulator.IFNeuron`); ``snn.meta['ann2snn']['quantization']`` records the bit widths, the rounding
+exact) and saturate to ``state_bits`` when given (:class:`simulator.IFNeuron`);
+``snn.meta['ann2snn']['quantization']`` records the bit widths, the rounding
 and, per layer (IF or readout module path): the factor, the integer threshold and ``V[0]``, the
 largest integer weight and bias, the bits the bias and threshold need.
 """

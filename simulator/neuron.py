@@ -242,9 +242,7 @@ def if_scan_bool(
     out = torch.empty(steps, v_flat.numel(), dtype=torch.bool, device=x.device)
     threshold = scalar_or_flat(p.v_threshold.to(x.device), state_shape, dtype)
     v_reset = scalar_or_flat(p.v_reset.to(x.device), state_shape, dtype)
-    scan_flat(
-        current, v_flat, out, threshold, v_reset, p.reset == "subtract", p.spike_rule == ">", bounds=p.bounds
-    )
+    scan_flat(current, v_flat, out, threshold, v_reset, p.reset == "subtract", p.spike_rule == ">", bounds=p.bounds)
     return out.reshape(steps, *state_shape), v_flat.reshape(state_shape)
 
 
