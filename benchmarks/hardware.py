@@ -11,10 +11,16 @@ Usage::
    (:func:`converter.quantize`) with plain rounding (``α = q / max|W|``, round to nearest),
    with the factor search (exact integer thresholds, least-squares factor), and with the search
    plus the bias correction on 500 calibration images; 8 bits without biases (``bias="none"``).
-2. The 8-bit SNN at T = 16: the largest membrane potential magnitude per layer (integers) and
-   the bits it needs, and the spikes that change when the potential is clamped to 16 bits after
-   every step (single-step simulation, the clamp applied by a forward hook).
-3. The energy report (:mod:`ann2snn.report`) of the default conversion (mode 99.9%) at
+2. The 8-bit SNN (search + bias correction) at T = 16: the largest membrane potential magnitude
+   per layer (integers, on the first ``--saturation-limit`` images) and the bits it needs; then,
+   on all test images, the spikes that change when the simulator saturates the potential
+   (``IFNeuron.state_bits``: clamped after each step's integration) to 16 bits and to the
+   narrowest width the thresholds allow, and the accuracy with each.
+3. Rate-coded spike input (``encoding="rate"``: IF encoders, threshold 1, V[0] = 1/2) at T = 8
+   and 16: the calibrated conversion with analog input; the same SNN fed spikes; the
+   conversion calibrated for spikes (``Converter(..., encoding="rate")``) fed spikes, in float
+   and with 8-bit weights (search + bias correction).
+4. The energy report (:mod:`ann2snn.report`) of the default conversion (mode 99.9%) at
    T = 4, 8, 16, 50: accuracy, spikes and SynOps per inference, the ANN's MACs, and the
    ANN/SNN energy ratio, arithmetic only (0.9 pJ per accumulate, 4.6 pJ per MAC, 45 nm,
    Horowitz ISSCC 2014; memory access not counted).
@@ -23,6 +29,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
@@ -41,17 +48,23 @@ ROUNDINGS = (
 )
 
 
-def accuracy(snn, test, T: int, batch: int) -> float:
-    return accuracy_per_t(snn, test.loader(batch), T)[-1].item()
+def accuracy(snn, test, T: int, batch: int, **options) -> float:
+    return accuracy_per_t(snn, test.loader(batch), T, **options)[-1].item()
 
 
-def quantised_rows(ann, calib, test, Ts, batch) -> list[list]:
+def calibrated(ann, calib, T: int, encoding: str = "constant"):
+    start = time.perf_counter()
+    snn = Converter(
+        mode="99.9%", dataloader=calib.loader(500), calibrate_T=T, calibrate_weights=True, encoding=encoding
+    )(ann)
+    print(f"converted for T={T} ({encoding} input) in {time.perf_counter() - start:.0f} s", flush=True)
+    return snn
+
+
+def quantised_rows(snns, calib, test, batch) -> list[list]:
     rows = []
     xc = calib.images[:500]
-    for T in Ts:
-        start = time.perf_counter()
-        snn = Converter(mode="99.9%", dataloader=calib.loader(500), calibrate_T=T, calibrate_weights=True)(ann)
-        print(f"converted for T={T} in {time.perf_counter() - start:.0f} s", flush=True)
+    for T, snn in snns.items():
         row = [T, accuracy(snn, test, T, batch)]
         for bits in BITS:
             for _, options in ROUNDINGS:
@@ -62,42 +75,76 @@ def quantised_rows(ann, calib, test, Ts, batch) -> list[list]:
     return rows
 
 
-def membrane_range(snn, x: torch.Tensor, T: int, state_bits: int | None) -> tuple[dict[str, float], dict]:
-    """Largest |V| per IF layer over single-step simulation (V before the reset and after it),
-    with the potential clamped to ``state_bits`` after every step when given; and the spikes."""
+def membrane_peaks(snn, x: torch.Tensor, T: int) -> dict[str, float]:
+    """Largest |V| per IF layer over single-step simulation (V before the reset and after it)."""
     peak: dict[str, float] = {}
-    limit = None if state_bits is None else (-(2 ** (state_bits - 1)), 2 ** (state_bits - 1) - 1)
 
     def hook(name):
         def observe(layer, inputs, spikes):
-            before = layer.v + spikes * layer.v_threshold
+            before = layer.v + spikes.to(layer.v.dtype) * layer.v_threshold
             peak[name] = max(peak.get(name, 0.0), float(before.abs().max()), float(layer.v.abs().max()))
-            if limit is not None:
-                layer.v.clamp_(*limit)
 
         return observe
 
     handles = [m.register_forward_hook(hook(n)) for n, m in snn.named_modules() if isinstance(m, IFNeuron)]
     try:
-        result = simulate(snn, x, T, execution="single", record=True)
+        simulate(snn, x, T, execution="single")
     finally:
         for h in handles:
             h.remove()
-    return peak, result.spikes
+    return peak
 
 
-def saturation_rows(ann, calib, test, T: int, limit: int) -> list[list]:
-    snn = Converter(mode="99.9%", dataloader=calib.loader(500), calibrate_T=T, calibrate_weights=True)(ann)
-    q = quantize(snn, 8, state_bits=16)
-    x = test.images[:limit]
-    peak, free = membrane_range(q, x, T, None)
-    _, clamped = membrane_range(q, x, T, 16)
+def with_state_bits(q, bits: int | None):
+    """A copy of the quantised ``q`` whose IF layers saturate to ``bits`` (None: never)."""
+    q = copy.deepcopy(q)
+    for m in q.modules():
+        if isinstance(m, IFNeuron):
+            m.state_bits = bits
+    return q
+
+
+def saturation_rows(snn, calib, test, T: int, limit: int, batch: int) -> tuple[list[list], list[list], tuple[int, int]]:
+    q = quantize(snn, 8, calibration=calib.images[:500], calibration_T=T)
     info = q.meta["ann2snn"]["quantization"]["layers"]
+    narrow = max(layer["threshold_bits"] for layer in info.values() if "threshold_bits" in layer)
+    widths = (16, narrow)
+    peak = membrane_peaks(q, test.images[:limit], T)
+    nets = {bits: with_state_bits(q, bits) for bits in (None, *widths)}
+    changed = {bits: {name: 0 for name in peak} for bits in widths}
+    spikes = {name: 0 for name in peak}
+    correct = dict.fromkeys(nets, 0)
+    for start in range(0, len(test.labels), batch):
+        x, y = test.images[start : start + batch], test.labels[start : start + batch]
+        results = {bits: simulate(net, x, T, record=True) for bits, net in nets.items()}
+        for bits, result in results.items():
+            correct[bits] += int((result.predictions()[-1] == y).sum())
+        free = results[None].spikes
+        for name in peak:
+            spikes[name] += int(free[name].sum())
+            for bits in widths:
+                changed[bits][name] += int((free[name] != results[bits].spikes[name]).sum())
+    layers = [
+        [name, info[name]["threshold"], peak[name], int(peak[name]).bit_length() + 1]
+        + [changed[bits][name] for bits in widths]
+        + [spikes[name]]
+        for name in peak
+    ]
+    n = len(test.labels)
+    accuracies = [["none" if bits is None else f"{bits} bits", 100.0 * correct[bits] / n] for bits in nets]
+    return layers, accuracies, widths
+
+
+def rate_rows(ann, calib, test, snns, batch) -> list[list]:
     rows = []
-    for name in free:
-        changed = int((free[name] != clamped[name]).sum())
-        needed = int(peak[name]).bit_length() + 1
-        rows.append([name, info[name]["threshold"], peak[name], needed, changed, int(free[name].sum())])
+    xc = calib.images[:500]
+    for T, snn in snns.items():
+        analog = accuracy(snn, test, T, batch, encoding="constant")
+        spikes_in = accuracy(snn, test, T, batch, encoding="rate")
+        rate_snn = calibrated(ann, calib, T, encoding="rate")
+        rate = accuracy(rate_snn, test, T, batch)
+        rate8 = accuracy(quantize(rate_snn, 8, calibration=xc, calibration_T=T), test, T, batch)
+        rows.append([T, analog, spikes_in, rate, rate8, rate - analog])
     return rows
 
 
@@ -118,6 +165,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=10_000, help="test images (default all 10,000)")
     parser.add_argument("--batch", type=int, default=500, help="simulation batch size")
     parser.add_argument("--saturation-limit", type=int, default=200, help="test images for the 16-bit state check")
+    parser.add_argument("--saturation-batch", type=int, default=250, help="batch size of the recorded runs")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -126,16 +174,28 @@ def main() -> None:
     test = load_embedded("test").subset(args.limit)
     start = time.perf_counter()
 
+    snns = {T: calibrated(ann, calib, T) for T in (8, 16)}
     print(f"\n1. accuracy (%) on {len(test.labels)} MNIST test images, calibrated conversion (mode 99.9%)\n")
     headers = ["T", "float"] + [f"{b}-bit {label}" for b in BITS for label, _ in ROUNDINGS] + ["8-bit, no bias"]
-    print(format_table(headers, quantised_rows(ann, calib, test, (8, 16), args.batch)), flush=True)
+    print(format_table(headers, quantised_rows(snns, calib, test, args.batch)), flush=True)
 
     n = min(args.saturation_limit, len(test.labels))
-    print(f"\n2. 8-bit weights, T = 16, membrane potential on {n} test images (16-bit state: -32768 .. 32767)\n")
-    headers = ["IF layer", "V_th", "max |V|", "bits needed", "spikes changed (16-bit clamp)", "spikes"]
-    print(format_table(headers, saturation_rows(ann, calib, test, 16, n), left=1), flush=True)
+    layers, accuracies, widths = saturation_rows(snns[16], calib, test, 16, n, args.saturation_batch)
+    print(
+        f"\n2. 8-bit weights (search + bias correction), T = 16: max |V| on {n} test images; spikes on all "
+        f"{len(test.labels)} with the membrane saturated to {widths[0]} and {widths[1]} bits\n"
+    )
+    headers = ["IF layer", "V_th", "max |V|", "bits needed"]
+    headers += [f"spikes changed ({b}-bit state)" for b in widths] + ["spikes (no saturation)"]
+    print(format_table(headers, layers, left=1))
+    print()
+    print(format_table(["saturation", "accuracy %"], accuracies, left=1), flush=True)
 
-    print(f"\n3. operations per inference, default conversion (mode 99.9%), {len(test.labels)} test images")
+    print(f"\n3. rate-coded spike input, accuracy (%) on {len(test.labels)} test images\n")
+    headers = ["T", "analog input", "same SNN, spike input", "calibrated for spikes", "same, 8-bit", "spikes - analog"]
+    print(format_table(headers, rate_rows(ann, calib, test, snns, args.batch)), flush=True)
+
+    print(f"\n4. operations per inference, default conversion (mode 99.9%), {len(test.labels)} test images")
     print("   energy: arithmetic only (0.9 pJ/AC, 4.6 pJ/MAC, 45 nm, Horowitz ISSCC 2014); memory access not counted\n")
     headers = ["T", "accuracy %", "spikes", "SynOps", "input MACs", "ANN MACs", "SNN uJ", "ANN uJ", "ANN/SNN"]
     print(format_table(headers, energy_rows(ann, calib, test, (4, 8, 16, 50), args.batch)))

@@ -17,7 +17,7 @@ from converter.channelwise import channel_normalize
 from converter.fold_bn import fold_batchnorm
 from converter.modes import Mode, parse_mode
 from converter.normalize import channel_scales_from_stats, normalize, scales_from_stats
-from converter.quantize import MAX_WEIGHT_BITS, check_bits, quantize
+from converter.quantize import MAX_STATE_BITS, MAX_WEIGHT_BITS, check_bits, quantize
 from converter.readout import READOUTS, membrane_readout
 from converter.record import calibration_batches, capture_activations, first_samples, record_activations
 from converter.replace import replace_activations
@@ -27,6 +27,9 @@ from simulator import META_KEY, IFNeuron, Integrator
 from simulator.neuron import RESETS, SPIKE_RULES, check_choice
 
 log = logging.getLogger(__name__)
+
+#: Input encodings a conversion can be calibrated for (see :func:`simulator.simulate`).
+CONVERSION_ENCODINGS = ("constant", "rate")
 
 
 class Converter:
@@ -80,7 +83,16 @@ class Converter:
         weight_bits: if given (2 to 16), finish with :func:`converter.quantize`: N-bit integer
             weights, integer biases, thresholds and V[0], with its bias correction on the first
             500 calibration samples (simulated for ``calibrate_T`` steps, else 16).
-        state_bits: with ``weight_bits``, the membrane width every integer threshold must fit.
+        state_bits: with ``weight_bits``, the membrane width M (2 to 32) every integer threshold
+            must fit; the quantised IF layers saturate their potential to
+            ``[-2^(M-1), 2^(M-1) - 1]`` after each step's integration, as a chip with an M-bit
+            state does (:class:`simulator.IFNeuron`).
+        encoding: the input the SNN will get: ``"constant"`` (default, the analog input as a
+            current at every step) or ``"rate"`` (regular spikes of IF encoders, threshold 1,
+            ``V[0] = 1/2``: :func:`simulator.rate_spikes`; inputs in [0, 1]). The calibrations
+            (``calibrate_T``, ``calibrate_weights``, the quantisation's bias correction) simulate
+            the SNN with it, so the first layer is fitted to the spike input; it is recorded as
+            ``meta['ann2snn']['input_encoding']``, which :func:`simulator.simulate` uses by default.
 
     The returned SNN is a ``GraphModule`` taking ``[steps * B, ...]`` inputs (run it with
     :func:`simulator.simulate`). ``snn.meta['ann2snn']`` names layers by their module path in
@@ -99,11 +111,12 @@ class Converter:
     - ``bias_calibrated_layers``, ``weight_calibrated_layers``: paths of the IF layers (and
       ``readout``) whose producing Conv/Linear had its bias, or weights and bias, calibrated.
     - ``calibrate_T`` (int or None), ``conversion_seconds`` (float).
+    - ``input_encoding``: ``"constant"`` or ``"rate"``, the ``encoding`` converted for.
 
     Raises:
         TypeError: no ``dataloader`` (a required keyword argument), or calibration data of a
             type not listed above (naming it), at construction.
-        ValueError: an unparseable mode, a bad reset/spike rule/readout, ``calibrate_T < 1``, or
+        ValueError: an unparseable mode, a bad reset/spike rule/readout/encoding, ``calibrate_T < 1``, or
             ``dataloader=None`` (at construction, before any work); a layer that never fired on
             the calibration data.
         converter.trace.UnsupportedLayerError: a layer that cannot be converted, naming its path
@@ -128,6 +141,7 @@ class Converter:
         progress: Callable[[int], None] | None = None,
         weight_bits: int | None = None,
         state_bits: int | None = None,
+        encoding: str = "constant",
     ) -> None:
         self.mode: Mode = parse_mode(mode)
         if dataloader is None:
@@ -157,7 +171,10 @@ class Converter:
             check_bits("weight_bits", weight_bits, 2, MAX_WEIGHT_BITS)
         if state_bits is not None and weight_bits is None:
             raise ValueError("state_bits needs weight_bits (it bounds the integer thresholds)")
+        if state_bits is not None:
+            check_bits("state_bits", state_bits, 2, MAX_STATE_BITS)
         self.weight_bits, self.state_bits = weight_bits, state_bits
+        self.encoding = check_choice("encoding", encoding, CONVERSION_ENCODINGS)
 
     def __call__(self, ann: nn.Module) -> fx.GraphModule:
         start = time.perf_counter()
@@ -186,6 +203,7 @@ class Converter:
             snn = membrane_readout(snn)
         if_layers = snn.meta[META_KEY]["if_layers"]
         path = layer_paths(snn, relus, replaced)
+        snn.meta.setdefault(META_KEY, {})["input_encoding"] = self.encoding  # the calibrations simulate with it
         calibrated, weight_calibrated = (
             self._calibrate(snn, ann_gm, if_layers, units, out_scale) if self.calibrate_T else ([], [])
         )
@@ -202,6 +220,7 @@ class Converter:
             "calibrate_T": self.calibrate_T,
             "if_layers": if_layers,
             "conversion_seconds": time.perf_counter() - start,
+            "input_encoding": self.encoding,
             **self.neuron,
         }
         if self.weight_bits is not None:

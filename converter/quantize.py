@@ -34,7 +34,9 @@ steps; Nagel et al., ICCV 2019, "bias correction"), which also absorbs the bias 
 ``rounding="plain"`` is the baseline: ``α = q / max|W|``, everything rounded to nearest.
 
 The result keeps float tensors that hold integers (exact in float32 below 2^24), so the usual
-simulator runs it; ``snn.meta['ann2snn']['quantization']`` records the bit widths, the rounding
+simulator runs it; its IF layers are ``integer`` (the membrane is held as float64 integers,
+exact) and saturate to ``state_bits`` when given (:class:`simulator.IFNeuron`);
+``snn.meta['ann2snn']['quantization']`` records the bit widths, the rounding
 and, per layer (IF or readout module path): the factor, the integer threshold and ``V[0]``, the
 largest integer weight and bias, the bits the bias and threshold need.
 """
@@ -469,7 +471,9 @@ def quantize(
             :class:`simulator.Integrator` layers.
         weight_bits: N, the signed weight width, 2 ≤ N ≤ 16: weights in ``[-(2^(N-1)-1), 2^(N-1)-1]``.
         state_bits: M, the membrane width (2 ≤ M ≤ 32); every integer threshold must fit
-            ``2^(M-1) - 1``. ``None``: no limit. Recorded for the simulation.
+            ``2^(M-1) - 1``, and every IF layer saturates its potential to
+            ``[-2^(M-1), 2^(M-1) - 1]`` after each step's integration (``IFNeuron.state_bits``).
+            ``None``: no limit, no saturation.
         bias: ``"keep"`` (integer biases) or ``"none"`` (biases removed, for chips that cannot
             add one every step).
         calibration: inputs ``[B, ...]`` (or batches of them, or ``(x, y)`` batches) for the bias
@@ -530,6 +534,7 @@ def quantize(
             neuron = modules[unit.target.target]
             neuron.v_threshold.fill_(float(k))
             neuron.v_init = v_init
+            neuron.integer, neuron.state_bits = True, state_bits
             layers[key].update({"threshold": k, "v_init": round(v_init * k), "threshold_bits": bits_signed(k)})
     corrected = []
     if calibration is not None and bias == "keep":

@@ -50,6 +50,7 @@ def scan_flat(
     subtract: bool,
     strict: bool,
     block: int | None = None,
+    bounds: tuple[float, float] | None = None,
 ) -> None:
     """Run ``out.shape[0]`` IF steps on flattened neurons, in place.
 
@@ -62,6 +63,8 @@ def scan_flat(
         subtract: reset by subtraction (else to ``v_reset``).
         strict: spike on ``v > v_threshold`` (else ``>=``).
         block: neurons per block; default :data:`CPU_BLOCK` on the CPU, all on other devices.
+        bounds: ``(low, high)``: clamp ``v`` to it right after adding the input, before the
+            comparison (a saturating M-bit state); ``None``: no clamp.
     """
     steps, m = out.shape
     if block is None:
@@ -75,6 +78,8 @@ def scan_flat(
         xb, ob, s = x[:, sl], out[:, sl], fired[: vb.shape[0]]
         for t in range(steps):
             vb.add_(xb[0 if constant else t])
+            if bounds is not None:
+                vb.clamp_(*bounds)
             compare(vb, th, out=s)  # float output: vectorised (a bool output is 8x slower)
             ob[t].copy_(s)
             if subtract:

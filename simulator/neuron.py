@@ -20,6 +20,14 @@ The discrete update implemented, per neuron and unit time step ``t`` (dt = 1):
   ``V = relu(V - v_min V_th) + v_min V_th`` (= ``max(V, v_min V_th)`` up to rounding; computed
   as Sinabs does, whose ``min_v_mem = -V_th`` is ``v_min = -1``).
 - ``V[0] = v_init * V_th`` (``v_init`` is a fraction of the threshold; 0 by default).
+- ``state_bits`` (optional, M): saturation of the membrane as an M-bit signed register, as a
+  chip with an M-bit state does: right after the integration, before the comparison with the
+  threshold, ``V[t] = clamp(V[t-1] + r I[t], -2^(M-1), 2^(M-1) - 1)`` (in the potential's own
+  units: integers after :func:`converter.quantize`). The reset then keeps V in range (reset by
+  subtraction only lowers a V >= V_th > 0, and ``V_reset`` must fit).
+- ``integer`` (optional): the state is held as float64 integers (exact up to 2^53, so integer
+  weights, thresholds and inputs give exactly the integer arithmetic of a chip, whatever T);
+  the input currents (float32 sums of integer weights, exact below 2^24) are added to it.
 
 With reset by subtraction the firing rate over T steps is
 ``rate = I - (V[T] - V[0]) / (T V_th)`` for constant input ``I`` in [0, V_th], so it matches a
@@ -33,6 +41,7 @@ which both :class:`IFNeuron` and the multi-step executor (:mod:`simulator.execut
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -54,6 +63,14 @@ class IFParams(NamedTuple):
     reset: str = "subtract"
     spike_rule: str = ">="
     v_min: float | None = None  # clamp after the reset, a fraction of v_threshold
+    state_bits: int | None = None  # saturate V to an M-bit signed integer after the integration
+
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """``(-2^(M-1), 2^(M-1) - 1)`` for ``state_bits = M``; ``None`` without saturation."""
+        if self.state_bits is None:
+            return None
+        return -float(2 ** (self.state_bits - 1)), float(2 ** (self.state_bits - 1) - 1)
 
     @property
     def binary(self) -> bool:
@@ -86,6 +103,37 @@ def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+#: Widest saturating state: 53 bits (the integers float64 holds exactly).
+MAX_STATE_BITS = 53
+
+
+def check_state_bits(state_bits: object, v_threshold: torch.Tensor, v_reset: torch.Tensor) -> int | None:
+    """``state_bits`` checked: ``None``, or an int M in 2..53 whose range
+    ``[-2^(M-1), 2^(M-1) - 1]`` holds the largest threshold and ``v_reset``.
+
+    Raises:
+        TypeError: not an int (or None).
+        ValueError: outside 2..53, or a threshold or ``v_reset`` outside the range (naming the
+            value and the bits it needs).
+    """
+    if state_bits is None:
+        return None
+    if isinstance(state_bits, bool) or not isinstance(state_bits, int):
+        raise TypeError(f"state_bits must be an int or None, got {state_bits!r}")
+    if not 2 <= state_bits <= MAX_STATE_BITS:
+        raise ValueError(f"state_bits must be from 2 to {MAX_STATE_BITS}, got {state_bits}")
+    high = 2 ** (state_bits - 1) - 1
+    for name, t in (("v_threshold", v_threshold), ("v_reset", v_reset)):
+        largest = float(t.abs().max()) if t.numel() else 0.0
+        if largest > high:
+            needed = int(math.ceil(largest)).bit_length() + 1
+            raise ValueError(
+                f"state_bits={state_bits} holds potentials up to {high}, but {name} reaches {largest:g} "
+                f"(needs {needed} bits)"
+            )
+    return state_bits
+
+
 def if_step(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor, torch.Tensor]:
     """One time step of the IF neuron.
 
@@ -105,6 +153,9 @@ def if_step(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor
         ([1.0, 1.0], [0.25, 0.25])
     """
     v = v + p.r * x
+    bounds = p.bounds
+    if bounds is not None:  # saturation of an M-bit register, after the integration
+        v = v.clamp(*bounds)
     fired = v > p.v_threshold if p.spike_rule == ">" else v >= p.v_threshold
     spikes = fired.to(x.dtype)
     if p.spike_rule == "multi":
@@ -191,7 +242,7 @@ def if_scan_bool(
     out = torch.empty(steps, v_flat.numel(), dtype=torch.bool, device=x.device)
     threshold = scalar_or_flat(p.v_threshold.to(x.device), state_shape, dtype)
     v_reset = scalar_or_flat(p.v_reset.to(x.device), state_shape, dtype)
-    scan_flat(current, v_flat, out, threshold, v_reset, p.reset == "subtract", p.spike_rule == ">")
+    scan_flat(current, v_flat, out, threshold, v_reset, p.reset == "subtract", p.spike_rule == ">", bounds=p.bounds)
     return out.reshape(steps, *state_shape), v_flat.reshape(state_shape)
 
 
@@ -265,14 +316,21 @@ class IFNeuron(nn.Module):
         r: input resistance (dimensionless), default 1.
         v_min: clamp of the potential after the reset, a fraction of ``v_threshold``
             (``None``, the default: no clamp; Sinabs: -1).
+        state_bits: M (2 to 53): saturate the potential to ``[-2^(M-1), 2^(M-1) - 1]`` right
+            after the integration of each step, before the threshold comparison (in V's units;
+            see the module docstring). ``None`` (default): no saturation.
+        integer: hold the state as float64 integers (exact; set by :func:`converter.quantize`,
+            which makes W, b, V_th and V[0] integers). Default ``False``: the input's dtype.
 
     Shape:
         Input ``[steps * B, ...]``; output spikes of the same shape, 0./1. floats (counts with
         ``spike_rule="multi"``).
 
     Raises:
-        ValueError: unknown ``reset`` or ``spike_rule``, a non-positive threshold, or an
-            input whose leading size is not a multiple of ``steps``.
+        ValueError: unknown ``reset`` or ``spike_rule``, a non-positive threshold, a
+            ``state_bits`` outside 2..53 or one the threshold or ``v_reset`` does not fit, or
+            an input whose leading size is not a multiple of ``steps``.
+        TypeError: a ``state_bits`` that is not an int.
     """
 
     v_threshold: torch.Tensor
@@ -288,6 +346,8 @@ class IFNeuron(nn.Module):
         v_reset: float | torch.Tensor = 0.0,
         r: float | torch.Tensor = 1.0,
         v_min: float | None = None,
+        state_bits: int | None = None,
+        integer: bool = False,
     ) -> None:
         super().__init__()
         self.reset = check_choice("reset", reset, RESETS)
@@ -300,6 +360,8 @@ class IFNeuron(nn.Module):
         self.register_buffer("r", torch.as_tensor(r, dtype=torch.float32))
         self.v_init = float(v_init)
         self.v_min = None if v_min is None else float(v_min)
+        self.state_bits = check_state_bits(state_bits, threshold, self.v_reset)
+        self.integer = bool(integer)
         self.steps = 1
         self.state: IFState | None = None
 
@@ -316,15 +378,25 @@ class IFNeuron(nn.Module):
 
     def params(self) -> IFParams:
         """The layer's parameters for :func:`if_step` and :func:`if_advance`."""
-        return IFParams(self.v_threshold, self.v_reset, self.r, self.reset, self.spike_rule, self.v_min)
+        return IFParams(
+            self.v_threshold, self.v_reset, self.r, self.reset, self.spike_rule, self.v_min, self.state_bits
+        )
 
     def reset_state(self) -> None:
         """Forget the membrane potential and spike counts (the next call starts at ``v_init``)."""
         self.state = None
 
+    def state_dtype(self, like: torch.Tensor) -> torch.dtype:
+        """The potential's dtype for inputs like ``like``: float64 for an ``integer`` layer."""
+        return torch.float64 if self.integer else like.dtype
+
     def initial_potential(self, like: torch.Tensor) -> torch.Tensor:
-        """``V[0] = v_init * V_th`` as a new tensor shaped and typed like ``like`` (``[B, ...]``)."""
-        return (self.v_init * self.v_threshold).to(device=like.device, dtype=like.dtype).expand_as(like).clone()
+        """``V[0] = v_init * V_th`` as a new tensor shaped like ``like`` (``[B, ...]``), in
+        :meth:`state_dtype` (rounded to an integer for an ``integer`` layer)."""
+        v0 = self.v_init * self.v_threshold
+        if self.integer:
+            v0 = torch.round(v0.double())
+        return v0.to(device=like.device, dtype=self.state_dtype(like)).expand_as(like).clone()
 
     def initial_state(self, like: torch.Tensor) -> IFState:
         """The :class:`IFState` before the first step for inputs shaped and typed like ``like``
@@ -343,6 +415,8 @@ class IFNeuron(nn.Module):
         th = self.v_threshold
         th_repr = f"{th.item():g}" if th.numel() == 1 else f"[{tuple(th.shape)}]"
         clamp = "" if self.v_min is None else f", v_min={self.v_min:g}"
+        clamp += "" if self.state_bits is None else f", state_bits={self.state_bits}"
+        clamp += ", integer=True" if self.integer else ""
         return (
             f"v_threshold={th_repr}, reset={self.reset!r}, spike_rule={self.spike_rule!r}, "
             f"v_init={self.v_init:g}{clamp}"

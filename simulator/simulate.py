@@ -1,4 +1,4 @@
-"""The time loop: run an SNN for T steps on constant or Poisson-coded input.
+"""The time loop: run an SNN for T steps on constant, rate-coded or Poisson-coded input.
 
 With ``execution="multi"`` all stateless layers run once per chunk of time steps on
 ``[chunk * B, ...]`` tensors (time folded into the batch axis, time-major; layers fed only by a
@@ -25,7 +25,7 @@ from simulator.neuron import IFNeuron
 
 #: Key of the dict in ``GraphModule.meta`` where conversion facts are stored.
 META_KEY = "ann2snn"
-ENCODINGS = ("constant", "poisson")
+ENCODINGS = ("constant", "rate", "poisson")
 EXECUTIONS = ("multi", "single")
 
 
@@ -200,17 +200,75 @@ class SimulationResult:
         return float(self.steps_used.double().mean())
 
 
+def rate_spikes(x: torch.Tensor, steps: int, t0: int = 0) -> torch.Tensor:
+    """The regular spike trains of IF encoders driven by ``x`` (the ``"rate"`` encoding).
+
+    Each input value ``x`` in [0, 1] is the constant current of an IF neuron with threshold 1,
+    ``V[0] = 1/2`` and reset by subtraction (:mod:`simulator.neuron`), whose spikes are the
+    network's input events. Its potential after step ``t`` is ``1/2 + t x - n[t]`` in [0, 1), so
+    it has emitted exactly ``n[t] = floor(t x + 1/2)`` spikes; this is computed in float64 from
+    that closed form (exact, whatever T), so the spike at step ``t`` is ``n[t] - n[t-1]``: a
+    deterministic train with ``round(T x)`` spikes in T steps (rate ``x`` to within ``1/(2T)``;
+    the deterministic "rate" input of Rueckauer et al. 2017, Front. Neurosci. 11:682, made
+    regular by an IF encoder as in Sengupta et al. 2019, Front. Neurosci. 13:95).
+
+    Args:
+        x: input ``[B, ...]`` in [0, 1] (not checked here: :func:`simulate` checks it).
+        steps: time steps of this chunk.
+        t0: steps already simulated (the chunk covers steps ``t0 + 1 .. t0 + steps``).
+
+    Returns:
+        ``[steps, B, ...]`` spikes 0./1. in ``x``'s dtype.
+
+    Example:
+        >>> rate_spikes(torch.tensor([0.25, 0.5, 1.0]), steps=4).T.tolist()  # x: [B=3]
+        [[0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]]
+    """
+    t = torch.arange(t0, t0 + steps + 1, dtype=torch.float64, device=x.device).view(-1, *([1] * x.dim()))
+    counts = torch.floor(t * x.double() + 0.5)
+    return (counts[1:] - counts[:-1]).to(x.dtype)
+
+
+class Encoder:
+    """The input of :func:`simulate`, chunk by chunk: ``encoder(x, steps)`` gives the currents of
+    the next ``steps`` steps, ``[steps * B, ...]`` time-major (it counts the steps it has given).
+
+    ``"constant"``: the analog input ``x`` at every step. ``"rate"``: :func:`rate_spikes`.
+    ``"poisson"``: a Bernoulli spike with probability ``x`` at every step, drawn with
+    ``generator``. ``x`` may lose rows between chunks (early exit); the step count is shared.
+    """
+
+    def __init__(self, encoding: str, generator: torch.Generator | None = None) -> None:
+        self.encoding, self.generator, self.t = encoding, generator, 0
+
+    def __call__(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        t0, self.t = self.t, self.t + steps
+        if self.encoding == "rate":
+            return rate_spikes(x, steps, t0).reshape(steps * x.shape[0], *x.shape[1:])
+        return encode(x, steps, self.encoding, self.generator)
+
+
 def encode(x: torch.Tensor, steps: int, encoding: str, generator: torch.Generator | None) -> torch.Tensor:
     """Input currents for ``steps`` time steps, ``[steps * B, ...]`` time-major.
 
     ``"constant"``: the analog input ``x`` at every step. ``"poisson"``: a Bernoulli spike with
     probability ``x`` (in [0, 1], checked by :func:`simulate`) at every step, drawn with
-    ``generator``.
+    ``generator``. ``"rate"``: the first ``steps`` steps of :func:`rate_spikes` (use
+    :class:`Encoder` to continue a train over chunks).
     """
+    if encoding == "rate":
+        return rate_spikes(x, steps).reshape(steps * x.shape[0], *x.shape[1:])
     repeated = x.unsqueeze(0).expand(steps, *x.shape).reshape(steps * x.shape[0], *x.shape[1:])
     if encoding == "constant":
         return repeated
     return torch.bernoulli(repeated, generator=generator)
+
+
+def model_encoding(model: nn.Module) -> str:
+    """The input encoding the model was converted for (``meta['ann2snn']['input_encoding']``,
+    set by ``Converter(encoding=...)`` and by the NIR import), ``"constant"`` if none."""
+    meta = getattr(model, "meta", None) or {}
+    return str(meta.get(META_KEY, {}).get("input_encoding", "constant"))
 
 
 def _check(T: int, time_chunk: int | None, encoding: str, execution: str, early_exit: int | None) -> None:
@@ -306,7 +364,7 @@ def simulate(
     x: torch.Tensor,
     T: int,
     time_chunk: int | None = 5,
-    encoding: str = "constant",
+    encoding: str | None = None,
     seed: int = 0,
     execution: str = "multi",
     record: bool = False,
@@ -337,7 +395,10 @@ def simulate(
         time_chunk: time steps per chunk in multi-step execution (``None``: all T at once). Memory
             is about ``time_chunk * B`` activations per layer whatever T is; larger chunks are
             faster until they leave the cache.
-        encoding: ``"constant"`` analog current (default) or ``"poisson"`` spikes.
+        encoding: ``"constant"`` analog current, ``"rate"`` regular spikes of IF encoders
+            (threshold 1, ``V[0] = 1/2``; :func:`rate_spikes`) or ``"poisson"`` spikes; ``None``
+            (default): the one the model was converted for (:func:`model_encoding`; ``"constant"``
+            unless ``Converter(encoding="rate")`` made it or its NIR file says so).
         seed: seed of the Poisson generator.
         execution: ``"multi"`` (default) or ``"single"`` (``time_chunk`` is then 1).
         record: also return every IF layer's spike train ``[T, B, ...]`` as ``bool``
@@ -358,8 +419,8 @@ def simulate(
         :class:`SimulationResult` with outputs ``[T, B, ...]``.
 
     Raises:
-        ValueError: Poisson input outside [0, 1]; ``T < 1``, ``time_chunk < 1``, ``early_exit < 1``, an unknown
-            ``encoding`` or ``execution``, or early exit on a model that must run as a whole; ``labels``
+        ValueError: rate or Poisson input outside [0, 1]; ``T < 1``, ``time_chunk < 1``, ``early_exit < 1``, an
+            unknown ``encoding`` or ``execution``, or early exit on a model that must run as a whole; ``labels``
             not of shape ``[B]``.
         TypeError: both ``mode`` and a different ``execution``.
 
@@ -375,18 +436,19 @@ def simulate(
         if execution not in ("multi", mode):
             raise TypeError(f"pass execution only, not mode={mode!r} and execution={execution!r}")
         execution = mode
+    encoding = model_encoding(model) if encoding is None else encoding
     _check(T, time_chunk, encoding, execution, early_exit)
     if labels is not None:
         check_labels(labels, x.shape[0])
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     x = x.to(device)
-    if encoding == "poisson":
-        check_probabilities(x)
+    if encoding in ("poisson", "rate"):
+        check_probabilities(x, encoding)
     chunk = 1 if execution == "single" else (T if time_chunk is None else min(time_chunk, T))
     hoist = encoding == "constant"
     while True:
         generator = torch.Generator(device=device).manual_seed(seed) if encoding == "poisson" else None
-        runner = _runner(model, x, lambda v, n, g=generator: encode(v, n, encoding, g), execution, record, hoist)
+        runner = _runner(model, x, Encoder(encoding, generator), execution, record, hoist)
         if early_exit and not isinstance(runner, GraphRunner):
             raise ValueError("early_exit needs execution='multi' and a model that torch.fx can trace")
         try:
@@ -415,16 +477,17 @@ def check_labels(labels: torch.Tensor, batch: int) -> None:
         raise ValueError(f"labels must have shape [B] = [{batch}] (one per sample), got {list(labels.shape)}")
 
 
-def check_probabilities(x: torch.Tensor) -> None:
-    """Raise ValueError unless every value of ``x`` is a probability in [0, 1] (Poisson input).
+def check_probabilities(x: torch.Tensor, encoding: str = "poisson") -> None:
+    """Raise ValueError unless every value of ``x`` is in [0, 1] (Poisson or rate input).
 
     Raises:
         ValueError: naming the option and the range of ``x``.
     """
     low, high = float(x.min()), float(x.max())
     if low < 0 or high > 1:
+        meaning = "a spike probability per step" if encoding == "poisson" else "spikes per step of an IF encoder"
         raise ValueError(
-            f"encoding='poisson' takes inputs in [0, 1] (a spike probability per step); these range over "
+            f"encoding={encoding!r} takes inputs in [0, 1] ({meaning}); these range over "
             f"[{low:g}, {high:g}]: rescale them, or use encoding='constant' (any real value)"
         )
 

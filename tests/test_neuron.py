@@ -60,7 +60,7 @@ def test_bad_neuron_settings_are_refused():
     with pytest.raises(ValueError, match="T must be"):
         simulate(IFNeuron(), torch.ones(1, 1), 0)
     with pytest.raises(ValueError, match="encoding"):
-        simulate(IFNeuron(), torch.ones(1, 1), 3, encoding="rate")
+        simulate(IFNeuron(), torch.ones(1, 1), 3, encoding="burst")
 
 
 def test_poisson_encoding_rate_tracks_input():
