@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import torch
 
+from ann2snn.cli.check import check
 from ann2snn.cli.commands import batch, convert, inspect, plot, simulate, verify
 from ann2snn.cli.errors import warnings_as_lines
 from ann2snn.cli.params import check_modes as _modes
@@ -100,5 +101,5 @@ def demo(T, limit, modes, out, check_samples, weight_bits, threads, quiet):
         raise SystemExit(1)
 
 
-for _command in (convert, batch, simulate, inspect, verify, plot, report):
+for _command in (convert, batch, simulate, inspect, verify, plot, report, check):
     main.add_command(_command)
