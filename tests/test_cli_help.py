@@ -20,5 +20,5 @@ def test_every_command_has_help_with_an_example(path):
 
 
 def test_all_commands_are_there():
-    assert set(main.commands) == {"demo", "convert", "batch", "simulate", "inspect", "verify", "plot", "report"}
+    assert set(main.commands) == {"demo", "convert", "batch", "simulate", "inspect", "verify", "plot", "report", "check"}
     assert set(main.commands["plot"].commands) == {"accuracy", "if-rate"}
