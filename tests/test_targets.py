@@ -10,8 +10,23 @@ from exporters.targets.speck2f import fitting_cores, map_cores, memory
 
 def _layer(c_in, c_out, k, hw, bias=True):
     w = np.ones((c_out, c_in, k, k))
-    return Layer("conv", "if", "IF", (k, k), (1, 1), c_in, c_out, hw, w, np.ones(c_out) if bias else None,
-                 np.ones(c_out), "subtract", [], [], 1)
+    return Layer(
+        "conv",
+        "if",
+        "IF",
+        (k, k),
+        (1, 1),
+        c_in,
+        c_out,
+        hw,
+        w,
+        np.ones(c_out) if bias else None,
+        np.ones(c_out),
+        "subtract",
+        [],
+        [],
+        1,
+    )
 
 
 def test_memory_equals_sinabs_formula_by_hand():

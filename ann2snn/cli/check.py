@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from ann2snn.cli.errors import library_errors
 from ann2snn.cli.commands import FILE
+from ann2snn.cli.errors import library_errors
 
 
 def format_check(report) -> list[str]:

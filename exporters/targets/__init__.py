@@ -24,10 +24,23 @@ TARGETS: dict[str, ModuleType] = {m.NAME: m for m in (speck2f, loihi2, spinnaker
 
 #: What ``convert --target`` sets for each target (bit widths, reset, bias, readout, input).
 SETTINGS: dict[str, dict[str, object]] = {
-    "speck2f": {"weight_bits": 8, "state_bits": 16, "reset": "subtract", "bias": "none", "readout": "spike_count",
-                "input_encoding": "rate"},
-    "loihi2": {"weight_bits": 8, "state_bits": 24, "reset": "zero", "spike_rule": ">", "bias": "none",
-               "readout": "spike_count", "input_encoding": "rate"},
+    "speck2f": {
+        "weight_bits": 8,
+        "state_bits": 16,
+        "reset": "subtract",
+        "bias": "none",
+        "readout": "spike_count",
+        "input_encoding": "rate",
+    },
+    "loihi2": {
+        "weight_bits": 8,
+        "state_bits": 24,
+        "reset": "zero",
+        "spike_rule": ">",
+        "bias": "none",
+        "readout": "spike_count",
+        "input_encoding": "rate",
+    },
     "spinnaker2": {"reset": "subtract"},
     "int8": {"weight_bits": 8, "state_bits": 16},
 }

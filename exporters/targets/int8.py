@@ -29,11 +29,15 @@ def check_graph(graph: nir.NIRGraph) -> Report:
     report = Report(NAME, quant is not None)
     if quant is None:
         report.violations.append(
-            Violation("graph", "not quantised", "8-bit integer weights", "float weights: run ann2snn convert --target int8")
+            Violation(
+                "graph", "not quantised", "8-bit integer weights", "float weights: run ann2snn convert --target int8"
+            )
         )
     layers = read_layers(graph)
     report.violations += common_rules(layers, LIMITS, quant is not None)
     for layer in layers:
         if layer.thresholds is not None:
-            report.resources.append({"layer": layer.name, "neuron": layer.neuron, "neurons": int(layer.thresholds.size)})
+            report.resources.append(
+                {"layer": layer.name, "neuron": layer.neuron, "neurons": int(layer.thresholds.size)}
+            )
     return report

@@ -49,7 +49,9 @@ def check_graph(graph: nir.NIRGraph) -> Report:
     report.notes.append(LIMITS["neurons_per_core"].source)
     if quant is None:
         report.violations.append(
-            Violation("graph", "not quantised", "8-bit integer weights", "float weights: run ann2snn convert --target loihi2")
+            Violation(
+                "graph", "not quantised", "8-bit integer weights", "float weights: run ann2snn convert --target loihi2"
+            )
         )
     layers = read_layers(graph)
     report.violations += common_rules(layers, LIMITS, quant is not None)
@@ -62,8 +64,12 @@ def check_graph(graph: nir.NIRGraph) -> Report:
             report.violations.append(Violation(name, "pool / average nodes", "none (lava-dl NIR)", type(node).__name__))
         n_in = len(predecessors(graph.edges, name))
         if n_in > 1:
-            report.violations.append(Violation(name, "concat / join nodes", "one input (lava-dl NIR)", f"{n_in} inputs"))
+            report.violations.append(
+                Violation(name, "concat / join nodes", "one input (lava-dl NIR)", f"{n_in} inputs")
+            )
     for layer in layers:
         if layer.thresholds is not None:
-            report.resources.append({"layer": layer.name, "neuron": layer.neuron, "neurons": int(layer.thresholds.size)})
+            report.resources.append(
+                {"layer": layer.name, "neuron": layer.neuron, "neurons": int(layer.thresholds.size)}
+            )
     return report

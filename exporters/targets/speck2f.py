@@ -29,7 +29,16 @@ from typing import Any
 
 import nir
 
-from exporters.targets.base import Layer, Limit, Report, Violation, common_rules, input_encoding, quantisation, read_layers
+from exporters.targets.base import (
+    Layer,
+    Limit,
+    Report,
+    Violation,
+    common_rules,
+    input_encoding,
+    quantisation,
+    read_layers,
+)
 
 NAME = "speck2f"
 SINABS = "sinabs 3.1.3 sinabs/backend/dynapcnn/"
@@ -151,7 +160,14 @@ def _shape_rules(layer: Layer) -> list[Violation]:
         )
     for kh_, kw_, sh, sw in layer.pool_shapes:
         if kh_ != kw_ or (kh_, kw_) != (sh, sw) or kh_ not in LIMITS["pools"].value:
-            out.append(Violation(layer.neuron or layer.name, "sum pooling", "1/2/4, square, stride = kernel", f"{kh_}x{kw_} stride {sh}x{sw}"))
+            out.append(
+                Violation(
+                    layer.neuron or layer.name,
+                    "sum pooling",
+                    "1/2/4, square, stride = kernel",
+                    f"{kh_}x{kw_} stride {sh}x{sw}",
+                )
+            )
     return out
 
 
@@ -167,7 +183,9 @@ def check_graph(graph: nir.NIRGraph) -> Report:
     layers = read_layers(graph)
     if quant is None:
         report.violations.append(
-            Violation("graph", "not quantised", "8-bit integer weights", "float weights: run ann2snn convert --target speck2f")
+            Violation(
+                "graph", "not quantised", "8-bit integer weights", "float weights: run ann2snn convert --target speck2f"
+            )
         )
     encoding = input_encoding(graph)
     if encoding == "constant":
@@ -181,11 +199,13 @@ def check_graph(graph: nir.NIRGraph) -> Report:
         report.violations.append(Violation("graph", "cores", "9 layers", f"{len(layers)} layers"))
     needs = [memory(layer) for layer in layers]
     cores = map_cores([fitting_cores(need) for need in needs])
-    for layer, need, core in zip(layers, needs, cores):
+    for layer, need, core in zip(layers, needs, cores, strict=True):
         row: dict[str, Any] = {"layer": layer.name, "neuron": layer.neuron, "core": core}
         row.update({f"{k}_memory": v for k, v in need.items()})
         if core is not None:
-            row.update(kernel_budget=KERNEL_MEMORY[core], neuron_budget=NEURON_MEMORY[core], bias_budget=BIAS_MEMORY[core])
+            row.update(
+                kernel_budget=KERNEL_MEMORY[core], neuron_budget=NEURON_MEMORY[core], bias_budget=BIAS_MEMORY[core]
+            )
         else:
             report.violations.append(
                 Violation(

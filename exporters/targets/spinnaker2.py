@@ -33,5 +33,7 @@ def check_graph(graph: nir.NIRGraph) -> Report:
     report.violations += common_rules(layers, LIMITS, report.quantised)
     for layer in layers:
         if layer.thresholds is not None:
-            report.resources.append({"layer": layer.name, "neuron": layer.neuron, "neurons": int(layer.thresholds.size)})
+            report.resources.append(
+                {"layer": layer.name, "neuron": layer.neuron, "neurons": int(layer.thresholds.size)}
+            )
     return report
