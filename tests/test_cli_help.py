@@ -30,5 +30,6 @@ def test_all_commands_are_there():
         "plot",
         "report",
         "diagnose",
+        "check",
     }
     assert set(main.commands["plot"].commands) == {"accuracy", "if-rate", "raster"}

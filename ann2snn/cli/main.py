@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import torch
 
+from ann2snn.cli.check import check
 from ann2snn.cli.commands import batch, convert, inspect, plot, simulate, verify
 from ann2snn.cli.diagnose import diagnose
 from ann2snn.cli.errors import warnings_as_lines
@@ -101,5 +102,5 @@ def demo(T, limit, modes, out, check_samples, weight_bits, threads, quiet):
         raise SystemExit(1)
 
 
-for _command in (convert, batch, simulate, inspect, verify, plot, report, diagnose):
+for _command in (convert, batch, simulate, inspect, verify, plot, report, diagnose, check):
     main.add_command(_command)

@@ -1,0 +1,219 @@
+"""SynSense Speck 2f (DYNAP-CNN cores): the limits, Sinabs' memory formula and core mapping.
+
+Every number is from Sinabs 3.1.3 (``sinabs/backend/dynapcnn``), the code, not the prose:
+
+- per-core kernel / neuron / bias memory: ``chips/dynapcnn.py``, ``get_constraints`` (Speck 2f's
+  ``chips/speck2f.py`` inherits it unchanged);
+- the memory a layer needs: ``dynapcnn_layer.py``, ``DynapcnnLayer.memory_summary``:
+  ``kernel = c · 2^(⌈log2(k_h k_w)⌉ + ⌈log2 f⌉)``, ``neuron = f · 2^(⌈log2 h⌉ + ⌈log2 w⌉)``
+  (``c`` input, ``f`` output channels, ``h × w`` the layer's output), ``bias = f`` when the
+  layer has a bias;
+- a layer fits a core when all three fit (``mapping.py``, ``LayerConstraints.fits``); layers are
+  matched to cores by Edmonds–Karp max flow (``mapping.py``, ``get_valid_mapping``), reproduced
+  here edge for edge so that the core numbers agree;
+- 8-bit weights *and biases*, 16-bit state and thresholds: ``discretize.py``,
+  ``DYNAPCNN_WEIGHT_PRECISION_BITS = 8`` (also used for the bias), ``DYNAPCNN_STATE_PRECISION_BITS = 16``;
+- at most two destinations per layer: ``exceptions.py`` (``MaxDestinationsExceeded``);
+- square kernels and square pooling: ``dynapcnn_layer.py`` (``DynapcnnLayer.__init__``).
+
+Kernel ≤ 16, strides 1/2/4/8, ≤ 1024 channels and pooling 1/2/4 are the Sinabs documentation's
+chip overview as quoted in issue 13; Sinabs 3.1.3's Python code does not check them (samna, the
+closed driver, validates a configuration on the device), so they are marked unconfirmed in code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import nir
+
+from exporters.targets.base import (
+    Layer,
+    Limit,
+    Report,
+    Violation,
+    common_rules,
+    input_encoding,
+    quantisation,
+    read_layers,
+)
+
+NAME = "speck2f"
+SINABS = "sinabs 3.1.3 sinabs/backend/dynapcnn/"
+DOCS = "Sinabs docs chip overview (issue 13); not checked in Sinabs 3.1.3 code (samna validates)"
+
+#: Kernel memory per core, in weights (``chips/dynapcnn.py``, ``get_constraints``).
+KERNEL_MEMORY = (16384, 16384, 16384, 32768, 32768, 65536, 65536, 16384, 16384)
+#: Neuron memory per core, in neurons (same place).
+NEURON_MEMORY = (65536, 65536, 65536, 32768, 32768, 16384, 16384, 16384, 16384)
+#: Bias memory per core, in biases (same place).
+BIAS_MEMORY = (1024,) * 9
+
+LIMITS: dict[str, Limit] = {
+    "cores": Limit("cores", 9, SINABS + "chips/dynapcnn.py get_constraints (9 entries)"),
+    "weight_bits": Limit("weight bits", 8, SINABS + "discretize.py DYNAPCNN_WEIGHT_PRECISION_BITS"),
+    "bias_bits": Limit("bias bits", 8, SINABS + "discretize.py (bias scaled with DYNAPCNN_WEIGHT_PRECISION_BITS)"),
+    "threshold_bits": Limit("threshold bits", 16, SINABS + "discretize.py DYNAPCNN_STATE_PRECISION_BITS"),
+    "state_bits": Limit("state bits", 16, SINABS + "discretize.py DYNAPCNN_STATE_PRECISION_BITS"),
+    "destinations": Limit("destinations", 2, SINABS + "exceptions.py MaxDestinationsExceeded"),
+    "square_kernel": Limit("square kernel", True, SINABS + "dynapcnn_layer.py DynapcnnLayer.__init__"),
+    "kernel": Limit("kernel size", 16, DOCS),
+    "strides": Limit("stride", (1, 2, 4, 8), DOCS),
+    "channels": Limit("channels", 1024, DOCS),
+    "pools": Limit("sum pooling", (1, 2, 4), DOCS),
+    "one_threshold": Limit("one threshold per layer", 1, SINABS + "discretize.py (one spike_threshold per IAF layer)"),
+    "resets": Limit("reset", ("subtract", "zero"), "Sinabs IAF membrane_subtract / reset to zero"),
+    "bias": Limit(
+        "bias", False, "Sinabs docs: the bias is added once per slow-clock tick as a leak, not per input step"
+    ),
+    "spiking_output": Limit("spiking layer", True, SINABS + "DynapcnnLayer: conv -> IAF -> pool"),
+    "input": Limit("input", "spikes", "DYNAP-CNN receives events (DVS or spike input)"),
+}
+
+
+def memory(layer: Layer) -> dict[str, int]:
+    """Sinabs' memory figures for one layer (``DynapcnnLayer.memory_summary``): kernel, neuron, bias."""
+    kh, kw = layer.kernel
+    h, w = layer.out_hw
+    f, c = layer.out_channels, layer.in_channels
+    return {
+        "kernel": c * 2 ** (math.ceil(math.log2(kh * kw)) + math.ceil(math.log2(f))),
+        "neuron": f * 2 ** (math.ceil(math.log2(h)) + math.ceil(math.log2(w))),
+        "bias": 0 if layer.bias is None else len(layer.bias),
+    }
+
+
+def fitting_cores(need: dict[str, int]) -> list[int]:
+    """The cores whose kernel, neuron and bias memory all hold ``need`` (``find_chip_layers``)."""
+    return [
+        i
+        for i in range(len(KERNEL_MEMORY))
+        if need["kernel"] <= KERNEL_MEMORY[i] and need["neuron"] <= NEURON_MEMORY[i] and need["bias"] <= BIAS_MEMORY[i]
+    ]
+
+
+def map_cores(candidates: list[list[int]], n_cores: int = 9) -> list[int | None]:
+    """One core per layer, by the same Edmonds–Karp max flow as Sinabs' ``get_valid_mapping``
+    (same node numbering and edge order, so the same assignment); ``None`` for an unmapped layer."""
+    n = len(candidates)
+    sink = n + n_cores + 1
+    cap: dict[tuple[int, int], int] = {}
+    adj: list[list[int]] = [[] for _ in range(sink + 1)]
+
+    def edge(s: int, t: int) -> None:
+        cap[(s, t)] = 1
+        cap.setdefault((t, s), 0)
+        adj[s].append(t)
+        adj[t].append(s)
+
+    for i in range(n):
+        edge(0, i + 1)
+    for i, cores in enumerate(candidates):
+        for core in cores:
+            edge(i + 1, core + n + 1)
+    for core in range(n_cores):
+        edge(core + n + 1, sink)
+    flow = dict.fromkeys(cap, 0)
+    while True:
+        pred: list[int | None] = [None] * (sink + 1)
+        queue = deque([0])
+        while queue:
+            cur = queue.popleft()
+            for t in adj[cur]:
+                if pred[t] is None and t != 0 and cap[(cur, t)] > flow[(cur, t)]:
+                    pred[t] = cur
+                    queue.append(t)
+        if pred[sink] is None:
+            break
+        t = sink
+        while t != 0:
+            s = pred[t] or 0
+            flow[(s, t)] += 1
+            flow[(t, s)] -= 1
+            t = s
+    result: list[int | None] = []
+    for i, cores in enumerate(candidates):
+        hit = [c for c in cores if flow[(i + 1, c + n + 1)] == 1]
+        result.append(hit[0] if hit else None)
+    return result
+
+
+def _shape_rules(layer: Layer) -> list[Violation]:
+    out = []
+    kh, kw = layer.kernel
+    if kh != kw:
+        out.append(Violation(layer.name, "square kernel", "k x k", f"{kh}x{kw}"))
+    if max(kh, kw) > LIMITS["kernel"].value:
+        out.append(Violation(layer.name, "kernel size", f"<= {LIMITS['kernel'].value}", str(max(kh, kw))))
+    for s in set(layer.stride):
+        if s not in LIMITS["strides"].value:
+            out.append(Violation(layer.name, "stride", "1/2/4/8", str(s)))
+    for key, value in (("input channels", layer.in_channels), ("output channels", layer.out_channels)):
+        if value > LIMITS["channels"].value:
+            out.append(Violation(layer.name, key, f"<= {LIMITS['channels'].value}", str(value)))
+    if len(layer.destinations) > LIMITS["destinations"].value:
+        names = ", ".join(d for d, _ in layer.destinations)
+        out.append(
+            Violation(layer.neuron or layer.name, "destinations", "<= 2", f"{len(layer.destinations)} ({names})")
+        )
+    for kh_, kw_, sh, sw in layer.pool_shapes:
+        if kh_ != kw_ or (kh_, kw_) != (sh, sw) or kh_ not in LIMITS["pools"].value:
+            out.append(
+                Violation(
+                    layer.neuron or layer.name,
+                    "sum pooling",
+                    "1/2/4, square, stride = kernel",
+                    f"{kh_}x{kw_} stride {sh}x{sw}",
+                )
+            )
+    return out
+
+
+def check_graph(graph: nir.NIRGraph) -> Report:
+    """Check a NIR graph (as our exporter writes it) against Speck 2f.
+
+    Returns:
+        A :class:`Report`: violations by layer; resources per layer (``layer``, ``core``,
+        ``kernel_memory``, ``neuron_memory``, ``bias_memory``, and the budget of its core).
+    """
+    quant = quantisation(graph)
+    report = Report(NAME, quant is not None)
+    layers = read_layers(graph)
+    if quant is None:
+        report.violations.append(
+            Violation(
+                "graph", "not quantised", "8-bit integer weights", "float weights: run ann2snn convert --target speck2f"
+            )
+        )
+    encoding = input_encoding(graph)
+    if encoding == "constant":
+        report.violations.append(
+            Violation("input", "input", "spikes (events)", "constant analog current (needs input_encoding='rate')")
+        )
+    report.violations += common_rules(layers, LIMITS, quant is not None)
+    for layer in layers:
+        report.violations += _shape_rules(layer)
+    if len(layers) > LIMITS["cores"].value:
+        report.violations.append(Violation("graph", "cores", "9 layers", f"{len(layers)} layers"))
+    needs = [memory(layer) for layer in layers]
+    cores = map_cores([fitting_cores(need) for need in needs])
+    for layer, need, core in zip(layers, needs, cores, strict=True):
+        row: dict[str, Any] = {"layer": layer.name, "neuron": layer.neuron, "core": core}
+        row.update({f"{k}_memory": v for k, v in need.items()})
+        if core is not None:
+            row.update(
+                kernel_budget=KERNEL_MEMORY[core], neuron_budget=NEURON_MEMORY[core], bias_budget=BIAS_MEMORY[core]
+            )
+        else:
+            report.violations.append(
+                Violation(
+                    layer.name,
+                    "core memory",
+                    "a free core with kernel <= 65536, neuron <= 65536, bias <= 1024",
+                    f"kernel {need['kernel']}, neuron {need['neuron']}, bias {need['bias']}",
+                )
+            )
+        report.resources.append(row)
+    return report
