@@ -272,14 +272,15 @@ def common_rules(layers: list[Layer], limits: dict[str, Limit], quantised: bool)
             out.append(Violation(layer.neuron or layer.name, "spiking layer", "IF neurons", value))
         if not quantised:
             continue
-        for key, values, who in (
+        checked: tuple[tuple[str, np.ndarray | None, str], ...] = (
             ("weight_bits", layer.weight, layer.name),
             ("bias_bits", layer.bias, layer.name),
             ("threshold_bits", thr, layer.neuron or layer.name),
-        ):
+        )
+        for key, array, who in checked:
             if key not in limits or limits[key].value is None:
                 continue
-            width = bits_signed(values)
+            width = bits_signed(array)
             if width > limits[key].value:
                 out.append(Violation(who, key.replace("_", " "), f"{limits[key].value} bits", f"{width} bits"))
     return out
