@@ -17,6 +17,12 @@ import torch
 from ann2snn.zoo import load_embedded, read_mnist_folder
 from ann2snn.zoo.mnist import MNIST_FILES
 
+#: Evaluation samples every command (and a job file without ``limit``) uses when none is given:
+#: 1,000 gives an accuracy within about ±1 point (one standard error ≈ 0.3 points at 99 %) in
+#: seconds on a CPU; 0 means all samples. The library's own functions default to all samples.
+DEFAULT_LIMIT = 1000
+LIMIT_HELP = f"Evaluation samples (default {DEFAULT_LIMIT}, as in every command; 0: all)."
+
 KINDS = ("mnist", "idx", "npz", "npy", "images")
 #: File name endings read as images by an image-folder source (case-insensitive).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")

@@ -30,7 +30,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ann2snn.data import DataSource
+from ann2snn.data import DEFAULT_LIMIT, DataSource
 from ann2snn.models import ModelSpec, looks_like_factory
 from ann2snn.pipeline import Job, ModelEntry
 
@@ -102,7 +102,7 @@ def read_job(path: Path, out: Path | None = None, device: str | None = None, lim
             out=out or base / doc.get("out", "ann2snn-out"),
             data=_data(doc.get("data", "mnist"), base),
             calib_size=doc.get("calib_size", 1000),
-            limit=limit if limit is not None else doc.get("limit", 0),
+            limit=limit if limit is not None else doc.get("limit", DEFAULT_LIMIT),
             input_shape=tuple(_int(v, "input_shape") for v in doc["input_shape"]) if "input_shape" in doc else None,
             v_init=float(doc.get("v_init", 0.5)),
             device=device or doc.get("device", "cpu"),

@@ -3,37 +3,124 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from exporters.atomic import atomic_path
 
 
+@dataclass(frozen=True)
+class AccuracyCurve:
+    """One curve of :func:`plot_accuracy_curves`: the SNN's accuracy (%) at t = 1..T of one
+    ``model`` converted with one ``mode``, and the ANN's accuracy (%) on the same samples."""
+
+    model: str
+    mode: str
+    accuracy: Sequence[float]
+    ann_accuracy: float | None = None
+
+
+#: Line styles and markers, one per mode, so that identical curves of two modes stay visible.
+MODE_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 3)), "x"))
+
+
+def accuracy_axis_limits(curves: Sequence[AccuracyCurve], full_scale: bool = False) -> tuple[float, float]:
+    """The y range (%) of :func:`plot_accuracy_curves`: 0–100 with ``full_scale``, else the data's
+    range (every curve and ANN line) padded by 5 % of it (at least 1 point), clipped to [-1, 101]."""
+    if full_scale:
+        return 0.0, 100.0
+    values = [v for c in curves for v in c.accuracy] + [c.ann_accuracy for c in curves if c.ann_accuracy is not None]
+    lo, hi = min(values), max(values)
+    pad = max(0.05 * (hi - lo), 1.0)
+    return max(-1.0, lo - pad), min(101.0, hi + pad)  # a line at 0 or 100 % stays inside the axes
+
+
 def plot_accuracy_curves(
-    curves: dict[str, Sequence[float]], path: str | Path, title: str, ann_accuracy: float | None = None
+    curves: Sequence[AccuracyCurve] | dict[str, Sequence[float]],
+    path: str | Path,
+    title: str,
+    ann_accuracy: float | None = None,
+    full_scale: bool = False,
 ) -> Path:
-    """Save a PNG of accuracy (%) against time step t, one curve per label, atomically."""
+    """Save a PNG of accuracy (%) against time step t (1..T), atomically: a colour per model, a line
+    style and marker per mode (identical curves of two modes stay visible; with one model the
+    modes get colours too), a dotted ANN line per model in its colour (black for one model), the
+    y-axis zoomed to the data unless ``full_scale`` (0–100).
+
+    Args:
+        curves: :class:`AccuracyCurve` s, or ``{label: accuracy per t}`` (one model, a mode per label).
+        ann_accuracy: the ANN line for curves given as a dict (ignored for :class:`AccuracyCurve` s,
+            which carry their own).
+
+    Raises:
+        ValueError: no curve, or a curve without points (naming it).
+    """
+    if isinstance(curves, dict):
+        curves = [AccuracyCurve("", label, list(acc), ann_accuracy) for label, acc in curves.items()]
+    curves = list(curves)
+    if not curves:
+        raise ValueError("plot_accuracy_curves needs at least one curve")
+    for c in curves:
+        if len(c.accuracy) == 0:
+            raise ValueError(f"the curve of model {c.model!r}, mode {c.mode!r} has no points")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    models = list(dict.fromkeys(c.model for c in curves))
+    modes = list(dict.fromkeys(c.mode for c in curves))
+    by_model = len(models) > 1  # one model: a colour per mode as well, and a black ANN line
+    keys = models if by_model else modes
+    colours = {k: f"C{i % 10}" for i, k in enumerate(keys)}
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, acc in curves.items():
-        ax.plot(range(1, len(acc) + 1), acc, label=label)
-    if ann_accuracy is not None:
-        ax.axhline(ann_accuracy, color="k", linestyle="--", linewidth=1, label=f"ANN {ann_accuracy:.2f} %")
+    for c in curves:
+        style, marker = MODE_STYLES[modes.index(c.mode) % len(MODE_STYLES)]
+        t = range(1, len(c.accuracy) + 1)
+        label = f"{c.model} {c.mode}".strip() if len(models) > 1 or not c.mode else c.mode
+        every = max(1, len(c.accuracy) // 12)
+        ax.plot(
+            t,
+            c.accuracy,
+            color=colours[c.model if by_model else c.mode],
+            linestyle=style,
+            marker=marker,
+            markevery=every,
+            markersize=5,
+            markerfacecolor="none",
+            linewidth=1.5,
+            label=label,
+        )
+    for model in models:
+        anns = {c.ann_accuracy for c in curves if c.model == model and c.ann_accuracy is not None}
+        if len(anns) == 1:
+            ann = anns.pop()
+            name = f"ANN {model}" if len(models) > 1 else "ANN"
+            ax.axhline(
+                ann,
+                color=colours[model] if by_model else "k",
+                linestyle=(0, (1, 1)),
+                linewidth=1.2,
+                label=f"{name} {ann:.2f} %",
+            )
     ax.set_xlabel("time step t")
     ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(*accuracy_axis_limits(curves, full_scale))
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize="small")
     return _save_png(fig, path)
 
 
+#: ``plot if-rate``'s default T: at T = 8 the steps of V[0] = 0 and V[0] = ½ V_th differ by up
+#: to 1/T = 0.125 in rate; at T = 100 the two curves overlap within a line's width.
+IF_RATE_DEFAULT_T = 8
+
+
 def plot_if_rate(inputs: Sequence[float], rates: dict[str, Sequence[float]], T: int, path: str | Path) -> Path:
-    """Save a PNG of IF firing rate against constant input current (one curve per label), with
-    the ReLU line rate = input and its 1/T band, atomically."""
+    """Save a PNG of IF firing rate (spikes per step) over ``T`` steps against a constant input
+    current (multiples of V_th per step), one curve per label, beside the rate a ReLU clipped at 1
+    would give, ``clip(x, 0, 1)``, and its ±1/T band, atomically (Rueckauer et al. 2017)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,16 +129,20 @@ def plot_if_rate(inputs: Sequence[float], rates: dict[str, Sequence[float]], T: 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ideal = [min(max(x, 0.0), 1.0) for x in inputs]
     ax.fill_between(
-        inputs, [v - 1 / T for v in ideal], [v + 1 / T for v in ideal], color="0.85", label=f"ReLU ± 1/T (T={T})"
+        inputs,
+        [v - 1 / T for v in ideal],
+        [v + 1 / T for v in ideal],
+        color="0.85",
+        label=f"clip(x, 0, 1) ± 1/T (T = {T})",
     )
-    ax.plot(inputs, ideal, "k--", linewidth=1, label="ReLU")
-    for label, values in rates.items():
-        ax.plot(inputs, values, marker=".", linewidth=1, label=label)
+    ax.plot(inputs, ideal, "k--", linewidth=1, label="clip(x, 0, 1): the clipped ReLU")
+    for i, (label, values) in enumerate(rates.items()):
+        ax.step(inputs, values, where="mid", linewidth=1.5, color=f"C{i}", label=label)
     ax.set_xlabel("constant input current (units of V_th per step)")
     ax.set_ylabel("firing rate (spikes per step)")
     ax.set_title(f"IF neuron, reset by subtraction, T = {T}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", fontsize="small")
     return _save_png(fig, path)
 
 

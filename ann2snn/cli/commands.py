@@ -12,10 +12,11 @@ from tqdm import tqdm
 
 from ann2snn.cli.errors import library_errors
 from ann2snn.cli.params import DATA, DEVICE, MODEL, SHAPE, check_model_args, check_modes
+from ann2snn.data import DEFAULT_LIMIT, LIMIT_HELP
 from ann2snn.jobfile import JobFileError, read_job
 from ann2snn.models import ModelLoadError, ModelSpec, refusal
 from ann2snn.pipeline import Job, ModelEntry, run_job
-from ann2snn.plots import plot_accuracy_curves, plot_if_rate
+from ann2snn.plots import IF_RATE_DEFAULT_T, AccuracyCurve, plot_accuracy_curves, plot_if_rate
 from ann2snn.tables import format_graph, format_simulation, format_summary
 
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -152,7 +153,7 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
     help="mnist (embedded), a folder of IDX files, a .npz with x and y, or a .npy of inputs.",
 )
 @click.option("--calib-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Calibration samples.")
-@click.option("--limit", type=click.IntRange(min=0), default=0, show_default=True, help="Evaluation samples (0: all).")
+@click.option("--limit", type=click.IntRange(min=0), default=DEFAULT_LIMIT, help=LIMIT_HELP)
 @click.option("--input-shape", type=SHAPE, default=None, help="Sample shape when the data's is not the model's.")
 @click.option(
     "--mode",
@@ -312,7 +313,12 @@ def convert(
     help="Output folder (overrides the job file's 'out').",
 )
 @click.option("--device", type=DEVICE, default=None, help="cpu, cuda, cuda:N, mps or auto (overrides the job file).")
-@click.option("--limit", type=click.IntRange(min=0), default=None, help="Evaluation samples (overrides the job file).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=None,
+    help=f"Evaluation samples (overrides the job file's limit; default {DEFAULT_LIMIT}; 0: all).",
+)
 @run_options
 @library_errors
 def batch(job_file, out, device, limit, force, quiet, as_json):
@@ -349,9 +355,7 @@ def file_on_data(command):
             click.option(
                 "--T", "T", type=click.IntRange(min=1), default=None, help="Time steps (default: the file's T)."
             ),
-            click.option(
-                "--limit", type=click.IntRange(min=0), default=1000, show_default=True, help="Samples (0: all)."
-            ),
+            click.option("--limit", type=click.IntRange(min=0), default=DEFAULT_LIMIT, help=LIMIT_HELP),
             click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True),
         ]
     ):
@@ -359,10 +363,56 @@ def file_on_data(command):
     return command
 
 
+def model_options(required: bool):
+    """``--model``, ``--weights``, ``--no-weights``, ``--model-arg``, ``--trust-pickle``: one ANN,
+    as ``convert`` takes it (``diagnose`` needs it; ``simulate`` takes it for the ANN's accuracy)."""
+    need = "" if required else " Optional: also run this ANN on the same samples."
+
+    def decorate(command):
+        for decorator in reversed(
+            [
+                click.option(
+                    "--model",
+                    "model",
+                    type=MODEL,
+                    required=required,
+                    help="package.module:factory (or file.py:factory) returning the ANN, or a pickled model file."
+                    + need,
+                ),
+                click.option("--weights", type=FILE, default=None, help="state_dict for the factory's model."),
+                click.option(
+                    "--no-weights", is_flag=True, help="Use the factory's model as it is built (its own weights)."
+                ),
+                click.option(
+                    "--model-arg",
+                    "model_args",
+                    multiple=True,
+                    metavar="NAME=VALUE",
+                    callback=check_model_args,
+                    help="Keyword argument for the factory, e.g. width=32 (repeatable).",
+                ),
+                click.option(
+                    "--trust-pickle", is_flag=True, help="Allow --model FILE.pt to be unpickled (it can run code)."
+                ),
+            ]
+        ):
+            command = decorator(command)
+        return command
+
+    return decorate
+
+
 @click.command()
 @file_on_data
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto.")
-@click.option("--plot", "png", type=OUT_FILE, default=None, help="Also save accuracy against t as a PNG.")
+@click.option(
+    "--plot",
+    "png",
+    type=OUT_FILE,
+    default=None,
+    help="Also save accuracy against t as a PNG (with the ANN's line when --model is given).",
+)
+@model_options(required=False)
 @click.option(
     "--early-exit",
     "early_exit",
@@ -374,7 +424,23 @@ def file_on_data(command):
 )
 @output_options
 @library_errors
-def simulate(nir_file, data, T, limit, batch_size, device, png, early_exit, quiet, as_json):
+def simulate(
+    nir_file,
+    data,
+    T,
+    limit,
+    batch_size,
+    device,
+    png,
+    model,
+    weights,
+    no_weights,
+    model_args,
+    trust_pickle,
+    early_exit,
+    quiet,
+    as_json,
+):
     """Simulate a .nir file on data: accuracy per t and spikes per IF layer.
 
     Samples are reshaped to the file's input shape when their sizes agree.
@@ -390,14 +456,26 @@ def simulate(nir_file, data, T, limit, batch_size, device, png, early_exit, quie
         snn, dataset, T = open_for_simulation(nir_file, data, T, limit, device)
     except MissingTError as exc:
         raise click.BadParameter(str(exc), param_hint="'--T'") from None
+    ann_acc = None
+    if model is not None:
+        from ann2snn.models import load_model
+        from ann2snn.pipeline import ann_accuracy
+
+        (entry,) = _model_entries(model, (weights,) if weights else (), trust_pickle, no_weights, (), model_args)
+        ann_acc = ann_accuracy(load_model(entry.spec).eval().to(device), dataset, batch_size)
     with tqdm(total=len(dataset.x), desc=f"simulate T={T}", disable=quiet or as_json) as bar:
         stats = simulate_dataset(snn, dataset, T, batch_size, bar.update, early_exit)
     if png is not None and stats.accuracy_per_t is not None:
-        plot_accuracy_curves({nir_file.stem: stats.accuracy_per_t}, png, f"{nir_file.name} on {stats.samples} samples")
+        name = entry.name if model is not None else nir_file.stem
+        curve = AccuracyCurve(name, "", stats.accuracy_per_t, ann_acc)
+        plot_accuracy_curves([curve], png, f"{nir_file.name} on {stats.samples} samples of {data}, T = {stats.T}")
     if as_json:
-        click.echo(json.dumps({"file": str(nir_file), **stats.to_dict()}, indent=2))
+        extra = {} if model is None else {"ann_accuracy": ann_acc}
+        click.echo(json.dumps({"file": str(nir_file), **stats.to_dict(), **extra}, indent=2))
         return
     acc = "no labels, no accuracy" if stats.accuracy is None else f"accuracy {stats.accuracy:.2f} %"
+    if ann_acc is not None:
+        acc += f" (ANN {ann_acc:.2f} %)"
     click.echo(f"{nir_file}: {stats.samples} samples of {data}, T={stats.T}: {acc}")
     if early_exit:
         click.echo(
@@ -437,9 +515,7 @@ def inspect(nir_file, as_json):
 @click.option(
     "--T", "T", type=click.IntRange(min=1), default=None, help="Time steps for --data (default: the file's T)."
 )
-@click.option(
-    "--limit", type=click.IntRange(min=0), default=1000, show_default=True, help="Samples of --data (0: all)."
-)
+@click.option("--limit", type=click.IntRange(min=0), default=DEFAULT_LIMIT, help=LIMIT_HELP)
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
 @output_options
 @library_errors
@@ -488,16 +564,18 @@ def plot():
 
     \b
         ann2snn plot accuracy runs/cnn/summary.json --out runs/cnn/accuracy.png
-        ann2snn plot if-rate --T 100 --out if_rate.png
+        ann2snn plot if-rate --T 8 --out if_rate.png
     """
 
 
 @plot.command("accuracy")
 @click.argument("summary", type=FILE)
 @click.option("--out", type=OUT_FILE, default=None, help="PNG to write (default: beside the summary).")
+@click.option("--full-scale", is_flag=True, help="Show the y-axis from 0 to 100 % (default: zoomed to the data).")
 @library_errors
-def plot_accuracy(summary, out):
-    """Accuracy against time step t, one curve per model and mode, from a summary.json.
+def plot_accuracy(summary, out, full_scale):
+    """Accuracy against time step t from a summary.json: a colour per model, a line style per
+    mode, a dotted ANN line per model; V[0], readout and T in the title.
 
     Example:
 
@@ -505,45 +583,66 @@ def plot_accuracy(summary, out):
         ann2snn plot accuracy runs/cnn/summary.json --out runs/cnn/accuracy.png
     """
     try:
-        rows = json.loads(summary.read_text())["rows"]
+        document = json.loads(summary.read_text())
+        rows = document["rows"]
     except (ValueError, KeyError, TypeError):
         raise click.BadParameter(
             f"{summary} is not a summary.json written by ann2snn convert/batch", param_hint="'SUMMARY'"
         ) from None
     curves = {}
     for row in sorted((r for r in rows if r.get("accuracy_per_t")), key=lambda r: r["T"]):
-        curves[f"{row['model']} {row['mode']}"] = row["accuracy_per_t"]  # the longest T wins
+        curves[row["model"], row["mode"]] = AccuracyCurve(
+            row["model"], row["mode"], row["accuracy_per_t"], row.get("ann_accuracy")
+        )  # the longest T wins
     if not curves:
         raise click.ClickException(f"{summary} has no accuracy curves (no labels, or every row failed)")
-    anns = {r["ann_accuracy"] for r in rows if r.get("ann_accuracy") is not None}
     path = plot_accuracy_curves(
-        curves,
+        list(curves.values()),
         out or summary.with_name("accuracy_vs_t.png"),
-        f"SNN accuracy ({summary})",
-        ann_accuracy=anns.pop() if len(anns) == 1 else None,
+        accuracy_title(document.get("settings") or {}, max(len(c.accuracy) for c in curves.values())),
+        full_scale=full_scale,
     )
     click.echo(f"wrote {path}")
 
 
+def accuracy_title(settings: dict, T: int) -> str:
+    """The title of an accuracy plot: T, V[0], readout and samples from a summary's settings."""
+    parts = [f"SNN accuracy, T = {T}"]
+    if settings.get("v_init") is not None:
+        parts.append(f"V[0] = {settings['v_init']:g} V_th")
+    if settings.get("readout"):
+        parts.append(f"{settings['readout']} readout")
+    if settings.get("evaluation_samples"):
+        parts.append(f"{settings['evaluation_samples']} samples of {settings.get('data', 'the data')}")
+    return ", ".join(parts)
+
+
 @plot.command("if-rate")
-@click.option("--T", "T", type=click.IntRange(min=1), default=100, show_default=True, help="Time steps.")
+@click.option(
+    "--T",
+    "T",
+    type=click.IntRange(min=1),
+    default=IF_RATE_DEFAULT_T,
+    show_default=True,
+    help="Time steps (at 8 the curves of V[0] = 0 and 1/2 differ visibly; at 100 they overlap).",
+)
 @click.option(
     "--v-init",
     "v_inits",
     type=click.FloatRange(0, 1),
     multiple=True,
-    default=(0.0,),
+    default=(0.0, 0.5),
     show_default=True,
     help="Initial potential as a fraction of V_th (repeatable: one curve each).",
 )
 @click.option("--out", type=OUT_FILE, default=Path("if_rate.png"), show_default=True, help="PNG to write.")
 def plot_if(T, v_inits, out):
-    """The seed's figure: an IF neuron's firing rate over T steps against a constant input.
+    """An IF neuron's firing rate over T steps against a constant input, beside clip(x, 0, 1).
 
     Example:
 
     \b
-        ann2snn plot if-rate --T 100 --v-init 0 --v-init 0.5 --out if_rate.png
+        ann2snn plot if-rate --T 8 --v-init 0 --v-init 0.5 --out if_rate.png
     """
     from simulator import IFNeuron
     from simulator import simulate as run

@@ -8,42 +8,18 @@ from pathlib import Path
 
 import click
 
-from ann2snn.cli.commands import FILE, OUT_FILE, _model_entries, file_on_data, plot
+from ann2snn.cli.commands import FILE, OUT_FILE, _model_entries, file_on_data, model_options, plot
 from ann2snn.cli.errors import library_errors
-from ann2snn.cli.params import DATA, MODEL
-
-
-def model_options(command):
-    """``--model``, ``--weights``, ``--no-weights``, ``--trust-pickle``: one ANN, as ``convert`` takes it."""
-    for decorator in reversed(
-        [
-            click.option(
-                "--model",
-                "model",
-                type=MODEL,
-                required=True,
-                help="package.module:factory (or file.py:factory) returning the ANN, or a pickled model file.",
-            ),
-            click.option("--weights", type=FILE, default=None, help="state_dict for the factory's model."),
-            click.option(
-                "--no-weights", is_flag=True, help="Use the factory's model as it is built (its own weights)."
-            ),
-            click.option(
-                "--trust-pickle", is_flag=True, help="Allow --model FILE.pt to be unpickled (it can run code)."
-            ),
-        ]
-    ):
-        command = decorator(command)
-    return command
+from ann2snn.cli.params import DATA
 
 
 @click.command()
 @file_on_data
-@model_options
+@model_options(required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the table (and the plotted points) as JSON.")
 @click.option("--plot", "png", type=OUT_FILE, default=None, help="Also save a scatter panel per layer as a PNG.")
 @library_errors
-def diagnose(nir_file, data, T, limit, batch_size, model, weights, no_weights, trust_pickle, as_json, png):
+def diagnose(nir_file, data, T, limit, batch_size, model, weights, no_weights, model_args, trust_pickle, as_json, png):
     """Where a conversion loses accuracy: each IF layer's rate against the ANN's activation / λ.
 
     Runs the ANN (--model, as given to convert) and the .nir file on the same samples and
@@ -61,7 +37,7 @@ def diagnose(nir_file, data, T, limit, batch_size, model, weights, no_weights, t
     from ann2snn.nirinfo import MissingTError
     from ann2snn.plots import plot_layer_fidelity
 
-    (entry,) = _model_entries(model, (weights,) if weights else (), trust_pickle, no_weights, ())
+    (entry,) = _model_entries(model, (weights,) if weights else (), trust_pickle, no_weights, (), model_args)
     try:
         report = diagnose_file(nir_file, entry.spec, data, T, limit, batch_size)
     except MissingTError as exc:

@@ -8,13 +8,14 @@ import click
 import torch
 
 from ann2snn.cli.check import check
-from ann2snn.cli.commands import batch, convert, inspect, plot, simulate, verify
+from ann2snn.cli.commands import accuracy_title, batch, convert, inspect, plot, simulate, verify
 from ann2snn.cli.diagnose import diagnose
 from ann2snn.cli.errors import warnings_as_lines
 from ann2snn.cli.params import check_modes as _modes
 from ann2snn.cli.report import report
+from ann2snn.data import DEFAULT_LIMIT, LIMIT_HELP
 from ann2snn.pipeline import DEMO_MODES, demo_job, run_job
-from ann2snn.plots import plot_accuracy_curves
+from ann2snn.plots import AccuracyCurve, plot_accuracy_curves
 from ann2snn.tables import format_table
 
 
@@ -27,9 +28,7 @@ def main() -> None:
 
 @main.command()
 @click.option("--T", "T", type=click.IntRange(min=1), default=50, show_default=True, help="Time steps to simulate.")
-@click.option(
-    "--limit", type=click.IntRange(min=0), default=1000, show_default=True, help="Test images to use (0: all 10,000)."
-)
+@click.option("--limit", type=click.IntRange(min=0), default=DEFAULT_LIMIT, help=LIMIT_HELP)
 @click.option(
     "--mode",
     "modes",
@@ -93,10 +92,10 @@ def demo(T, limit, modes, out, check_samples, weight_bits, threads, quiet):
         f"{min(check_samples, settings['evaluation_samples'])} images."
     )
     click.echo(format_table(headers, cells))
-    curves = {r.mode: r.accuracy_per_t for r in rows}
+    curves = [AccuracyCurve("seed CNN", r.mode, r.accuracy_per_t, ann) for r in rows if r.accuracy_per_t]
     if curves:
-        title = f"seed CNN on {settings['evaluation_samples']} MNIST test images"
-        png = plot_accuracy_curves(curves, out / "accuracy_vs_t.png", title, ann_accuracy=ann)
+        title = accuracy_title({**settings, "data": "MNIST test"}, T)
+        png = plot_accuracy_curves(curves, out / "accuracy_vs_t.png", title)
         click.echo(f"wrote {len(curves)} .nir files and {png} in {out}")
     if summary.failed:
         raise SystemExit(1)

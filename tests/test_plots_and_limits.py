@@ -1,0 +1,114 @@
+"""Issue 16 item 3 and 4: accuracy plots (colours, styles, ANN lines, zoom), ``plot if-rate``'s
+default, ``simulate --model``'s ANN accuracy, and one ``--limit`` default across commands."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ann2snn.cli import main
+from ann2snn.data import DEFAULT_LIMIT, DataSource
+from ann2snn.pipeline import ann_accuracy
+from ann2snn.plots import IF_RATE_DEFAULT_T, AccuracyCurve, accuracy_axis_limits, plot_accuracy_curves
+from tests.cli_fixtures import FACTORY, FAST, write_checkpoints
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("plots")
+    weights = write_checkpoints(folder / "checkpoints")["plain"]
+    result = run(
+        "convert", "--model", FACTORY, "--weights", weights, "--T", "8", "--mode", "max", "--out", folder, *FAST
+    )
+    assert result.exit_code == 0, result.output
+    return folder, weights
+
+
+def test_axis_zooms_to_the_data_and_keeps_ann_lines_inside():
+    curves = [AccuracyCurve("a", "max", [90.0, 95.0], 99.5), AccuracyCurve("a", "99.9%", [92.0, 96.0], 99.5)]
+    lo, hi = accuracy_axis_limits(curves)
+    assert lo == pytest.approx(90.0 - 1.0) and hi == pytest.approx(99.5 + 1.0)  # pad: max(5 % of 9.5, 1)
+    assert accuracy_axis_limits(curves, full_scale=True) == (0.0, 100.0)
+    assert accuracy_axis_limits([AccuracyCurve("a", "m", [100.0, 100.0], 100.0)])[1] == 101.0
+
+
+def test_plot_accuracy_draws_a_line_per_curve_and_an_ann_line_per_model(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    drawn = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", lambda self, y, **kw: drawn.append((y, kw["color"])))
+    curves = [
+        AccuracyCurve("a", "max", [50.0, 60.0], 99.0),
+        AccuracyCurve("a", "99.9%", [50.0, 60.0], 99.0),  # identical to the first: own style and marker
+        AccuracyCurve("b", "max", [40.0, 70.0], 98.0),
+    ]
+    path = plot_accuracy_curves(curves, tmp_path / "acc.png", "t")
+    assert drawn == [(99.0, "C0"), (98.0, "C1")]
+    assert matplotlib.image.imread(path).shape[2] == 4
+    with pytest.raises(ValueError, match="model 'a', mode 'max' has no points"):
+        plot_accuracy_curves([AccuracyCurve("a", "max", [])], tmp_path / "x.png", "t")
+
+
+def test_plot_accuracy_cli_title_and_full_scale(converted, tmp_path):
+    folder, _ = converted
+    for flag in ((), ("--full-scale",)):
+        result = run("plot", "accuracy", folder / "summary.json", "--out", tmp_path / "a.png", *flag)
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / "a.png").stat().st_size > 1000
+
+
+def test_if_rate_default_T_shows_the_half_threshold_difference(tmp_path):
+    result = run("plot", "if-rate", "--out", tmp_path / "r.png")
+    assert result.exit_code == 0, result.output
+    (T,) = [p.default for p in main.commands["plot"].commands["if-rate"].params if p.name == "T"]
+    assert T == IF_RATE_DEFAULT_T == 8
+    from simulator import IFNeuron, simulate
+
+    x = torch.linspace(0, 1, 101)[None, :]
+    zero, half = (simulate(IFNeuron(v_init=v), x, T).outputs.sum(0)[0] / T for v in (0.0, 0.5))
+    assert float((half - zero).abs().max()) == pytest.approx(1 / T)  # visible at T = 8, not at 100
+    assert float((half - x[0].clamp(0, 1)).abs().max()) <= 1 / (2 * T) + 1e-6
+
+
+def test_simulate_with_the_model_reports_the_ann_accuracy_on_the_same_samples(converted, tmp_path):
+    folder, weights = converted
+    nir_file = folder / "plain_max_T8.nir"
+    result = run(
+        "simulate",
+        nir_file,
+        "--limit",
+        20,
+        "--json",
+        "--model",
+        FACTORY,
+        "--weights",
+        weights,
+        "--plot",
+        tmp_path / "s.png",
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    from ann2snn.models import ModelSpec, load_model
+    from ann2snn.nirinfo import open_for_simulation
+
+    _, dataset, _ = open_for_simulation(nir_file, DataSource("mnist"), None, 20)
+    ann = load_model(ModelSpec(factory=FACTORY, weights=weights)).eval()
+    assert out["ann_accuracy"] == pytest.approx(ann_accuracy(ann, dataset, 100))
+    assert (tmp_path / "s.png").stat().st_size > 1000
+    bad = run("simulate", nir_file, "--limit", 2, "--model", FACTORY, "--model-arg", "width")
+    assert bad.exit_code == 2 and "--model-arg" in bad.output
+
+
+@pytest.mark.parametrize("command", [("demo",), ("convert",), ("simulate",), ("verify",), ("report",), ("diagnose",)])
+def test_one_limit_default_in_every_command(command):
+    cmd = main
+    for name in command:
+        cmd = cmd.commands[name]
+    (limit,) = [p for p in cmd.params if p.name == "limit"]
+    assert limit.default == DEFAULT_LIMIT == 1000
+    assert f"default {DEFAULT_LIMIT}" in limit.help
