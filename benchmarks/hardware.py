@@ -63,17 +63,33 @@ def accuracy(snn, test, T: int, batch: int, **options) -> float:
 CACHE = Path("/tmp/ann2snn-hardware-cache")
 
 
+IF_ATTRIBUTES = ("v_init", "v_min", "state_bits", "integer")
+
+
 def calibrated(ann, calib, T: int, encoding: str = "constant"):
+    """The calibrated conversion at ``T``; cached in ``CACHE`` as its state dict, metadata and IF
+    attributes (an fx GraphModule does not pickle), rebuilt on the default conversion's graph."""
     cached = CACHE / f"calibrated_T{T}_{encoding}.pt"
     if cached.exists():
-        return torch.load(cached, weights_only=False)
+        saved = torch.load(cached, weights_only=False)
+        snn = Converter(mode="99.9%", dataloader=calib.loader(500), encoding=encoding)(ann)
+        snn.load_state_dict(saved["state"])
+        snn.meta = saved["meta"]
+        for name, m in snn.named_modules():
+            if isinstance(m, IFNeuron):
+                for key, value in saved["if"][name].items():
+                    setattr(m, key, value)
+        return snn
     start = time.perf_counter()
     snn = Converter(
         mode="99.9%", dataloader=calib.loader(500), calibrate_T=T, calibrate_weights=True, encoding=encoding
     )(ann)
     print(f"converted for T={T} ({encoding} input) in {time.perf_counter() - start:.0f} s", flush=True)
     CACHE.mkdir(parents=True, exist_ok=True)
-    torch.save(snn, cached)
+    attributes = {
+        n: {k: getattr(m, k) for k in IF_ATTRIBUTES} for n, m in snn.named_modules() if isinstance(m, IFNeuron)
+    }
+    torch.save({"state": snn.state_dict(), "meta": snn.meta, "if": attributes}, cached)
     return snn
 
 
