@@ -1,12 +1,15 @@
 """NIR export/import of hardware-ready SNNs: integer state, saturation, rate-coded spike input."""
 
 import copy
+import json
 
 import nir
 import pytest
 import torch
+from click.testing import CliRunner
 from torch import nn
 
+from ann2snn.cli import main
 from converter import quantize
 from exporters import NIRImportError, export_nir, import_nir, read_nir, verify_file
 from simulator import IFNeuron, Integrator, simulate
@@ -103,3 +106,24 @@ def test_unknown_input_encoding_refused(tmp_path):
     expected = r"bad.nir: graph metadata 'input_encoding' = 'morse' is not one of \('constant', 'rate', 'poisson'\)"
     with pytest.raises(NIRImportError, match=expected):
         import_nir(path)
+
+
+def test_inspect_shows_encoding_and_bit_widths(tmp_path):
+    q = _hardware_net()
+    path = export_nir(q, tmp_path / "hw.nir")
+    bits = q.get_submodule("1").state_bits
+    out = CliRunner().invoke(main, ["inspect", str(path)])
+    assert out.exit_code == 0, out.output
+    assert f"input: rate (spike events enter at node 'input'); weight bits: 6; state bits: {bits}" in out.output
+    threshold = int(q.meta["ann2snn"]["quantization"]["layers"]["1"]["threshold"])
+    assert f"| 1        |         {bits:2d} |    True |" in out.output and f"| {threshold:4d} |" in out.output
+    data = json.loads(CliRunner().invoke(main, ["inspect", str(path), "--json"]).output)
+    assert data["hardware"]["layers"][0] | {"factor": None} == {
+        "layer": "1",
+        "state_bits": bits,
+        "integer": True,
+        "factor": None,
+        "threshold": threshold,
+        "threshold_bits": threshold.bit_length() + 1,
+        "v_init": round(threshold / 2),
+    }
