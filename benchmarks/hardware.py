@@ -21,8 +21,8 @@ sections can run as separate processes and share them (quantize is a pass on a c
    on all test images, the spikes that change when the simulator saturates the potential
    (``IFNeuron.state_bits``: clamped after each step's integration) to 16 bits and to the
    narrowest width the thresholds allow, and the accuracy with each.
-3. Rate-coded spike input (``encoding="rate"``: IF encoders, threshold 1, V[0] = 1/2) at T = 8
-   and 16: the calibrated conversion with analog input; the same SNN fed spikes; the
+3. Rate-coded spike input (``encoding="rate"``: IF encoders, threshold 1, V[0] = 1/2) at T = 16
+   (``--rate-T 8,16`` for both): the calibrated conversion with analog input; the same SNN fed spikes; the
    conversion calibrated for spikes (``Converter(..., encoding="rate")``) fed spikes, in float
    and with 8-bit weights (search + bias correction).
 4. The energy report (:mod:`ann2snn.report`) of the default conversion (mode 99.9%) at
@@ -167,10 +167,11 @@ def saturation_rows(snn, calib, test, T: int, limit: int, batch: int) -> tuple[l
     return layers, accuracies, widths
 
 
-def rate_rows(ann, calib, test, snns, batch) -> list[list]:
+def rate_rows(ann, calib, test, snns, batch, Ts) -> list[list]:
     rows = []
     xc = calib.images[:500]
-    for T, snn in snns.items():
+    for T in Ts:
+        snn = snns[T]
         analog = accuracy(snn, test, T, batch, encoding="constant")
         spikes_in = accuracy(snn, test, T, batch, encoding="rate")
         rate_snn = calibrated(ann, calib, T, encoding="rate")
@@ -217,6 +218,7 @@ def main() -> None:
     parser.add_argument("--saturation-limit", type=int, default=200, help="test images for the 16-bit state check")
     parser.add_argument("--saturation-batch", type=int, default=250, help="batch size of the recorded runs")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--rate-T", default="16", help="T of section 3, comma-separated: 8, 16 (default 16)")
     parser.add_argument("--parts", default="1,2,3,4", help="sections to run, comma-separated (default all)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/hardware.md"))
     parser.add_argument("--cache", type=Path, default=CACHE, help="where calibrated conversions are kept")
@@ -253,7 +255,7 @@ def main() -> None:
         out(f"\n3. rate-coded spike input, accuracy (%) on {len(test.labels)} test images\n")
         headers = ["T", "analog input", "same SNN, spike input", "calibrated for spikes", "same, 8-bit"]
         headers += ["spikes - analog"]
-        out(format_table(headers, rate_rows(ann, calib, test, snns, args.batch)))
+        out(format_table(headers, rate_rows(ann, calib, test, snns, args.batch, [int(t) for t in args.rate_T.split(",")])))
 
     if 4 in parts:
         out(f"\n4. operations per inference, default conversion (mode 99.9%), {len(test.labels)} test images")

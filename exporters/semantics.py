@@ -213,7 +213,9 @@ def if_semantics(node_name: str, metadata: dict, overrides: dict | None = None) 
         if isinstance(bits, bool) or not isinstance(bits, (int, float)) or bits != int(bits):
             raise ValueError(f"NIR node {node_name!r}: metadata 'state_bits' = {bits!r} is not a whole number")
         if not 2 <= int(bits) <= MAX_STATE_BITS:
-            raise ValueError(f"NIR node {node_name!r}: metadata 'state_bits' = {bits} must be from 2 to {MAX_STATE_BITS}")
+            raise ValueError(
+                f"NIR node {node_name!r}: metadata 'state_bits' = {bits} must be from 2 to {MAX_STATE_BITS}"
+            )
         out["state_bits"] = int(bits)
     if out["integer"] not in (True, False):  # 0/1 as HDF5 may store a boolean, else refused
         raise ValueError(f"NIR node {node_name!r}: metadata 'integer' = {out['integer']!r} is not a boolean")
