@@ -182,7 +182,7 @@ class Job:
         for the T calibrated for (else :data:`QUANTIZE_T`). ``encoding="rate"`` is calibrated
         for (:class:`~converter.Converter`); ``"poisson"`` is converted as for constant input and
         recorded as the SNN's input encoding."""
-        convert = self._converter(mode, dataloader, progress, calibrate_T)
+        convert: Callable[[nn.Module], fx.GraphModule] = self._converter(mode, dataloader, progress, calibrate_T)
         if self.encoding == "poisson":
             convert = _with_encoding(convert, "poisson")
         if self.weight_bits is None:

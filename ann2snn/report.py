@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from simulator import IFNeuron, model_encoding, simulate
-from simulator.simulate import Encoder
 from simulator.graph import trace_snn
+from simulator.simulate import Encoder
 from simulator.synops import INPUT, consumers, fan_outs, macs, synops
 
 #: Energy per operation in picojoules, 45 nm (Horowitz, ISSCC 2014).

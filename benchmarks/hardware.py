@@ -255,12 +255,30 @@ def main() -> None:
         out(f"\n3. rate-coded spike input, accuracy (%) on {len(test.labels)} test images\n")
         headers = ["T", "analog input", "same SNN, spike input", "calibrated for spikes", "same, 8-bit"]
         headers += ["spikes - analog"]
-        out(format_table(headers, rate_rows(ann, calib, test, snns, args.batch, [int(t) for t in args.rate_T.split(",")])))
+        out(
+            format_table(
+                headers, rate_rows(ann, calib, test, snns, args.batch, [int(t) for t in args.rate_T.split(",")])
+            )
+        )
 
     if 4 in parts:
         out(f"\n4. operations per inference, default conversion (mode 99.9%), {len(test.labels)} test images")
-        out("   energy: arithmetic only (0.9 pJ/AC, 4.6 pJ/MAC, 45 nm, Horowitz ISSCC 2014); memory access not counted\n")
-        headers = ["T", "accuracy %", "spikes", "SynOps", "input MACs", "ANN MACs", "SNN uJ", "ANN uJ", "SNN/ANN", "ANN/SNN"]
+        out(
+            "   energy: arithmetic only (0.9 pJ/AC, 4.6 pJ/MAC, 45 nm, Horowitz ISSCC 2014); "
+            "memory access not counted\n"
+        )
+        headers = [
+            "T",
+            "accuracy %",
+            "spikes",
+            "SynOps",
+            "input MACs",
+            "ANN MACs",
+            "SNN uJ",
+            "ANN uJ",
+            "SNN/ANN",
+            "ANN/SNN",
+        ]
         out(format_table(headers, energy_rows(ann, calib, test, (4, 8, 16, 50), args.batch)))
     out(f"\n{time.perf_counter() - start:.0f} s in all")
 
