@@ -58,6 +58,8 @@ JOB_KEYS = {
     "calibrate_weights": bool,
     "export_profile": str,
     "weight_bits": int,
+    "state_bits": int,
+    "encoding": str,
     "models": list,
 }
 MODEL_KEYS = {
@@ -114,6 +116,8 @@ def read_job(path: Path, out: Path | None = None, device: str | None = None, lim
             export_profile=doc.get("export_profile", "exact"),
             calibrate_weights=doc.get("calibrate_weights", False),
             weight_bits=doc.get("weight_bits"),
+            state_bits=doc.get("state_bits"),
+            encoding=doc.get("encoding", "constant"),
         )
     except JobFileError:
         raise

@@ -15,7 +15,7 @@ import torch
 
 from ann2snn.data import DataSet, DataSource, load_data
 from exporters.nir_graph import topological_order
-from exporters.semantics import plain
+from exporters.semantics import graph_metadata, plain
 from exporters.verify import ReaderRun, SelfCheck
 from simulator import evaluate
 
@@ -76,7 +76,7 @@ def describe_node(name: str, node: nir.NIRNode) -> dict:
 
 def describe_graph(graph: nir.NIRGraph) -> dict:
     """Nodes (in topological order; nodes on a cycle last), edges and graph metadata of a NIR graph, as
-    plain values (:func:`exporters.nir_graph.topological_order`)."""
+    plain values (:func:`exporters.nir_graph.topological_order`), and its :func:`hardware` summary."""
     return {
         "nodes": [
             describe_node(name, graph.nodes[name])
@@ -84,6 +84,49 @@ def describe_graph(graph: nir.NIRGraph) -> dict:
         ],
         "edges": [list(edge) for edge in graph.edges],
         "metadata": _metadata(graph.metadata or {}),
+        "hardware": hardware(graph),
+    }
+
+
+def hardware(graph: nir.NIRGraph) -> dict:
+    """What a chip needs to know about a file: the input encoding and the node where events
+    enter, the weight and state widths, and per IF node its saturation (``state_bits``), whether
+    its state is integer, and :func:`converter.quantize`'s record (the factor, the integer
+    threshold and V[0], the bits the threshold needs).
+
+    Returns:
+        ``{"input_encoding": str, "events_enter_at": node name or None (analog input),
+        "weight_bits": int or None, "state_bits": int or None, "layers": [dict per IF node]}``.
+
+    Raises:
+        ValueError: bad graph metadata (:func:`exporters.semantics.graph_metadata`).
+    """
+    meta = graph_metadata(graph)
+    encoding = str(meta.get("input_encoding", "constant"))
+    inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
+    quantized = (meta.get("quantization") or {}).get("layers", {})
+    layers = []
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.IF):
+            node_meta = {k: plain(v) for k, v in (node.metadata or {}).items()}
+            record = quantized.get(name, {})
+            layers.append(
+                {
+                    "layer": name,
+                    "state_bits": node_meta.get("state_bits"),
+                    "integer": bool(node_meta.get("integer", False)),
+                    "factor": record.get("factor"),
+                    "threshold": record.get("threshold"),
+                    "threshold_bits": record.get("threshold_bits"),
+                    "v_init": record.get("v_init"),
+                }
+            )
+    return {
+        "input_encoding": encoding,
+        "events_enter_at": inputs[0] if inputs and encoding != "constant" else None,
+        "weight_bits": meta.get("weight_bits"),
+        "state_bits": meta.get("state_bits") or max((r["state_bits"] or 0 for r in layers), default=0) or None,
+        "layers": layers,
     }
 
 

@@ -43,11 +43,12 @@ from tqdm import tqdm
 from ann2snn.data import DataSet, DataSource, load_data
 from ann2snn.models import ModelSpec, load_model
 from converter import Converter, parse_mode, quantize
-from converter.quantize import MAX_WEIGHT_BITS, check_bits
+from converter.quantize import MAX_STATE_BITS, MAX_WEIGHT_BITS, check_bits
 from converter.readout import READOUTS
 from exporters import PROFILES, compare_spike_counts, export_nir, import_nir
 from exporters.atomic import atomic_path
-from simulator import evaluate
+from simulator import META_KEY, evaluate
+from simulator.simulate import ENCODINGS
 
 SUMMARY_FIELDS = (
     "model",
@@ -87,7 +88,15 @@ class Job:
     """Everything a batch run needs; ``ann2snn convert`` options and job files both build one.
 
     ``limit`` evaluation samples (0: all), ``calib_size`` calibration samples, ``check_samples``
-    inputs on which each reloaded .nir must reproduce the SNN's spike counts.
+    inputs on which each reloaded .nir must reproduce the SNN's spike counts. ``weight_bits``
+    and ``state_bits`` (needs ``weight_bits``): :func:`converter.quantize`'s widths.
+    ``encoding``: the SNN's input, ``"constant"`` (analog), ``"rate"`` (regular spikes of IF
+    encoders, calibrated for) or ``"poisson"`` (see :meth:`converter`).
+
+    Raises:
+        ValueError: no model, mode or T, a repeated model name or normalisation, ``T < 1``, an
+            unknown readout, export profile or encoding, ``calibrate_weights`` without
+            ``calibrate``, bit widths out of range, or ``state_bits`` without ``weight_bits``.
     """
 
     models: tuple[ModelEntry, ...]
@@ -108,6 +117,8 @@ class Job:
     export_profile: str = "exact"
     calibrate_weights: bool = False
     weight_bits: int | None = None
+    state_bits: int | None = None
+    encoding: str = "constant"
 
     def __post_init__(self) -> None:
         if not self.models or not self.modes or not self.Ts:
@@ -132,6 +143,12 @@ class Job:
             raise ValueError(f"export_profile must be one of {PROFILES}, got {self.export_profile!r}")
         if self.weight_bits is not None:
             check_bits("weight_bits", self.weight_bits, 2, MAX_WEIGHT_BITS)
+        if self.state_bits is not None:
+            if self.weight_bits is None:
+                raise ValueError(f"state_bits={self.state_bits} needs weight_bits (it bounds the integer thresholds)")
+            check_bits("state_bits", self.state_bits, 2, MAX_STATE_BITS)
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
 
     def settings(self) -> dict:
         """The settings that decide a combination's result (besides model, mode and T)."""
@@ -150,6 +167,10 @@ class Job:
         }
         if self.weight_bits is not None:  # absent otherwise, so earlier float results still match
             settings["weight_bits"] = self.weight_bits
+        if self.state_bits is not None:
+            settings["state_bits"] = self.state_bits
+        if self.encoding != "constant":
+            settings["encoding"] = self.encoding
         return settings
 
     def converter(
@@ -157,13 +178,19 @@ class Job:
     ) -> Callable[[nn.Module], fx.GraphModule]:
         """The conversion for one mode (and one T when calibrating): the
         :class:`~converter.Converter`, followed by :func:`converter.quantize` with ``weight_bits``
-        and its bias correction on the first 500 calibration samples, simulated for the T
-        calibrated for (else :data:`QUANTIZE_T`)."""
-        convert = self._converter(mode, dataloader, progress, calibrate_T)
+        and ``state_bits`` and its bias correction on the first 500 calibration samples, simulated
+        for the T calibrated for (else :data:`QUANTIZE_T`). ``encoding="rate"`` is calibrated
+        for (:class:`~converter.Converter`); ``"poisson"`` is converted as for constant input and
+        recorded as the SNN's input encoding."""
+        convert: Callable[[nn.Module], fx.GraphModule] = self._converter(mode, dataloader, progress, calibrate_T)
+        if self.encoding == "poisson":
+            convert = _with_encoding(convert, "poisson")
         if self.weight_bits is None:
             return convert
-        bits, steps = self.weight_bits, calibrate_T or QUANTIZE_T
-        return lambda ann: quantize(convert(ann), weight_bits=bits, calibration=dataloader, calibration_T=steps)
+        bits, state, steps = self.weight_bits, self.state_bits, calibrate_T or QUANTIZE_T
+        return lambda ann: quantize(
+            convert(ann), weight_bits=bits, state_bits=state, calibration=dataloader, calibration_T=steps
+        )
 
     def _converter(self, mode: str, dataloader, progress, calibrate_T: int | None) -> Converter:
         return Converter(
@@ -175,10 +202,24 @@ class Job:
             calibrate_T=calibrate_T,
             calibrate_weights=self.calibrate_weights and calibrate_T is not None,
             progress=progress,
+            encoding="rate" if self.encoding == "rate" else "constant",
         )
 
     def stem(self, model: str, mode: str, T: int) -> str:
         return f"{model}_{parse_mode(mode).file_name}_T{T}"
+
+
+def _with_encoding(
+    convert: Callable[[nn.Module], fx.GraphModule], encoding: str
+) -> Callable[[nn.Module], fx.GraphModule]:
+    """``convert`` whose SNN records ``encoding`` as its input encoding (:func:`simulator.model_encoding`)."""
+
+    def converted(ann: nn.Module) -> fx.GraphModule:
+        snn = convert(ann)
+        snn.meta.setdefault(META_KEY, {})["input_encoding"] = encoding
+        return snn
+
+    return converted
 
 
 @dataclass
@@ -517,6 +558,8 @@ def demo_job(
     check_samples: int = 100,
     device: str = "cpu",
     weight_bits: int | None = None,
+    state_bits: int | None = None,
+    encoding: str = "constant",
 ) -> Job:
     """The main job on the embedded default: the shipped seed CNN (:mod:`ann2snn.zoo.mnist_cnn`),
     calibrated on the 4,000 embedded MNIST training images, evaluated on the first ``limit``
@@ -539,4 +582,6 @@ def demo_job(
         device=device,
         check_samples=check_samples,
         weight_bits=weight_bits,
+        state_bits=state_bits,
+        encoding=encoding,
     )

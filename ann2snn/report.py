@@ -11,9 +11,13 @@ feeds).
 add) and 4.6 pJ per 32-bit float multiply-accumulate (ANN), 45 nm CMOS (M. Horowitz,
 "Computing's energy problem (and what we can do about it)", ISSCC 2014), the convention of the
 conversion literature. Memory access, which dominates on real hardware, is **not** counted.
-The SNN's first layer reads the analog input: its MACs are counted once per inference at the
-MAC energy (the input is constant, so the layer is computed once, as the simulator does; a
-chip that recomputes it every step spends T times as much).
+With constant (analog) input the SNN's first layer reads the analog input: its MACs are
+counted once per inference at the MAC energy (the input is constant, so the layer is computed
+once, as the simulator does; a chip that recomputes it every step spends T times as much).
+With spike input (the SNN's input encoding ``"rate"`` or ``"poisson"``, :func:`simulator.simulate`)
+the input is a spike source like any IF layer: its events (the same spike trains the
+simulation draws) are counted, each driving the synapses of its fan-out, and there are no
+analog MACs.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from simulator import IFNeuron, simulate
+from simulator import IFNeuron, model_encoding, simulate
 from simulator.graph import trace_snn
+from simulator.simulate import Encoder
 from simulator.synops import INPUT, consumers, fan_outs, macs, synops
 
 #: Energy per operation in picojoules, 45 nm (Horowitz, ISSCC 2014).
@@ -138,6 +143,9 @@ def energy_report(
 ) -> EnergyReport:
     """Simulate ``snn`` for ``T`` steps on ``batches`` (tensors ``[B, ...]`` or ``(x, y)`` pairs) and
     count, per layer, spikes, synaptic operations and the ANN's MACs of the same connections.
+    With spike input (the model's encoding, :func:`simulator.model_encoding`, ``"rate"`` or
+    ``"poisson"``) the input row counts its events (:func:`input_events`) and their SynOps,
+    and there are no analog input MACs.
 
     Args:
         input_shape: one sample's shape; default the one recorded at conversion.
@@ -159,15 +167,20 @@ def energy_report(
     input_shape = tuple(input_shape or meta.get("ann2snn", {}).get("input_shape", ()))
     if not input_shape:
         raise ValueError("unknown input shape: pass input_shape")
+    events = model_encoding(snn) != "constant"
     fans = fan_outs(snn, input_shape)
     feeds = consumers(snn, input_shape)
     layer_macs = macs(snn, input_shape)
     counts: dict[str, torch.Tensor] = {}
     samples = 0
+    device = next((p.device for p in snn.parameters()), torch.device("cpu"))
     for batch in batches:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(device)
         result = simulate(snn, x, T)
-        for name, c in result.spike_counts.items():
+        batch_counts = dict(result.spike_counts)
+        if events:
+            batch_counts[INPUT] = input_events(x, T, model_encoding(snn))
+        for name, c in batch_counts.items():
             summed = c.double().sum(0).cpu()
             counts[name] = counts[name] + summed if name in counts else summed
         samples += len(x)
@@ -180,7 +193,7 @@ def energy_report(
     for name, fan in fans.items():
         ann = sum(layer_macs[m] for m in feeds[name])
         neurons = fan.numel()
-        if name == INPUT:
+        if name == INPUT and not events:
             rows.append(LayerOps(name, neurons, 0.0, float(fan.mean()), None, None, None, None, ann, feeds[name]))
             continue
         total = counts.get(name, torch.zeros_like(fan))
@@ -199,7 +212,30 @@ def energy_report(
                 feeds=feeds[name],
             )
         )
-    return EnergyReport(T, samples, rows, analog_input_macs=sum(layer_macs[m] for m in feeds.get(INPUT, [])))
+    analog = 0 if events else sum(layer_macs[m] for m in feeds.get(INPUT, []))
+    return EnergyReport(T, samples, rows, analog_input_macs=analog)
+
+
+def input_events(x: torch.Tensor, T: int, encoding: str, seed: int = 0, time_chunk: int = 5) -> torch.Tensor:
+    """The input spikes per input value over ``T`` steps, ``[B, ...]`` (float), exactly those
+    :func:`simulator.simulate` feeds with ``encoding`` (``"rate"`` or ``"poisson"``), ``seed``
+    and ``time_chunk`` (the same chunks draw the same Poisson spikes).
+
+    Args:
+        x: input ``[B, ...]`` in [0, 1].
+
+    Raises:
+        ValueError: ``encoding="constant"`` (the input is a current, not events).
+    """
+    if encoding == "constant":
+        raise ValueError("encoding='constant' has no input events: the input is an analog current")
+    generator = torch.Generator(device=x.device).manual_seed(seed) if encoding == "poisson" else None
+    encoder = Encoder(encoding, generator)
+    total = torch.zeros_like(x, dtype=torch.float64)
+    for t0 in range(0, T, time_chunk):
+        steps = min(time_chunk, T - t0)
+        total += encoder(x, steps).reshape(steps, *x.shape).double().sum(0)
+    return total
 
 
 def format_report(report: EnergyReport) -> str:
@@ -212,14 +248,17 @@ def format_report(report: EnergyReport) -> str:
     headers = ["layer", "neurons", "fan-in", "fan-out", "spikes/neuron", "rate", "SynOps", "ANN MACs"]
     cells = [
         [r.layer, r.neurons, number(r.fan_in), number(r.fan_out), number(r.spikes_per_neuron)]
-        + [number(r.firing_rate), "analog: MACs" if r.layer == INPUT else number(r.synops), f"{r.ann_macs:,}"]
+        + [number(r.firing_rate), "analog: MACs" if r.synops is None else number(r.synops), f"{r.ann_macs:,}"]
         for r in report.layers
     ]
     lines = [
         f"T={report.T}, {report.samples} samples; counts per inference",
         format_table(headers, cells, left=1),
         f"spikes {report.spikes:,.0f}; SynOps {report.synops:,.0f} + analog input layer "
-        f"{report.analog_input_macs:,} MACs; ANN {report.ann_macs:,} MACs",
+        f"{report.analog_input_macs:,} MACs; ANN {report.ann_macs:,} MACs"
+        if report.analog_input_macs
+        else f"spikes {report.spikes:,.0f} (input events included); SynOps {report.synops:,.0f}; "
+        f"ANN {report.ann_macs:,} MACs",
         f"energy ({ENERGY_NOTE}; {ENERGY_SOURCE}): SNN {report.snn_energy_pj / 1e6:.3f} uJ, "
         f"ANN {report.ann_energy_pj / 1e6:.3f} uJ, ANN/SNN = {report.energy_ratio:.2f}",
     ]

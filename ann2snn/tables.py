@@ -118,11 +118,32 @@ def format_graph(description: dict) -> str:
         ]
         for n in description["nodes"]
     ]
-    meta = [[k, str(v)] for k, v in description["metadata"].items()]
-    return "\n\n".join(
-        [
-            format_table(["node", "type", "input", "output", "parameters [min, max]", "metadata"], nodes, left=6),
-            f"{len(description['edges'])} edges: " + ", ".join(f"{a}->{b}" for a, b in description["edges"]),
-            format_table(["graph metadata", "value"], meta, left=2) if meta else "no graph metadata",
-        ]
+    meta = [[k, str(v)] for k, v in description["metadata"].items() if k != "quantization"]
+    parts = [
+        format_table(["node", "type", "input", "output", "parameters [min, max]", "metadata"], nodes, left=6),
+        f"{len(description['edges'])} edges: " + ", ".join(f"{a}->{b}" for a, b in description["edges"]),
+        format_table(["graph metadata", "value"], meta, left=2) if meta else "no graph metadata",
+    ]
+    hardware = description.get("hardware")
+    if hardware:
+        parts.append(format_hardware(hardware))
+    return "\n\n".join(parts)
+
+
+def format_hardware(hardware: dict) -> str:
+    """:func:`ann2snn.nirinfo.hardware` as a line on the input and bit widths and a table per IF layer."""
+    where = hardware["events_enter_at"]
+    line = f"input: {hardware['input_encoding']}" + (
+        f" (spike events enter at node {where!r})" if where else " (analog current, no events)"
     )
+    line += "; weight bits: " + str(hardware["weight_bits"] or "float") + "; state bits: "
+    line += str(hardware["state_bits"] or "no saturation")
+    headers = ["IF layer", "state bits", "integer", "scale factor", "V_th", "V_th bits", "V[0]"]
+    dash = lambda v: "-" if v is None else v  # noqa: E731
+    rows = [
+        [r["layer"], dash(r["state_bits"]), r["integer"]]
+        + [dash(r[k]) for k in ("factor", "threshold", "threshold_bits", "v_init")]
+        for r in hardware["layers"]
+    ]
+    quantised = hardware["weight_bits"] or any(r["state_bits"] or r["integer"] for r in hardware["layers"])
+    return line + ("\n\n" + format_table(headers, rows, left=1) if rows and quantised else "")

@@ -48,6 +48,7 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
 import torch.fx as fx
@@ -102,12 +103,18 @@ class _Layer:
 
 def _is_pool(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
-        return isinstance(modules[node.target], (nn.AvgPool1d, nn.AvgPool2d))
+        return isinstance(_layer(node, modules), (nn.AvgPool1d, nn.AvgPool2d))
     return node.op == "call_function" and node.target in (F.avg_pool1d, F.avg_pool2d)
 
 
 def _module(node: fx.Node, modules: dict[str, nn.Module]) -> nn.Module | None:
-    return modules.get(node.target) if node.op == "call_module" else None
+    return modules.get(str(node.target)) if node.op == "call_module" else None
+
+
+def _layer(node: fx.Node, modules: dict[str, nn.Module]) -> Any:
+    """The module a ``call_module`` node calls (``Any``: a Conv/Linear, Scale or IF layer whose
+    tensors the passes read and scale in place)."""
+    return modules[str(node.target)]
 
 
 def _kind(node: fx.Node, modules: dict[str, nn.Module]) -> str:
@@ -165,7 +172,7 @@ def _check_pool(node: fx.Node, modules: dict[str, nn.Module]) -> float:
     module = _module(node, modules)
     if module is None:
         names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
-        values = dict(zip(names, (None, None, 0, False, True, None), strict=True))
+        values: dict[str, Any] = dict(zip(names, (None, None, 0, False, True, None), strict=True))
         values.update(zip(names, node.args[1:], strict=False))
         values.update(node.kwargs)
         is_2d = node.target is F.avg_pool2d
@@ -194,9 +201,9 @@ def _fold_forward(gm: fx.GraphModule, pool: fx.Node, factor: float, modules: dic
         for user in list(node.users):
             kind = _kind(user, modules)
             if kind == "weighted":
-                modules[user.target].weight.data.mul_(factor)
+                _layer(user, modules).weight.data.mul_(factor)
             elif kind == "scale":
-                modules[user.target].scale.mul_(factor)
+                _layer(user, modules).scale.mul_(factor)
             elif kind in ("pass", "pool"):
                 stack.append(user)
             else:
@@ -211,7 +218,7 @@ def _fold_backward(pool: fx.Node, factor: float, modules: dict[str, nn.Module]) 
         node = node.args[0]
     if not isinstance(node, fx.Node) or _kind(node, modules) != "weighted" or len(node.users) != 1:
         return False
-    layer = modules[node.target]
+    layer = _layer(node, modules)
     layer.weight.data.mul_(factor)
     if layer.bias is not None:
         layer.bias.data.mul_(factor)
@@ -221,7 +228,7 @@ def _fold_backward(pool: fx.Node, factor: float, modules: dict[str, nn.Module]) 
 def _carries_spikes(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     """Whether ``node`` (a pool's input) is spikes or the network input, through reshapes and pools."""
     while _kind(node, modules) in ("pass", "pool"):
-        node = node.args[0]
+        node = cast(fx.Node, node.args[0])
     return node.op == "placeholder" or isinstance(_module(node, modules), (IFNeuron, Integrator))
 
 
@@ -245,11 +252,11 @@ def sum_pools(gm: fx.GraphModule) -> list[str]:
         elif not _fold_backward(node, 1.0 / divisor, modules):
             raise QuantizationError(f"pool {node.name!r}: its input is neither spikes nor one Conv/Linear's output")
         if node.op == "call_module":
-            old = modules[node.target]
+            old = _layer(node, modules)
             new = nn.AvgPool2d(old.kernel_size, old.stride, old.padding, divisor_override=1)
-            parent, _, leaf = node.target.rpartition(".")
+            parent, _, leaf = str(node.target).rpartition(".")
             setattr(gm.get_submodule(parent) if parent else gm, leaf, new)
-            modules[node.target] = new
+            modules[str(node.target)] = new
         else:
             node.kwargs = {**node.kwargs, "divisor_override": 1}
         changed.append(node.name)
@@ -294,9 +301,9 @@ def layers_of(gm: fx.GraphModule) -> dict[str, _Layer]:
 
 def _tensors(unit: _Layer, modules: dict[str, nn.Module]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Float64 copies of the unit's weights (and Scale factors), and of its biases."""
-    weights = [modules[n.target].weight.detach().double().flatten() for n in unit.weighted]
-    weights += [modules[n.target].scale.detach().double().flatten() for n in unit.scales]
-    biases = [modules[n.target].bias.detach().double() for n in unit.weighted if modules[n.target].bias is not None]
+    weights = [_layer(n, modules).weight.detach().double().flatten() for n in unit.weighted]
+    weights += [_layer(n, modules).scale.detach().double().flatten() for n in unit.scales]
+    biases = [_layer(n, modules).bias.detach().double() for n in unit.weighted if _layer(n, modules).bias is not None]
     return weights, biases
 
 
@@ -324,8 +331,8 @@ def _search_threshold(
     wmax = float(weights.abs().max())
     k0 = theta * (qmax + 0.5) / wmax  # the largest k without clipping (before rounding)
     low, high = max(1, math.ceil(k0 / 2)), max(1, math.floor(k0 * SEARCH_CLIP))
-    span = range(low, high + 1)
-    if len(span) > SEARCH_CANDIDATES:
+    span: Iterable[int] = range(low, high + 1)
+    if high + 1 - low > SEARCH_CANDIDATES:
         span = sorted({round(v) for v in torch.linspace(low, high, SEARCH_CANDIDATES).tolist()})
     candidates = [k for k in span if _exact_v0(k, v_init)]
     if not candidates:
@@ -360,11 +367,11 @@ def _per_channel(t: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _layer_means(gm: fx.GraphModule, x: torch.Tensor, T: int) -> dict[str, torch.Tensor]:
+def _layer_means(gm: fx.GraphModule, x: torch.Tensor, T: int) -> dict[str, torch.Tensor | None]:
     """Per IF layer its mean spikes per step and channel, and for the readout (``output``) the
     mean output current per step and channel, over ``x`` and ``T`` steps."""
     result = simulate(gm, x, T, warn_silent=False)
-    means = {name: _per_channel(count) / T for name, count in result.spike_counts.items()}
+    means: dict[str, torch.Tensor | None] = {n: _per_channel(c) / T for n, c in result.spike_counts.items()}
     means["output"] = _per_channel(result.outputs[-1]) / T if result.readout == "membrane" else None
     return means
 
@@ -381,7 +388,7 @@ def _correct_biases(
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
     corrected = []
     for key, unit in sorted(units.items(), key=lambda kv: order[kv[1].target]):
-        layer = next(
+        layer: Any = next(
             (
                 gm.get_submodule(str(n.target))
                 for n in unit.weighted
@@ -395,11 +402,13 @@ def _correct_biases(
         ref_key = key if isinstance(target, IFNeuron) else "output"
         if reference.get(ref_key) is None:
             continue
-        now = _layer_means(gm, x, T)[ref_key]
+        now, wanted = _layer_means(gm, x, T)[ref_key], cast(torch.Tensor, reference[ref_key])
+        if now is None:
+            continue
         if isinstance(target, IFNeuron):
-            shift = float(target.v_threshold.reshape(-1)[0]) * (reference[ref_key] - now)
+            shift = float(target.v_threshold.reshape(-1)[0]) * (wanted - now)
         else:
-            shift = alphas[key] * reference[ref_key] - now
+            shift = alphas[key] * wanted - now
         if shift.shape != layer.bias.shape:
             continue
         layer.bias.data.copy_(torch.round(layer.bias.detach().double() + shift).to(layer.bias.dtype))
@@ -415,7 +424,7 @@ def _apply(gm: fx.GraphModule, unit: _Layer, alpha: float, qmax: int, bias: str)
     modules = dict(gm.named_modules())
     wmax, bmax = 0.0, 0.0
     for node in unit.weighted:
-        layer = modules[node.target]
+        layer = _layer(node, modules)
         layer.weight.data.copy_(torch.round(layer.weight.detach().double() * alpha).clamp(-qmax, qmax))
         wmax = max(wmax, float(layer.weight.detach().abs().max()))
         if layer.bias is not None and bias == "none":
@@ -424,7 +433,7 @@ def _apply(gm: fx.GraphModule, unit: _Layer, alpha: float, qmax: int, bias: str)
             layer.bias.data.copy_(torch.round(layer.bias.detach().double() * alpha))
             bmax = max(bmax, float(layer.bias.detach().abs().max()))
     for node in unit.scales:
-        layer = modules[node.target]
+        layer = _layer(node, modules)
         layer.scale.copy_(torch.round(layer.scale.double() * alpha).clamp(-qmax, qmax))
         wmax = max(wmax, float(layer.scale.detach().abs().max()))
     return {"factor": alpha, "weight_max": wmax, "bias_max": bmax}
@@ -542,7 +551,7 @@ def quantize(
             snn, gm, units, alphas, _calibration_tensor(calibration, calibration_samples), calibration_T
         )
         for key, unit in units.items():
-            b = [gm.get_submodule(str(n.target)).bias for n in unit.weighted]
+            b: list[Any] = [gm.get_submodule(str(n.target)).bias for n in unit.weighted]
             layers[key]["bias_max"] = max((float(t.detach().abs().max()) for t in b if t is not None), default=0.0)
     for info in layers.values():
         info["bias_bits"] = bits_signed(info["bias_max"]) if info["bias_max"] else 0

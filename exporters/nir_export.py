@@ -42,7 +42,7 @@ from exporters.atomic import atomic_path
 from exporters.nir_torch import graph_to_snn
 from exporters.profiles import PROFILES, apply_profile
 from exporters.semantics import JSON_GRAPH_KEYS
-from simulator import META_KEY, IFNeuron, Integrator, Scale, readout_kind, reset_states, simulate
+from simulator import META_KEY, IFNeuron, Integrator, Scale, model_encoding, readout_kind, reset_states, simulate
 from simulator.graph import (
     arithmetic,
     describe,
@@ -137,7 +137,9 @@ def _if(module: IFNeuron, in_shape, out_shape) -> nir.NIRNode:
             "v_init_fraction": float(module.v_init),
             "dt": 1.0,
         }
-        | ({} if module.v_min is None else {"v_min_fraction": module.v_min}),
+        | ({} if module.v_min is None else {"v_min_fraction": module.v_min})
+        | ({} if module.state_bits is None else {"state_bits": int(module.state_bits)})
+        | ({"integer": True} if module.integer else {}),
     )
 
 
@@ -321,7 +323,7 @@ def _graph_metadata(snn: fx.GraphModule, T: int | None, extra: dict | None) -> d
     info = snn.meta.get(META_KEY, {})
     meta = {
         "T": T,
-        "input_encoding": "constant",
+        "input_encoding": model_encoding(snn),
         "readout": readout_kind(snn),
         "mode": info.get("mode"),
         "output_scale": info.get("output_scale"),
@@ -345,11 +347,7 @@ def _quantization_metadata(quantization: dict | None) -> dict:
     the bits they need) as one JSON string under ``quantization`` (NIR metadata holds flat values)."""
     if not quantization:
         return {}
-    return {
-        "weight_bits": quantization.get("weight_bits"),
-        "state_bits": quantization.get("state_bits"),
-        "quantization": json.dumps(quantization, sort_keys=True),
-    }
+    return {"weight_bits": quantization.get("weight_bits"), "state_bits": quantization.get("state_bits")}
 
 
 def _version() -> str:
@@ -401,7 +399,7 @@ def to_nir(
     for node in snn.graph.nodes:
         if node.op == "placeholder":
             if not mapped:  # the network input; a later placeholder has a default value: a constant
-                nodes["input"] = nir.Input(input_type={"input": np.array(input_shape)})
+                nodes["input"] = _input_node(input_shape, model_encoding(snn))
                 mapped[node] = ["input"]
         elif node.op == "output":
             sources = _output_sources(node, mapped)
@@ -411,6 +409,16 @@ def to_nir(
             mapped[node] = _export_node(node, modules, mapped, nodes, edges)
         # else: a constant or a shape (x.size(0)); an exported node that uses it is refused or reads it as an argument
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=_graph_metadata(snn, T, metadata))
+
+
+def _input_node(input_shape: tuple[int, ...], encoding: str) -> nir.Input:
+    """The graph's Input; its metadata says what enters there: ``encoding`` (the graph's
+    ``input_encoding``) and ``events`` (true when the input is spikes: ``"rate"``, IF encoders
+    of threshold 1 and V[0] = 1/2 driven by the values in [0, 1], or ``"poisson"``)."""
+    meta = {"encoding": encoding, "events": encoding != "constant"}
+    if encoding == "rate":
+        meta["encoder"] = "IF, v_threshold 1, V[0] = 1/2, reset by subtraction, driven by the input in [0, 1]"
+    return nir.Input(input_type={"input": np.array(input_shape)}, metadata=meta)
 
 
 def _check_inputs(snn: fx.GraphModule) -> None:
@@ -479,7 +487,7 @@ def reference_metadata(
 
     Returns:
         ``{"reference_input": [B, ...] float32, "reference_output": [T, B, ...] float64}``
-        (the per-step outputs of :func:`simulator.simulate`, constant encoding).
+        (the per-step outputs of :func:`simulator.simulate`, with the model's input encoding).
     """
     if inputs is None:
         inputs = torch.rand(samples, *input_shape, generator=torch.Generator().manual_seed(0))

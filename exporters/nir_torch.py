@@ -125,15 +125,20 @@ def _if(name: str, node: nir.IF, opts: ImportOptions) -> nn.Module:
         raise NIRImportError(f"NIR node {name!r}: v_threshold must be > 0 everywhere")
     dt = _step(opts, sem["dt"])
     r = _t(node.r) if dt == 1.0 else _t(node.r) * dt
-    return IFNeuron(
-        v_threshold=threshold,
-        reset=sem["reset"],
-        spike_rule=sem["spike_rule"],
-        v_init=sem["v_init_fraction"],
-        v_reset=_t(node.v_reset),
-        r=r,
-        v_min=sem["v_min_fraction"],
-    )
+    try:
+        return IFNeuron(
+            v_threshold=threshold,
+            reset=sem["reset"],
+            spike_rule=sem["spike_rule"],
+            v_init=sem["v_init_fraction"],
+            v_reset=_t(node.v_reset),
+            r=r,
+            v_min=sem["v_min_fraction"],
+            state_bits=sem["state_bits"],
+            integer=sem["integer"],
+        )
+    except ValueError as exc:  # a state_bits the threshold does not fit
+        raise NIRImportError(f"NIR node {name!r}: {exc}") from None
 
 
 def _integrator(name: str, node: nir.I, opts: ImportOptions) -> nn.Module:
@@ -315,7 +320,10 @@ def graph_to_snn(graph: nir.NIRGraph, options: ImportOptions | None = None) -> f
         else:
             values[name] = fx_graph.call_module(_add_module(root, name, _module(name, node, opts)), (arg,))
     gm = fx.GraphModule(root, fx_graph)
-    meta = graph_metadata(graph)
+    try:
+        meta = graph_metadata(graph)
+    except ValueError as exc:  # bad JSON metadata or an unknown input_encoding
+        raise NIRImportError(str(exc)) from None
     meta.setdefault("output_scale", 1.0)
     meta["input_shape"] = input_shape
     gm.meta[META_KEY] = meta

@@ -14,10 +14,20 @@ IF node metadata (:data:`IF_KEYS`):
 ``v_init_fraction`` initial potential V[0] as a fraction of ``v_threshold`` (dimensionless)
 ``dt``              length of one time step in NIR time units (we write 1.0: ``r`` per step)
 ``v_min_fraction``  (only when set) clamp of V after the reset, a fraction of ``v_threshold``
+``state_bits``      (only when set) M: V saturates to ``[-2^(M-1), 2^(M-1) - 1]`` right after
+                    each step's integration (:class:`simulator.IFNeuron`)
+``integer``         (only when true) the state is integer-valued (held exactly in float64):
+                    the parameters are integers (:func:`converter.quantize`)
 ==================  ====================================================================
 
 Graph metadata (:data:`GRAPH_KEYS`): ``T`` (time steps the file was validated with),
-``input_encoding`` (``"constant"``: the analog input is the current at every step),
+``input_encoding`` (:data:`INPUT_ENCODINGS`: ``"constant"``, the analog input is the
+current at every step; ``"rate"``, the input values in [0, 1] drive IF encoders, threshold 1,
+V[0] = 1/2, whose regular spikes are the events the first layer receives; ``"poisson"``,
+Bernoulli spikes; the ``input`` node states it too, as ``encoding`` and ``events`` metadata:
+events enter there), ``weight_bits`` and ``state_bits`` (a quantised SNN's widths) and
+``quantization`` (JSON: :func:`converter.quantize`'s record, per layer the factor, the integer
+threshold and V[0] and the bits they need),
 ``readout`` (``"spike_count"``: the class is the argmax of output spike counts;
 ``"membrane"``: the output node is an ``I`` integrator, dt = 1, whose potential is read),
 ``mode`` (normalisation mode), ``output_scale`` (rate × output_scale = ANN output),
@@ -59,17 +69,21 @@ from typing import cast
 
 import nir
 
-from simulator.neuron import RESETS, SPIKE_RULES
+from simulator.neuron import MAX_STATE_BITS, RESETS, SPIKE_RULES
+from simulator.simulate import ENCODINGS as INPUT_ENCODINGS  # the input encodings a file may state
 
 #: The nir releases ann2snn reads and writes: at least the first, below the second.
 NIR_SUPPORTED = ("1.0.8", "1.1")
 #: The nir release the test suite runs with.
 NIR_TESTED = "1.0.8"
 
-IF_KEYS = ("reset", "spike_rule", "v_init_fraction", "dt", "v_min_fraction")
+IF_KEYS = ("reset", "spike_rule", "v_init_fraction", "dt", "v_min_fraction", "state_bits", "integer")
 GRAPH_KEYS = (
     "T",
     "input_encoding",
+    "weight_bits",
+    "state_bits",
+    "quantization",
     "readout",
     "mode",
     "output_scale",
@@ -82,14 +96,25 @@ GRAPH_KEYS = (
 )
 
 #: NIR's own IF semantics, assumed for files that carry none of :data:`IF_KEYS`.
-NIR_DEFAULTS = {"reset": "zero", "spike_rule": ">", "v_init_fraction": 0.0, "dt": 1.0, "v_min_fraction": None}
+NIR_DEFAULTS = {
+    "reset": "zero",
+    "spike_rule": ">",
+    "v_init_fraction": 0.0,
+    "dt": 1.0,
+    "v_min_fraction": None,
+    "state_bits": None,
+    "integer": False,
+}
 
 #: Rules that override every IF node's metadata, by the kind of reader they stand for;
-#: ``"file"`` honours the file (our metadata, else :data:`NIR_DEFAULTS`).
+#: ``"file"`` honours the file (our metadata, else :data:`NIR_DEFAULTS`). Those readers
+#: neither saturate nor hold an integer state.
 READER_RULES: dict[str, dict] = {
     "file": {},
-    "nir": {"reset": "zero", "spike_rule": ">", "v_init_fraction": 0.0, "v_min_fraction": None},
-    "sinabs": {"reset": "subtract", "spike_rule": "multi", "v_init_fraction": 0.0, "v_min_fraction": -1.0},
+    "nir": {"reset": "zero", "spike_rule": ">", "v_init_fraction": 0.0, "v_min_fraction": None}
+    | {"state_bits": None, "integer": False},
+    "sinabs": {"reset": "subtract", "spike_rule": "multi", "v_init_fraction": 0.0, "v_min_fraction": -1.0}
+    | {"state_bits": None, "integer": False},
 }
 
 
@@ -103,7 +128,7 @@ def plain(value):
 
 
 #: Graph metadata keys written as JSON strings (NIR metadata holds flat values) and decoded on import.
-JSON_GRAPH_KEYS = ("lambdas", "if_layers")
+JSON_GRAPH_KEYS = ("lambdas", "if_layers", "quantization")
 
 
 def graph_metadata(graph) -> dict:
@@ -111,7 +136,8 @@ def graph_metadata(graph) -> dict:
     :data:`JSON_GRAPH_KEYS` decoded into dicts.
 
     Raises:
-        ValueError: one of :data:`JSON_GRAPH_KEYS` is not a JSON object (names the key).
+        ValueError: one of :data:`JSON_GRAPH_KEYS` is not a JSON object (names the key), or an
+            ``input_encoding`` not in :data:`INPUT_ENCODINGS`.
     """
     meta = {k: plain(v) for k, v in (graph.metadata or {}).items()}
     for key in JSON_GRAPH_KEYS:
@@ -122,12 +148,17 @@ def graph_metadata(graph) -> dict:
                 raise ValueError(f"graph metadata {key!r} is not JSON: {meta[key][:60]!r}") from None
         if key in meta and not isinstance(meta[key], dict):
             raise ValueError(f"graph metadata {key!r} must be a JSON object, got {type(meta[key]).__name__}")
+    if "input_encoding" in meta and meta["input_encoding"] not in INPUT_ENCODINGS:
+        raise ValueError(
+            f"graph metadata 'input_encoding' = {meta['input_encoding']!r} is not one of {INPUT_ENCODINGS}"
+        )
     return meta
 
 
 def reader_rules(semantics: str | dict) -> dict:
     """The overrides for ``semantics``: a name in :data:`READER_RULES` or a dict with keys
-    among ``reset``, ``spike_rule``, ``v_init_fraction``, ``v_min_fraction``.
+    among ``reset``, ``spike_rule``, ``v_init_fraction``, ``v_min_fraction``, ``state_bits``,
+    ``integer``.
 
     Raises:
         ValueError: an unknown name or key (values are checked per node by :func:`if_semantics`).
@@ -139,7 +170,8 @@ def reader_rules(semantics: str | dict) -> dict:
     unknown = set(semantics) - (set(IF_KEYS) - {"dt"})
     if unknown:
         raise ValueError(
-            f"semantics: unknown key(s) {sorted(unknown)}; allowed: reset, spike_rule, v_init_fraction, v_min_fraction"
+            f"semantics: unknown key(s) {sorted(unknown)}; allowed: reset, spike_rule, v_init_fraction, "
+            "v_min_fraction, state_bits, integer"
         )
     return dict(semantics)
 
@@ -149,12 +181,14 @@ def if_semantics(node_name: str, metadata: dict, overrides: dict | None = None) 
     metadata, else NIR's defaults.
 
     Returns:
-        dict with ``reset``, ``spike_rule``, ``v_init_fraction`` (float), ``dt`` (float) and
-        ``v_min_fraction`` (float or None).
+        dict with ``reset``, ``spike_rule``, ``v_init_fraction`` (float), ``dt`` (float),
+        ``v_min_fraction`` (float or None), ``state_bits`` (int or None) and ``integer`` (bool).
 
     Raises:
         ValueError: an unknown ``reset`` or ``spike_rule`` value, a non-numeric
-            ``v_init_fraction``, ``v_min_fraction`` or ``dt``, or ``dt <= 0`` (naming node and key).
+            ``v_init_fraction``, ``v_min_fraction`` or ``dt``, ``dt <= 0``, a ``state_bits``
+            that is not a whole number from 2 to 53, or an ``integer`` that is not a boolean
+            (naming node and key).
     """
     meta = {k: plain(v) for k, v in metadata.items()}
     out = {k: meta.get(k, default) for k, default in NIR_DEFAULTS.items()}
@@ -174,6 +208,18 @@ def if_semantics(node_name: str, metadata: dict, overrides: dict | None = None) 
             raise ValueError(f"NIR node {node_name!r}: metadata {key!r} = {out[key]!r} is not a number") from None
     if not out["dt"] > 0:
         raise ValueError(f"NIR node {node_name!r}: metadata 'dt' = {out['dt']} must be > 0")
+    bits = out["state_bits"]
+    if bits is not None:
+        if isinstance(bits, bool) or not isinstance(bits, (int, float)) or bits != int(bits):
+            raise ValueError(f"NIR node {node_name!r}: metadata 'state_bits' = {bits!r} is not a whole number")
+        if not 2 <= int(bits) <= MAX_STATE_BITS:
+            raise ValueError(
+                f"NIR node {node_name!r}: metadata 'state_bits' = {bits} must be from 2 to {MAX_STATE_BITS}"
+            )
+        out["state_bits"] = int(bits)
+    if out["integer"] not in (True, False):  # 0/1 as HDF5 may store a boolean, else refused
+        raise ValueError(f"NIR node {node_name!r}: metadata 'integer' = {out['integer']!r} is not a boolean")
+    out["integer"] = bool(out["integer"])
     return out
 
 

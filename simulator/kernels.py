@@ -56,7 +56,8 @@ def scan_flat(
 
     Args:
         x: input current already multiplied by ``r``, ``[T, M]``, or ``[1, M]`` for a current
-            that is the same at every step (read at every step, never expanded).
+            that is the same at every step (read at every step, never expanded); in ``v``'s
+            dtype or a narrower float one (float32 into float64: each value converted exactly).
         v: membrane potentials ``[M]`` (contiguous); updated in place to the final potential.
         out: ``bool`` spikes ``[T, M]``, written in place.
         v_threshold, v_reset: 0-d or ``[M]`` tensors in ``v``'s dtype.

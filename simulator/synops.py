@@ -19,6 +19,9 @@ feeds, the same connections its spikes drive.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, cast
+
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
@@ -35,35 +38,35 @@ INPUT = "input"
 
 def _is_pool(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
-        return isinstance(modules[node.target], (nn.AvgPool1d, nn.AvgPool2d))
+        return isinstance(modules[str(node.target)], (nn.AvgPool1d, nn.AvgPool2d))
     return node.op == "call_function" and node.target in (F.avg_pool1d, F.avg_pool2d)
 
 
 def _sum_pool(node: fx.Node, modules: dict[str, nn.Module], x: torch.Tensor) -> torch.Tensor:
     """What the pool ``node`` sums (divisor 1), applied to ``x``."""
     if node.op == "call_module":
-        m = modules[node.target]
+        m: Any = modules[str(node.target)]  # an AvgPool1d or AvgPool2d (:func:`_is_pool`)
         if isinstance(m, nn.AvgPool1d):
-            return F.avg_pool1d(x, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad) * float(
-                m.kernel_size[0]
-            )
+            size = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+            return F.avg_pool1d(x, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad) * float(size)
         return F.avg_pool2d(x, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, 1)
-    args = list(node.args[1:])
+    args: list[Any] = list(node.args[1:])
     if node.target is F.avg_pool1d:
-        kernel = args[0] if args else node.kwargs["kernel_size"]
+        kernel: Any = args[0] if args else node.kwargs["kernel_size"]
         k = kernel if isinstance(kernel, int) else kernel[0]
-        return node.target(x, *args, **node.kwargs) * float(k)
-    kwargs = {**node.kwargs, "divisor_override": 1}
+        return F.avg_pool1d(x, *args, **cast(dict[str, Any], node.kwargs)) * float(k)
+    kwargs: dict[str, Any] = {**node.kwargs, "divisor_override": 1}
     return F.avg_pool2d(x, *args[:5], **kwargs)
 
 
 def _ones_layer(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``module``'s connections with every weight 1 and no bias, applied to ``x``."""
-    w = torch.ones_like(module.weight, dtype=x.dtype)
+    w = torch.ones_like(cast(torch.Tensor, module.weight), dtype=x.dtype)
     if isinstance(module, nn.Linear):
         return F.linear(x, w)
-    conv = F.conv1d if isinstance(module, nn.Conv1d) else F.conv2d
-    return conv(x, w, None, module.stride, module.padding, module.dilation, module.groups)
+    layer: Any = module  # a Conv1d or Conv2d (:data:`simulator.graph.WEIGHTED`)
+    conv: Callable[..., torch.Tensor] = F.conv1d if isinstance(module, nn.Conv1d) else F.conv2d
+    return conv(x, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
 
 
 def _sources(gm: fx.GraphModule, modules: dict[str, nn.Module]) -> dict[str, fx.Node]:
@@ -72,7 +75,7 @@ def _sources(gm: fx.GraphModule, modules: dict[str, nn.Module]) -> dict[str, fx.
     for node in gm.graph.nodes:
         if node.op == "placeholder" and INPUT not in found:
             found[INPUT] = node
-        elif node.op == "call_module" and isinstance(modules[node.target], IFNeuron):
+        elif node.op == "call_module" and isinstance(modules[str(node.target)], IFNeuron):
             found[str(node.target)] = node
     return found
 
@@ -89,17 +92,18 @@ def _fan_out(gm: fx.GraphModule, modules: dict[str, nn.Module], source: fx.Node,
         if not inputs or node is source:
             continue
         value = values[inputs[0]]
-        module = modules.get(node.target) if node.op == "call_module" else None
+        module = modules.get(str(node.target)) if node.op == "call_module" else None
         if _is_pool(node, modules):
             values[node] = _sum_pool(node, modules, value)
         elif is_reshape(node, modules) or is_identity(node):
-            rest = fx.node.map_arg(node.args[1:], lambda a: a)
-            if node.op == "call_module":
+            rest: Any = fx.node.map_arg(node.args[1:], lambda a: a)
+            kwargs: Any = node.kwargs
+            if module is not None:
                 values[node] = module(value)
             elif node.op == "call_method":
-                values[node] = getattr(value, node.target)(*rest, **node.kwargs)
+                values[node] = getattr(value, str(node.target))(*rest, **kwargs)
             else:
-                values[node] = node.target(value, *rest, **node.kwargs)
+                values[node] = cast(Callable[..., torch.Tensor], node.target)(value, *rest, **kwargs)
         elif isinstance(module, WEIGHTED):
             total = total + _ones_layer(module, value).sum()
             reached.append(node)
@@ -107,7 +111,7 @@ def _fan_out(gm: fx.GraphModule, modules: dict[str, nn.Module], source: fx.Node,
             total = total + sum(values[a].sum() for a in inputs)
     if total.requires_grad:
         total.backward()
-        return torch.round(x.grad[0]), reached
+        return torch.round(cast(torch.Tensor, x.grad)[0]), reached
     return torch.zeros(shape, dtype=torch.float64), reached
 
 
@@ -151,7 +155,7 @@ def macs(snn: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
     modules = dict(gm.named_modules())
     result = {}
     for node in gm.graph.nodes:
-        module = modules.get(node.target) if node.op == "call_module" else None
+        module = modules.get(str(node.target)) if node.op == "call_module" else None
         if isinstance(module, WEIGHTED):
             out = node.meta["tensor_meta"].shape
             per_output = module.weight[0].numel()  # in_channels/groups × kernel taps (Linear: in)

@@ -249,7 +249,7 @@ def test_export_writes_bit_widths_and_factors_and_inspect_shows_them(small_cnn, 
     path = export_nir(q, tmp_path / "q6.nir", T=4)
     meta = import_nir(path).meta["ann2snn"]
     assert meta["weight_bits"] == 6 and meta["state_bits"] == 16
-    assert json.loads(meta["quantization"]) == json.loads(json.dumps(q.meta["ann2snn"]["quantization"]))
+    assert meta["quantization"] == json.loads(json.dumps(q.meta["ann2snn"]["quantization"]))  # a dict again
     shown = CliRunner().invoke(main, ["inspect", str(path)])
     assert shown.exit_code == 0 and "weight_bits" in shown.output and "state_bits" in shown.output
 

@@ -12,6 +12,7 @@ from ann2snn.report import PJ_PER_AC, PJ_PER_MAC, energy_report
 from converter import Converter
 from exporters import export_nir
 from simulator import IFNeuron, Integrator, simulate
+from simulator.graph import trace_snn
 from simulator.synops import fan_outs, macs
 
 #: Output windows covering each row: a 3×3, stride-2, padding-1 kernel on 6 rows (outputs
@@ -122,3 +123,22 @@ def test_report_command_bad_T(tmp_path):
     path = _seed_nir(tmp_path)
     result = CliRunner().invoke(main, ["report", str(path), "--T", "0"])
     assert result.exit_code == 2 and "--T" in result.output
+
+
+@pytest.mark.parametrize("encoding", ["rate", "poisson"])
+def test_report_counts_input_events(encoding):
+    # identity weights into IF neurons of threshold 1 and V[0] = 0: each input spike makes one spike
+    first = nn.Linear(4, 4, bias=False)
+    with torch.no_grad():
+        first.weight.copy_(torch.eye(4))
+    net = trace_snn(nn.Sequential(first, IFNeuron(1.0), nn.Linear(4, 2), Integrator()))
+    net.meta["ann2snn"] = {"input_encoding": encoding, "input_shape": [4]}
+    x = torch.rand(8, 4, generator=torch.Generator().manual_seed(5))
+    report = energy_report(net, [x[:5], x[5:]], T=12)
+    rows = {r.layer: r for r in report.layers}
+    assert rows["input"].spikes == rows["1"].spikes > 0
+    assert rows["input"].synops == 4 * rows["input"].spikes  # each input event drives 4 synapses
+    assert report.analog_input_macs == 0
+    assert report.spikes == rows["input"].spikes + rows["1"].spikes
+    if encoding == "rate":  # round(T x) spikes per value (floor(T x + 1/2))
+        assert rows["input"].spikes * 8 == torch.floor(12 * x.double() + 0.5).sum().item()

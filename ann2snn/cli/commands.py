@@ -216,6 +216,22 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
     "one factor per layer (default: float).",
 )
 @click.option(
+    "--state-bits",
+    type=click.IntRange(2, 32),
+    default=None,
+    metavar="M",
+    help="With --weight-bits: saturate the integer membrane to M bits (2-32); every threshold must fit "
+    "(default: no saturation).",
+)
+@click.option(
+    "--encoding",
+    type=click.Choice(["constant", "rate", "poisson"]),
+    default="constant",
+    show_default=True,
+    help="The SNN's input: constant (analog current), rate (regular spikes of IF encoders, inputs in "
+    "[0, 1], calibrated for) or poisson (Bernoulli spikes; converted as for constant input).",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("ann2snn-out"),
@@ -255,6 +271,8 @@ def convert(
     calibrate,
     calibrate_weights,
     weight_bits,
+    state_bits,
+    encoding,
     out,
     device,
     batch_size,
@@ -298,6 +316,8 @@ def convert(
             export_profile,
             calibrate_weights,
             weight_bits,
+            state_bits,
+            encoding,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

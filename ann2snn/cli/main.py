@@ -59,9 +59,23 @@ def main() -> None:
     metavar="N",
     help="Quantise to N-bit signed integer weights (2-16), integer biases and thresholds (default: float).",
 )
+@click.option(
+    "--state-bits",
+    type=click.IntRange(2, 32),
+    default=None,
+    metavar="M",
+    help="With --weight-bits: saturate the integer membrane to M bits (default: no saturation).",
+)
+@click.option(
+    "--encoding",
+    type=click.Choice(["constant", "rate", "poisson"]),
+    default="constant",
+    show_default=True,
+    help="Input: constant (analog), rate (regular IF-encoder spikes, calibrated for) or poisson.",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def demo(T, limit, modes, out, check_samples, weight_bits, threads, quiet):
+def demo(T, limit, modes, out, check_samples, weight_bits, state_bits, encoding, threads, quiet):
     """Run the main job on the embedded MNIST data and the shipped seed CNN.
 
     Converts the CNN in each mode, simulates T steps of constant input, prints accuracy at
@@ -73,7 +87,19 @@ def demo(T, limit, modes, out, check_samples, weight_bits, threads, quiet):
     """
     if threads:
         torch.set_num_threads(threads)
-    job = demo_job(tuple(modes), T, limit, out, check_samples, weight_bits=weight_bits)
+    try:
+        job = demo_job(
+            tuple(modes),
+            T,
+            limit,
+            out,
+            check_samples,
+            weight_bits=weight_bits,
+            state_bits=state_bits,
+            encoding=encoding,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     summary = run_job(job, force=True, quiet=quiet, echo=lambda line: click.echo(line, err=True))
     rows = [r for r in summary.rows if r.accuracy_per_t is not None]
     steps = [t for t in (10, 20, 30, 40) if t < T] + [T]
@@ -88,7 +114,7 @@ def demo(T, limit, modes, out, check_samples, weight_bits, threads, quiet):
     click.echo(
         f"ANN accuracy {ann:.2f} % on {settings['evaluation_samples']} MNIST test images; calibration on "
         f"{settings['calibration_samples']} training images; SNN: IF, reset by subtraction, V[0] = V_th/2, "
-        f"membrane readout, constant input, T={T}; reload checked on "
+        f"membrane readout, {encoding} input, T={T}; reload checked on "
         f"{min(check_samples, settings['evaluation_samples'])} images."
     )
     click.echo(format_table(headers, cells))
