@@ -8,6 +8,11 @@ spiking neural networks calibration": bias calibration). Layers are corrected in
 after re-simulating the network with the earlier corrections, for the time budget T the SNN
 will run with. Only biases change (weights and thresholds stay); a layer with no single
 Conv/Linear producer (e.g. after a residual add) is left as it is.
+
+Under ``torch.distributed`` these fits are not sharded: :class:`converter.Converter` runs them on
+every rank on the same first calibration samples (seeded draws, so the same parameters as one
+process on those samples) and broadcasts rank 0's result, rather than all-reducing gradients of
+a sharded fit, whose sums in another order would not be bit-equal to one process.
 """
 
 from __future__ import annotations

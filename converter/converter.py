@@ -23,7 +23,7 @@ from converter.record import calibration_batches, capture_activations, first_sam
 from converter.replace import replace_activations
 from converter.statistics import mse_optimal_scale
 from converter.trace import describe, relu_cap, trace
-from simulator import META_KEY, IFNeuron, Integrator
+from simulator import META_KEY, IFNeuron, Integrator, distributed
 from simulator.neuron import RESETS, SPIKE_RULES, check_choice
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,18 @@ class Converter:
     adds and concats are reconciled to one scale (explicit :class:`simulator.Scale` nodes on
     the edges that need them). ReLU6 and clamp(0, c) become IF layers with λ ≤ c.
     Rueckauer et al. 2017 (Front. Neurosci. 11:682); Diehl et al. 2015 (IJCNN) for ``'max'``.
+
+    Under ``torch.distributed`` (a process group of more than one process, e.g. ``torchrun``)
+    every rank passes the same calibration data; each records the statistics of its share of the
+    batches and the statistics are merged exactly (:func:`converter.statistics.all_reduce_stats`),
+    so the scales equal one process's bit for bit. The steps that fit parameters (bias and weight
+    calibration, the quantisation's bias correction) run on every rank on the same global first
+    ``calibration_samples`` samples with the same seeded draws, and rank 0's parameters are then
+    broadcast (:func:`simulator.distributed.broadcast_parameters`): the result is what one process
+    computes on the same samples, and all ranks hold one SNN. (All-reducing the gradients of a
+    sharded fit would sum in another order, so it would not be bit-equal to one process; the fit
+    is small, a few hundred samples, so repeating it costs no wall time.) A rank whose part fails
+    makes every rank raise (:class:`simulator.distributed.RankFailed` names it).
 
     Args:
         mode: ``'max'``, a percentile string such as ``'99.9%'``, or a float in (0, 1] (or
@@ -178,11 +190,19 @@ class Converter:
 
     def __call__(self, ann: nn.Module) -> fx.GraphModule:
         start = time.perf_counter()
-        ann_gm = fold_batchnorm(trace(ann, first_samples(self.dataloader, 1)))
+        ann_gm = distributed.checked("trace", lambda: fold_batchnorm(trace(ann, first_samples(self.dataloader, 1))))
         needs_histogram = self.mode.needs_histogram or self.calibrate_T is not None
         stats, input_shape, samples = record_activations(
             ann_gm, self.dataloader, needs_histogram, self.progress, self.channel_wise
         )
+        snn = distributed.checked("convert", lambda: self._build(ann, ann_gm, stats, input_shape, samples, start))
+        distributed.broadcast_parameters(snn)  # one SNN on every rank, even where a fit is not reproducible
+        return snn
+
+    def _build(self, ann: nn.Module, ann_gm: fx.GraphModule, stats, input_shape, samples: int, start: float):
+        """Everything after the statistics: scales, normalisation, IF layers, readout, the
+        calibrations and the quantisation (no collectives: under ``torch.distributed`` every rank
+        runs this on the same merged statistics and the same first calibration samples)."""
         modules = dict(ann_gm.named_modules())
         labels = {n.name: describe(n, modules) for n in ann_gm.graph.nodes if n.name in stats}
         lambdas = cap_scales(scales_from_stats(stats, self.mode, labels), ann_gm)

@@ -9,8 +9,9 @@ import torch
 import torch.fx as fx
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from converter.statistics import ActivationStats
+from converter.statistics import ActivationStats, all_reduce_stats
 from converter.trace import UnsupportedLayerError
+from simulator import distributed
 from simulator.graph import describe, is_relu, is_reshape
 
 
@@ -159,35 +160,55 @@ def record_activations(
     track_histogram: bool,
     progress: Callable[[int], None] | None = None,
     channel_wise: bool = False,
+    shard: bool | None = None,
 ) -> tuple[dict[str, ActivationStats], tuple[int, ...], int]:
     """Run ``gm`` (eval mode, no grad) over ``dataloader`` and summarise each ReLU's output.
+
+    Under ``torch.distributed`` each rank records its share of the batches (round robin by batch
+    index, :func:`simulator.distributed.owns`) and the summaries are merged across ranks exactly
+    (:func:`~converter.statistics.all_reduce_stats`): every rank returns what one process
+    recording every batch returns, bit for bit (max, counts, histograms, per channel too).
 
     Args:
         gm: the traced ANN (BatchNorm already folded or not: the values are the same).
         dataloader: yields input tensors ``[B, ...]`` or ``(inputs, labels)`` tuples.
         track_histogram: keep histograms (needed for percentile modes).
-        progress: called with each batch's size.
+        progress: called with each batch's size (sharded: also for the other ranks' batches).
         channel_wise: keep one summary per channel (dim 1) of each activation.
+        shard: share the batches among the ranks (default: when a process group of more than
+            one process is initialised); ``False``: every rank records every batch.
 
     Returns:
-        ``(stats by ReLU node name, input shape without the batch axis, samples seen)``.
+        ``(stats by ReLU node name, input shape without the batch axis, samples seen)`` (all
+        ranks' samples when sharded).
 
     Raises:
-        ValueError: the dataloader yields no samples.
+        ValueError: the dataloader yields no samples (on no rank).
+        simulator.distributed.RankFailed: sharded, and another rank's part raised (naming it).
     """
     modules = dict(gm.named_modules())
     names = {n.name for n in gm.graph.nodes if is_relu(n, modules)}
     device = next((p.device for p in gm.parameters()), torch.device("cpu"))
     recorder = _Recorder(gm.eval(), names, track_histogram, channel_wise)
-    input_shape: tuple[int, ...] | None = None
-    samples = 0
-    for batch in dataloader:
-        x = batch_inputs(batch).to(device)
-        input_shape = tuple(x.shape[1:])
-        recorder.run(x)
-        samples += x.shape[0]
-        if progress is not None:
-            progress(x.shape[0])
-    if input_shape is None:
+    shard = distributed.is_distributed() if shard is None else shard
+
+    def local() -> tuple[tuple[int, ...] | None, int]:
+        input_shape: tuple[int, ...] | None = None
+        samples = 0
+        for index, batch in enumerate(dataloader):
+            x = batch_inputs(batch)
+            if not shard or distributed.owns(index):
+                x = x.to(device)
+                input_shape = tuple(x.shape[1:])
+                recorder.run(x)
+                samples += x.shape[0]
+            if progress is not None:
+                progress(x.shape[0])
+        return input_shape, samples
+
+    parts = distributed.gather("record activations", local) if shard else [local()]
+    shapes = [shape for shape, _ in parts if shape is not None]
+    if not shapes:
         raise ValueError("the calibration dataloader yielded no samples")
-    return recorder.stats, input_shape, samples
+    stats = all_reduce_stats(recorder.stats) if shard else recorder.stats
+    return stats, shapes[0], sum(n for _, n in parts)

@@ -23,6 +23,8 @@ from typing import cast
 
 import torch
 
+from simulator import distributed
+
 MANTISSA_BITS = 13
 #: Mantissa bits of per-channel histograms (``[C, n_bins]``): 512 bins per octave, 256 KiB a channel.
 CHANNEL_MANTISSA_BITS = 9
@@ -216,3 +218,45 @@ def mse_optimal_scale(
         best_err = torch.where(better, err, best_err)
         best = torch.where(better, lam.view(-1), best)
     return best
+
+
+def all_reduce_stats(stats: dict[str, ActivationStats]) -> dict[str, ActivationStats]:
+    """Merge every rank's statistics exactly (under ``torch.distributed``; ``stats`` itself in a
+    single process): counts and histograms by an all-reduce SUM, maxima by an all-reduce MAX, so
+    the result is bit-identical to :meth:`ActivationStats.merge` of all ranks' summaries, i.e. to
+    one pass over all ranks' data (also per channel). A rank that saw no batch contributes empty
+    summaries (the layers' kinds are exchanged first).
+
+    Args:
+        stats: this rank's summaries by ReLU node name (every rank calls this, with the summaries
+            of its own share of the calibration data).
+
+    Returns:
+        The merged summaries, the same on every rank.
+
+    Raises:
+        ValueError: two ranks hold different kinds of summary for one layer (histogram or channels).
+    """
+    if not distributed.is_distributed():
+        return stats
+    kinds: dict[str, tuple[bool, int | None]] = {}
+    mine = {name: (s.histogram is not None, s.channels) for name, s in stats.items()}
+    every = distributed.gather("statistics kinds", lambda: mine)
+    for rank, theirs in enumerate(every):
+        for name, kind in theirs.items():
+            if kinds.setdefault(name, kind) != kind:
+                raise ValueError(
+                    f"rank {rank} records {name} as {kind}, another rank as {kinds[name]} (histogram, channels)"
+                )
+    names = sorted(kinds)
+    local = {n: stats.get(n) or ActivationStats.empty(kinds[n][0], kinds[n][1]) for n in names}
+    counts = distributed.all_reduce(torch.tensor([local[n].count for n in names], dtype=torch.int64))
+    tops = [torch.as_tensor(local[n].max, dtype=torch.float64).view(-1) for n in names]
+    maxima = distributed.all_reduce(torch.cat(tops), op="max").split([t.numel() for t in tops])
+    merged = {}
+    for name, count, top in zip(names, counts.tolist(), maxima, strict=True):
+        s = local[name]
+        hist = None if s.histogram is None else distributed.all_reduce(s.histogram)
+        value: float | torch.Tensor = float(top[0]) if s.channels is None else top.clone()
+        merged[name] = ActivationStats(count, value, hist, s.channels, s.bits)
+    return merged

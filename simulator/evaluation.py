@@ -15,6 +15,7 @@ from typing import cast
 import torch
 from torch import nn
 
+from simulator import distributed
 from simulator.early_exit import DEFAULT_STABLE_STEPS
 from simulator.simulate import SimulationResult, simulate, warn_silent_layers
 
@@ -117,32 +118,56 @@ def evaluate(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]],
     T: int,
     progress: Callable[[int], None] | None = None,
+    shard: bool | None = None,
     **simulate_kwargs,
 ) -> Evaluation:
     """Simulate every batch for ``T`` time steps and sum the totals (:class:`Evaluation`).
+
+    Under ``torch.distributed`` (a process group of more than one process) each rank simulates
+    its share of the batches, round robin by batch index (:func:`simulator.distributed.owns`),
+    and the totals of all ranks are merged exactly (integer sums), so every rank returns the
+    single-process result: nothing is dropped or counted twice, and each sample is simulated in
+    the batch it has in one process.
 
     Args:
         model: the SNN (see :func:`~simulator.simulate.simulate`).
         batches: iterable of ``(x [B, ...], labels [B])``; ``labels`` may be ``None`` (no
             accuracy then), but in every batch or none.
         T: time steps per sample (>= 1).
-        progress: called with the batch size after each batch (e.g. ``tqdm.update``).
+        progress: called with the batch size after each batch (e.g. ``tqdm.update``); when
+            sharded, also for the batches other ranks simulate, so that it counts all samples.
+        shard: share the batches among the ranks of the process group (default: when one of
+            more than one process is initialised); ``False``: every rank simulates all batches.
         **simulate_kwargs: passed to :func:`~simulator.simulate.simulate` (``time_chunk``,
             ``early_exit``, ``execution``, ...).
 
     Returns:
-        :class:`Evaluation` of all batches.
+        :class:`Evaluation` of all batches (of all ranks' batches when sharded).
 
     Raises:
         ValueError: no samples; labels in some batches only; an invalid option of
             :func:`~simulator.simulate.simulate`.
+        simulator.distributed.RankFailed: sharded, and another rank's part raised (naming it).
     """
-    total: Evaluation | None = None
-    for x, labels in batches:
-        batch = Evaluation.from_result(simulate(model, x, T, warn_silent=False, **simulate_kwargs), labels)
-        total = batch if total is None else total.merge(batch)
-        if progress is not None:
-            progress(batch.samples)
+    shard = distributed.is_distributed() if shard is None else shard
+
+    def local() -> Evaluation | None:
+        total: Evaluation | None = None
+        for index, (x, labels) in enumerate(batches):
+            if shard and not distributed.owns(index):
+                if progress is not None:
+                    progress(len(x))
+                continue
+            batch = Evaluation.from_result(simulate(model, x, T, warn_silent=False, **simulate_kwargs), labels)
+            total = batch if total is None else total.merge(batch)
+            if progress is not None:
+                progress(batch.samples)
+        return total
+
+    parts = [p for p in distributed.gather("evaluate", local) if p is not None] if shard else [local()]
+    total = None
+    for part in parts:
+        total = part if total is None else total.merge(part)
     if total is None or total.samples == 0:
         raise ValueError("no samples to evaluate")
     warn_silent_layers(total.spikes, total.samples, T)
