@@ -27,11 +27,13 @@ which run ``simulation_s`` timed.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import io
 import json
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +43,7 @@ import torch.fx as fx
 from torch import nn
 
 from ann2snn.data import DataSet, DataSource, load_data
+from ann2snn.distributed import init_from_env, local_device
 from ann2snn.models import ModelSpec, load_model
 from ann2snn.progress import Bar, progress_bar
 from converter import Converter, parse_mode, quantize
@@ -48,7 +51,7 @@ from converter.quantize import MAX_STATE_BITS, MAX_WEIGHT_BITS, check_bits
 from converter.readout import READOUTS
 from exporters import PROFILES, compare_spike_counts, export_nir, import_nir
 from exporters.atomic import atomic_path
-from simulator import META_KEY, evaluate
+from simulator import META_KEY, distributed, evaluate
 from simulator.simulate import ENCODINGS
 
 SUMMARY_FIELDS = (
@@ -302,7 +305,7 @@ class Runner:
 
     def run(self) -> list[Row]:
         job = self.job
-        data = load_data(job.data, job.calib_size, job.limit, job.input_shape)
+        data = load_everywhere(job)
         self.header = self.summary_header(data)
         total = len(job.models) * len(job.modes) * len(job.Ts)
         with progress_bar(total=total, desc="batch", unit="item", disable=self.quiet) as self.bar:
@@ -310,7 +313,9 @@ class Runner:
                 rows = self.run_model(entry, data)
                 self.rows.extend(rows)
                 self.report_failures(rows)
-                write_summary(job.out, self.rows, self.header)
+                if distributed.is_main():
+                    write_summary(job.out, self.rows, self.header)
+        self.rows = distributed.broadcast_object(self.rows)  # rank 0's rows (files, round trips) everywhere
         return self.rows
 
     def report_failures(self, rows: list[Row]) -> None:
@@ -330,22 +335,30 @@ class Runner:
             "calibration_samples": len(data.calib),
             "calibration_source": data.note,
             "labels": data.has_labels,
+            "world_size": distributed.world_size(),
+            "evaluation_samples_per_rank": distributed.batch_shares(_batch_sizes(len(data.x), self.job.batch_size)),
+            "calibration_samples_per_rank": distributed.batch_shares(_batch_sizes(len(data.calib), CALIB_BATCH)),
         }
 
     def run_model(self, entry: ModelEntry, data: DataSet) -> list[Row]:
         job = self.job
         try:
-            settings = {**job.settings(), "model": entry.spec.fingerprint()}
-        except OSError as exc:  # an unreadable checkpoint fails its own rows only
+            settings = distributed.checked("fingerprint", lambda: {**job.settings(), "model": entry.spec.fingerprint()})
+        except (OSError, distributed.RankFailed) as exc:  # an unreadable checkpoint fails its own rows only
             self.advance(len(job.modes) * len(job.Ts))
             return [Row(entry.name, m, t, error=describe_error(exc)) for m in job.modes for t in job.Ts]
-        done = {} if self.force else self.finished(entry.name, settings)
+        done = {} if self.force else self.finished_on_rank_0(entry.name, settings)
         self.advance(len(done))
         pending = [(m, t) for m in job.modes for t in job.Ts if (m, t) not in done]
         rows = dict(done)
         if pending:
             rows.update(self.convert_model(entry, data, pending, settings))
         return [rows[(m, t)] for m in job.modes for t in job.Ts]
+
+    def finished_on_rank_0(self, model: str, settings: dict) -> dict[tuple[str, int], Row]:
+        """:meth:`finished` as rank 0 sees its output folder (the one that writes it), on every rank."""
+        found = distributed.checked("finished", lambda: self.finished(model, settings) if distributed.is_main() else {})
+        return distributed.broadcast_object(found)
 
     def finished(self, model: str, settings: dict) -> dict[tuple[str, int], Row]:
         """Combinations not to run again: those whose .nir and record exist, succeeded and match
@@ -382,8 +395,7 @@ class Runner:
         self, entry: ModelEntry, data: DataSet, pending: list[tuple[str, int]], settings: dict
     ) -> dict[tuple[str, int], Row]:
         try:
-            ann = load_model(entry.spec).to(self.job.device)
-            check_model_input(ann, data.x[:2].to(self.job.device), entry.name)
+            ann = distributed.checked("load model", lambda: _checked_model(entry, data, self.job.device))
             ann_acc = ann_accuracy(ann, data, self.job.batch_size)
         except Exception as exc:  # a broken checkpoint fails its own rows only
             self.advance(len(pending))
@@ -406,7 +418,10 @@ class Runner:
             samples_bar = functools.partial(progress_bar, unit="sample", leave=False, disable=self.quiet)
             with samples_bar(total=len(data.calib), desc=f"calibrate {label}") as bar:
                 calibrate_T = max(Ts) if job.calibrate else None
-                snn = job.converter(mode, data.calib_loader(), bar.update, calibrate_T)(ann)
+                convert = job.converter(mode, data.calib_loader(CALIB_BATCH), bar.update, calibrate_T)
+                snn = distributed.checked("convert", lambda: convert(ann))
+            if job.weight_bits is not None:  # the quantisation's bias correction ran on every rank
+                distributed.broadcast_parameters(snn)
             conversion_s = time.perf_counter() - start
             start = time.perf_counter()
             with samples_bar(total=len(data.x), desc=f"simulate {label} T={max(Ts)}") as bar:
@@ -422,7 +437,8 @@ class Runner:
             if curve is not None:
                 row.accuracy_per_t = curve[:T]
                 row.snn_accuracy = curve[T - 1]
-            self.finish(row, snn, data, settings)
+            if distributed.is_main():  # rank 0 alone writes files
+                self.finish(row, snn, data, settings)
             self.advance(1)
         return {(mode, t): row for t, row in rows.items()}
 
@@ -447,14 +463,56 @@ class Runner:
         write_json(self.job.out / f"{stem}.json", {"settings": settings, "row": asdict(row)})
 
 
+#: Calibration samples per batch of :meth:`DataSet.calib_loader` in a job (the unit of sharding).
+CALIB_BATCH = 500
+
+
+def _batch_sizes(n: int, batch_size: int) -> list[int]:
+    return [min(batch_size, n - start) for start in range(0, n, batch_size)]
+
+
+def load_everywhere(job: Job) -> DataSet:
+    """:func:`~ann2snn.data.load_data` on every rank, checking that all ranks read the same sizes.
+
+    Raises:
+        ValueError: the data cannot be read on this rank; the ranks read different numbers of
+            samples, sample shapes or labels (naming the ranks and what they read).
+        simulator.distributed.RankFailed: another rank cannot read its data (naming the rank and
+            its error, e.g. the missing path).
+    """
+    data = distributed.checked("load data", lambda: load_data(job.data, job.calib_size, job.limit, job.input_shape))
+    facts = distributed.gather(
+        "check data", lambda: (len(data.calib), len(data.x), tuple(data.x.shape[1:]), data.has_labels)
+    )
+    for rank, theirs in enumerate(facts):
+        if theirs != facts[0]:
+            raise ValueError(
+                f"rank {rank} read {theirs[0]} calibration and {theirs[1]} evaluation samples of shape {theirs[2]} "
+                f"(labels: {theirs[3]}) from {job.data}, rank 0 read {facts[0][0]} and {facts[0][1]} of shape "
+                f"{facts[0][2]} (labels: {facts[0][3]}): every rank must read the same data"
+            )
+    return data
+
+
+def _checked_model(entry: ModelEntry, data: DataSet, device: str) -> torch.nn.Module:
+    ann = load_model(entry.spec).to(device)
+    check_model_input(ann, data.x[:2].to(device), entry.name)
+    return ann
+
+
 @torch.no_grad()
 def ann_accuracy(ann: torch.nn.Module, data: DataSet, batch_size: int) -> float | None:
-    """The ANN's accuracy (%) on the evaluation data, None without labels."""
+    """The ANN's accuracy (%) on the evaluation data, None without labels (under
+    ``torch.distributed``, each rank runs its share of the batches and the counts are summed)."""
     if not data.has_labels:
         return None
     device = next((p.device for p in ann.parameters()), torch.device("cpu"))
-    correct = sum(int((ann(x.to(device)).argmax(1).cpu() == y).sum()) for x, y in data.batches(batch_size))
-    return 100.0 * correct / len(data.x)
+
+    def correct() -> int:
+        batches = (b for i, b in enumerate(data.batches(batch_size)) if distributed.owns(i))
+        return sum(int((ann(x.to(device)).argmax(1).cpu() == y).sum()) for x, y in batches)
+
+    return 100.0 * sum(distributed.gather("ann accuracy", correct)) / len(data.x)
 
 
 def accuracy_curve(
@@ -538,12 +596,28 @@ def run_job(job: Job, force: bool = False, quiet: bool = False, echo: Callable[[
     Returns:
         :class:`Summary`; ``summary.csv`` and ``summary.json`` are in ``job.out``.
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the processes first join one
+    process group (:func:`ann2snn.distributed.init_from_env`; ``device="cuda"`` becomes each
+    rank's local GPU); every rank reads the same data, the calibration statistics, the ANN's
+    accuracy and the SNN's evaluation are shared among the ranks and merged exactly, rank 0
+    alone shows progress, echoes failures and writes the files, and every rank returns rank 0's
+    summary. ``settings`` records ``world_size`` and the samples of each rank.
+
     Raises:
-        ValueError: the data cannot be read (:func:`ann2snn.data.load_data`). A model, mode or
+        ValueError: the data cannot be read (:func:`ann2snn.data.load_data`); an incomplete
+            launcher environment (``WORLD_SIZE`` without ``RANK``, ...). A model, mode or
             combination that fails does not raise: its row holds the error.
+        simulator.distributed.RankFailed: another rank cannot read its data (naming it).
     """
-    runner = Runner(job, force=force, quiet=quiet, echo=echo or (lambda line: None))
-    rows = runner.run()
+    init_from_env()
+    job = dataclasses.replace(job, device=local_device(job.device))
+    main = distributed.is_main()
+    shown = echo or (lambda line: None)
+    runner = Runner(job, force=force, quiet=quiet or not main, echo=shown if main else (lambda line: None))
+    with warnings.catch_warnings():
+        if not main:
+            warnings.simplefilter("ignore")  # rank 0 shows them
+        rows = runner.run()
     return Summary(rows, runner.header)
 
 

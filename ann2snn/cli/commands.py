@@ -18,6 +18,7 @@ from ann2snn.pipeline import Job, ModelEntry, run_job
 from ann2snn.plots import IF_RATE_DEFAULT_T, AccuracyCurve, plot_accuracy_curves, plot_if_rate
 from ann2snn.progress import Bar, progress_bar
 from ann2snn.tables import format_graph, format_simulation, format_summary
+from simulator import distributed
 
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 OUT_FILE = click.Path(dir_okay=False, path_type=Path)
@@ -100,6 +101,8 @@ def _model_entries(
 
 def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
     summary = run_job(job, force=force, quiet=quiet, echo=lambda line: click.echo(line, err=True))
+    if not distributed.is_main():  # under torchrun rank 0 alone prints
+        raise SystemExit(1 if summary.failed else 0)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:

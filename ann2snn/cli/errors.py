@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import warnings
 
@@ -83,3 +84,18 @@ def show_logging(verbosity: int) -> None:
         logger.handlers = [h for h in logger.handlers if not isinstance(h, _StderrHandler)]
         logger.addHandler(handler)
         logger.setLevel(level)
+
+
+class RankedGroup(click.Group):
+    """A command group whose error messages start with ``rank N:`` when ``torchrun`` started
+    several processes (``WORLD_SIZE`` > 1), so that the rank whose options or files are wrong
+    (e.g. a ``--data`` path missing on one node) is named."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE", "1")
+            if rank is not None and world.isdigit() and int(world) > 1 and not exc.message.startswith("rank "):
+                exc.message = f"rank {rank}: {exc.message}"
+            raise

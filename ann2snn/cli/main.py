@@ -10,7 +10,7 @@ import torch
 from ann2snn.cli.check import check
 from ann2snn.cli.commands import accuracy_title, batch, convert, inspect, plot, simulate, verify
 from ann2snn.cli.diagnose import diagnose
-from ann2snn.cli.errors import show_logging, warnings_as_lines
+from ann2snn.cli.errors import RankedGroup, show_logging, warnings_as_lines
 from ann2snn.cli.params import check_modes as _modes
 from ann2snn.cli.report import report
 from ann2snn.data import DEFAULT_LIMIT, LIMIT_HELP
@@ -19,7 +19,7 @@ from ann2snn.plots import AccuracyCurve, plot_accuracy_curves
 from ann2snn.tables import format_table
 
 
-@click.group()
+@click.group(cls=RankedGroup)
 @click.version_option(package_name="ann2snn")
 @click.option(
     "--verbose",
