@@ -10,6 +10,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from ann2snn.data import DataSource
+from ann2snn.models import ModelSpec
+from ann2snn.pipeline import Job, ModelEntry, run_job
 from converter import Converter
 from simulator import distributed, evaluate
 from tests.nets import cnn, inputs, randomize_bn
@@ -86,7 +89,39 @@ def timeout() -> dict:
     return {"error": None}
 
 
-SCENARIOS = {"conversions": conversions, "failures": failures, "timeout": timeout}
+def pipeline_job(out: Path, data: DataSource | None = None) -> Job:
+    """The seed CNN on 25 embedded test images (3 batches of 10) and 50 calibration images (one
+    batch: rank 1 records none), 99.9% calibrated for T=4."""
+    from ann2snn.zoo.mnist import embedded_data_dir
+
+    spec = ModelSpec(factory="ann2snn.zoo.mnist_cnn:MnistCNN", weights=embedded_data_dir() / "mnist_cnn.pt")
+    return Job(
+        models=(ModelEntry("cnn", spec),),
+        modes=("99.9%",),
+        Ts=(4,),
+        out=out,
+        data=data or DataSource("mnist"),
+        calib_size=50,
+        limit=25,
+        batch_size=10,
+        check_samples=2,
+        calibrate=True,
+    )
+
+
+def pipeline(out: Path) -> dict:
+    """``run_job`` on every rank, each with its own output folder: rank 0's summary and files."""
+    summary = run_job(pipeline_job(out / f"rank{distributed.rank()}"), quiet=True)
+    missing, error = out / "missing.npz", None
+    try:  # rank 1's data source does not exist
+        run_job(pipeline_job(out / "missing", DataSource("npz", missing) if distributed.rank() == 1 else None))
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    files = sorted(p.name for p in (out / f"rank{distributed.rank()}").glob("*")) if distributed.rank() else []
+    return {"summary": summary.to_dict(), "missing": error, "files": files}
+
+
+SCENARIOS = {"conversions": conversions, "failures": failures, "timeout": timeout, "pipeline": pipeline}
 
 
 def run(rank: int, world: int, init_file: str, out: str, scenarios: list[str], timeout_s: float) -> None:
@@ -96,7 +131,7 @@ def run(rank: int, world: int, init_file: str, out: str, scenarios: list[str], t
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s)
     )
     try:
-        results = {name: SCENARIOS[name]() for name in scenarios}
+        results = {name: SCENARIOS[name](Path(out)) if name == "pipeline" else SCENARIOS[name]() for name in scenarios}
     finally:
         if scenarios != ["timeout"]:
             dist.destroy_process_group()

@@ -35,7 +35,7 @@ def _spawn(tmp_path, scenarios: list[str], timeout_s: float = 60.0) -> list[dict
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> list[dict]:
-    return _spawn(tmp_path_factory.mktemp("dist"), ["conversions", "failures"])
+    return _spawn(tmp_path_factory.mktemp("dist"), ["conversions", "failures", "pipeline"])
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +87,80 @@ def test_batch_shares_take_every_sample_once_when_uneven():
     assert sum(distributed.batch_shares([100] * 33 + [7], processes=4)) == 3307
     with pytest.raises(ValueError, match="processes must be >= 1, got 0"):
         distributed.batch_shares([1], processes=0)
+
+
+def _nir_facts(path) -> tuple:
+    import h5py
+
+    """The scales, the reference output and every weight and bias of a .nir file."""
+    with h5py.File(path, "r") as f:
+        meta, nodes = f["node/metadata"], f["node/nodes"]
+        params = {f"{n}/{k}": nodes[n][k][()].tolist() for n in nodes for k in ("weight", "bias") if k in nodes[n]}
+        assert len(params) == 8  # 4 Conv/Linear layers
+        return meta["lambdas"][()], meta["reference_output"][()].tolist(), params
+
+
+def test_run_job_on_two_ranks_equals_one_process_and_rank_0_alone_writes(two_ranks, tmp_path):
+    from ann2snn.pipeline import run_job
+
+    torch.set_num_threads(1)
+    alone = run_job(worker.pipeline_job(tmp_path), quiet=True).to_dict()
+    zero, one = (r["pipeline"] for r in two_ranks)
+    assert zero["summary"]["rows"] == one["summary"]["rows"]  # every rank returns rank 0's summary
+    got, want = zero["summary"]["rows"][0], alone["rows"][0]
+    assert got["status"] == want["status"] == "converted" and got["round_trip"] == "equal"
+    assert got["accuracy_per_t"] == want["accuracy_per_t"] and got["ann_accuracy"] == want["ann_accuracy"]
+    assert _nir_facts(got["file"]) == _nir_facts(want["file"])
+    settings = zero["summary"]["settings"]
+    assert (settings["world_size"], alone["settings"]["world_size"]) == (2, 1)
+    assert settings["evaluation_samples_per_rank"] == [15, 10] and settings["calibration_samples_per_rank"] == [50, 0]
+    assert one["files"] == []  # rank 1 wrote nothing
+
+
+def test_a_rank_whose_data_source_is_missing_ends_the_run_naming_rank_and_path(two_ranks):
+    zero, one = (r["pipeline"]["missing"] for r in two_ranks)
+    assert zero.startswith("RankFailed: rank 1: ValueError: cannot read ") and "missing.npz" in zero
+    assert one.startswith("ValueError: cannot read ") and "missing.npz" in one
+
+
+def test_world_size_without_the_other_variables_is_refused(monkeypatch):
+    from click.testing import CliRunner
+
+    from ann2snn.cli import main
+    from ann2snn.distributed import init_from_env, launch_world_size
+
+    with pytest.raises(ValueError) as caught:
+        launch_world_size({"WORLD_SIZE": "2", "RANK": "0"})
+    assert str(caught.value).startswith(
+        "WORLD_SIZE=2 is set but LOCAL_RANK, MASTER_ADDR, MASTER_PORT are not: start the processes with torchrun"
+    )
+    with pytest.raises(ValueError, match=r"WORLD_SIZE='two' is not an integer"):
+        launch_world_size({"WORLD_SIZE": "two"})
+    with pytest.raises(ValueError, match=r"RANK=2 is outside \[0, WORLD_SIZE=2\)"):
+        launch_world_size({"WORLD_SIZE": "2", "RANK": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "h", "MASTER_PORT": "1"})
+    assert launch_world_size({}) == launch_world_size({"WORLD_SIZE": "1"}) == 1
+    assert init_from_env({}) == 1 and not dist.is_initialized()  # a single process sets nothing up
+    result = CliRunner().invoke(
+        main, ["convert", "--model", "ann2snn.zoo.mnist_cnn:MnistCNN", "--no-weights"], env={"WORLD_SIZE": "2"}
+    )
+    assert result.exit_code == 1
+    assert (
+        result.output.strip()
+        .splitlines()[-1]
+        .startswith("Error: ValueError: WORLD_SIZE=2 is set but RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT are not")
+    )
+
+
+def test_cli_errors_name_the_rank_under_a_launcher(tmp_path):
+    from click.testing import CliRunner
+
+    from ann2snn.cli import main
+
+    missing = tmp_path / "node2" / "mnist"
+    result = CliRunner().invoke(
+        main,
+        ["convert", "--model", "ann2snn.zoo.mnist_cnn:MnistCNN", "--data", str(missing)],
+        env={"WORLD_SIZE": "2", "RANK": "1"},
+    )
+    assert result.exit_code == 2
+    assert f"Error: Invalid value for '--data': rank 1: '{missing}' is not 'mnist'" in result.output
