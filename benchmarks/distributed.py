@@ -126,7 +126,7 @@ def main() -> None:
     torchrun = Path(sys.executable).with_name("torchrun")
     with tempfile.TemporaryDirectory() as tmp:
         one_s, one_load, one = timed([sys.executable, *convert_args(Path(tmp) / "one", args)], threads=2)
-        two_cmd = [str(torchrun), "--nproc_per_node=2", "--master_port=29517", *convert_args(Path(tmp) / "two", args)]
+        two_cmd = [str(torchrun), "--nproc_per_node=2", *convert_args(Path(tmp) / "two", args)]
         two_s, two_load, two = timed(two_cmd, threads=1)
         lines = compare(one, two)
     settings = two["settings"]

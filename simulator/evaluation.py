@@ -164,10 +164,10 @@ def evaluate(
                 progress(batch.samples)
         return total
 
-    parts = [p for p in distributed.gather("evaluate", local) if p is not None] if shard else [local()]
-    total = None
-    for part in parts:
-        total = part if total is None else total.merge(part)
+    total: Evaluation | None = None
+    for part in distributed.gather("evaluate", local) if shard else [local()]:
+        if part is not None:
+            total = part if total is None else total.merge(part)
     if total is None or total.samples == 0:
         raise ValueError("no samples to evaluate")
     warn_silent_layers(total.spikes, total.samples, T)

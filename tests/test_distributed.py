@@ -164,3 +164,31 @@ def test_cli_errors_name_the_rank_under_a_launcher(tmp_path):
     )
     assert result.exit_code == 2
     assert f"Error: Invalid value for '--data': rank 1: '{missing}' is not 'mnist'" in result.output
+
+
+def test_torchrun_runs_convert_with_rank_0_alone_printing(tmp_path):
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.cli_fixtures import FACTORY, FAST
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    if not Path(torchrun).exists():
+        pytest.skip("torchrun is not installed beside this Python")
+    root = Path(__file__).resolve().parents[1]
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    command = [torchrun, "--nproc_per_node=2", f"--master_port={port}", "-m", "ann2snn.cli", "convert"]
+    command += ["--model", FACTORY, "--no-weights", "--mode", "max", "--T", "3", *FAST, "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run([*command, "--out", str(tmp_path)], cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)  # one JSON document: rank 1 printed nothing
+    assert summary["settings"]["world_size"] == 2 and summary["converted"] == 1
+    assert summary["settings"]["evaluation_samples_per_rank"] == [10, 0]
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".csv", ".json", ".json", ".nir"]

@@ -97,5 +97,5 @@ class RankedGroup(click.Group):
         except click.ClickException as exc:
             rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE", "1")
             if rank is not None and world.isdigit() and int(world) > 1 and not exc.message.startswith("rank "):
-                exc.message = f"rank {rank}: {exc.message}"
+                exc.message = f"rank {rank}: {exc.message}"  # type: ignore[misc]  # click marks it Final
             raise
