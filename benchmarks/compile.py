@@ -36,9 +36,8 @@ def best(model, execution, rounds=3):
     return min(timed(model, execution)[0] for _ in range(rounds))
 
 
-print(
-    f"| run ({args.images} images, T={args.T}, {args.threads} threads) | first call s | best later s | x eager multi | output equal |"
-)
+setting = f"{args.images} images, T={args.T}, {args.threads} threads"
+print(f"| run ({setting}) | first call s | best later s | x eager multi | output equal |")
 print("|---|---:|---:|---:|---|")
 eager_s, reference = timed(snn, "multi")
 eager_s = min(eager_s, best(snn, "multi"))
@@ -52,7 +51,5 @@ for execution in ("single", "multi"):
     first, out = timed(compiled, execution)
     later = best(compiled, execution)
     equal = "yes" if torch.equal(out, reference) else f"max diff {float((out - reference).abs().max()):.2g}"
-    print(
-        f"| torch.compile, {'per step' if execution == 'single' else 'multi-step'} | {first:.1f} | {later:.3f} | {later / eager_s:.2f} | {equal} |",
-        flush=True,
-    )
+    name = "per step" if execution == "single" else "multi-step"
+    print(f"| torch.compile, {name} | {first:.1f} | {later:.3f} | {later / eager_s:.2f} | {equal} |", flush=True)
