@@ -122,12 +122,18 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="test images (0: all 10,000)")
     parser.add_argument("--modes", nargs="+", default=["max", "99.9%"])
     parser.add_argument("--T", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--two-first", action="store_true", help="run the 2-process case first")
     args = parser.parse_args()
     torchrun = Path(sys.executable).with_name("torchrun")
     with tempfile.TemporaryDirectory() as tmp:
-        one_s, one_load, one = timed([sys.executable, *convert_args(Path(tmp) / "one", args)], threads=2)
+        one_cmd = [sys.executable, *convert_args(Path(tmp) / "one", args)]
         two_cmd = [str(torchrun), "--nproc_per_node=2", *convert_args(Path(tmp) / "two", args)]
-        two_s, two_load, two = timed(two_cmd, threads=1)
+        if args.two_first:
+            two_s, two_load, two = timed(two_cmd, threads=1)
+            one_s, one_load, one = timed(one_cmd, threads=2)
+        else:
+            one_s, one_load, one = timed(one_cmd, threads=2)
+            two_s, two_load, two = timed(two_cmd, threads=1)
         lines = compare(one, two)
     settings = two["settings"]
     print(
