@@ -34,7 +34,7 @@ SETTINGS: dict[str, dict[str, object]] = {
     },
     "loihi2": {
         "weight_bits": 8,
-        "state_bits": 24,
+        "state_bits": 18,
         "reset": "zero",
         "spike_rule": ">",
         "bias": "none",
