@@ -49,7 +49,7 @@ def chain(
     ``size``: the input's height and width.
     """
     rng = np.random.default_rng(0)
-    w0 = rng.integers(-100, 100, size=(channels, 1, kernel, kernel)).astype(float)
+    w0 = rng.integers(-60, 60, size=(channels, 1, kernel, kernel)).astype(float)
     w0.flat[0] = weight_max
     conv0 = nir.Conv2d((size, size), w0, stride, 0, 1, 1, np.full(channels, float(bias)))
     h = (size - kernel) // stride + 1
@@ -63,12 +63,12 @@ def chain(
         nodes["pool0"] = nir.SumPool2d(np.array([pool, pool]), np.array([pool, pool]), np.array([0, 0]))
         edges.append(("if0", "pool0"))
         last, hw = "pool0", h // pool
-    w1 = rng.integers(-100, 100, size=(4, channels, 3, 3)).astype(float)
+    w1 = rng.integers(-60, 60, size=(4, channels, 3, 3)).astype(float)
     nodes["conv1"] = nir.Conv2d((hw, hw), w1, 1, 0, 1, 1, np.full(4, float(bias)))
     h1 = hw - 2
     nodes["if1"] = _if((4, h1, h1), reset=reset, v_reset=v_reset, spike_rule=spike_rule)
     nodes["flat"] = nir.Flatten(input_type={"input": np.array([4, h1, h1])}, start_dim=0, end_dim=-1)
-    w2 = rng.integers(-100, 100, size=(3, 4 * h1 * h1)).astype(float)
+    w2 = rng.integers(-60, 60, size=(3, 4 * h1 * h1)).astype(float)
     nodes["fc"] = nir.Affine(w2, np.zeros(3))
     nodes["out_neuron"] = _if((3,), reset=reset, v_reset=v_reset, spike_rule=spike_rule)
     if readout == "membrane":

@@ -15,7 +15,7 @@ from exporters.targets.speck2f import fitting_cores, map_cores, memory
 from tests.target_graphs import chain, fan_out
 
 INTEGER_TARGETS = ("speck2f", "loihi2", "int8")
-LOIHI_OK = {"reset": "zero", "spike_rule": ">", "pool": 0}  # what a fitting Loihi 2 graph needs
+LOIHI_OK = {"reset": "zero", "spike_rule": ">", "pool": 0, "weight_max": 63.0}  # what a fitting Loihi 2 graph needs
 
 
 def _lines(graph, name):
@@ -115,12 +115,14 @@ def test_speck_ten_layers_do_not_fit_nine_cores():
 # --- rules several targets share ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", INTEGER_TARGETS)
-def test_nine_bit_weights(name):
+@pytest.mark.parametrize(("name", "top", "width", "limit"), [("speck2f", 128, 9, 8), ("int8", 128, 9, 8), ("loihi2", 64, 8, 7)])
+def test_weights_one_bit_too_wide(name, top, width, limit):
+    # Loihi 2: 7 bits, since Lava's mixed-sign 8-bit synapse drops the lowest bit (truncate_weights)
     extra = LOIHI_OK if name == "loihi2" else {}
-    assert _lines(chain(weight_max=128.0, **extra), name) == ["conv0: weight bits: 9 bits (limit: 8 bits)"]
-    assert _lines(chain(weight_max=-128.0, **extra), name) == ["conv0: weight bits: 9 bits (limit: 8 bits)"]
-    assert _lines(chain(weight_max=127.0, **extra), name) == []
+    line = f"conv0: weight bits: {width} bits (limit: {limit} bits)"
+    assert _lines(chain(**{**extra, "weight_max": float(top)}), name) == [line]
+    assert _lines(chain(**{**extra, "weight_max": -float(top)}), name) == [line]
+    assert _lines(chain(**{**extra, "weight_max": float(top - 1)}), name) == []
 
 
 @pytest.mark.parametrize("name", INTEGER_TARGETS)
@@ -146,23 +148,23 @@ def test_a_bias_on_a_bias_free_target(name):
 
 def test_reset_rule_and_reset_value():
     # Loihi 2 resets to zero only: a file that subtracts is refused layer by layer
-    lines = _lines(chain(reset="subtract", spike_rule=">", pool=0), "loihi2")
+    lines = _lines(chain(**{**LOIHI_OK, "reset": "subtract"}), "loihi2")
     assert lines == [f"{n}: reset: subtract (limit: zero)" for n in ("if0", "if1", "out_neuron")]
     # reset to zero must go to 0 on Speck and Loihi 2 (no reset value there); int8 takes any
     assert _lines(chain(reset="zero", v_reset=10.0), "speck2f") == [
         f"{n}: reset value: v_reset = 10 (limit: v_reset = 0)" for n in ("if0", "if1", "out_neuron")
     ]
-    assert _lines(chain(reset="zero", v_reset=-3.0, spike_rule=">", pool=0), "loihi2") == [
+    assert _lines(chain(**LOIHI_OK, v_reset=-3.0), "loihi2") == [
         f"{n}: reset value: v_reset = -3 (limit: v_reset = 0)" for n in ("if0", "if1", "out_neuron")
     ]
     assert _lines(chain(reset="zero", v_reset=10.0), "int8") == []
 
 
 def test_loihi2_spike_rule_pool_join_split():
-    assert _lines(chain(reset="zero", pool=0), "loihi2") == [
+    assert _lines(chain(**{**LOIHI_OK, "spike_rule": ">="}), "loihi2") == [
         f"{n}: spike rule: v >= V_th (limit: v > V_th)" for n in ("if0", "if1", "out_neuron")
     ]
-    assert _lines(chain(reset="zero", spike_rule=">"), "loihi2") == [
+    assert _lines(chain(**{**LOIHI_OK, "pool": 2}), "loihi2") == [
         "pool0: pool / average nodes: SumPool2d (limit: none (lava-dl NIR))"
     ]
     joined = chain(**LOIHI_OK)

@@ -33,7 +33,7 @@ SETTINGS: dict[str, dict[str, object]] = {
         "input_encoding": "rate",
     },
     "loihi2": {
-        "weight_bits": 8,
+        "weight_bits": 7,
         "state_bits": 18,
         "reset": "zero",
         "spike_rule": ">",

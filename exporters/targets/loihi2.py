@@ -12,9 +12,13 @@ and ``PyLifModelBitAcc``; ``src/lava/proc/dense/models.py``, ``PyDenseModelBitAc
 - ``du``, ``dv``: 12-bit unsigned decays (an IF neuron: ``du = 4095`` — the current lasts one
   step, since ``ds_offset = 1`` makes the decay 4096/4096 — and ``dv = 0``);
 - ``bias_mant``: 13-bit signed with a 3-bit exponent;
-- Dense weights: ``precision=8`` with ``weight_exp`` (4 bits): 8-bit weights, a shared exponent.
+- Dense weights: ``precision=8`` with ``weight_exp`` (4 bits): 8-bit weights, a shared exponent;
+  mixed-sign weights lose their lowest bit (``lava/utils/weightutils.py``, ``truncate_weights``:
+  ``num_truncate_bits = 8 - num_weight_bits + 1``), so a layer with both signs holds 7-bit
+  integers exactly (as ``2 w`` with ``weight_exp = -1``: ``interop/readers/run_lava.py``).
 
-lava-dl's NIR reader ``nir_to_lavadl_net`` accepts only Input, Flatten, Conv2d and
+lava-dl's NIR reader (``nir_to_lavadl_net``, in the repository only: the lava-dl 0.6.0 release
+has no NIR module, ``lava/lib/dl/netx`` holds ``hdf5``, ``blocks``, ``utils``) accepts only Input, Flatten, Conv2d and
 Linear/Affine each followed by a ``CubaLIF`` ("only supports CUBA"), refuses splits and joins
 ("Lava does not support graphs with splits / joins") and any other node ("Unsupported node
 type"), and builds its blocks from the shapes and threshold only (the weights are not copied);
@@ -35,10 +39,15 @@ NAME = "loihi2"
 LAVA_LIF = "lava-nc src/lava/proc/lif/models.py AbstractPyLifModelFixed / PyLifModelBitAcc"
 LAVA_DENSE = "lava-nc src/lava/proc/dense/models.py PyDenseModelBitAcc"
 LAVA_DL = "lava-dl src/lava/lib/dl/netx/nir_lava.py nir_to_lavadl_net"
-NIR_NOTE = "lava-dl's NIR reader maps CubaLIF only (IF nodes: Unsupported node type); run with lava-nc processes"
+NIR_NOTE = "lava-dl's NIR reader (not in lava-dl 0.6.0) maps CubaLIF only; IF files run as lava-nc Dense + LIF"
 
 LIMITS: dict[str, Limit] = {
-    "weight_bits": Limit("weight bits", 8, LAVA_DENSE + " weights precision=8 (+ weight_exp, 4 bits)"),
+    "weight_bits": Limit(
+        "weight bits",
+        7,
+        LAVA_DENSE + " weights precision=8 (+ weight_exp); mixed-sign weights lose their lowest bit"
+        " (lava/utils/weightutils.py truncate_weights): 7 bits, given as 2w with weight_exp=-1",
+    ),
     "threshold_bits": Limit("threshold bits", 17, LAVA_LIF + " vth precision=17, unsigned (<< 6 on chip)", False),
     "state_bits": Limit("state bits", 18, LAVA_LIF + " v precision=24, input and vth << 6: 18 bits in input units"),
     "bias_bits": Limit("bias bits", 13, LAVA_LIF + " bias_mant precision=13 (signed)"),
