@@ -7,7 +7,8 @@ Run from the repository root in the main ``.venv`` (the Lava side runs in the La
     ANN2SNN_INTEROP_VENVS=/work/venvs-interop python interop/lava.py --samples 100 --T 16
 
 Our side: the interop MLP (784-64-32-10, ``interop.harness._mlp_ann``: one seeded pass over the
-embedded calibration images; a ReLU appended so that the output layer spikes) converted in mode 99.9% for rate input with a spike-count readout,
+embedded calibration images; a ReLU appended so that the output layer spikes) converted in
+mode 99.9% for rate input with a spike-count readout,
 reset to zero and the strict rule ``v > V_th`` (Lava's LIF), ``V[0] = V_th/2``, quantised to
 7-bit weights (Lava's mixed-sign 8-bit synapse drops the lowest bit: see ``run_lava.py``), an
 18-bit state (Lava's 24-bit ``v`` holds the input shifted by 6 bits) and no biases; exported,
@@ -45,7 +46,8 @@ def loihi_export(path: Path, T: int = 16, calib: int = 500) -> Path:
     data = load_embedded("calib")
     ann = torch.nn.Sequential(_mlp_ann(data.images, data.labels), torch.nn.ReLU())  # a spiking output layer
     images = data.images[:calib]
-    convert = Converter("99.9%", dataloader=[images], readout="spike_count", encoding="rate", reset="zero", spike_rule=">")
+    settings = {"readout": "spike_count", "encoding": "rate", "reset": "zero", "spike_rule": ">"}
+    convert = Converter("99.9%", dataloader=[images], **settings)
     snn = quantize(convert(ann), 7, 18, bias="none", calibration=images, calibration_T=T)
     return export_nir(snn, path, T=T, input_shape=(1, 28, 28))
 

@@ -115,7 +115,10 @@ def test_speck_ten_layers_do_not_fit_nine_cores():
 # --- rules several targets share ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "top", "width", "limit"), [("speck2f", 128, 9, 8), ("int8", 128, 9, 8), ("loihi2", 64, 8, 7)])
+WIDER = [("speck2f", 128, 9, 8), ("int8", 128, 9, 8), ("loihi2", 64, 8, 7)]
+
+
+@pytest.mark.parametrize(("name", "top", "width", "limit"), WIDER)
 def test_weights_one_bit_too_wide(name, top, width, limit):
     # Loihi 2: 7 bits, since Lava's mixed-sign 8-bit synapse drops the lowest bit (truncate_weights)
     extra = LOIHI_OK if name == "loihi2" else {}
