@@ -112,6 +112,16 @@ def test_speck_ten_layers_do_not_fit_nine_cores():
     assert [r["core"] for r in report.resources] == [0, 1, 2, 3, 4, 5, 6, 7, 8, None]
 
 
+def test_speck_current_join_and_scale_node():
+    graph = chain()
+    graph.nodes["skip"] = nir.Scale(np.ones((4, 5, 5)))
+    graph.edges += [("pool0", "skip"), ("skip", "if1")]  # a residual add of currents into if1
+    assert _lines(graph, "speck2f") == [
+        "if1: inputs of a neuron layer: 2 (conv1, skip) (limit: 1 (Merge joins spikes before a conv))",
+        "skip: node type: Scale (limit: conv/linear, IF, sum pool, flatten)",
+    ]
+
+
 # --- rules several targets share ----------------------------------------------------------------
 
 

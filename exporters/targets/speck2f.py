@@ -14,7 +14,12 @@ Every number is from Sinabs 3.1.3 (``sinabs/backend/dynapcnn``), the code, not t
 - 8-bit weights *and biases*, 16-bit state and thresholds: ``discretize.py``,
   ``DYNAPCNN_WEIGHT_PRECISION_BITS = 8`` (also used for the bias), ``DYNAPCNN_STATE_PRECISION_BITS = 16``;
 - at most two destinations per layer: ``exceptions.py`` (``MaxDestinationsReached``);
-- square kernels and square pooling: ``dynapcnn_layer.py`` (``DynapcnnLayer.__init__``).
+- square kernels and square pooling: ``dynapcnn_layer.py`` (``DynapcnnLayer.__init__``);
+- the graph: ``connectivity_specs.py`` — nodes are weights (Conv2d, Linear), ``IAFSqueeze``
+  neurons, sum/average pools (``SupportedNodeTypes``); edges weight → neuron → pool → weight
+  (``VALID_SINABS_EDGE_TYPES``); only a ``Merge`` joins inputs, and it feeds a weight layer
+  (``LAYER_TYPES_WITH_MULTIPLE_INPUTS``): spikes of two layers may meet at a convolution, but
+  currents may not be summed into a neuron (a residual add of a skip current).
 
 - reset to zero goes to 0 (``chips/dynapcnn.py``: ``return_to_zero`` is a flag, the chip has no
   reset value), reset by subtraction subtracts ``threshold_high``.
@@ -34,6 +39,7 @@ from typing import Any
 
 import nir
 
+from exporters.nir_graph import predecessors
 from exporters.targets.base import (
     Layer,
     Limit,
@@ -75,6 +81,14 @@ LIMITS: dict[str, Limit] = {
         "bias", False, "Sinabs docs: the bias is added once per slow-clock tick as a leak, not per input step"
     ),
     "spiking_output": Limit("spiking layer", True, SINABS + "DynapcnnLayer: conv -> IAF -> pool"),
+    "node_types": Limit(
+        "node type",
+        ("Input", "Output", "Conv2d", "Affine", "Linear", "IF", "SumPool2d", "AvgPool2d", "Flatten"),
+        SINABS + "connectivity_specs.py SupportedNodeTypes",
+    ),
+    "neuron_inputs": Limit(
+        "inputs of a neuron layer", 1, SINABS + "connectivity_specs.py LAYER_TYPES_WITH_MULTIPLE_INPUTS (Merge only)"
+    ),
     "input": Limit("input", "spikes", "DYNAP-CNN receives events (DVS or spike input)"),
 }
 
@@ -177,6 +191,25 @@ def _shape_rules(layer: Layer) -> list[Violation]:
     return out
 
 
+def _graph_rules(graph: nir.NIRGraph) -> list[Violation]:
+    """Node types Sinabs maps to a core, and no current summed into a neuron from two places."""
+    out = []
+    allowed = LIMITS["node_types"].value
+    for name, node in graph.nodes.items():
+        kind = type(node).__name__
+        if kind not in allowed and kind != "I":  # an I node (membrane readout): the spiking-layer rule says it
+            out.append(Violation(name, "node type", "conv/linear, IF, sum pool, flatten", kind))
+        n_in = len(predecessors(graph.edges, name))
+        if isinstance(node, nir.IF) and n_in > 1:
+            sources = ", ".join(predecessors(graph.edges, name))
+            out.append(
+                Violation(
+                    name, "inputs of a neuron layer", "1 (Merge joins spikes before a conv)", f"{n_in} ({sources})"
+                )
+            )
+    return out
+
+
 def check_graph(graph: nir.NIRGraph) -> Report:
     """Check a NIR graph (as our exporter writes it) against Speck 2f.
 
@@ -199,6 +232,7 @@ def check_graph(graph: nir.NIRGraph) -> Report:
             Violation("input", "input", "spikes (events)", "constant analog current (needs input_encoding='rate')")
         )
     report.violations += common_rules(layers, LIMITS, quant is not None)
+    report.violations += _graph_rules(graph)
     for layer in layers:
         report.violations += _shape_rules(layer)
     if len(layers) > LIMITS["cores"].value:
