@@ -152,10 +152,10 @@ def test_a_bias_on_a_bias_free_target(name):
         "conv0: bias: 4 non-zero biases (limit: none)",
         "conv1: bias: 4 non-zero biases (limit: none)",
     ]
-    assert _lines(chain(bias=5.0), "int8") == []  # int8 takes 8-bit biases
-    assert _lines(chain(bias=200.0), "int8") == [
-        "conv0: bias bits: 9 bits (limit: 8 bits)",
-        "conv1: bias bits: 9 bits (limit: 8 bits)",
+    assert _lines(chain(bias=5.0), "int8") == []  # int8 takes 16-bit biases
+    assert _lines(chain(bias=32768.0), "int8") == [
+        "conv0: bias bits: 17 bits (limit: 16 bits)",
+        "conv1: bias bits: 17 bits (limit: 16 bits)",
     ]
 
 
