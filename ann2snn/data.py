@@ -316,7 +316,8 @@ def read_image_folder(
     Args:
         split: ``"train"`` or ``"test"`` for a folder with both; None for a plain class folder
             (for a split folder, None means ``"test"``).
-        limit: read only the first ``limit`` images (0: all).
+        limit: read only ``limit`` images spread evenly over the split, in sorted order (0: all);
+            the split is sorted by class, so its first images would be of one class only.
 
     Raises:
         ValueError: an empty folder, no class subfolders, an image Pillow cannot read (naming the
@@ -346,7 +347,7 @@ def _read_split(names, read, where, split, limit):
         raise ValueError(f"{where} has no {key!r} split (it has {', '.join(sorted(layout))})")
     chosen = layout[key]
     classes = sorted({n.split("/")[-2] for n in chosen})
-    picked = chosen[:limit] if limit else chosen
+    picked = [chosen[i] for i in _spread(len(chosen), limit)] if limit else chosen
     return _decode(read, picked, where), _labelled(picked, classes), classes
 
 
@@ -358,7 +359,8 @@ def _spread(n: int, k: int) -> list[int]:
 
 
 def _images(path: Path, calib_size: int, limit: int) -> DataSet:
-    """An image folder: evaluation on the ``test`` split (or the only one); calibration on
+    """An image folder: evaluation on ``limit`` images spread over the ``test`` split (or the only
+    one; all with 0); calibration on
     ``calib_size`` images of the ``train`` split spread evenly over it (so over every class), or,
     without a train split, the first evaluation images."""
     if path.is_file():

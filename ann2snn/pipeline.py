@@ -27,6 +27,7 @@ which run ``simulation_s`` timed.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import re
@@ -38,10 +39,10 @@ from pathlib import Path
 import torch
 import torch.fx as fx
 from torch import nn
-from tqdm import tqdm
 
 from ann2snn.data import DataSet, DataSource, load_data
 from ann2snn.models import ModelSpec, load_model
+from ann2snn.progress import Bar, progress_bar
 from converter import Converter, parse_mode, quantize
 from converter.quantize import MAX_STATE_BITS, MAX_WEIGHT_BITS, check_bits
 from converter.readout import READOUTS
@@ -341,7 +342,7 @@ class Runner:
         self.job, self.force, self.quiet, self.echo = job, force, quiet, echo
         self.rows: list[Row] = []
         self.header: dict = {}
-        self.bar: tqdm | None = None
+        self.bar: Bar | None = None
 
     def advance(self, items: int) -> None:
         if self.bar is not None:
@@ -352,7 +353,7 @@ class Runner:
         data = load_data(job.data, job.calib_size, job.limit, job.input_shape)
         self.header = self.summary_header(data)
         total = len(job.models) * len(job.modes) * len(job.Ts)
-        with tqdm(total=total, desc="batch", unit="item", disable=self.quiet) as self.bar:
+        with progress_bar(total=total, desc="batch", unit="item", disable=self.quiet) as self.bar:
             for entry in job.models:
                 rows = self.run_model(entry, data)
                 self.rows.extend(rows)
@@ -450,12 +451,13 @@ class Runner:
         rows = {t: Row(entry.name, mode, t, ann_accuracy=ann_acc) for t in Ts}
         try:
             start = time.perf_counter()
-            with tqdm(total=len(data.calib), desc=f"calibrate {label}", leave=False, disable=self.quiet) as bar:
+            samples_bar = functools.partial(progress_bar, unit="sample", leave=False, disable=self.quiet)
+            with samples_bar(total=len(data.calib), desc=f"calibrate {label}") as bar:
                 calibrate_T = max(Ts) if job.calibrate else None
                 snn = job.converter(mode, data.calib_loader(), bar.update, calibrate_T)(ann)
             conversion_s = time.perf_counter() - start
             start = time.perf_counter()
-            with tqdm(total=len(data.x), desc=f"simulate {label} T={max(Ts)}", leave=False, disable=self.quiet) as bar:
+            with samples_bar(total=len(data.x), desc=f"simulate {label} T={max(Ts)}") as bar:
                 curve = accuracy_curve(snn, data, max(Ts), job.batch_size, bar.update)
             simulation_s = time.perf_counter() - start
         except Exception as exc:

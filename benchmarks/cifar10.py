@@ -23,6 +23,12 @@ When ``spikingjelly`` (2.0) is importable (``bash interop/setup.sh spikingjelly`
 ``$ANN2SNN_INTEROP_VENVS/spikingjelly/bin/python``), its row follows each network's:
 ``RateCodingRecipe(loader, mode='99.9%', channel_wise=True, half_threshold=True)``, as in
 ``benchmarks/accuracy_vs_T.py``.
+
+Both example networks end in a Linear layer without a ReLU, so under the spike-count readout the
+output already is the last layer's accumulated current: the "+ membrane readout" row equals the
+row above it by construction (it differs on networks that end in a ReLU). The last row is row 4
+(bias calibration) with burst neurons (``spike_rule="multi"``: ``floor(V / V_th)`` spikes in a
+step, no cap; Li & Zeng 2022), which Sinabs and Loihi 2 accept and Speck does not.
 """
 
 from __future__ import annotations
@@ -56,6 +62,10 @@ STEPS = [
     (
         "+ weight calibration",
         {"v_init": 0.5, "readout": "membrane", "channel_wise": True, "calibrate": True, "calibrate_weights": True},
+    ),
+    (  # not cumulative: bias calibration (row 4) with burst neurons instead of weight calibration
+        "+ calibration, burst neurons (off by default)",
+        {"v_init": 0.5, "readout": "membrane", "channel_wise": True, "calibrate": True, "spike_rule": "multi"},
     ),
 ]
 
@@ -127,7 +137,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="test images (0: all 10,000)")
     parser.add_argument("--T", type=int, nargs="+", default=[4, 8, 16, 32, 64])
     parser.add_argument("--calib", type=int, default=2000, help="calibration images from the training split")
-    parser.add_argument("--steps", type=int, default=len(STEPS), help="how many of the technique rows to run")
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        type=int,
+        default=None,
+        help=f"which technique rows to run, by index 0..{len(STEPS) - 1} (default: all), e.g. --rows 5",
+    )
+    parser.add_argument("--no-spikingjelly", action="store_true", help="skip SpikingJelly's row")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--zip", type=Path, default=DEFAULT_ZIP)
@@ -155,9 +172,11 @@ def main() -> None:
         ann_acc, ann_s = ann_pass(ann, x, test_y, args.batch)
         ann_acc, ann_s = ann_pass(ann, x, test_y, args.batch)  # second pass: warm
         rows.append([name, f"ANN ({ann_s:.2f} s per pass)", *([ann_acc] * len(args.T)), 0.0, 1.0])
-        for technique, options in STEPS[: args.steps]:
+        for technique, options in [STEPS[i] for i in (range(len(STEPS)) if args.rows is None else args.rows)]:
             rows.append([name, technique, *our_row(ann, calib, x, test_y, options, args.T, args.batch, ann_s)])
             print(format_table(header, rows[-1:]), flush=True)
+        if args.no_spikingjelly:
+            continue
         sj = spikingjelly_row(ann, calib, x, test_y, args.T, args.batch, ann_s)
         rows.append(
             [name, "SpikingJelly 99.9% channel-wise + half threshold", *sj]

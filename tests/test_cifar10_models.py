@@ -107,3 +107,30 @@ def test_augment_is_a_padded_crop_or_its_mirror():
             for f in (False, True)
         ]
         assert any(torch.equal(out[n], c) for c in crops)
+
+
+CIFAR_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "cifar10-jpeg.zip"
+
+
+@pytest.mark.parametrize(("loader", "cls"), [("load_cifar10_resnet20", "ResNet20"), ("load_cifar10_vgg", "VGG")])
+def test_shipped_weights_load_in_eval_mode_and_are_the_examples_models(loader, cls):
+    from ann2snn.zoo import cifar10 as zoo
+
+    model = getattr(zoo, loader)()
+    assert type(model).__name__ == cls and not model.training
+    assert cifar10.ResNet20 is zoo.ResNet20 and cifar10.MODELS is zoo.MODELS
+    fresh = zoo.MODELS[cls.lower()]()
+    assert fresh.state_dict().keys() == model.state_dict().keys()
+
+
+@pytest.mark.skipif(not CIFAR_ZIP.exists(), reason=f"no CIFAR-10 zip at {CIFAR_ZIP}")
+def test_shipped_weights_classify_cifar10():
+    from ann2snn.zoo.cifar10 import load_cifar10_resnet20, load_cifar10_vgg
+
+    x, y = cifar10.read_cifar10_zip(CIFAR_ZIP, "test")
+    pick = torch.arange(0, len(x), 20)  # 500 images, 50 per class (the split is sorted by class)
+    x, y = x[pick].float() / 255, y[pick]
+    with torch.no_grad():
+        for model, measured in ((load_cifar10_resnet20(), 87.13), (load_cifar10_vgg(), 87.77)):
+            accuracy = 100.0 * float((model(x).argmax(1) == y).double().mean())
+            assert abs(accuracy - measured) < 4, (type(model).__name__, accuracy)  # 500 of 10,000 images

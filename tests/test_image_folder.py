@@ -89,3 +89,15 @@ def test_mixed_image_sizes_are_refused_naming_both_files(folder):
     _png(folder / "dog" / "c.png", 40, size=(5, 3))
     with pytest.raises(ValueError, match=r"dog/c\.png is 5x3 with 3 channels but .*cat/z\.png is 4x3 with 3 channels"):
         read_image_folder(folder)
+
+
+def test_a_limit_spreads_the_evaluation_images_over_every_class(tmp_path):
+    root = tmp_path / "many"
+    for c, name in enumerate(("cat", "dog", "eel")):
+        for i in range(4):
+            _png(root / name / f"{i}.png", 10 * c + i)
+    x, y, classes = read_image_folder(root, limit=3)
+    assert classes == ["cat", "dog", "eel"] and y.tolist() == [0, 1, 2]  # indices 0, 4, 8 of 12
+    assert torch.equal(x, _expected_pixels([0, 10, 20]))
+    spread = load_data(DataSource.parse(str(_zip(root, tmp_path / "many.zip"))), calib_size=0, limit=6)
+    assert spread.y.tolist() == [0, 0, 1, 1, 2, 2]

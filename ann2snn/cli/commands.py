@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 import torch
-from tqdm import tqdm
 
 from ann2snn.cli.errors import library_errors
 from ann2snn.cli.params import DATA, DEVICE, MODEL, SHAPE, check_model_args, check_modes
@@ -17,6 +16,7 @@ from ann2snn.jobfile import JobFileError, read_job
 from ann2snn.models import ModelLoadError, ModelSpec, refusal
 from ann2snn.pipeline import Job, ModelEntry, run_job
 from ann2snn.plots import IF_RATE_DEFAULT_T, AccuracyCurve, plot_accuracy_curves, plot_if_rate
+from ann2snn.progress import Bar, progress_bar
 from ann2snn.tables import format_graph, format_simulation, format_summary
 
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -24,16 +24,16 @@ OUT_FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 class LazyBar:
-    """A ``progress(n)`` callback whose tqdm bar opens at the first update, so that a command
-    failing before any work draws no bar."""
+    """A ``progress(n)`` callback whose bar (:func:`ann2snn.progress.progress_bar`) opens at the
+    first update, so that a command failing before any work draws no bar."""
 
     def __init__(self, **options) -> None:
         self.options = options
-        self.bar: tqdm | None = None
+        self.bar: Bar | None = None
 
     def update(self, n: int) -> None:
         if self.bar is None:
-            self.bar = tqdm(**self.options)
+            self.bar = progress_bar(**self.options)
         self.bar.update(n)
 
     def close(self) -> None:
@@ -493,7 +493,7 @@ def simulate(
 
         (entry,) = _model_entries(model, (weights,) if weights else (), trust_pickle, no_weights, (), model_args)
         ann_acc = ann_accuracy(load_model(entry.spec).eval().to(device), dataset, batch_size)
-    with tqdm(total=len(dataset.x), desc=f"simulate T={T}", disable=quiet or as_json) as bar:
+    with progress_bar(total=len(dataset.x), desc=f"simulate T={T}", unit="sample", disable=quiet or as_json) as bar:
         stats = simulate_dataset(snn, dataset, T, batch_size, bar.update, early_exit)
     if png is not None and stats.accuracy_per_t is not None:
         name = entry.name if model is not None else nir_file.stem

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import functools
+import logging
+import sys
 import warnings
 
 import click
@@ -50,3 +52,34 @@ def warnings_as_lines() -> None:
     """Print library warnings as one ``warning: ...`` line each on stderr (not Python's
     ``file:line: UserWarning`` form), each distinct message once."""
     warnings.showwarning = _show_warning
+
+
+LIBRARY_LOGGERS = ("ann2snn", "converter", "simulator", "exporters")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the ``sys.stderr`` of the moment (click's test runner swaps it per call)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def show_logging(verbosity: int) -> None:
+    """Show the library's log records on stderr as ``converter.calibrate: message`` lines:
+    ``verbosity`` 1 shows INFO and above, 2 or more DEBUG; 0 changes nothing (warnings still
+    reach the user through :func:`warnings_as_lines`)."""
+    if verbosity <= 0:
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    level = logging.INFO if verbosity == 1 else logging.DEBUG
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers = [h for h in logger.handlers if not isinstance(h, _StderrHandler)]
+        logger.addHandler(handler)
+        logger.setLevel(level)

@@ -10,7 +10,7 @@ import torch
 from ann2snn.cli.check import check
 from ann2snn.cli.commands import accuracy_title, batch, convert, inspect, plot, simulate, verify
 from ann2snn.cli.diagnose import diagnose
-from ann2snn.cli.errors import warnings_as_lines
+from ann2snn.cli.errors import show_logging, warnings_as_lines
 from ann2snn.cli.params import check_modes as _modes
 from ann2snn.cli.report import report
 from ann2snn.data import DEFAULT_LIMIT, LIMIT_HELP
@@ -21,9 +21,20 @@ from ann2snn.tables import format_table
 
 @click.group()
 @click.version_option(package_name="ann2snn")
-def main() -> None:
-    """Convert ReLU networks into integrate-and-fire SNNs, simulate them, export them to NIR."""
+@click.option(
+    "--verbose",
+    "-v",
+    "verbosity",
+    count=True,
+    help="Show the library's log lines on stderr (-v: what each conversion step did; -vv: debug).",
+)
+def main(verbosity: int) -> None:
+    """Convert ReLU networks into integrate-and-fire SNNs, simulate them, export them to NIR.
+
+    Put --verbose before the command: ann2snn -v convert ...
+    """
     warnings_as_lines()
+    show_logging(verbosity)
 
 
 @main.command()
