@@ -60,6 +60,7 @@ JOB_KEYS = {
     "weight_bits": int,
     "state_bits": int,
     "encoding": str,
+    "target": str,
     "models": list,
 }
 MODEL_KEYS = {
@@ -118,6 +119,7 @@ def read_job(path: Path, out: Path | None = None, device: str | None = None, lim
             weight_bits=doc.get("weight_bits"),
             state_bits=doc.get("state_bits"),
             encoding=doc.get("encoding", "constant"),
+            target=doc.get("target"),
         )
     except JobFileError:
         raise

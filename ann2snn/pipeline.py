@@ -95,12 +95,18 @@ class Job:
     inputs on which each reloaded .nir must reproduce the SNN's spike counts. ``weight_bits``
     and ``state_bits`` (needs ``weight_bits``): :func:`converter.quantize`'s widths.
     ``encoding``: the SNN's input, ``"constant"`` (analog), ``"rate"`` (regular spikes of IF
-    encoders, calibrated for) or ``"poisson"`` (see :meth:`converter`).
+    encoders, calibrated for) or ``"poisson"`` (see :meth:`converter`). ``target``: a hardware
+    target (:data:`exporters.targets.TARGETS`) whose settings (:func:`target_settings`: bit
+    widths, reset and spike rule, no biases, spike input and readout) the conversion takes and
+    whose check each exported file must pass (a row that does not fit fails, naming every
+    violation; the file is kept for ``ann2snn check``).
 
     Raises:
         ValueError: no model, mode or T, a repeated model name or normalisation, ``T < 1``, an
             unknown readout, export profile or encoding, ``calibrate_weights`` without
-            ``calibrate``, bit widths out of range, or ``state_bits`` without ``weight_bits``.
+            ``calibrate``, bit widths out of range, or ``state_bits`` without ``weight_bits``; an
+            unknown ``target`` (listing the known ones) or a setting that contradicts it (naming
+            both values).
     """
 
     models: tuple[ModelEntry, ...]
@@ -123,8 +129,11 @@ class Job:
     weight_bits: int | None = None
     state_bits: int | None = None
     encoding: str = "constant"
+    target: str | None = None
 
     def __post_init__(self) -> None:
+        if self.target is not None:
+            self._take_target()
         if not self.models or not self.modes or not self.Ts:
             raise ValueError("a job needs at least one model, one mode and one T")
         names = [m.name for m in self.models]
@@ -154,6 +163,18 @@ class Job:
         if self.encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
 
+    def _take_target(self) -> None:
+        """Set the fields the target decides; refuse a field given otherwise (not its default)."""
+        wanted = target_settings(str(self.target))
+        defaults = {"weight_bits": None, "state_bits": None, "encoding": "constant", "readout": "membrane"}
+        for key, default in defaults.items():
+            if key not in wanted:
+                continue
+            given = getattr(self, key)
+            if given not in (default, wanted[key]):
+                raise ValueError(f"target {self.target} sets {key}={wanted[key]!r}, got {key}={given!r}")
+            object.__setattr__(self, key, wanted[key])  # frozen: set once, while constructing
+
     def settings(self) -> dict:
         """The settings that decide a combination's result (besides model, mode and T)."""
         settings = {
@@ -175,6 +196,8 @@ class Job:
             settings["state_bits"] = self.state_bits
         if self.encoding != "constant":
             settings["encoding"] = self.encoding
+        if self.target is not None:
+            settings["target"] = self.target
         return settings
 
     def converter(
@@ -192,11 +215,13 @@ class Job:
         if self.weight_bits is None:
             return convert
         bits, state, steps = self.weight_bits, self.state_bits, calibrate_T or QUANTIZE_T
+        bias = str(target_settings(self.target).get("bias", "keep")) if self.target else "keep"
         return lambda ann: quantize(
-            convert(ann), weight_bits=bits, state_bits=state, calibration=dataloader, calibration_T=steps
+            convert(ann), weight_bits=bits, state_bits=state, bias=bias, calibration=dataloader, calibration_T=steps
         )
 
     def _converter(self, mode: str, dataloader, progress, calibrate_T: int | None) -> Converter:
+        neuron = {k: v for k, v in target_settings(self.target).items() if k in ("reset", "spike_rule")}
         return Converter(
             mode=mode,
             dataloader=dataloader,
@@ -207,10 +232,33 @@ class Job:
             calibrate_weights=self.calibrate_weights and calibrate_T is not None,
             progress=progress,
             encoding="rate" if self.encoding == "rate" else "constant",
+            **neuron,
         )
 
     def stem(self, model: str, mode: str, T: int) -> str:
         return f"{model}_{parse_mode(mode).file_name}_T{T}"
+
+
+def target_settings(name: str | None) -> dict:
+    """What converting for hardware target ``name`` sets (``{}`` for ``None``): ``weight_bits``,
+    ``state_bits``, ``encoding`` (spike input), ``readout``, the neuron's ``reset`` and
+    ``spike_rule``, and ``bias`` (``"none"``: :func:`converter.quantize` removes the biases).
+    From :data:`exporters.targets.SETTINGS`, whose limits they meet (e.g. Speck 2f: 8-bit
+    weights, 16-bit state, no bias, rate spikes, spike-count readout; Loihi 2: 7-bit weights, 18
+    bits of state, reset to zero, ``v > V_th``).
+
+    Raises:
+        ValueError: an unknown target; the message lists the known ones.
+    """
+    if name is None:
+        return {}
+    from exporters.targets import SETTINGS, target
+
+    target(name)  # raises, listing the known targets
+    settings = dict(SETTINGS[name])
+    if "input_encoding" in settings:
+        settings["encoding"] = settings.pop("input_encoding")
+    return settings
 
 
 def _with_encoding(
@@ -442,6 +490,18 @@ class Runner:
             self.advance(1)
         return {(mode, t): row for t, row in rows.items()}
 
+    def target_misfit(self, path: Path) -> str | None:
+        """``None`` when the file fits the job's target (or there is none); else every violation."""
+        if self.job.target is None:
+            return None
+        from exporters.targets import check_file
+
+        report = check_file(path, self.job.target)
+        if report.fits:
+            return None
+        lines = "; ".join(v.line() for v in report.violations)
+        return f"does not fit {self.job.target} ({len(report.violations)} violations): {lines}"
+
     def finish(self, row: Row, snn, data: DataSet, settings: dict) -> None:
         """Export, reload and cross-check one combination; write its record."""
         stem = self.job.stem(row.model, row.mode, row.T)
@@ -453,7 +513,10 @@ class Runner:
             return
         row.file = str(path)
         row.round_trip, row.round_trip_max_diff = ("equal" if report.equal else "differ"), report.max_count_diff
-        if report.equal:
+        misfit = self.target_misfit(path)
+        if misfit:
+            row.error = misfit
+        elif report.equal:
             row.status = "converted"
         else:
             row.error = (

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Create the virtual environment of one external NIR reader (or all): bash interop/setup.sh READER
-# READER: norse | spikingjelly | sinabs | snntorch | all.  See interop/README.md.
+# READER: norse | spikingjelly | sinabs | snntorch | lava | all.  See interop/README.md.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-readers=(norse spikingjelly sinabs snntorch)
+readers=(norse spikingjelly sinabs snntorch lava)
 [ $# -eq 1 ] || { echo "usage: bash interop/setup.sh {${readers[*]// /|}|all}" >&2; exit 2; }
 if [ "$1" = all ]; then
     status=0

@@ -235,6 +235,14 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
     "[0, 1], calibrated for) or poisson (Bernoulli spikes; converted as for constant input).",
 )
 @click.option(
+    "--target",
+    "target_name",
+    default=None,
+    metavar="NAME",
+    help="Convert for a hardware target (speck2f, loihi2, spinnaker2, int8): its bit widths, reset and "
+    "spike rule, no biases, spike input and readout; each file must then pass ann2snn check --target.",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("ann2snn-out"),
@@ -276,6 +284,7 @@ def convert(
     weight_bits,
     state_bits,
     encoding,
+    target_name,
     out,
     device,
     batch_size,
@@ -321,6 +330,7 @@ def convert(
             weight_bits,
             state_bits,
             encoding,
+            target_name,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -33,8 +33,8 @@ SETTINGS: dict[str, dict[str, object]] = {
         "input_encoding": "rate",
     },
     "loihi2": {
-        "weight_bits": 8,
-        "state_bits": 24,
+        "weight_bits": 7,
+        "state_bits": 18,
         "reset": "zero",
         "spike_rule": ">",
         "bias": "none",

@@ -28,12 +28,14 @@ class Limit:
     """One documented limit of a target.
 
     ``value`` is ``None`` where the number could not be confirmed; ``source`` says where the
-    number comes from (file and line, or document), or why it is unconfirmed.
+    number comes from (file and line, or document), or why it is unconfirmed. ``signed``: a bit
+    width counts a sign bit (False: an unsigned field, e.g. Loihi's 17-bit threshold).
     """
 
     rule: str
     value: Any
     source: str
+    signed: bool = True
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class Layer:
     destinations: list[tuple[str, int]]  # (weighted node, pool kernel on the way; 1: none)
     pool_shapes: list[tuple[int, int, int, int]]  # (kernel_h, kernel_w, stride_h, stride_w) after the neuron
     n_inputs: int  # incoming edges of the weighted node
+    v_reset: np.ndarray | None = None  # the IF node's v_reset (where reset to zero goes), file units
 
 
 def _pair(value: Any) -> tuple[int, int]:
@@ -194,9 +197,10 @@ def read_layers(graph: nir.NIRGraph) -> list[Layer]:
             kernel = (shape[1], shape[2]) if len(shape) == 3 else (1, 1)
             stride, out_c, out_hw = (1, 1), int(weight.shape[0]), (1, 1)
         thresholds = np.asarray(nnode.v_threshold, dtype=np.float64) if isinstance(nnode, nir.IF) else None
-        reset = None
+        reset, v_reset = None, None
         if isinstance(nnode, nir.IF):
             reset = str((nnode.metadata or {}).get("reset", "zero"))
+            v_reset = None if nnode.v_reset is None else np.asarray(nnode.v_reset, dtype=np.float64)
         dests, pools = _destinations(graph, neuron) if neuron else ([], [])
         layers.append(
             Layer(
@@ -215,6 +219,7 @@ def read_layers(graph: nir.NIRGraph) -> list[Layer]:
                 dests,
                 pools,
                 len(predecessors(graph.edges, name)),
+                v_reset,
             )
         )
     return layers
@@ -231,6 +236,16 @@ def bits_signed(values: np.ndarray | None) -> int:
         return 0
     top = int(np.max(np.abs(values)))
     return top.bit_length() + 1 if top else 0
+
+
+def bits_unsigned(values: np.ndarray | None) -> int:
+    """The unsigned width that holds every value of ``values`` (17 for 131071); a negative value
+    needs a sign: ``bits_signed``."""
+    if values is None or np.asarray(values).size == 0:
+        return 0
+    if np.min(values) < 0:
+        return bits_signed(values)
+    return int(np.max(values)).bit_length()
 
 
 def quantisation(graph: nir.NIRGraph) -> dict[str, Any] | None:
@@ -253,7 +268,8 @@ def common_rules(layers: list[Layer], limits: dict[str, Limit], quantised: bool)
     """The rules several targets share, each applied when ``limits`` has it: ``weight_bits``,
     ``bias_bits``, ``threshold_bits`` (signed widths of the integer values), ``one_threshold``
     (one threshold per layer), ``bias`` (False: no bias allowed), ``resets`` (allowed reset
-    rules), ``spiking_output`` (every weighted layer drives an IF neuron)."""
+    rules), ``reset_to_zero`` (True: a reset to ``v_reset`` must go to 0, as the chip's reset
+    to zero does), ``spiking_output`` (every weighted layer drives an IF neuron)."""
     out: list[Violation] = []
     for layer in layers:
         thr = layer.thresholds
@@ -267,6 +283,15 @@ def common_rules(layers: list[Layer], limits: dict[str, Limit], quantised: bool)
             out.append(Violation(layer.name, "bias", "none", f"{n} non-zero biases"))
         if "resets" in limits and layer.reset is not None and layer.reset not in limits["resets"].value:
             out.append(Violation(layer.neuron or layer.name, "reset", "/".join(limits["resets"].value), layer.reset))
+        if (
+            limits.get("reset_to_zero", Limit("", False, "")).value
+            and layer.reset == "zero"
+            and layer.v_reset is not None
+            and np.any(layer.v_reset)
+        ):
+            values = np.unique(layer.v_reset)
+            shown = ", ".join(f"{v:g}" for v in values[:3]) + (", ..." if values.size > 3 else "")
+            out.append(Violation(layer.neuron or layer.name, "reset value", "v_reset = 0", f"v_reset = {shown}"))
         if "spiking_output" in limits and layer.neuron_kind != "IF":
             value = "membrane readout (I)" if layer.neuron_kind == "I" else "no neuron"
             out.append(Violation(layer.neuron or layer.name, "spiking layer", "IF neurons", value))
@@ -280,7 +305,9 @@ def common_rules(layers: list[Layer], limits: dict[str, Limit], quantised: bool)
         for key, array, who in checked:
             if key not in limits or limits[key].value is None:
                 continue
-            width = bits_signed(array)
-            if width > limits[key].value:
-                out.append(Violation(who, key.replace("_", " "), f"{limits[key].value} bits", f"{width} bits"))
+            limit = limits[key]
+            width = bits_signed(array) if limit.signed else bits_unsigned(array)
+            kind = "" if limit.signed else " unsigned"
+            if width > limit.value:
+                out.append(Violation(who, key.replace("_", " "), f"{limit.value} bits{kind}", f"{width} bits"))
     return out

@@ -1,5 +1,6 @@
-"""A generic 8-bit integer target (our own definition, not a chip): 8-bit signed weights and
-biases, 16-bit thresholds and state, one threshold per layer, any reset rule."""
+"""A generic 8-bit integer target (our own definition, not a chip): 8-bit signed weights,
+16-bit biases, thresholds and state (a bias is added to the 16-bit state each step, as int8
+inference keeps biases at the accumulator's width), one threshold per layer, any reset rule."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ OURS = "ann2snn's generic int8 target (a definition, no chip)"
 
 LIMITS: dict[str, Limit] = {
     "weight_bits": Limit("weight bits", 8, OURS),
-    "bias_bits": Limit("bias bits", 8, OURS),
+    "bias_bits": Limit("bias bits", 16, OURS + ": added to the 16-bit state"),
     "threshold_bits": Limit("threshold bits", 16, OURS),
     "state_bits": Limit("state bits", 16, OURS),
     "one_threshold": Limit("one threshold per layer", 1, OURS),

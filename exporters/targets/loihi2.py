@@ -1,39 +1,64 @@
 """Intel Loihi 2 through Lava (lava-nc) and lava-dl's NIR path: the limits and their check.
 
-Sources: lava-nc ``lava/proc/lif/models.py`` (``PyLifModelBitAcc``, the bit-accurate fixed-point
-LIF): ``u``, ``v`` 24-bit signed (``LavaPyType(np.ndarray, np.int32, precision=24)``), ``du``,
-``dv`` 12-bit unsigned, ``vth`` 17-bit unsigned left-shifted by 6 bits (``scale_threshold``),
-spike when ``v > vth`` (strict), reset to zero; ``bias_mant`` 13-bit signed with a 3-bit
-exponent. 8-bit weights with a shared exponent: Lava's Dense/Conv bit-accurate models
-(``num_message_bits`` / ``weight_exp``; the 8-bit figure as quoted in issue 13, not re-read
-here). lava-dl's NIR import (one threshold per layer, zero bias, no pool, average or concat
-nodes): issue 13's reading of lava-dl; not re-read here. Loihi 2 per-core neuron and synapse
-limits are not public (Loihi 1's 1024 neurons / 4096 axons per core are): no per-core check.
+Sources, read in the code (lava-nc ``src/lava/proc/lif/models.py``, ``AbstractPyLifModelFixed``
+and ``PyLifModelBitAcc``; ``src/lava/proc/dense/models.py``, ``PyDenseModelBitAcc``; lava-dl
+``src/lava/lib/dl/netx/nir_lava.py``):
+
+- ``u``, ``v``: 24-bit signed (``LavaPyType(np.ndarray, np.int32, precision=24)``), clipped to
+  ``±(2^23 - 1)``; synaptic input and ``vth`` are both left-shifted by 6 bits (``act_shift``,
+  ``vth_shift``), so in input units the voltage spans ``±2^17``: an 18-bit signed state;
+- ``vth``: 17-bit unsigned (``precision=17``, "0 to 131071"); spike when ``v > vth << 6``
+  (strict); ``v = 0`` after a spike (``reset_voltage``);
+- ``du``, ``dv``: 12-bit unsigned decays (an IF neuron: ``du = 4095`` — the current lasts one
+  step, since ``ds_offset = 1`` makes the decay 4096/4096 — and ``dv = 0``);
+- ``bias_mant``: 13-bit signed with a 3-bit exponent;
+- Dense weights: ``precision=8`` with ``weight_exp`` (4 bits): 8-bit weights, a shared exponent;
+  mixed-sign weights lose their lowest bit (``lava/utils/weightutils.py``, ``truncate_weights``:
+  ``num_truncate_bits = 8 - num_weight_bits + 1``), so a layer with both signs holds 7-bit
+  integers exactly (as ``2 w`` with ``weight_exp = -1``: ``interop/readers/run_lava.py``).
+
+lava-dl's NIR reader (``nir_to_lavadl_net``, in the repository only: the lava-dl 0.6.0 release
+has no NIR module, ``lava/lib/dl/netx`` holds ``hdf5``, ``blocks``, ``utils``) accepts only Input, Flatten, Conv2d and
+Linear/Affine each followed by a ``CubaLIF`` ("only supports CUBA"), refuses splits and joins
+("Lava does not support graphs with splits / joins") and any other node ("Unsupported node
+type"), and builds its blocks from the shapes and threshold only (the weights are not copied);
+its netx reader leaves average, concat and pool layers unimplemented. Our IF nodes are
+therefore not read by lava-dl's NIR path: the Lava route is lava-nc's processes (Dense + LIF
+with ``du = 4095``, ``dv = 0``). Loihi 2 per-core neuron and synapse limits are not public
+(Loihi 1's 1024 neurons / 4096 axons per core are): no per-core check.
 """
 
 from __future__ import annotations
 
 import nir
 
-from exporters.nir_graph import predecessors
+from exporters.nir_graph import predecessors, successors
 from exporters.targets.base import Limit, Report, Violation, common_rules, quantisation, read_layers
 
 NAME = "loihi2"
-LAVA_LIF = "lava-nc lava/proc/lif/models.py PyLifModelBitAcc"
-ISSUE = "issue 13 (lava-dl NIR path); not re-read in lava-dl's code here"
+LAVA_LIF = "lava-nc src/lava/proc/lif/models.py AbstractPyLifModelFixed / PyLifModelBitAcc"
+LAVA_DENSE = "lava-nc src/lava/proc/dense/models.py PyDenseModelBitAcc"
+LAVA_DL = "lava-dl src/lava/lib/dl/netx/nir_lava.py nir_to_lavadl_net"
+NIR_NOTE = "lava-dl's NIR reader (not in lava-dl 0.6.0) maps CubaLIF only; IF files run as lava-nc Dense + LIF"
 
 LIMITS: dict[str, Limit] = {
-    "weight_bits": Limit("weight bits", 8, "Lava Dense/Conv bit-accurate models, 8-bit mantissa + exponent (issue 13)"),
-    "threshold_bits": Limit("threshold bits", 17, LAVA_LIF + " vth precision=17 (unsigned; <<6 on chip)"),
-    "state_bits": Limit("state bits", 24, LAVA_LIF + " u, v precision=24"),
+    "weight_bits": Limit(
+        "weight bits",
+        7,
+        LAVA_DENSE + " weights precision=8 (+ weight_exp); mixed-sign weights lose their lowest bit"
+        " (lava/utils/weightutils.py truncate_weights): 7 bits, given as 2w with weight_exp=-1",
+    ),
+    "threshold_bits": Limit("threshold bits", 17, LAVA_LIF + " vth precision=17, unsigned (<< 6 on chip)", False),
+    "state_bits": Limit("state bits", 18, LAVA_LIF + " v precision=24, input and vth << 6: 18 bits in input units"),
     "bias_bits": Limit("bias bits", 13, LAVA_LIF + " bias_mant precision=13 (signed)"),
-    "decay_bits": Limit("decay bits", 12, LAVA_LIF + " du, dv precision=12 (IF: du = dv = 0)"),
-    "resets": Limit("reset", ("zero",), LAVA_LIF + " (v = 0 after a spike)"),
+    "decay_bits": Limit("decay bits", 12, LAVA_LIF + " du, dv precision=12 (IF: du = 4095, dv = 0)"),
+    "resets": Limit("reset", ("zero",), LAVA_LIF + " reset_voltage: v = 0 after a spike"),
+    "reset_to_zero": Limit("reset value", True, LAVA_LIF + " reset_voltage: v = 0, no v_reset"),
     "spike_rule": Limit("spike rule", ">", LAVA_LIF + " spiking_activation: v > effective_vth"),
-    "one_threshold": Limit("one threshold per layer", 1, ISSUE),
-    "bias": Limit("bias", False, ISSUE + " (zero bias)"),
-    "no_pool": Limit("pool / average nodes", False, ISSUE),
-    "no_join": Limit("concat / join nodes", False, ISSUE),
+    "one_threshold": Limit("one threshold per layer", 1, LAVA_DL + " (one neuron_params threshold per block)"),
+    "bias": Limit("bias", False, LAVA_DL + " (blocks built without bias)"),
+    "no_pool": Limit("pool / average nodes", False, LAVA_DL + " (Unsupported node type); netx: not implemented"),
+    "no_join": Limit("concat / join nodes", False, LAVA_DL + " (Lava does not support graphs with joins)"),
     "neurons_per_core": Limit("neurons per core", None, "not public for Loihi 2 (Loihi 1: 1024); not checked"),
 }
 
@@ -47,6 +72,7 @@ def check_graph(graph: nir.NIRGraph) -> Report:
     quant = quantisation(graph)
     report = Report(NAME, quant is not None)
     report.notes.append(LIMITS["neurons_per_core"].source)
+    report.notes.append(NIR_NOTE)
     if quant is None:
         report.violations.append(
             Violation(
@@ -66,6 +92,11 @@ def check_graph(graph: nir.NIRGraph) -> Report:
         if n_in > 1:
             report.violations.append(
                 Violation(name, "concat / join nodes", "one input (lava-dl NIR)", f"{n_in} inputs")
+            )
+        n_out = len(successors(graph.edges, name))
+        if n_out > 1:
+            report.violations.append(
+                Violation(name, "splits", "one destination (lava-dl NIR)", f"{n_out} destinations")
             )
     for layer in layers:
         if layer.thresholds is not None:

@@ -13,12 +13,22 @@ Every number is from Sinabs 3.1.3 (``sinabs/backend/dynapcnn``), the code, not t
   here edge for edge so that the core numbers agree;
 - 8-bit weights *and biases*, 16-bit state and thresholds: ``discretize.py``,
   ``DYNAPCNN_WEIGHT_PRECISION_BITS = 8`` (also used for the bias), ``DYNAPCNN_STATE_PRECISION_BITS = 16``;
-- at most two destinations per layer: ``exceptions.py`` (``MaxDestinationsExceeded``);
-- square kernels and square pooling: ``dynapcnn_layer.py`` (``DynapcnnLayer.__init__``).
+- at most two destinations per layer: ``exceptions.py`` (``MaxDestinationsReached``);
+- square kernels and square pooling: ``dynapcnn_layer.py`` (``DynapcnnLayer.__init__``);
+- the graph: ``connectivity_specs.py`` — nodes are weights (Conv2d, Linear), ``IAFSqueeze``
+  neurons, sum/average pools (``SupportedNodeTypes``); edges weight → neuron → pool → weight
+  (``VALID_SINABS_EDGE_TYPES``); only a ``Merge`` joins inputs, and it feeds a weight layer
+  (``LAYER_TYPES_WITH_MULTIPLE_INPUTS``): spikes of two layers may meet at a convolution, but
+  currents may not be summed into a neuron (a residual add of a skip current).
 
-Kernel ≤ 16, strides 1/2/4/8, ≤ 1024 channels and pooling 1/2/4 are the Sinabs documentation's
-chip overview as quoted in issue 13; Sinabs 3.1.3's Python code does not check them (samna, the
-closed driver, validates a configuration on the device), so they are marked unconfirmed in code.
+- reset to zero goes to 0 (``chips/dynapcnn.py``: ``return_to_zero`` is a flag, the chip has no
+  reset value), reset by subtraction subtracts ``threshold_high``.
+
+Kernel ≤ 16, strides 1/2/4/8, ≤ 1024 channels (feature maps) and pooling 1/2/4 are samna's
+chip pages ("CNN Layer": max kernel size 16x16, stride {1, 2, 4, 8}, max feature number 1024,
+pooling 1:1, 1:2, 1:4, fanout 2; synsense-sys-int.gitlab.io/samna, models/speckSeries/speck2e,
+the DYNAP-CNN core Speck 2f shares) and Sinabs' ``speck/overview`` page; Sinabs 3.1.3's Python
+code does not check them (samna, the closed driver, validates a configuration on the device).
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from typing import Any
 
 import nir
 
+from exporters.nir_graph import predecessors
 from exporters.targets.base import (
     Layer,
     Limit,
@@ -42,7 +53,7 @@ from exporters.targets.base import (
 
 NAME = "speck2f"
 SINABS = "sinabs 3.1.3 sinabs/backend/dynapcnn/"
-DOCS = "Sinabs docs chip overview (issue 13); not checked in Sinabs 3.1.3 code (samna validates)"
+DOCS = "samna docs speckSeries (CNN layer) and Sinabs docs speck/overview; not checked in Sinabs 3.1.3 code"
 
 #: Kernel memory per core, in weights (``chips/dynapcnn.py``, ``get_constraints``).
 KERNEL_MEMORY = (16384, 16384, 16384, 32768, 32768, 65536, 65536, 16384, 16384)
@@ -57,27 +68,36 @@ LIMITS: dict[str, Limit] = {
     "bias_bits": Limit("bias bits", 8, SINABS + "discretize.py (bias scaled with DYNAPCNN_WEIGHT_PRECISION_BITS)"),
     "threshold_bits": Limit("threshold bits", 16, SINABS + "discretize.py DYNAPCNN_STATE_PRECISION_BITS"),
     "state_bits": Limit("state bits", 16, SINABS + "discretize.py DYNAPCNN_STATE_PRECISION_BITS"),
-    "destinations": Limit("destinations", 2, SINABS + "exceptions.py MaxDestinationsExceeded"),
+    "destinations": Limit("destinations", 2, SINABS + "exceptions.py MaxDestinationsReached"),
     "square_kernel": Limit("square kernel", True, SINABS + "dynapcnn_layer.py DynapcnnLayer.__init__"),
     "kernel": Limit("kernel size", 16, DOCS),
     "strides": Limit("stride", (1, 2, 4, 8), DOCS),
     "channels": Limit("channels", 1024, DOCS),
     "pools": Limit("sum pooling", (1, 2, 4), DOCS),
     "one_threshold": Limit("one threshold per layer", 1, SINABS + "discretize.py (one spike_threshold per IAF layer)"),
-    "resets": Limit("reset", ("subtract", "zero"), "Sinabs IAF membrane_subtract / reset to zero"),
+    "resets": Limit("reset", ("subtract", "zero"), SINABS + "chips/dynapcnn.py (MembraneSubtract / MembraneReset)"),
+    "reset_to_zero": Limit("reset value", True, SINABS + "chips/dynapcnn.py return_to_zero (to 0, no reset value)"),
     "bias": Limit(
         "bias", False, "Sinabs docs: the bias is added once per slow-clock tick as a leak, not per input step"
     ),
     "spiking_output": Limit("spiking layer", True, SINABS + "DynapcnnLayer: conv -> IAF -> pool"),
+    "node_types": Limit(
+        "node type",
+        ("Input", "Output", "Conv2d", "Affine", "Linear", "IF", "SumPool2d", "AvgPool2d", "Flatten"),
+        SINABS + "connectivity_specs.py SupportedNodeTypes",
+    ),
+    "neuron_inputs": Limit(
+        "inputs of a neuron layer", 1, SINABS + "connectivity_specs.py LAYER_TYPES_WITH_MULTIPLE_INPUTS (Merge only)"
+    ),
     "input": Limit("input", "spikes", "DYNAP-CNN receives events (DVS or spike input)"),
 }
 
 
 def memory(layer: Layer) -> dict[str, int]:
     """Sinabs' memory figures for one layer (``DynapcnnLayer.memory_summary``): kernel, neuron, bias."""
-    kh, kw = layer.kernel
-    h, w = layer.out_hw
-    f, c = layer.out_channels, layer.in_channels
+    kh, kw = (max(k, 1) for k in layer.kernel)  # an empty layer (0 x 0) counts as 1 x 1, not a crash
+    h, w = (max(n, 1) for n in layer.out_hw)
+    f, c = max(layer.out_channels, 1), layer.in_channels
     return {
         "kernel": c * 2 ** (math.ceil(math.log2(kh * kw)) + math.ceil(math.log2(f))),
         "neuron": f * 2 ** (math.ceil(math.log2(h)) + math.ceil(math.log2(w))),
@@ -171,6 +191,25 @@ def _shape_rules(layer: Layer) -> list[Violation]:
     return out
 
 
+def _graph_rules(graph: nir.NIRGraph) -> list[Violation]:
+    """Node types Sinabs maps to a core, and no current summed into a neuron from two places."""
+    out = []
+    allowed = LIMITS["node_types"].value
+    for name, node in graph.nodes.items():
+        kind = type(node).__name__
+        if kind not in allowed and kind != "I":  # an I node (membrane readout): the spiking-layer rule says it
+            out.append(Violation(name, "node type", "conv/linear, IF, sum pool, flatten", kind))
+        n_in = len(predecessors(graph.edges, name))
+        if isinstance(node, nir.IF) and n_in > 1:
+            sources = ", ".join(predecessors(graph.edges, name))
+            out.append(
+                Violation(
+                    name, "inputs of a neuron layer", "1 (Merge joins spikes before a conv)", f"{n_in} ({sources})"
+                )
+            )
+    return out
+
+
 def check_graph(graph: nir.NIRGraph) -> Report:
     """Check a NIR graph (as our exporter writes it) against Speck 2f.
 
@@ -193,6 +232,7 @@ def check_graph(graph: nir.NIRGraph) -> Report:
             Violation("input", "input", "spikes (events)", "constant analog current (needs input_encoding='rate')")
         )
     report.violations += common_rules(layers, LIMITS, quant is not None)
+    report.violations += _graph_rules(graph)
     for layer in layers:
         report.violations += _shape_rules(layer)
     if len(layers) > LIMITS["cores"].value:

@@ -1,0 +1,106 @@
+"""Loihi 2 proof with Lava's bit-accurate fixed-point models: our Loihi-target export of an MLP,
+run by lava-nc's ``Dense`` / ``LIF`` processes, against our integer simulation, spike for spike.
+
+Run from the repository root in the main ``.venv`` (the Lava side runs in the Lava interop venv,
+``interop/readers/run_lava.py``; ``bash interop/setup.sh lava``)::
+
+    ANN2SNN_INTEROP_VENVS=/work/venvs-interop python interop/lava.py --samples 100 --T 16
+
+Our side: the interop MLP (784-64-32-10, ``interop.harness._mlp_ann``: one seeded pass over the
+embedded calibration images; a ReLU appended so that the output layer spikes) converted in
+mode 99.9% for rate input with a spike-count readout,
+reset to zero and the strict rule ``v > V_th`` (Lava's LIF), ``V[0] = V_th/2``, quantised to
+7-bit weights (Lava's mixed-sign 8-bit synapse drops the lowest bit: see ``run_lava.py``), an
+18-bit state (Lava's 24-bit ``v`` holds the input shifted by 6 bits) and no biases; exported,
+checked (:func:`exporters.targets.check_file`, ``loihi2``) and simulated from the file
+(:func:`exporters.import_nir`, its own rules) on the rate trains of :func:`simulator.rate_spikes`.
+Seed CNN: not run here (lava-nc has no sum-pool process and lava-dl's NIR reader refuses pools).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from interop.harness import _mlp_ann, venv_python  # noqa: E402
+
+READER = REPO / "interop" / "readers" / "run_lava.py"
+
+
+def loihi_export(path: Path, T: int = 16, calib: int = 500) -> Path:
+    """The MLP's Loihi-target ``.nir`` at ``path`` (see the module docstring)."""
+    from ann2snn.zoo.mnist import load_embedded
+    from converter import Converter, quantize
+    from exporters import export_nir
+
+    data = load_embedded("calib")
+    ann = torch.nn.Sequential(_mlp_ann(data.images, data.labels), torch.nn.ReLU())  # a spiking output layer
+    images = data.images[:calib]
+    settings = {"readout": "spike_count", "encoding": "rate", "reset": "zero", "spike_rule": ">"}
+    convert = Converter("99.9%", dataloader=[images], **settings)
+    snn = quantize(convert(ann), 7, 18, bias="none", calibration=images, calibration_T=T)
+    return export_nir(snn, path, T=T, input_shape=(1, 28, 28))
+
+
+def run(samples: int, T: int, out: Path | None = None) -> dict:
+    """Build, check, run both sides; the comparison as a dictionary."""
+    from ann2snn.zoo.mnist import load_embedded
+    from exporters import import_nir
+    from exporters.targets import check_file
+    from simulator import rate_spikes, simulate
+
+    folder = Path(tempfile.mkdtemp()) if out is None else out
+    folder.mkdir(parents=True, exist_ok=True)
+    path = loihi_export(folder / "mlp_loihi2.nir", T=T)
+    report = check_file(path, "loihi2")
+    test = load_embedded("test")
+    images, labels = test.images[:samples], test.labels[:samples]
+    np.save(folder / "spikes.npy", rate_spikes(images, T).numpy().astype(np.float32))
+    result = simulate(import_nir(path), images, T, record=True, warn_silent=False)
+    python = venv_python("lava")
+    cmd = [str(python), str(READER), "--nir", str(path), "--spikes", str(folder / "spikes.npy")]
+    proc = subprocess.run([*cmd, "--out", str(folder / "lava.npz")], capture_output=True, text=True, timeout=3000)
+    if proc.returncode != 0:
+        raise RuntimeError(f"run_lava.py failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    theirs = np.load(folder / "lava.npz", allow_pickle=False)
+    spikes = {}
+    for i, row in enumerate(report.resources):
+        ours = result.spikes[row["neuron"]].reshape(T, samples, -1).numpy().astype(np.int64)
+        lava = theirs[f"spikes__{i}"].astype(np.int64)
+        spikes[row["neuron"]] = {"differing": int(np.abs(ours - lava).sum()), "ours": int(ours.sum())}
+    last = report.resources[-1]["neuron"]
+    ours_pred = result.spike_counts[last].reshape(samples, -1).argmax(1)
+    lava_pred = torch.from_numpy(theirs[f"spikes__{len(report.resources) - 1}"].astype(np.int64).sum(0)).argmax(1)
+    return {
+        "file": str(path),
+        "check": {"fits": report.fits, "violations": [v.line() for v in report.violations], "notes": report.notes},
+        "lava": json.loads(str(theirs["info"])),
+        "spikes": spikes,
+        "accuracy_ours": float((ours_pred == labels).float().mean()),
+        "accuracy_lava": float((lava_pred == labels).float().mean()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print :func:`run`'s comparison as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--T", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=None, help="folder kept for the files (default: a temporary one)")
+    args = parser.parse_args(argv)
+    print(json.dumps(run(args.samples, args.T, args.out), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

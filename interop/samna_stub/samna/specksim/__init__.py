@@ -1,0 +1,1 @@
+"""samna.specksim stand-in (see samna/__init__.py)."""

@@ -1,0 +1,131 @@
+"""Speck 2f proof with Sinabs' own code: our Speck-target export of the seed CNN, mapped and run by
+Sinabs' ``DynapcnnNetwork(..., discretize=True)``, against our ``check`` and integer simulation.
+
+Run from the repository root in the main ``.venv`` (the Sinabs side runs in the Sinabs interop
+venv, ``interop/readers/run_sinabs_speck.py``, with the samna stand-in ``interop/samna_stub``)::
+
+    ANN2SNN_INTEROP_VENVS=/work/venvs-interop python interop/speck.py --samples 100 --T 16
+
+Our side: the seed CNN (shipped weights) converted in mode 99.9% for rate input with a
+spike-count readout, quantised to 8-bit weights, 16-bit state, no biases
+(:func:`converter.quantize`, ``bias="none"``), exported (``exact`` profile, which writes
+SumPool2d for the integer pools), checked (:func:`exporters.targets.check_file`) and simulated
+from the file (:func:`exporters.import_nir`, the file's own rules) on the rate spike trains of
+the first ``--samples`` MNIST test images (:func:`simulator.rate_spikes`). The same trains go
+to Sinabs. Printed: the mapping and memory of both, the spikes that differ per IF layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from interop.harness import venv_python  # noqa: E402
+
+READER = REPO / "interop" / "readers" / "run_sinabs_speck.py"
+
+
+def speck_export(path: Path, T: int = 16, calib: int = 500) -> Path:
+    """The seed CNN's Speck-target ``.nir`` at ``path``: 99.9%, rate input, spike-count readout,
+    8-bit weights, 16-bit state, no biases (what ``convert --target speck2f`` sets)."""
+    from ann2snn.zoo.mnist import load_embedded
+    from ann2snn.zoo.mnist_cnn import load_mnist_cnn
+    from converter import Converter, quantize
+    from exporters import export_nir
+
+    images = load_embedded("calib").images[:calib]
+    data = [images]
+    snn = Converter("99.9%", dataloader=data, readout="spike_count", encoding="rate")(load_mnist_cnn())
+    snn = quantize(snn, 8, 16, bias="none", calibration=images, calibration_T=T)
+    return export_nir(snn, path, T=T, input_shape=(1, 28, 28))
+
+
+def our_counts(path: Path, images: torch.Tensor, T: int) -> dict[str, np.ndarray]:
+    """Spike counts ``[B, ...]`` per IF node of our simulation of the file (its own rules, its rate
+    input: the trains of :func:`simulator.rate_spikes`) on ``images`` ``[B, 1, 28, 28]``."""
+    from exporters import import_nir
+    from simulator import simulate
+
+    result = simulate(import_nir(path), images, T, warn_silent=False)
+    return {k: v.numpy() for k, v in result.spike_counts.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build, check, run both sides, print the comparison as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--T", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=None, help="folder kept for the files (default: a temporary one)")
+    args = parser.parse_args(argv)
+    print(json.dumps(run(args.samples, args.T, args.out), indent=2))
+    return 0
+
+
+def run(samples: int, T: int, out: Path | None = None) -> dict:
+    """The comparison as a dictionary (see :func:`main`)."""
+    from ann2snn.zoo.mnist import load_embedded
+    from exporters.targets import check_file
+    from simulator import rate_spikes
+
+    folder = Path(tempfile.mkdtemp()) if out is None else out
+    folder.mkdir(parents=True, exist_ok=True)
+    path = speck_export(folder / "cnn_speck2f.nir", T=T)
+    report = check_file(path, "speck2f")
+    test = load_embedded("test")
+    images, labels = test.images[:samples], test.labels[:samples]
+    spikes = rate_spikes(images, T)  # [T, B, 1, 28, 28], the trains our simulation feeds
+    np.save(folder / "spikes.npy", spikes.numpy().astype(np.float32))
+    ours = our_counts(path, images, T)
+    proc = subprocess.run(
+        [
+            str(venv_python("sinabs")),
+            str(READER),
+            "--nir",
+            str(path),
+            "--spikes",
+            str(folder / "spikes.npy"),
+            "--out",
+            str(folder / "sinabs.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"run_sinabs_speck.py failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    theirs = np.load(folder / "sinabs.npz", allow_pickle=False)
+    sinabs_info = json.loads(str(theirs["info"]))
+    layers = [row["neuron"] for row in report.resources]
+    differing = {}
+    for i, neuron in enumerate(layers):
+        a, b = ours[neuron], theirs[f"counts__{i}"]
+        differing[neuron] = {"differing": int(np.abs(a - b.reshape(a.shape)).sum()), "ours": int(a.sum())}
+    predicted = theirs[f"counts__{len(layers) - 1}"].reshape(samples, -1).argmax(1)
+    ours_pred = ours[layers[-1]].reshape(samples, -1).argmax(1)
+    return {
+        "file": str(path),
+        "check": {
+            "fits": report.fits,
+            "violations": [v.line() for v in report.violations],
+            "cores": {r["layer"]: r["core"] for r in report.resources},
+            "memory": {r["layer"]: [r[f"{k}_memory"] for k in ("kernel", "neuron", "bias")] for r in report.resources},
+        },
+        "sinabs": sinabs_info,
+        "spikes": differing,
+        "accuracy_ours": float((torch.from_numpy(ours_pred) == labels).float().mean()),
+        "accuracy_sinabs": float((torch.from_numpy(predicted) == labels).float().mean()),
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
