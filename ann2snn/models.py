@@ -277,12 +277,14 @@ def fit_prefix(state: dict[str, torch.Tensor], own, source: str, prefix: str = L
     """``state`` with ``prefix`` stripped from its keys, if the keys do not match ``own`` (the
     model's keys) as they are and either every key has the prefix or the prefixed keys, stripped,
     are exactly ``own`` (the other keys, e.g. a Lightning module's loss buffers, are then left out,
-    with a warning naming them); else ``state`` unchanged (and :func:`load_weights` lists what
-    does not fit)."""
+    with a warning naming them); ``module.`` and ``_orig_mod.`` after the prefix (a DDP-wrapped or
+    compiled network inside the LightningModule) are stripped too; else ``state`` unchanged (and
+    :func:`load_weights` lists what does not fit)."""
     own = set(own)
     if set(state) == own:
         return state
-    prefixed = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    # after the prefix, a wrapped inner network's own prefixes (model.module.*, model._orig_mod.*)
+    prefixed = {_strip_prefixes(k[len(prefix) :]): v for k, v in state.items() if k.startswith(prefix)}
     if len(prefixed) == len(state):
         return prefixed
     if prefixed and set(prefixed) == own:

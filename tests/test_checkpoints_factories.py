@@ -48,6 +48,14 @@ def test_a_lightning_checkpoint_loads_the_same_weights(tmp_path):
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
 
 
+@pytest.mark.parametrize("inner", ["module.", "_orig_mod.", "_orig_mod.module."])
+def test_a_wrapped_network_inside_a_lightning_module_loads(tmp_path, inner):
+    state = load_mnist_cnn().state_dict()
+    torch.save(lightning_checkpoint({inner + k: v for k, v in state.items()}), tmp_path / "w.ckpt")
+    model = load_model(ModelSpec(factory=FACTORY, weights=tmp_path / "w.ckpt"))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+
+
 def test_lightning_keys_beside_others_load_when_the_stripped_keys_fit(tmp_path):
     state = load_mnist_cnn().state_dict()
     torch.save(lightning_checkpoint(state, {"criterion.pos_weight": torch.ones(10)}), tmp_path / "c.ckpt")

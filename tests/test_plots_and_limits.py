@@ -75,6 +75,13 @@ def test_if_rate_default_T_shows_the_half_threshold_difference(tmp_path):
     assert float((half - x[0].clamp(0, 1)).abs().max()) <= 1 / (2 * T) + 1e-6
 
 
+def test_simulate_refuses_model_options_without_a_model(converted):
+    folder, weights = converted
+    result = run("simulate", folder / "plain_max_T8.nir", "--limit", 5, "--weights", weights, "--model-arg", "w=3")
+    assert result.exit_code == 2
+    assert "--weights, --model-arg need --model (the ANN to run beside the SNN)" in result.output
+
+
 def test_simulate_with_the_model_reports_the_ann_accuracy_on_the_same_samples(converted, tmp_path):
     folder, weights = converted
     nir_file = folder / "plain_max_T8.nir"

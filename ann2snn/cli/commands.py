@@ -485,6 +485,19 @@ def simulate(
     """
     from ann2snn.nirinfo import MissingTError, display_steps, open_for_simulation, simulate_dataset
 
+    if model is None:
+        given = [
+            name
+            for name, value in (
+                ("--weights", weights),
+                ("--no-weights", no_weights),
+                ("--model-arg", model_args),
+                ("--trust-pickle", trust_pickle),
+            )
+            if value
+        ]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} need --model (the ANN to run beside the SNN)")
     try:
         snn, dataset, T = open_for_simulation(nir_file, data, T, limit, device)
     except MissingTError as exc:
