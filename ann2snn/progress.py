@@ -58,7 +58,6 @@ class PlainProgress:
         disable: bool = False,
         file: IO[str] | None = None,
         every: float = 30.0,
-        **_: object,
     ) -> None:
         self.total, self.desc, self.unit, self.disable = total, desc, unit, disable
         self.file, self.every = file, every

@@ -359,3 +359,49 @@ def evaluate(
         run.version,
         run.note,
     )
+
+
+def vendor_inputs(out: Path | None, samples: int, T: int) -> tuple[Path, torch.Tensor, torch.Tensor]:
+    """The folder of a vendor comparison (``out``, or a new temporary one), the first ``samples``
+    embedded MNIST test images ``[B, 1, 28, 28]`` and labels ``[B]``; their rate spike trains
+    (:func:`simulator.rate_spikes`, ``[T, B, 1, 28, 28]``) saved there as ``spikes.npy`` for the
+    vendor's reader."""
+    from ann2snn.zoo.mnist import load_embedded
+    from simulator import rate_spikes
+
+    folder = Path(tempfile.mkdtemp()) if out is None else out
+    folder.mkdir(parents=True, exist_ok=True)
+    test = load_embedded("test")
+    images, labels = test.images[:samples], test.labels[:samples]
+    np.save(folder / "spikes.npy", rate_spikes(images, T).numpy().astype(np.float32))
+    return folder, images, labels
+
+
+def run_vendor_reader(reader: str, script: Path, nir_file: Path, folder: Path, out_name: str, timeout: int):
+    """Run ``script`` in ``reader``'s venv on ``nir_file`` and ``folder/spikes.npy``; the ``.npz``
+    it writes to ``folder/out_name``, loaded.
+
+    Raises:
+        RuntimeError: the script failed (its exit status and the end of its stderr).
+    """
+    out = folder / out_name
+    cmd = [str(venv_python(reader)), str(script), "--nir", str(nir_file), "--spikes", str(folder / "spikes.npy")]
+    proc = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{script.name} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return np.load(out, allow_pickle=False)
+
+
+def vendor_main(run, doc: str, argv: list[str] | None = None) -> int:
+    """``--samples``, ``--T``, ``--out`` for a vendor comparison ``run(samples, T, out)``; prints its
+    dictionary as JSON."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--T", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=None, help="folder kept for the files (default: a temporary one)")
+    args = parser.parse_args(argv)
+    print(json.dumps(run(args.samples, args.T, args.out), indent=2))
+    return 0

@@ -19,11 +19,8 @@ Seed CNN: not run here (lava-nc has no sum-pool process and lava-dl's NIR reader
 
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +29,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from interop.harness import _mlp_ann, venv_python  # noqa: E402
+from interop.harness import _mlp_ann, run_vendor_reader, vendor_inputs, vendor_main  # noqa: E402
 
 READER = REPO / "interop" / "readers" / "run_lava.py"
 
@@ -54,25 +51,15 @@ def loihi_export(path: Path, T: int = 16, calib: int = 500) -> Path:
 
 def run(samples: int, T: int, out: Path | None = None) -> dict:
     """Build, check, run both sides; the comparison as a dictionary."""
-    from ann2snn.zoo.mnist import load_embedded
     from exporters import import_nir
     from exporters.targets import check_file
-    from simulator import rate_spikes, simulate
+    from simulator import simulate
 
-    folder = Path(tempfile.mkdtemp()) if out is None else out
-    folder.mkdir(parents=True, exist_ok=True)
+    folder, images, labels = vendor_inputs(out, samples, T)
     path = loihi_export(folder / "mlp_loihi2.nir", T=T)
     report = check_file(path, "loihi2")
-    test = load_embedded("test")
-    images, labels = test.images[:samples], test.labels[:samples]
-    np.save(folder / "spikes.npy", rate_spikes(images, T).numpy().astype(np.float32))
     result = simulate(import_nir(path), images, T, record=True, warn_silent=False)
-    python = venv_python("lava")
-    cmd = [str(python), str(READER), "--nir", str(path), "--spikes", str(folder / "spikes.npy")]
-    proc = subprocess.run([*cmd, "--out", str(folder / "lava.npz")], capture_output=True, text=True, timeout=3000)
-    if proc.returncode != 0:
-        raise RuntimeError(f"run_lava.py failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    theirs = np.load(folder / "lava.npz", allow_pickle=False)
+    theirs = run_vendor_reader("lava", READER, path, folder, "lava.npz", timeout=3000)
     spikes = {}
     for i, row in enumerate(report.resources):
         ours = result.spikes[row["neuron"]].reshape(T, samples, -1).numpy().astype(np.int64)
@@ -93,13 +80,7 @@ def run(samples: int, T: int, out: Path | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Print :func:`run`'s comparison as JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--T", type=int, default=16)
-    parser.add_argument("--out", type=Path, default=None, help="folder kept for the files (default: a temporary one)")
-    args = parser.parse_args(argv)
-    print(json.dumps(run(args.samples, args.T, args.out), indent=2))
-    return 0
+    return vendor_main(run, __doc__ or "", argv)
 
 
 if __name__ == "__main__":

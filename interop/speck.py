@@ -17,11 +17,8 @@ to Sinabs. Printed: the mapping and memory of both, the spikes that differ per I
 
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +27,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from interop.harness import venv_python  # noqa: E402
+from interop.harness import run_vendor_reader, vendor_inputs, vendor_main  # noqa: E402
 
 READER = REPO / "interop" / "readers" / "run_sinabs_speck.py"
 
@@ -62,48 +59,18 @@ def our_counts(path: Path, images: torch.Tensor, T: int) -> dict[str, np.ndarray
 
 def main(argv: list[str] | None = None) -> int:
     """Build, check, run both sides, print the comparison as JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--T", type=int, default=16)
-    parser.add_argument("--out", type=Path, default=None, help="folder kept for the files (default: a temporary one)")
-    args = parser.parse_args(argv)
-    print(json.dumps(run(args.samples, args.T, args.out), indent=2))
-    return 0
+    return vendor_main(run, __doc__ or "", argv)
 
 
 def run(samples: int, T: int, out: Path | None = None) -> dict:
     """The comparison as a dictionary (see :func:`main`)."""
-    from ann2snn.zoo.mnist import load_embedded
     from exporters.targets import check_file
-    from simulator import rate_spikes
 
-    folder = Path(tempfile.mkdtemp()) if out is None else out
-    folder.mkdir(parents=True, exist_ok=True)
+    folder, images, labels = vendor_inputs(out, samples, T)  # spikes.npy: the trains our simulation feeds
     path = speck_export(folder / "cnn_speck2f.nir", T=T)
     report = check_file(path, "speck2f")
-    test = load_embedded("test")
-    images, labels = test.images[:samples], test.labels[:samples]
-    spikes = rate_spikes(images, T)  # [T, B, 1, 28, 28], the trains our simulation feeds
-    np.save(folder / "spikes.npy", spikes.numpy().astype(np.float32))
     ours = our_counts(path, images, T)
-    proc = subprocess.run(
-        [
-            str(venv_python("sinabs")),
-            str(READER),
-            "--nir",
-            str(path),
-            "--spikes",
-            str(folder / "spikes.npy"),
-            "--out",
-            str(folder / "sinabs.npz"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"run_sinabs_speck.py failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    theirs = np.load(folder / "sinabs.npz", allow_pickle=False)
+    theirs = run_vendor_reader("sinabs", READER, path, folder, "sinabs.npz", timeout=1800)
     sinabs_info = json.loads(str(theirs["info"]))
     layers = [row["neuron"] for row in report.resources]
     differing = {}
