@@ -35,7 +35,19 @@ def diagnose_file(
 
 def format_fidelity(report: FidelityReport) -> str:
     """The per-layer table printed by ``ann2snn diagnose``, and the first growing layer."""
-    headers = ["layer", "ReLU", "λ", "neurons", "corr", "MAE", "saturated %", "silent %", "mean a", "mean rate"]
+    headers = [
+        "layer",
+        "ReLU",
+        "λ",
+        "neurons",
+        "corr",
+        "MAE",
+        "saturated %",
+        "a > 1 %",
+        "silent %",
+        "mean a",
+        "mean rate",
+    ]
     rows = [
         [
             r.layer,
@@ -45,6 +57,7 @@ def format_fidelity(report: FidelityReport) -> str:
             "-" if r.correlation is None else f"{r.correlation:.4f}",
             f"{r.mae:.4f}",
             f"{100 * r.saturated:.2f}",
+            f"{100 * r.clipped:.2f}",
             f"{100 * r.silent:.2f}",
             f"{r.mean_activation:.4f}",
             f"{r.mean_rate:.4f}",
@@ -52,8 +65,12 @@ def format_fidelity(report: FidelityReport) -> str:
         for r in report.layers
     ]
     first = report.first_growing or "none"
-    rule = f"MAE > {report.growth:g} × previous MAE + 1/(2T)"
-    return f"{format_table(headers, rows, left=2)}\nfirst layer whose error grows ({rule}): {first}"
+    if report.reason:
+        first += f": {report.reason}"
+    rule = f"MAE > {report.growth:g} × previous MAE + 1/(2T), > 1 % of a above λ, or a correlation drop"
+    lines = [format_table(headers, rows, left=2), f"first layer whose error grows ({rule}): {first}"]
+    lines += [f"warning: {w}" for w in report.warnings]
+    return "\n".join(lines)
 
 
 def raster_file(

@@ -30,6 +30,12 @@ from simulator.graph import is_relu
 
 #: Default ratio of a layer's MAE to the previous layer's above which its error "grows".
 GROWTH = 2.0
+#: A correlation this much below the previous layer's (1 for the exact input) flags a layer.
+CORRELATION_DROP = 0.1
+#: Correlations below this in every layer: the SNN's weights may not be the model's.
+CORRELATION_FLOOR = 0.5
+#: More than this fraction of activations above λ (a > 1) flags a layer: its λ is too small.
+CLIPPED_LIMIT = 0.01
 
 
 @dataclass
@@ -46,6 +52,7 @@ class LayerFidelity:
         saturated: fraction of pairs with ρ ≥ 1 (one spike at every step).
         silent: fraction of pairs with ρ = 0 while a > 0.
         mean_activation, mean_rate: means of a and ρ.
+        clipped: fraction of pairs with a > 1 (activations above λ, which no rate can reach).
         points: up to ``points`` ``(a, ρ)`` pairs of the first batch (a fixed random choice),
             for a scatter plot.
     """
@@ -60,6 +67,7 @@ class LayerFidelity:
     silent: float
     mean_activation: float
     mean_rate: float
+    clipped: float = 0.0
     points: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
     def to_dict(self, points: bool = True) -> dict:
@@ -78,7 +86,10 @@ class FidelityReport:
         T: time steps simulated. samples: inputs used.
         layers: one :class:`LayerFidelity` per IF layer, in the SNN's graph order.
         first_growing: the first layer whose error grows (see :func:`first_growing_layer`), or None.
-        growth, margin: the rule's parameters.
+        growth, margin: the MAE rule's parameters.
+        reason: why ``first_growing`` was flagged (None when it is None).
+        warnings: lines for the user, e.g. when every layer's correlation is below
+            :data:`CORRELATION_FLOOR` (the weights may not match the model).
     """
 
     T: int
@@ -87,6 +98,8 @@ class FidelityReport:
     first_growing: str | None
     growth: float
     margin: float
+    reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self, points: bool = True) -> dict:
         """Plain values (for ``--json``)."""
@@ -96,6 +109,8 @@ class FidelityReport:
             "first_growing": self.first_growing,
             "growth": self.growth,
             "margin": self.margin,
+            "reason": self.reason,
+            "warnings": list(self.warnings),
             "layers": [layer.to_dict(points) for layer in self.layers],
         }
 
@@ -105,7 +120,7 @@ class _Sums:
 
     def __init__(self) -> None:
         self.n = self.sa = self.sr = self.saa = self.srr = self.sar = self.err = 0.0
-        self.saturated = self.silent = 0.0
+        self.saturated = self.silent = self.clipped = 0.0
 
     def add(self, a: torch.Tensor, r: torch.Tensor) -> None:
         a, r = a.double().flatten(), r.double().flatten()
@@ -118,6 +133,7 @@ class _Sums:
         self.err += float((r - a).abs().sum())
         self.saturated += float((r >= 1).sum())
         self.silent += float(((r == 0) & (a > 0)).sum())
+        self.clipped += float((a > 1).sum())
 
     def correlation(self) -> float | None:
         n = self.n
@@ -129,26 +145,92 @@ class _Sums:
         return max(-1.0, min(1.0, cov / math.sqrt(va * vr)))
 
 
-def first_growing_layer(maes: list[float], names: list[str], T: int, growth: float = GROWTH) -> str | None:
-    """The first layer (in graph order) whose error grows: the first ``l`` with
+def first_growing_layer(
+    maes: list[float],
+    names: list[str],
+    T: int,
+    growth: float = GROWTH,
+    correlations: list[float | None] | None = None,
+    clipped: list[float] | None = None,
+) -> str | None:
+    """The first layer (in graph order) whose error grows; None if no layer does.
 
-    .. math::  \\mathrm{MAE}_l > g \\cdot \\mathrm{MAE}_{l-1} + \\frac{1}{2T}
-
-    where ``g = growth`` and ``MAE_0 = 0`` (the input is exact), i.e. whose mean absolute error
-    is more than ``g`` times the previous layer's plus half a spike's worth of rate (1/(2T):
-    the largest error of a rate coded exactly after T steps from V[0] = V_th/2, which rounds
-    to the nearest multiple of 1/T). None if no layer does.
+    See :func:`growing_layer` for the three rules (MAE growth, correlation drop, activations
+    above λ); this returns only the layer's name.
 
     Example:
         >>> first_growing_layer([0.004, 0.006, 0.2, 0.3], ["a", "b", "c", "d"], T=100)
         'c'
+        >>> first_growing_layer([0.01, 0.01], ["a", "b"], T=8, correlations=[0.99, 0.7])
+        'b'
     """
-    previous = 0.0
-    for name, mae in zip(names, maes, strict=True):
-        if mae > growth * previous + 0.5 / T:
-            return name
-        previous = mae
-    return None
+    return growing_layer(maes, names, T, growth, correlations, clipped)[0]
+
+
+def growing_layer(
+    maes: list[float],
+    names: list[str],
+    T: int,
+    growth: float = GROWTH,
+    correlations: list[float | None] | None = None,
+    clipped: list[float] | None = None,
+) -> tuple[str | None, str | None]:
+    """``(layer, reason)``: the first layer ``l`` (in graph order) for which one of
+
+    1. :math:`\\mathrm{MAE}_l > g \\cdot \\mathrm{MAE}_{l-1} + \\frac{1}{2T}` with ``g = growth``
+       and ``MAE_0 = 0`` (the input is exact): more than ``g`` times the previous layer's error
+       plus half a spike's worth of rate (1/(2T), the largest error of a rate coded exactly after
+       T steps from V[0] = V_th/2);
+    2. ``clipped_l`` > :data:`CLIPPED_LIMIT`: more than 1 % of the ANN's activations exceed λ
+       (a > 1), which no rate can reproduce: the layer's λ is too small. Independent of T;
+    3. the correlation drops clearly: :math:`r_l < r_{l-1} - 0.1` (:data:`CORRELATION_DROP`,
+       ``r_0 = 1``) or :math:`r_l < 0.5 \\le r_{l-1}` (:data:`CORRELATION_FLOOR`); a layer with
+       no correlation (constant a or ρ) is skipped;
+
+    holds, with the rule that flagged it; ``(None, None)`` if no layer does. Rule 1 alone misses
+    a mis-scaled layer at small T (its margin 1/(2T) exceeds every MAE at T = 8) and a network
+    whose every layer is wrong (no layer grows relative to the previous one).
+
+    Raises:
+        ValueError: lists of different lengths.
+
+    Example:
+        >>> growing_layer([0.016, 0.064, 0.021], ["a", "b", "c"], T=8, clipped=[0.0, 0.04, 0.0])
+        ('b', '4.00 % of its activations exceed λ (a > 1): its λ is too small')
+    """
+    n = len(names)
+    correlations = list(correlations) if correlations is not None else [None] * n
+    clipped = list(clipped) if clipped is not None else [0.0] * n
+    if not len(maes) == len(correlations) == len(clipped) == n:
+        raise ValueError(
+            f"growing_layer needs one value per layer: {n} names, {len(maes)} MAEs, "
+            f"{len(correlations)} correlations, {len(clipped)} clipped fractions"
+        )
+    previous_mae, previous_r = 0.0, 1.0
+    for name, mae, r, clip in zip(names, maes, correlations, clipped, strict=True):
+        if mae > growth * previous_mae + 0.5 / T:
+            return name, f"MAE {mae:.4f} > {growth:g} × previous MAE {previous_mae:.4f} + 1/(2T) = {0.5 / T:.4f}"
+        if clip > CLIPPED_LIMIT:
+            return name, f"{100 * clip:.2f} % of its activations exceed λ (a > 1): its λ is too small"
+        if r is not None:
+            if r < previous_r - CORRELATION_DROP:
+                return name, f"correlation {r:.4f} < previous {previous_r:.4f} − {CORRELATION_DROP:g}"
+            if r < CORRELATION_FLOOR <= previous_r:
+                return name, f"correlation {r:.4f} < {CORRELATION_FLOOR:g}"
+            previous_r = r
+        previous_mae = mae
+    return None, None
+
+
+def fidelity_warnings(layers: list[LayerFidelity]) -> list[str]:
+    """Lines for the user about the whole report: every layer's correlation below
+    :data:`CORRELATION_FLOOR` (or undefined) means the SNN's weights may not be the model's."""
+    if layers and all(r.correlation is None or r.correlation < CORRELATION_FLOOR for r in layers):
+        return [
+            f"correlation < {CORRELATION_FLOOR:g} in every layer: the weights may not match the model "
+            "(is the .nir file converted from these weights?)"
+        ]
+    return []
 
 
 def _graph_order(snn: nn.Module) -> list[str]:
@@ -224,7 +306,7 @@ def layer_fidelity(
         x: inputs ``[N, ...]`` (e.g. ``[N, 1, 28, 28]``).
         T: time steps (>= 1).
         batch_size: samples per simulation batch.
-        growth: the factor ``g`` of :func:`first_growing_layer`.
+        growth: the factor ``g`` of :func:`growing_layer`'s MAE rule.
         points: ``(a, ρ)`` pairs kept per layer for a scatter plot (from the first batch).
 
     Returns:
@@ -265,8 +347,10 @@ def layer_fidelity(
             if layer not in kept:
                 kept[layer] = _sample_points(a, rate, points)
     rows = [_row(layer, relu[layer], lambdas[layer], neurons[layer], sums[layer], kept[layer]) for layer in layers]
-    first = first_growing_layer([r.mae for r in rows], layers, T, growth)
-    return FidelityReport(T, len(x), rows, first, growth, 0.5 / T)
+    first, reason = growing_layer(
+        [r.mae for r in rows], layers, T, growth, [r.correlation for r in rows], [r.clipped for r in rows]
+    )
+    return FidelityReport(T, len(x), rows, first, growth, 0.5 / T, reason, fidelity_warnings(rows))
 
 
 def _sample_points(a: torch.Tensor, rate: torch.Tensor, n: int) -> list[tuple[float, float]]:
@@ -288,5 +372,6 @@ def _row(layer: str, relu: str, lam: float, neurons: int, s: _Sums, points) -> L
         s.silent / s.n,
         s.sa / s.n,
         s.sr / s.n,
+        s.clipped / s.n,
         points,
     )

@@ -56,6 +56,7 @@ def test_table_json_and_plot_agree(converted, tmp_path):
             f"{layer['correlation']:.4f}",
             f"{layer['mae']:.4f}",
             f"{100 * layer['saturated']:.2f}",
+            f"{100 * layer['clipped']:.2f}",
             f"{100 * layer['silent']:.2f}",
             f"{layer['mean_activation']:.4f}",
             f"{layer['mean_rate']:.4f}",
@@ -63,7 +64,11 @@ def test_table_json_and_plot_agree(converted, tmp_path):
         assert rows[layer["layer"]] == expected
         assert 0 < len(layer["points"]) <= 2000
     first = report["first_growing"] or "none"
-    assert table.output.rstrip().endswith(f"first layer whose error grows (MAE > 2 × previous MAE + 1/(2T)): {first}")
+    if report["reason"]:
+        first += f": {report['reason']}"
+    rule = "MAE > 2 × previous MAE + 1/(2T), > 1 % of a above λ, or a correlation drop"
+    assert f"first layer whose error grows ({rule}): {first}\n" in table.output + "\n"
+    assert report["warnings"] == []
     image = matplotlib.image.imread(tmp_path / "layers.png")
     assert image.shape[:2] == (FIDELITY_PANEL_PX + 40, 3 * FIDELITY_PANEL_PX)
 

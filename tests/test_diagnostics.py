@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from converter import Converter, layer_fidelity
-from converter.diagnostics import first_growing_layer
+from converter.diagnostics import first_growing_layer, growing_layer
 from exporters import export_nir, import_nir
 from simulator import META_KEY, simulate, spike_raster
 
@@ -52,6 +52,40 @@ def test_a_halved_lambda_is_the_first_growing_error():
     assert bad.layers[1].mae > 2 * bad.layers[0].mae + 1 / (2 * 64) > good.layers[1].mae
     assert bad.layers[1].saturated > 0.01 and good.layers[1].saturated == 0
     assert good.layers[1].mae < 1 / (2 * 64)
+
+
+@pytest.mark.parametrize("T", [8, 16, 1000])
+def test_a_halved_lambda_is_found_at_small_and_large_T(T):
+    ann = three_layer_net()
+    snn = convert(ann)
+    good = layer_fidelity(ann, snn, X, T=T)
+    bad = layer_fidelity(ann, halve_lambda(snn, "if_3", "2", "4"), X, T=T)
+    assert (good.first_growing, good.reason, good.warnings) == (None, None, [])
+    assert bad.first_growing == "if_3" and bad.warnings == []
+    assert [r.clipped for r in good.layers] == [0.0, 0.0, 0.0]
+    assert bad.layers[1].clipped > 0.01 and bad.layers[0].clipped == bad.layers[2].clipped == 0
+    if T == 8:  # the MAE rule alone misses it: 1/(2T) = 0.0625 is above every MAE
+        assert max(r.mae for r in bad.layers) < 2 * bad.layers[0].mae + 1 / 16
+        assert (
+            bad.reason == f"{100 * bad.layers[1].clipped:.2f} % of its activations exceed λ (a > 1): its λ is too small"
+        )
+
+
+def test_wrong_weights_give_a_warning_and_the_first_layer():
+    ann = three_layer_net()
+    wrong = copy.deepcopy(convert(ann))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for m in wrong.modules():
+            if isinstance(m, nn.Linear):
+                m.weight.normal_(0, 0.3)
+    report = layer_fidelity(ann, wrong, X, T=8)
+    assert all(r.correlation is not None and r.correlation < 0.5 for r in report.layers)
+    assert report.first_growing == "if_1"
+    assert report.warnings == [
+        "correlation < 0.5 in every layer: the weights may not match the model "
+        "(is the .nir file converted from these weights?)"
+    ]
 
 
 def test_correlations_are_one_within_1_over_T_at_large_T():
@@ -102,6 +136,20 @@ def test_first_growing_layer_rule():
     assert first_growing_layer([0.01, 0.015, 0.02], names, T=100) == "a"  # 0.01 > 0 + 1/200
     assert first_growing_layer([0.004, 0.013, 0.03], names, T=100) is None  # 0.013 = 2·0.004 + 0.005, not more
     assert first_growing_layer([0.004, 0.02, 0.06], names, T=100, growth=5) is None
+    mae = [0.01, 0.01, 0.01]  # below 1/(2T) at T = 8: the MAE rule flags nothing
+    assert first_growing_layer(mae, names, T=8, correlations=[0.99, 0.95, 0.9]) is None
+    assert first_growing_layer(mae, names, T=8, correlations=[0.99, 0.85, 0.9]) == "b"  # drop > 0.1
+    slow = [0.95, 0.87, 0.79, 0.71, 0.63, 0.55, 0.49]  # no drop of 0.1, but below 0.5 at the last
+    assert first_growing_layer([0.01] * 7, list("abcdefg"), T=8, correlations=slow) == "g"
+    assert first_growing_layer(mae, names, T=8, correlations=[0.3, 0.25, 0.2]) == "a"  # 0.3 < 1 - 0.1
+    assert first_growing_layer(mae, names, T=8, correlations=[None, 0.95, 0.9]) is None  # None: skipped
+    assert first_growing_layer(mae, names, T=8, clipped=[0.0, 0.01, 0.011]) == "c"  # more than 1 %
+    assert (
+        growing_layer(mae, names, T=8, correlations=[0.99, 0.85, 0.9])[1]
+        == "correlation 0.8500 < previous 0.9900 − 0.1"
+    )
+    with pytest.raises(ValueError, match="one value per layer: 3 names, 2 MAEs"):
+        growing_layer([0.1, 0.2], names, T=8)
 
 
 def test_raster_counts_are_the_simulators():
