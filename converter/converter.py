@@ -24,6 +24,7 @@ from converter.replace import replace_activations
 from converter.statistics import mse_optimal_scale
 from converter.trace import describe, relu_cap, trace
 from simulator import META_KEY, IFNeuron, Integrator, distributed
+from simulator.graph import input_shape_problem
 from simulator.neuron import RESETS, SPIKE_RULES, check_choice
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ class Converter:
 
     def __call__(self, ann: nn.Module) -> fx.GraphModule:
         start = time.perf_counter()
-        ann_gm = distributed.checked("trace", lambda: fold_batchnorm(trace(ann, first_samples(self.dataloader, 1))))
+        ann_gm = distributed.checked("trace", lambda: fold_batchnorm(trace(ann, _fitting_sample(ann, self.dataloader))))
         needs_histogram = self.mode.needs_histogram or self.calibrate_T is not None
         stats, input_shape, samples = record_activations(
             ann_gm, self.dataloader, needs_histogram, self.progress, self.channel_wise
@@ -340,6 +341,16 @@ def cap_scales(lambdas: dict[str, float], gm: fx.GraphModule) -> dict[str, float
     modules = dict(gm.named_modules())
     caps = {n.name: relu_cap(n, modules) for n in gm.graph.nodes if n.name in lambdas}
     return {name: min(lam, cast(float, caps[name])) for name, lam in lambdas.items()}  # ReLUs: caps are set
+
+
+def _fitting_sample(ann: nn.Module, dataloader: Iterable) -> torch.Tensor:
+    """The first calibration input ``[1, ...]``; ValueError naming the expected and the got
+    shape when it cannot fit ``ann``'s first layer (rather than a raw conv2d error later)."""
+    sample = first_samples(dataloader, 1)
+    problem = input_shape_problem(ann, sample.shape)
+    if problem is not None:
+        raise ValueError(f"calibration data does not fit the model: {problem}")
+    return sample
 
 
 def convert(ann: nn.Module, mode: str | float, dataloader: Iterable, **kwargs) -> fx.GraphModule:

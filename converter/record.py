@@ -90,23 +90,28 @@ def calibration_batches(data, batch_size: int = CALIBRATION_BATCH) -> Iterable:
     ``(inputs, labels)`` batches), which :func:`record_activations` and the calibration read.
 
     Accepted: a tensor ``[N, ...]`` of inputs (batched here, ``batch_size`` at a time); an
-    ``(x, y)`` tuple of inputs ``[N, ...]`` and labels ``[N]`` (the labels are not used); a
-    ``TensorDataset`` (its first tensor); any other ``torch.utils.data.Dataset`` (read through a
-    non-shuffling ``DataLoader``); a ``DataLoader`` or any other iterable of batches, as it is.
+    ``(x, y)`` pair of inputs ``[N, ...]`` and labels ``[N]`` (the labels are not used) as a
+    tuple *or a list*: two tensors whose first dims agree, the second 1-D of integers, are a
+    pair, not two batches; a ``TensorDataset`` (its first tensor); any other
+    ``torch.utils.data.Dataset`` (read through a non-shuffling ``DataLoader``); a
+    ``DataLoader`` or any other re-iterable of batches (a list of tensors...), as it is; a
+    one-shot iterator (a generator) is read once here into a list, since the converter reads
+    the data more than once.
 
     Raises:
         TypeError: anything else (``None``, a number, a string, a dict, an array that is not a
             tensor...), naming its type; a tensor without a batch axis.
-        ValueError: an empty tensor or dataset.
+        ValueError: an empty tensor, dataset or iterator.
 
     Example:
         >>> x = torch.rand(600, 1, 28, 28)  # [N, C, H, W]
         >>> [b.shape[0] for b in calibration_batches(x)], len(calibration_batches((x, torch.zeros(600))))
         ([256, 256, 88], 3)
     """
-    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
         x, y = data
-        if y.dim() == 1 and x.dim() >= 1 and x.shape[0] == y.shape[0]:
+        integer = not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
+        if y.dim() == 1 and x.dim() >= 1 and x.shape[0] == y.shape[0] and (isinstance(data, tuple) or integer):
             data = x
     if isinstance(data, TensorDataset):
         data = data.tensors[0]
@@ -127,6 +132,10 @@ def calibration_batches(data, batch_size: int = CALIBRATION_BATCH) -> Iterable:
             "calibration data must be a tensor [N, ...] of inputs, an (x, y) pair of tensors, a TensorDataset, "
             f"a Dataset, a DataLoader or an iterable of [B, ...] batches; got {type(data).__name__}"
         )
+    if iter(data) is data:  # a generator or other one-shot iterator: read it once, keep the batches
+        kind, data = type(data).__name__, list(data)
+        if not data:
+            raise ValueError(f"calibration data: the {kind} yielded no batches")
     return data
 
 

@@ -283,3 +283,35 @@ def trace_snn(model: nn.Module) -> fx.GraphModule:
         return model
     root = nn.Sequential(model) if isinstance(model, SNN_LEAVES) else model
     return fx.GraphModule(root, SNNTracer().trace(root))
+
+
+def input_shape_problem(model: nn.Module, shape: tuple[int, ...] | torch.Size) -> str | None:
+    """Why inputs of ``shape`` (batch axis included) cannot fit ``model``'s first layer, or None.
+
+    The first layer is the first ``nn.Conv1d``/``Conv2d``/``Conv3d`` or ``nn.Linear`` in
+    registration order: a ConvNd needs ``[B, in_channels, ...]`` with N spatial axes; a Linear
+    needs a batch axis and ``in_features`` either as the last axis or as all axes after the
+    batch axis together (flattened first). Anything else is not checked (None).
+
+    Example:
+        >>> input_shape_problem(nn.Sequential(nn.Conv2d(1, 4, 3)), (1, 28, 28))[:35]
+        'expected [B, 1, H, W] (the first la'
+        >>> input_shape_problem(nn.Sequential(nn.Conv2d(1, 4, 3)), (1, 28, 28))[-15:]
+        '), got [1, 28, 28]'[-15:]
+    """
+    shape = tuple(shape)
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            spatial = {nn.Conv1d: ["L"], nn.Conv2d: ["H", "W"], nn.Conv3d: ["D", "H", "W"]}[type(m)]
+            if len(shape) != 2 + len(spatial) or shape[1] != m.in_channels:
+                expected = ", ".join(["B", str(m.in_channels), *spatial])
+                return f"expected [{expected}] (the first layer, {name}, is {m}), got {list(shape)}"
+            return None
+        if isinstance(m, nn.Linear):
+            if len(shape) < 2 or (shape[-1] != m.in_features and math.prod(shape[1:]) != m.in_features):
+                return (
+                    f"expected [B, {m.in_features}] or [B, ...] of {m.in_features} values per sample "
+                    f"(the first layer, {name}, is {m}), got {list(shape)}"
+                )
+            return None
+    return None

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from simulator.graph import input_shape_problem
 from simulator.simulate import if_layers, simulate
 
 
@@ -49,13 +50,21 @@ def spike_raster(model: nn.Module, x: torch.Tensor, T: int, layer: str, neurons:
         :class:`Raster` with ``spikes`` ``[T, N]``.
 
     Raises:
-        ValueError: an unknown ``layer`` (lists the model's IF layers), ``neurons < 1``, ``T < 1``.
+        ValueError: an unknown ``layer`` (lists the model's IF layers), ``neurons < 1``, ``T < 1``,
+            a sample that does not fit the model's first layer (expected and got shapes, e.g. a
+            flat ``[784]`` or a batched ``[1, 1, 28, 28]`` for a Conv2d that takes ``[1, 28, 28]``).
     """
     known = list(if_layers(model))
     if layer not in known:
         raise ValueError(f"no IF layer {layer!r}; the IF layers are: {', '.join(known) or 'none'}")
     if neurons is not None and neurons < 1:
         raise ValueError(f"neurons must be >= 1 (or None for all), got {neurons}")
+    problem = input_shape_problem(model, (1, *x.shape))
+    if problem is not None:
+        raise ValueError(
+            f"spike_raster takes one sample without the batch axis, got shape {list(x.shape)}; "
+            f"with the batch axis added (B = 1): {problem}"
+        )
     result = simulate(model, x.unsqueeze(0), T, record=True, warn_silent=False)
     if result.spikes is None:  # record=True always fills it
         raise ValueError("the simulator recorded no spikes")

@@ -172,3 +172,46 @@ def test_raster_refuses_an_unknown_layer():
         spike_raster(snn, X[0], 4, "if_9")
     with pytest.raises(ValueError, match="neurons must be >= 1"):
         spike_raster(snn, X[0], 4, "if_1", neurons=0)
+
+
+def cnn() -> nn.Module:
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+
+
+IMAGES = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+
+
+def test_calibration_data_read_once_from_a_generator_and_as_a_list_pair():
+    ann = cnn()
+    labels = torch.arange(16) % 3
+    expected = Converter("max", dataloader=IMAGES)(ann).meta[META_KEY]["lambdas"]
+    one_shot = (IMAGES[i : i + 4] for i in range(0, 16, 4))
+    assert Converter("max", dataloader=one_shot)(ann).meta[META_KEY]["lambdas"] == expected
+    assert Converter("max", dataloader=[IMAGES, labels])(ann).meta[META_KEY]["lambdas"] == expected
+    assert Converter("max", dataloader=(IMAGES, labels))(ann).meta[META_KEY]["lambdas"] == expected
+    with pytest.raises(ValueError, match="calibration data: the generator yielded no batches"):
+        Converter("max", dataloader=(b for b in []))
+    # two batches of images, not a pair: the second is not 1-D integer labels
+    two = [IMAGES[:8], IMAGES[8:]]
+    assert Converter("max", dataloader=two)(ann).meta[META_KEY]["lambdas"] == expected
+
+
+def test_mis_shaped_inputs_name_the_expected_and_the_got_shape():
+    ann = cnn()
+    with pytest.raises(
+        ValueError, match=r"calibration data does not fit the model: expected \[B, 1, H, W\] .*got \[1, 8, 8\]"
+    ):
+        Converter("max", dataloader=[IMAGES[0]])(ann)  # one [C, H, W] image, no batch axis
+    with pytest.raises(ValueError, match=r"expected \[B, 1, H, W\] .*got \[1, 64\]"):  # the first sample
+        Converter("max", dataloader=IMAGES.flatten(1))(ann)
+    snn = Converter("max", dataloader=IMAGES)(ann)
+    with pytest.raises(
+        ValueError, match=r"one sample without the batch axis, got shape \[1, 1, 8, 8\]; .*got \[1, 1, 1, 8, 8\]"
+    ):
+        spike_raster(snn, IMAGES[:1], 4, "if_1")
+    with pytest.raises(ValueError, match=r"got shape \[64\]; .*expected \[B, 1, H, W\]"):
+        spike_raster(snn, IMAGES[0].flatten(), 4, "if_1")
+    with pytest.raises(ValueError, match=r"the inputs x do not fit the SNN: expected \[B, 1, H, W\] .*got \[1, 8, 8\]"):
+        layer_fidelity(ann, snn, IMAGES[0], T=4)
+    assert spike_raster(snn, IMAGES[0], 4, "if_1").spikes.shape[0] == 4
