@@ -294,10 +294,9 @@ def input_shape_problem(model: nn.Module, shape: tuple[int, ...] | torch.Size) -
     batch axis together (flattened first). Anything else is not checked (None).
 
     Example:
-        >>> input_shape_problem(nn.Sequential(nn.Conv2d(1, 4, 3)), (1, 28, 28))[:35]
-        'expected [B, 1, H, W] (the first la'
-        >>> input_shape_problem(nn.Sequential(nn.Conv2d(1, 4, 3)), (1, 28, 28))[-15:]
-        '), got [1, 28, 28]'[-15:]
+        >>> problem = input_shape_problem(nn.Sequential(nn.Conv2d(1, 4, 3)), (1, 28, 28))
+        >>> problem.startswith("expected [B, 1, H, W] (the first layer, 0, is Conv2d(1, 4,"), problem[-15:]
+        (True, 'got [1, 28, 28]')
     """
     shape = tuple(shape)
     for name, m in model.named_modules():
