@@ -301,7 +301,39 @@ class Row:
 def _changed_settings(old: dict, new: dict) -> str:
     """``key: old -> new`` for every setting that differs (the model's fingerprint as ``model``)."""
     keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
-    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" if k != "model" else "model: other weights" for k in keys)
+    return ", ".join(
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" if k != "model" else _model_change(old, new) for k in keys
+    )
+
+
+#: What each part of a model's fingerprint (:meth:`ann2snn.models.ModelSpec.fingerprint`) is called.
+_MODEL_PARTS = {
+    "factory": "factory",
+    "weights_sha256": "other weights",
+    "pickle_sha256": "another pickled model",
+    "no_weights": "--no-weights",
+    "args": "factory arguments (--model-arg)",
+    "kwargs": "factory arguments (--model-arg)",
+}
+
+
+def _model_change(old: dict, new: dict) -> str:
+    """``model: <what changed>``: the parts of the model's fingerprint that differ, e.g.
+    ``model: factory arguments (--model-arg) {} -> {'width': '32'}``, ``model: other weights``."""
+    a, b = old.get("model"), new.get("model")
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return "model: another model"
+    parts: list[str] = []
+    for key in dict.fromkeys([*a, *b]):
+        if a.get(key) == b.get(key):
+            continue
+        label = _MODEL_PARTS.get(key, key)
+        if key in ("factory", "args", "kwargs"):
+            label += f" {a.get(key, {} if key == 'kwargs' else [] if key == 'args' else None)!r} -> "
+            label += f"{b.get(key, {} if key == 'kwargs' else [] if key == 'args' else None)!r}"
+        if label not in parts:
+            parts.append(label)
+    return "model: " + (", ".join(parts) or "another model")
 
 
 def check_model_input(ann: torch.nn.Module, sample: torch.Tensor, name: str) -> None:

@@ -135,7 +135,7 @@ class SimulationResult:
         layers = [f"{name or '(the model)'} {list(c.shape[1:])}" for name, c in self.spike_counts.items()]
         shown = ", ".join(layers[:6])
         more = f" and {len(layers) - 6} more" if len(layers) > 6 else ""
-        recorded = "recorded" if self.spikes is not None else "not recorded (record=True)"
+        recorded = "recorded" if self.spikes is not None else "not recorded (pass record=True)"
         lines.append(f"  IF layers ({len(layers)}): {shown}{more}; spike trains {recorded}")
         if self.steps_used is not None:
             lines.append(f"  early exit: {self.mean_steps():.2f} of {self.T} steps per sample on average")

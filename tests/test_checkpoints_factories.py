@@ -139,6 +139,12 @@ def test_cli_model_arg_reaches_the_factory_and_its_weights_fit(tmp_path):
     result = CliRunner().invoke(main, [*base, *fast, "--out", str(tmp_path / "o4")])
     assert result.exit_code == 1
     assert "1.weight (6, 784) vs model (4, 784)" in result.output
+    # a re-run with only another --model-arg names what changed, not "other weights"
+    again = [*base, "--model-arg", "width=6", "--model-arg", "bias=True", *fast, "--out", str(tmp_path / "o"), "--json"]
+    result = CliRunner().invoke(main, again)
+    error = json.loads(result.stdout)["rows"][0]["error"]
+    assert "(model: factory arguments (--model-arg) {'width': '6'} -> {'width': '6', 'bias': 'True'})" in error, error
+    assert "other weights" not in error
 
 
 @pytest.mark.parametrize(

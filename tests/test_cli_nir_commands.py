@@ -47,6 +47,9 @@ def test_simulate_reports_accuracy_curve_and_spikes_per_layer(converted, tmp_pat
     assert len(report["accuracy_per_t"]) == 6
     summary = json.loads((converted / "summary.json").read_text())
     assert report["accuracy"] == summary["rows"][1]["snn_accuracy"]  # the file reproduces the batch's number
+    text = run("simulate", str(nir_file), "--limit", "10", "--quiet", "--plot", str(tmp_path / "b.png"))
+    assert text.exit_code == 0 and text.output.splitlines()[-1] == f"wrote {tmp_path / 'b.png'}", text.output
+    assert "wrote" not in result.stdout  # --json: stdout is the JSON object alone
     # three IF layers: the fourth ReLU became the membrane readout (the converter's default)
     assert len(report["layers"]) == 3 and all(0 <= layer["rate"] <= 1 for layer in report["layers"])
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"

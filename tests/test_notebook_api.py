@@ -28,6 +28,7 @@ def test_repr_is_a_few_lines_not_tensors(converted):
     assert lines[0] == "SimulationResult: T=6 steps, batch 40, outputs [6, 40, 10] (membrane readout)"
     assert lines[1].startswith(f"  IF layers ({len(result.spike_counts)}): ")
     assert "tensor(" not in text
+    assert lines[1].endswith("; spike trains not recorded (pass record=True)")
     correct = int((result.predictions()[-1] == labels).sum())
     assert lines[2] == f"  accuracy at t=6: {100 * correct / 40:.2f} % ({correct} of 40)"
     recorded = simulate(snn, x[:4], T=3, record=True, early_exit=1)

@@ -511,11 +511,14 @@ def simulate(
         ann_acc = ann_accuracy(load_model(entry.spec).eval().to(device), dataset, batch_size)
     with progress_bar(total=len(dataset.x), desc=f"simulate T={T}", unit="sample", disable=quiet or as_json) as bar:
         stats = simulate_dataset(snn, dataset, T, batch_size, bar.update, early_exit)
+    written = None
     if png is not None and stats.accuracy_per_t is not None:
         name = entry.name if model is not None else nir_file.stem
         curve = AccuracyCurve(name, "", stats.accuracy_per_t, ann_acc)
-        plot_accuracy_curves([curve], png, f"{nir_file.name} on {stats.samples} samples of {data}, T = {stats.T}")
-    if as_json:
+        written = plot_accuracy_curves(
+            [curve], png, f"{nir_file.name} on {stats.samples} samples of {data}, T = {stats.T}"
+        )
+    if as_json:  # stdout stays one JSON object: no "wrote" line
         extra = {} if model is None else {"ann_accuracy": ann_acc}
         click.echo(json.dumps({"file": str(nir_file), **stats.to_dict(), **extra}, indent=2))
         return
@@ -529,6 +532,8 @@ def simulate(
             "sample on average (accuracy at t counts a sample's held prediction after its exit)"
         )
     click.echo(format_simulation(stats, display_steps(stats.T)))
+    if written is not None:
+        click.echo(f"wrote {written}")
 
 
 @click.command()
