@@ -44,7 +44,7 @@ def format_fidelity(report: FidelityReport) -> str:
         "MAE",
         "saturated %",
         "a > 1 %",
-        "silent %",
+        "silent % (a ≥ 1/T)",
         "mean a",
         "mean rate",
     ]

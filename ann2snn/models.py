@@ -81,7 +81,7 @@ class ModelSpec:
             raise ModelLoadError("give either a factory 'package.module:factory' or a pickled model file")
         if self.factory is not None and self.weights is None and not self.no_weights:
             raise ModelLoadError(
-                f"factory {self.factory} without weights would convert the model as the factory builds it (random "
+                f"factory {self.factory} without weights would use the model as the factory builds it (random "
                 "initial weights, unless the factory loads trained ones): give --weights FILE (weights = ... in a job "
                 "file), or --no-weights (no_weights = true) if the factory's own weights are meant"
             )

@@ -50,7 +50,8 @@ class LayerFidelity:
         correlation: Pearson correlation of a and ρ (None when either is constant).
         mae: mean |ρ − a| (dimensionless, in units of λ; a > 1 counts in full).
         saturated: fraction of pairs with ρ ≥ 1 (one spike at every step).
-        silent: fraction of pairs with ρ = 0 while a > 0.
+        silent: fraction of pairs with ρ = 0 while a ≥ 1/T (an activation a rate after T steps
+            can show: below 1/T, ρ = 0 may be the right rounding, so it does not count).
         mean_activation, mean_rate: means of a and ρ.
         clipped: fraction of pairs with a > 1 (activations above λ, which no rate can reach).
         points: up to ``points`` ``(a, ρ)`` pairs of the first batch (a fixed random choice),
@@ -122,7 +123,7 @@ class _Sums:
         self.n = self.sa = self.sr = self.saa = self.srr = self.sar = self.err = 0.0
         self.saturated = self.silent = self.clipped = 0.0
 
-    def add(self, a: torch.Tensor, r: torch.Tensor) -> None:
+    def add(self, a: torch.Tensor, r: torch.Tensor, T: int) -> None:
         a, r = a.double().flatten(), r.double().flatten()
         self.n += a.numel()
         self.sa += float(a.sum())
@@ -132,7 +133,7 @@ class _Sums:
         self.sar += float((a * r).sum())
         self.err += float((r - a).abs().sum())
         self.saturated += float((r >= 1).sum())
-        self.silent += float(((r == 0) & (a > 0)).sum())
+        self.silent += float(((r == 0) & (a >= 1 / T)).sum())  # a rate after T steps can show a >= 1/T
         self.clipped += float((a > 1).sum())
 
     def correlation(self) -> float | None:
@@ -346,7 +347,7 @@ def layer_fidelity(
                     f"IF layer {layer!r} has shape {list(rate.shape[1:])} but ReLU {relu[layer]!r} of the ANN "
                     f"gives {list(a.shape[1:])}: is this the model the SNN was converted from?"
                 )
-            sums[layer].add(a, rate)
+            sums[layer].add(a, rate, T)
             neurons[layer] = a[0].numel()
             if layer not in kept:
                 kept[layer] = _sample_points(a, rate, points)

@@ -75,6 +75,9 @@ def test_table_json_and_plot_agree(converted, tmp_path):
 
 def test_diagnose_refuses_a_model_that_does_not_match(converted):
     nir_file, _ = converted
+    no_weights = run("diagnose", nir_file, "--model", FACTORY, "--limit", 2)
+    assert no_weights.exit_code != 0
+    assert f"factory {FACTORY} without weights would use the model as the factory builds it" in no_weights.output
     result = run("diagnose", nir_file, "--model", "ann2snn.zoo.mnist_resnet:MnistResNet", "--no-weights", "--limit", 2)
     assert result.exit_code == 1
     assert "ValueError: IF layer 'if_network_2' of the SNN has no ReLU in the ANN" in result.output

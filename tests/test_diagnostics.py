@@ -71,6 +71,25 @@ def test_a_halved_lambda_is_found_at_small_and_large_T(T):
         )
 
 
+def test_silent_counts_only_activations_a_rate_can_show():
+    ann = three_layer_net()
+    snn = convert(ann)
+    T = 8
+    good = layer_fidelity(ann, snn, X, T=T)
+    assert good.layers[0].silent == 0  # exact input: every a >= 1/T spikes (a in (0, 1/(2T)) rounds to 0)
+    dead = copy.deepcopy(snn)
+    with torch.no_grad():  # plant a layer that never spikes: if_3's input current is 0
+        dead.get_submodule("2").weight.zero_()
+        dead.get_submodule("2").bias.zero_()
+    report = layer_fidelity(ann, dead, X, T=T)
+    assert report.layers[1].mean_rate == 0
+    with torch.no_grad():
+        a = ann[:4](X) / snn.meta[META_KEY]["lambdas"]["if_3"]
+    expected = float((a >= 1 / T).double().mean())
+    assert 0.1 < expected < float((a > 0).double().mean())  # the threshold matters here
+    assert report.layers[1].silent == pytest.approx(expected, abs=1e-12)
+
+
 def test_wrong_weights_give_a_warning_and_the_first_layer():
     ann = three_layer_net()
     wrong = copy.deepcopy(convert(ann))

@@ -23,9 +23,11 @@ def diagnose(nir_file, data, T, limit, batch_size, model, weights, no_weights, m
     """Where a conversion loses accuracy: each IF layer's rate against the ANN's activation / λ.
 
     Runs the ANN (--model, as given to convert) and the .nir file on the same samples and
-    prints, per IF layer: correlation, mean absolute error, the % of neurons saturated (rate 1)
-    and silent (rate 0 while the activation is > 0), and the first layer whose error grows
-    (MAE > 2 × the previous layer's + 1/(2T)).
+    prints, per IF layer: correlation, mean absolute error, the % of neurons saturated (rate 1),
+    with an activation above λ (a > 1) and silent (rate 0 while a ≥ 1/T), and the first layer
+    whose error grows (MAE > 2 × the previous layer's + 1/(2T), more than 1 % of a above λ, or
+    a correlation 0.1 below the previous layer's or below 0.5); a warning when every layer's
+    correlation is below 0.5 (weights that do not match the model).
 
     Example:
 
