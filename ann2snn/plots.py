@@ -26,13 +26,14 @@ MODE_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 
 
 def accuracy_axis_limits(curves: Sequence[AccuracyCurve], full_scale: bool = False) -> tuple[float, float]:
     """The y range (%) of :func:`plot_accuracy_curves`: 0–100 with ``full_scale``, else the data's
-    range (every curve and ANN line) padded by 5 % of it (at least 1 point), clipped to [-1, 101]."""
+    range (every curve and ANN line) padded by 5 % of it (at least 1 point) on both sides, within
+    [-5, 105]: a line at 0 or 100 % keeps the same headroom as any other, off the border."""
     if full_scale:
         return 0.0, 100.0
     values = [v for c in curves for v in c.accuracy] + [c.ann_accuracy for c in curves if c.ann_accuracy is not None]
     lo, hi = min(values), max(values)
     pad = max(0.05 * (hi - lo), 1.0)
-    return max(-1.0, lo - pad), min(101.0, hi + pad)  # a line at 0 or 100 % stays inside the axes
+    return max(-5.0, lo - pad), min(105.0, hi + pad)
 
 
 def plot_accuracy_curves(
@@ -44,8 +45,9 @@ def plot_accuracy_curves(
 ) -> Path:
     """Save a PNG of accuracy (%) against time step t (1..T), atomically: a colour per model, a line
     style and marker per mode (identical curves of two modes stay visible; with one model the
-    modes get colours too), a dotted ANN line per model in its colour (black for one model), the
-    y-axis zoomed to the data unless ``full_scale`` (0–100).
+    modes get colours too), a dashed ANN line per model in the colour of its (first) curve, the
+    y-axis zoomed to the data with headroom (:func:`accuracy_axis_limits`) unless ``full_scale``
+    (0–100).
 
     Args:
         curves: :class:`AccuracyCurve` s, or ``{label: accuracy per t}`` (one model, a mode per label).
@@ -96,10 +98,11 @@ def plot_accuracy_curves(
         if len(anns) == 1:
             ann = anns.pop()
             name = f"ANN {model}" if len(models) > 1 else "ANN"
+            first = next(c for c in curves if c.model == model)
             ax.axhline(
                 ann,
-                color=colours[model] if by_model else "k",
-                linestyle=(0, (1, 1)),
+                color=colours[model] if by_model else colours[first.mode],
+                linestyle=(0, (6, 3)),
                 linewidth=1.2,
                 label=f"{name} {ann:.2f} %",
             )

@@ -35,6 +35,8 @@ def test_axis_zooms_to_the_data_and_keeps_ann_lines_inside():
     assert lo == pytest.approx(90.0 - 1.0) and hi == pytest.approx(99.5 + 1.0)  # pad: max(5 % of 9.5, 1)
     assert accuracy_axis_limits(curves, full_scale=True) == (0.0, 100.0)
     assert accuracy_axis_limits([AccuracyCurve("a", "m", [100.0, 100.0], 100.0)])[1] == 101.0
+    # a wide range: 5 % headroom above an ANN line at 100 % (it was clipped to 101, on the border)
+    assert accuracy_axis_limits([AccuracyCurve("a", "m", [10.0, 95.0], 100.0)]) == pytest.approx((5.5, 104.5))
 
 
 def test_plot_accuracy_draws_a_line_per_curve_and_an_ann_line_per_model(tmp_path, monkeypatch):
@@ -49,6 +51,9 @@ def test_plot_accuracy_draws_a_line_per_curve_and_an_ann_line_per_model(tmp_path
     ]
     path = plot_accuracy_curves(curves, tmp_path / "acc.png", "t")
     assert drawn == [(99.0, "C0"), (98.0, "C1")]
+    drawn.clear()  # one model: the ANN line in the colour of the model's curve, not black
+    plot_accuracy_curves([AccuracyCurve("a", "", [97.0, 99.0], 100.0)], tmp_path / "one.png", "t")
+    assert drawn == [(100.0, "C0")]
     assert matplotlib.image.imread(path).shape[2] == 4
     with pytest.raises(ValueError, match="model 'a', mode 'max' has no points"):
         plot_accuracy_curves([AccuracyCurve("a", "max", [])], tmp_path / "x.png", "t")
