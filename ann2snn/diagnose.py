@@ -77,7 +77,8 @@ def raster_file(
     path: str | Path, data: DataSource, sample: int, layer: str, T: int | None = None, neurons: int | None = 50
 ) -> tuple[Raster, torch.Tensor]:
     """The :func:`simulator.spike_raster` of IF layer ``layer`` of the ``.nir`` file ``path``
-    for sample ``sample`` (0-based) of ``data``; returns ``(raster, input sample [C, H, W])``.
+    for sample ``sample`` (0-based) of ``data``; returns ``(raster, input sample [C, H, W])``,
+    the raster's ``label`` set from the data's labels (None without labels).
 
     Raises:
         ValueError: ``sample`` out of range (names the number of samples), an unknown
@@ -91,4 +92,7 @@ def raster_file(
             f"sample {sample} is out of range: {data} has {len(dataset.x)} samples (0 to {len(dataset.x) - 1})"
         )
     x = dataset.x[sample]
-    return spike_raster(snn, x, T, layer, neurons), x
+    raster = spike_raster(snn, x, T, layer, neurons)
+    if dataset.y is not None:
+        raster.label = int(dataset.y[sample])
+    return raster, x

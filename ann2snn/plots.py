@@ -211,10 +211,45 @@ def plot_layer_fidelity(report: dict, path: str | Path, title: str) -> Path:
     return _save_png_exact(fig, path)
 
 
-def plot_raster(raster, image, path: str | Path, title: str) -> Path:
+def raster_title(raster, sample: int | None = None, label: int | None = None) -> str:
+    """The raster panel's title: layer, sample index, label and the SNN's predicted class, and
+    how many of the layer's neurons are shown (the most active N when capped).
+
+    Example:
+        >>> from simulator import Raster
+        >>> import torch
+        >>> r = Raster("if_1", torch.zeros(4, 2, dtype=torch.bool), torch.tensor([3, 7]), 5, 32, 1)
+        >>> print(raster_title(r, sample=3, label=1))
+        if_1, sample 3, label 1, predicted 1: the 2 most active of 32 neurons (0 of the layer's 5 spikes shown)
+    """
+    parts = [raster.layer]
+    label = label if label is not None else getattr(raster, "label", None)
+    if sample is not None:
+        parts.append(f"sample {sample}")
+    if label is not None:
+        parts.append(f"label {label}")
+    if raster.prediction is not None:
+        parts.append(f"predicted {raster.prediction}")
+    shown = len(raster.neurons)
+    total = raster.layer_neurons or shown
+    which = f"all {total} neurons" if shown >= total else f"the {shown} most active of {total} neurons"
+    spikes = f"{int(raster.spikes.sum())} of the layer's {raster.layer_spikes} spikes shown"
+    return f"{', '.join(parts)}: {which} ({spikes})"
+
+
+#: Tick length of one spike in :func:`plot_raster` (rows are 1 apart: ticks of neighbours never touch).
+RASTER_TICK = 0.6
+
+
+def plot_raster(
+    raster, image, path: str | Path, title: str, sample: int | None = None, label: int | None = None
+) -> Path:
     """Save a PNG of a :class:`simulator.Raster` (spike times of its neurons against t) with the
     input sample ``image`` (``[C, H, W]``, ``[H, W]`` or flat; shown as an image when 2-D after
-    squeezing) beside it; 800 × 400 pixels."""
+    squeezing) beside it; 800 × 400 pixels. Each spike is a short vertical tick
+    (:data:`RASTER_TICK` of a row, so that neighbouring neurons' spikes stay apart at any rate);
+    rows are labelled with the neurons' real indices in the layer (flat, ``C·H·W`` order); the
+    panel's title is :func:`raster_title` (sample, label, predicted class, neurons shown)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -228,17 +263,20 @@ def plot_raster(raster, image, path: str | Path, title: str) -> Path:
         left.imshow(picture.numpy(), cmap="gray" if picture.dim() == 2 else None)
     else:
         left.plot(picture.numpy())
-    left.set_title("input", fontsize=9)
+    label = label if label is not None else raster.label
+    left.set_title("input" if label is None else f"input (label {label})", fontsize=9)
     left.set_xticks([])
     left.set_yticks([])
-    t, j = raster.spikes.nonzero(as_tuple=True)
-    right.scatter((t + 1).numpy(), j.numpy(), marker="|", s=30, color="k")
+    n = len(raster.neurons)
+    times = [(raster.spikes[:, j].nonzero().flatten() + 1).tolist() for j in range(n)]
+    right.eventplot(times, lineoffsets=list(range(n)), linelengths=RASTER_TICK, linewidths=1.0, colors="k")
     right.set_xlim(0.5, raster.T + 0.5)
-    right.set_ylim(-0.5, len(raster.neurons) - 0.5)
+    right.set_ylim(-0.5, n - 0.5)
+    step = max(1, -(-n // 12))  # at most about 12 labelled rows
+    rows = list(range(0, n, step))
+    right.set_yticks(rows, [str(int(raster.neurons[j])) for j in rows], fontsize=7)
     right.set_xlabel("time step t")
-    right.set_ylabel(f"neuron ({len(raster.neurons)} most active)")
-    right.set_title(
-        f"{raster.layer}: {int(raster.spikes.sum())} spikes shown, {raster.layer_spikes} in the layer", fontsize=9
-    )
+    right.set_ylabel("neuron (index in the layer)")
+    right.set_title(raster_title(raster, sample, label).replace(": ", ":\n", 1), fontsize=8)
     fig.suptitle(title, fontsize=10)
     return _save_png_exact(fig, path)

@@ -21,12 +21,19 @@ class Raster:
             ``spikes[t, j]``: what neuron ``neurons[j]`` emitted at step t + 1.
         neurons: ``[N]`` int64 indices into the layer's flattened neurons (``C·H·W``).
         layer_spikes: spikes of the whole layer for this sample (the simulator's count).
+        layer_neurons: neurons of the whole layer (``C·H·W``), shown or not.
+        prediction: the class the SNN predicts for this sample at t = T
+            (:meth:`~simulator.simulate.SimulationResult.predictions`).
+        label: the sample's label, where the caller knows it (:func:`spike_raster` does not).
     """
 
     layer: str
     spikes: torch.Tensor
     neurons: torch.Tensor
     layer_spikes: int
+    layer_neurons: int = 0
+    prediction: int | None = None
+    label: int | None = None
 
     @property
     def T(self) -> int:
@@ -76,4 +83,5 @@ def spike_raster(model: nn.Module, x: torch.Tensor, T: int, layer: str, neurons:
         order = torch.argsort(-counts * train.shape[1] + torch.arange(train.shape[1], device=counts.device))
         index = order[:neurons].sort().values.cpu()
     total = int(result.spike_counts[layer][0].sum())
-    return Raster(layer, train[:, index.to(train.device)].cpu(), index, total)
+    prediction = int(result.predictions()[-1, 0])
+    return Raster(layer, train[:, index.to(train.device)].cpu(), index, total, int(train.shape[1]), prediction)

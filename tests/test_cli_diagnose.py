@@ -95,8 +95,45 @@ def test_raster_counts_and_png(converted, tmp_path):
     raster, _ = raster_file(nir_file, DataSource("mnist"), 3, "if_network_6", None, 10)
     assert raster.layer_spikes == int(counts.sum())
     assert raster.spikes.sum(0).tolist() == counts.flatten()[raster.neurons].long().tolist()
-    assert f"wrote {out}: {int(raster.spikes.sum())} spikes of 10 neurons of if_network_6" in result.output
+    predicted = int(simulate(snn, data.x[3:4], T).predictions()[-1, 0])
+    assert raster.prediction == predicted and raster.label == int(data.y[3]) and raster.layer_neurons == 32 * 11 * 11
+    assert result.output.strip() == (
+        f"wrote {out}: {int(raster.spikes.sum())} spikes of 10 neurons of if_network_6 "
+        f"(sample 3: label {int(data.y[3])}, predicted {predicted})"
+    )
     assert matplotlib.image.imread(out).shape[:2] == (400, 800)
+
+
+def test_raster_plot_ticks_real_indices_and_title(converted, tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from ann2snn.plots import RASTER_TICK, plot_raster
+
+    nir_file, _ = converted
+    raster, image = raster_file(nir_file, DataSource("mnist"), 3, "if_network_6", None, 10)
+    seen: dict = {}
+    real_eventplot, real_yticks = matplotlib.axes.Axes.eventplot, matplotlib.axes.Axes.set_yticks
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "eventplot", lambda self, p, **kw: seen.update(p=p, **kw) or real_eventplot(self, p, **kw)
+    )
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "set_yticks",
+        lambda self, ticks, labels=None, **kw: (
+            seen.update(ticks=list(ticks), labels=labels) or real_yticks(self, ticks, labels, **kw)
+        ),
+    )
+    plot_raster(raster, image, tmp_path / "r.png", "t", sample=3)
+    assert seen["linelengths"] == RASTER_TICK < 1
+    assert [len(p) for p in seen["p"]] == raster.spikes.sum(0).tolist()  # one tick per spike, per neuron
+    assert seen["labels"] == [str(int(raster.neurons[j])) for j in seen["ticks"]]  # real indices, not ranks
+    assert seen["labels"] != [str(j) for j in seen["ticks"]]
+    from ann2snn.plots import raster_title
+
+    assert raster_title(raster, 3) == (
+        f"if_network_6, sample 3, label {raster.label}, predicted {raster.prediction}: the 10 most active of "
+        f"{32 * 11 * 11} neurons ({int(raster.spikes.sum())} of the layer's {raster.layer_spikes} spikes shown)"
+    )
 
 
 def test_raster_bad_input(converted, tmp_path):

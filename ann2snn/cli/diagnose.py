@@ -61,7 +61,13 @@ def diagnose(nir_file, data, T, limit, batch_size, model, weights, no_weights, m
 @click.option("--data", type=DATA, default="mnist", show_default=True, help="mnist, an IDX folder, .npz or .npy.")
 @click.option("--sample", type=click.IntRange(min=0), default=0, show_default=True, help="Sample index (0-based).")
 @click.option("--layer", required=True, help="IF layer (NIR node name), e.g. if_network_2.")
-@click.option("--neurons", type=click.IntRange(min=1), default=50, show_default=True, help="Most active neurons shown.")
+@click.option(
+    "--neurons",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Neurons shown: the N most active (the title says N of how many).",
+)
 @click.option("--T", "T", type=click.IntRange(min=1), default=None, help="Time steps (default: the file's T).")
 @click.option("--out", type=OUT_FILE, default=Path("raster.png"), show_default=True, help="PNG to write.")
 @library_errors
@@ -87,5 +93,9 @@ def plot_raster_command(nir_file, data, sample, layer, neurons, T, out):
         if hint is None:
             raise
         raise click.BadParameter(text, param_hint=hint) from None
-    plot_raster(raster, image, out, f"{nir_file.name}, sample {sample}, T={raster.T}")
-    click.echo(f"wrote {out}: {int(raster.spikes.sum())} spikes of {len(raster.neurons)} neurons of {layer}")
+    plot_raster(raster, image, out, f"{nir_file.name}, sample {sample}, T={raster.T}", sample=sample)
+    label = "" if raster.label is None else f"label {raster.label}, "
+    click.echo(
+        f"wrote {out}: {int(raster.spikes.sum())} spikes of {len(raster.neurons)} neurons of {layer} "
+        f"(sample {sample}: {label}predicted {raster.prediction})"
+    )
