@@ -285,13 +285,32 @@ def trace_snn(model: nn.Module) -> fx.GraphModule:
     return fx.GraphModule(root, SNNTracer().trace(root))
 
 
+def _first_layer(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """The first ``nn.Conv1d``/``Conv2d``/``Conv3d`` or ``nn.Linear`` the input reaches: the first
+    in the traced graph's order (:func:`trace_snn`), or in registration order for an
+    ``nn.Sequential`` that cannot be traced; None when neither applies (registration order need
+    not be the order of the forward: a model may register its classifier first)."""
+    try:
+        gm = trace_snn(model)
+    except Exception:  # untraceable forward: only a Sequential's order is known
+        if not isinstance(model, nn.Sequential):
+            return None
+        order = list(model.named_modules())
+    else:
+        modules = dict(gm.named_modules())
+        order = [(str(n.target), modules[str(n.target)]) for n in gm.graph.nodes if n.op == "call_module"]
+    return next(((name, m) for name, m in order if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))), None)
+
+
 def input_shape_problem(model: nn.Module, shape: tuple[int, ...] | torch.Size) -> str | None:
     """Why inputs of ``shape`` (batch axis included) cannot fit ``model``'s first layer, or None.
 
-    The first layer is the first ``nn.Conv1d``/``Conv2d``/``Conv3d`` or ``nn.Linear`` in
-    registration order: a ConvNd needs ``[B, in_channels, ...]`` with N spatial axes; a Linear
-    needs a batch axis and ``in_features`` either as the last axis or as all axes after the
-    batch axis together (flattened first). Anything else is not checked (None).
+    The first layer is the first ``nn.Conv1d``/``Conv2d``/``Conv3d`` or ``nn.Linear`` the
+    forward calls (in the traced graph; for an untraceable ``nn.Sequential``, its first such
+    layer; anything else untraceable is not checked): a ConvNd needs ``[B, in_channels, ...]``
+    with N spatial axes; a Linear needs a batch axis and ``in_features`` either as the last axis
+    or as all axes after the batch axis together (flattened first). Anything else is not checked
+    (None).
 
     Example:
         >>> problem = input_shape_problem(nn.Sequential(nn.Conv2d(1, 4, 3)), (1, 28, 28))
@@ -299,18 +318,19 @@ def input_shape_problem(model: nn.Module, shape: tuple[int, ...] | torch.Size) -
         (True, 'got [1, 28, 28]')
     """
     shape = tuple(shape)
-    for name, m in model.named_modules():
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            spatial = {nn.Conv1d: ["L"], nn.Conv2d: ["H", "W"], nn.Conv3d: ["D", "H", "W"]}[type(m)]
-            if len(shape) != 2 + len(spatial) or shape[1] != m.in_channels:
-                expected = ", ".join(["B", str(m.in_channels), *spatial])
-                return f"expected [{expected}] (the first layer, {name}, is {m}), got {list(shape)}"
-            return None
-        if isinstance(m, nn.Linear):
-            if len(shape) < 2 or (shape[-1] != m.in_features and math.prod(shape[1:]) != m.in_features):
-                return (
-                    f"expected [B, {m.in_features}] or [B, ...] of {m.in_features} values per sample "
-                    f"(the first layer, {name}, is {m}), got {list(shape)}"
-                )
-            return None
+    first = _first_layer(model)
+    if first is None:
+        return None
+    name, m = first
+    if isinstance(m, nn.Linear):
+        if len(shape) < 2 or (shape[-1] != m.in_features and math.prod(shape[1:]) != m.in_features):
+            return (
+                f"expected [B, {m.in_features}] or [B, ...] of {m.in_features} values per sample "
+                f"(the first layer, {name}, is {m}), got {list(shape)}"
+            )
+        return None
+    spatial = ["L"] if isinstance(m, nn.Conv1d) else ["H", "W"] if isinstance(m, nn.Conv2d) else ["D", "H", "W"]
+    if len(shape) != 2 + len(spatial) or shape[1] != m.in_channels:
+        expected = ", ".join(["B", str(m.in_channels), *spatial])
+        return f"expected [{expected}] (the first layer, {name}, is {m}), got {list(shape)}"
     return None

@@ -10,6 +10,7 @@ from converter import Converter, layer_fidelity
 from converter.diagnostics import first_growing_layer, growing_layer
 from exporters import export_nir, import_nir
 from simulator import META_KEY, simulate, spike_raster
+from simulator.graph import input_shape_problem
 
 
 def three_layer_net() -> nn.Module:
@@ -234,3 +235,24 @@ def test_mis_shaped_inputs_name_the_expected_and_the_got_shape():
     with pytest.raises(ValueError, match=r"the inputs x do not fit the SNN: expected \[B, 1, H, W\] .*got \[1, 8, 8\]"):
         layer_fidelity(ann, snn, IMAGES[0], T=4)
     assert spike_raster(snn, IMAGES[0], 4, "if_1").spikes.shape[0] == 4
+
+
+class ClassifierRegisteredFirst(nn.Module):
+    """Registers its Linear before its Conv2d: the shape check must follow the forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4 * 6 * 6, 3)
+        self.conv = nn.Conv2d(1, 4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+def test_the_shape_check_follows_the_forward_not_the_registration_order():
+    ann = ClassifierRegisteredFirst().eval()
+    snn = Converter("max", dataloader=IMAGES)(ann)  # [N, 1, 8, 8] fits conv, the first layer called
+    assert input_shape_problem(ann, IMAGES.shape) is None
+    assert simulate(snn, IMAGES[:2], 8).outputs.shape == (8, 2, 3)
+    with pytest.raises(ValueError, match=r"expected \[B, 1, H, W\] \(the first layer, conv, is Conv2d.*got \[1, 64\]"):
+        Converter("max", dataloader=IMAGES.flatten(1))(ann)
