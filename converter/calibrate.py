@@ -6,8 +6,11 @@ difference per channel is systematic, and adding it to the bias of the Conv/Line
 layer removes it (Li et al., ICML 2021, "A free lunch from ANN: towards efficient, accurate
 spiking neural networks calibration": bias calibration). Layers are corrected in order, each
 after re-simulating the network with the earlier corrections, for the time budget T the SNN
-will run with. Only biases change (weights and thresholds stay); a layer with no single
-Conv/Linear producer (e.g. after a residual add) is left as it is.
+will run with. Only biases change (weights and thresholds stay). A layer fed by a residual join
+(``IF(branch + shortcut)``) is corrected through the branch's last Conv/Linear, the shortcut's
+current staying as it is: the errors the join propagates (both operands carry spikes) are then
+corrected where they arrive, as for any other layer. Calibrating layer ``k`` simulates only the
+part of the network that computes it (layers after ``k`` are not run).
 
 Under ``torch.distributed`` these fits are not sharded: :class:`converter.Converter` runs them on
 every rank on the same first calibration samples (seeded draws, so the same parameters as one
@@ -24,8 +27,52 @@ import torch.fx as fx
 
 from converter.channelwise import _producer
 from simulator import IFNeuron, Integrator, simulate
+from simulator.graph import is_add
 
 log = logging.getLogger(__name__)
+
+
+def _up_to(snn: fx.GraphModule, node: fx.Node) -> fx.GraphModule:
+    """The part of ``snn`` that computes ``node``, as a GraphModule whose output is ``node`` and
+    which shares ``snn``'s modules (and metadata): calibrating layer ``k`` needs layers 1..k only.
+    """
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    for current in snn.graph.nodes:
+        env[current] = graph.node_copy(current, lambda arg: env[arg])
+        if current is node:
+            break
+    graph.output(env[node])
+    sub = fx.GraphModule(snn, graph)
+    sub.graph.eliminate_dead_code()
+    sub.recompile()
+    sub.meta = snn.meta
+    return sub
+
+
+def _calibrated_producer(node: fx.Node, modules) -> tuple[fx.Node, fx.Node | None] | None:
+    """``(Conv/Linear node, join node or None)`` whose parameters calibrate IF layer ``node``.
+
+    The single Conv/Linear producer (:func:`converter.channelwise._producer`) when there is one;
+    for ``IF(a + b)`` (the add used by the IF layer alone), the Conv/Linear that feeds the first
+    operand directly and nothing else (the residual branch's last layer, ``b`` the shortcut),
+    and the add. None otherwise.
+    """
+    producer = _producer(node, modules)
+    if producer is not None:
+        return producer, None
+    join = node.args[0] if node.args else None
+    if not (isinstance(join, fx.Node) and is_add(join) and len(join.users) == 1):
+        return None
+    for operand in join.args[:2]:
+        if (
+            isinstance(operand, fx.Node)
+            and operand.op == "call_module"
+            and isinstance(modules[operand.target], (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear))
+            and len(operand.users) == 1
+        ):
+            return operand, join
+    return None
 
 
 @torch.no_grad()
@@ -45,40 +92,46 @@ def calibrate_biases(
         T: the number of time steps the SNN will be run for.
 
     Returns:
-        The IF module names whose producers were corrected.
+        The IF module names whose producers were corrected (a layer after a residual join
+        through its branch's last Conv/Linear, see :func:`_calibrated_producer`).
     """
     modules = dict(snn.named_modules())
     corrected = []
-    for node in snn.graph.nodes:
+    for node in list(snn.graph.nodes):
         if node.op != "call_module" or node.target not in targets or not isinstance(modules[node.target], IFNeuron):
             continue
-        producer = _producer(node, modules)
-        layer = modules[producer.target] if producer is not None else None
+        found = _calibrated_producer(node, modules)
+        layer = modules[found[0].target] if found is not None else None
         if layer is None or layer.bias is None:
             log.info("bias calibration: %s has no Conv/Linear producer with a bias; skipped", node.target)
             continue
-        counts = simulate(snn, x, T, warn_silent=False).spike_counts[node.target]
+        counts = simulate(_up_to(snn, node), x, T, warn_silent=False).spike_counts[node.target]
         error = (targets[node.target].to(counts.device) - counts / T).transpose(0, 1).reshape(counts.shape[1], -1)
         layer.bias.add_(error.mean(1).to(layer.bias.dtype))
         corrected.append(node.target)
     return corrected
 
 
-def _mean_inputs(snn: fx.GraphModule, target: str, x: torch.Tensor, T: int) -> torch.Tensor:
-    """The input of module ``target`` averaged over ``T`` steps of single-step simulation of
-    ``x`` (``[N, ...]``): what the layer sees, on average, in the SNN."""
-    module = snn.get_submodule(target)
-    total: list[torch.Tensor] = []
+def _mean_inputs(snn: fx.GraphModule, node: fx.Node, x: torch.Tensor, T: int, *more: str) -> list[torch.Tensor]:
+    """The inputs of module ``node`` (and of the modules ``more``, computed on the way to it)
+    averaged over ``T`` steps of single-step simulation of ``x`` (``[N, ...]``): what the layers
+    see, on average, in the SNN. Only the part of ``snn`` up to ``node`` runs."""
+    targets = [str(node.target), *more]
+    totals: dict[str, torch.Tensor] = {}
+    handles = []
+    for target in targets:
 
-    def hook(m, args):
-        total.append(args[0].detach() if not total else total.pop() + args[0].detach())
+        def hook(m, args, target=target):
+            value = args[0].detach()
+            totals[target] = value if target not in totals else totals[target] + value
 
-    handle = module.register_forward_pre_hook(hook)
+        handles.append(snn.get_submodule(target).register_forward_pre_hook(hook))
     try:
-        simulate(snn, x, T, execution="single", warn_silent=False)
+        simulate(_up_to(snn, node), x, T, execution="single", warn_silent=False)
     finally:
-        handle.remove()
-    return total[0] / T
+        for handle in handles:
+            handle.remove()
+    return [totals[target] / T for target in targets]
 
 
 def _fit(
@@ -142,10 +195,12 @@ def calibrate_weights(
     where ``z`` is the producer's output: the IF layer's rate for a constant current ``z``
     (up to the 1/T quantisation). This is the weight calibration of Li et al., ICML 2021 ("A
     free lunch from ANN", advanced calibration), on the SNN's own inputs so that the errors of
-    earlier layers are compensated. Only the Conv/Linear parameters feeding IF layers change;
-    thresholds, the output layer, layers without a single Conv/Linear producer and layers fed
-    by the analog input alone (the first convolution: it already computes what the ANN does)
-    stay.
+    earlier layers are compensated. For an IF layer after a residual join ``IF(branch +
+    shortcut)`` the branch's last Conv/Linear is fitted with ``z = layer(input) + shortcut``, the
+    shortcut's current measured in the SNN (its mean over ``T`` steps) and held fixed. Only the
+    Conv/Linear parameters feeding IF layers change; thresholds, the output layer, layers with
+    no Conv/Linear to fit and layers fed by the analog input alone (the first convolution: it
+    already computes what the ANN does) stay.
 
     Args:
         snn: the converted SNN, modified in place.
@@ -164,21 +219,30 @@ def calibrate_weights(
     for node in list(snn.graph.nodes):
         if node.op != "call_module" or node.target not in targets or not isinstance(modules[node.target], IFNeuron):
             continue
-        producer = _producer(node, modules)
-        if producer is None:
-            log.info("weight calibration: %s has no single Conv/Linear producer; skipped", node.target)
+        found = _calibrated_producer(node, modules)
+        if found is None:
+            log.info("weight calibration: %s has no Conv/Linear producer to fit; skipped", node.target)
             continue
-        if not _sees_spikes(producer, modules):
+        producer, join = found
+        if not _sees_spikes(producer, modules) and join is None:
             log.info("weight calibration: %s sees the analog input as the ANN does; skipped", node.target)
             continue
         layer, neuron = modules[producer.target], modules[node.target]
         with torch.no_grad():
-            inputs = _mean_inputs(snn, str(producer.target), x, T)
+            if join is None:
+                (inputs,) = _mean_inputs(snn, producer, x, T)
+                shortcut = torch.zeros((), device=inputs.device)
+            else:  # the IF layer's mean input minus the branch's: the shortcut's mean current
+                total, inputs = _mean_inputs(snn, node, x, T, str(producer.target))
+                shortcut = total - layer(inputs)
         target = targets[node.target].to(inputs.device)
         threshold = neuron.v_threshold.to(inputs.device)
 
-        def rate_error(z: torch.Tensor, idx: torch.Tensor, target=target, threshold=threshold) -> torch.Tensor:
-            return ((z / threshold).clamp(0, 1) - target[idx]).pow(2).mean()
+        def rate_error(
+            z: torch.Tensor, idx: torch.Tensor, target=target, threshold=threshold, shortcut=shortcut
+        ) -> torch.Tensor:
+            current = z + (shortcut[idx] if shortcut.dim() else shortcut)
+            return ((current / threshold).clamp(0, 1) - target[idx]).pow(2).mean()
 
         loss = _fit(layer, inputs, rate_error, iterations, lr, batch_size, generator)
         log.info("weight calibration: %s loss %.3g", node.target, loss)
@@ -227,7 +291,7 @@ def calibrate_output(
         return None
     layer = modules[producer.target]
     with torch.no_grad():
-        inputs = _mean_inputs(snn, str(producer.target), x, T)
+        (inputs,) = _mean_inputs(snn, producer, x, T)
         teacher = logits.to(inputs.device).flatten(1).log_softmax(1)
 
     def divergence(z: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
