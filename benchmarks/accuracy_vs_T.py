@@ -1,10 +1,11 @@
-"""Accuracy against time steps T for the shipped seed CNN: each low-latency technique added
-one at a time, side by side in one run.
+"""Accuracy against time steps T for the shipped seed CNN (or the shipped MNIST ResNet,
+``--net resnet``): each low-latency technique added one at a time, side by side in one run.
 
 Usage::
 
     python benchmarks/accuracy_vs_T.py                 # all 10,000 MNIST test images
     python benchmarks/accuracy_vs_T.py --limit 1000    # quicker
+    python benchmarks/accuracy_vs_T.py --net resnet --modes 99.9% --other-modes --T 2 4 8 16
 
 Rows for 'max' and '99.9%': seed behaviour (V[0] = 0, spike-count readout), + half-threshold
 start (V[0] = V_th/2), + membrane readout, + channel-wise scales, + calibration for each T
@@ -33,7 +34,7 @@ from pathlib import Path
 import torch
 
 from ann2snn.tables import format_table
-from ann2snn.zoo import load_embedded, load_mnist_cnn, read_mnist_folder
+from ann2snn.zoo import load_embedded, load_mnist_cnn, load_mnist_resnet, read_mnist_folder
 from converter import Converter
 from simulator import accuracy_per_t
 
@@ -126,6 +127,9 @@ def spikingjelly_rows(ann, calib, test, Ts, batch, modes: list[str]) -> list[lis
     return rows
 
 
+NETS = {"cnn": ("seed CNN", load_mnist_cnn), "resnet": ("MNIST ResNet", load_mnist_resnet)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=0, help="test images (0: all 10,000)")
@@ -139,9 +143,10 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--net", choices=list(NETS), default="cnn", help="which shipped MNIST network")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ann = load_mnist_cnn()
+    ann = NETS[args.net][1]()
     test = read_mnist_folder(SHARED, "test") if SHARED.exists() else load_embedded("test")
     test = test.subset(args.limit)
     calib = load_embedded("calib")
@@ -160,7 +165,7 @@ def main() -> None:
         print(f"{mode} {name}: {[round(a, 2) for a in accs]} ({rows[-1][-1]:.0f} s)", flush=True)
     rows += sj_rows
     print(
-        f"\nseed CNN, ANN accuracy {ann_acc:.2f} % on {len(test)} MNIST test images; "
+        f"\n{NETS[args.net][0]}, ANN accuracy {ann_acc:.2f} % on {len(test)} MNIST test images; "
         f"calibration data: {len(calib)} training images; total {time.perf_counter() - start:.0f} s"
     )
     print(format_table(["mode", "technique", *(f"T={T}" for T in args.T), "seconds"], rows))
