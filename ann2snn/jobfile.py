@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ann2snn.data import DEFAULT_LIMIT, DataSource
 from ann2snn.models import ModelSpec, looks_like_factory
-from ann2snn.pipeline import Job, ModelEntry
+from ann2snn.pipeline import TARGET_FIELDS, Job, ModelEntry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -120,6 +120,7 @@ def read_job(path: Path, out: Path | None = None, device: str | None = None, lim
             state_bits=doc.get("state_bits"),
             encoding=doc.get("encoding", "constant"),
             target=doc.get("target"),
+            explicit=tuple(key for key in TARGET_FIELDS if key in doc),
         )
     except JobFileError:
         raise

@@ -83,6 +83,14 @@ class ModelEntry:
             raise ValueError(f"model name {self.name!r} must be letters, digits, '_', '-', '.', '+' (it names files)")
 
 
+#: The :class:`Job` fields a hardware target may set, with their defaults.
+TARGET_FIELDS: dict[str, object] = {
+    "weight_bits": None,
+    "state_bits": None,
+    "encoding": "constant",
+    "readout": "membrane",
+}
+
 #: Time steps of the quantisation's bias correction when the conversion is not calibrated for a T.
 QUANTIZE_T = 16
 
@@ -99,14 +107,17 @@ class Job:
     target (:data:`exporters.targets.TARGETS`) whose settings (:func:`target_settings`: bit
     widths, reset and spike rule, no biases, spike input and readout) the conversion takes and
     whose check each exported file must pass (a row that does not fit fails, naming every
-    violation; the file is kept for ``ann2snn check``).
+    violation; the file is kept for ``ann2snn check``). ``explicit``: the names of the fields
+    the user gave (a command-line option, a job-file key); such a field that the target sets
+    otherwise is refused even when its value is the default (a field not named there is taken
+    from the target when it holds its default).
 
     Raises:
         ValueError: no model, mode or T, a repeated model name or normalisation, ``T < 1``, an
             unknown readout, export profile or encoding, ``calibrate_weights`` without
             ``calibrate``, bit widths out of range, or ``state_bits`` without ``weight_bits``; an
             unknown ``target`` (listing the known ones) or a setting that contradicts it (naming
-            both values).
+            the field and both values: given explicitly, or not its default).
     """
 
     models: tuple[ModelEntry, ...]
@@ -130,6 +141,7 @@ class Job:
     state_bits: int | None = None
     encoding: str = "constant"
     target: str | None = None
+    explicit: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.target is not None:
@@ -164,15 +176,16 @@ class Job:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
 
     def _take_target(self) -> None:
-        """Set the fields the target decides; refuse a field given otherwise (not its default)."""
+        """Set the fields the target decides; refuse a field given otherwise (explicitly, or
+        not at its default)."""
         wanted = target_settings(str(self.target))
-        defaults = {"weight_bits": None, "state_bits": None, "encoding": "constant", "readout": "membrane"}
-        for key, default in defaults.items():
+        for key, default in TARGET_FIELDS.items():
             if key not in wanted:
                 continue
             given = getattr(self, key)
-            if given not in (default, wanted[key]):
-                raise ValueError(f"target {self.target} sets {key}={wanted[key]!r}, got {key}={given!r}")
+            if given != wanted[key] and (key in self.explicit or given != default):
+                how = " (given explicitly; leave it out and the target sets it)" if given == default else ""
+                raise ValueError(f"target {self.target} sets {key}={wanted[key]!r}, got {key}={given!r}{how}")
             object.__setattr__(self, key, wanted[key])  # frozen: set once, while constructing
 
     def settings(self) -> dict:

@@ -98,6 +98,31 @@ def test_convert_target_usage_errors(checkpoints, tmp_path):
     assert clash.exit_code == 2 and "target loihi2 sets weight_bits=7, got weight_bits=8" in clash.output
 
 
+def test_an_explicit_default_that_the_target_sets_otherwise_is_a_usage_error(checkpoints, tmp_path):
+    args = ["convert", "--model", FACTORY, "--weights", str(checkpoints["plain"]), "--out", str(tmp_path)]
+    for option, value, wanted in (("--readout", "membrane", "spike_count"), ("--encoding", "constant", "rate")):
+        key = option[2:]
+        result = CliRunner().invoke(main, [*args, "--target", "speck2f", option, value])
+        assert result.exit_code == 2, result.output
+        assert f"target speck2f sets {key}={wanted!r}, got {key}={value!r} (given explicitly" in result.output
+    assert not list(tmp_path.iterdir())  # refused before any work
+    with pytest.raises(ValueError, match="target speck2f sets readout='spike_count', got readout='membrane'"):
+        _job(target="speck2f", readout="membrane", explicit=("readout",))
+    assert _job(target="speck2f", readout="spike_count", explicit=("readout",)).readout == "spike_count"
+
+
+def test_job_file_key_that_the_target_sets_otherwise_is_refused(tmp_path):
+    path = tmp_path / "job.toml"
+    body = f'modes = ["max"]\nT = [4]\n[[models]]\nname = "a"\nmodel = "{FACTORY}"\nno_weights = true\n'
+    path.write_text('target = "speck2f"\nreadout = "membrane"\n' + body)
+    with pytest.raises(JobFileError, match="target speck2f sets readout='spike_count', got readout='membrane'"):
+        read_job(path)
+    path.write_text('target = "speck2f"\nreadout = "spike_count"\n' + body)
+    assert read_job(path).readout == "spike_count"
+    path.write_text('target = "speck2f"\n' + body)
+    assert read_job(path).explicit == ()
+
+
 def test_job_file_target(tmp_path):
     path = tmp_path / "job.toml"
     body = f'modes = ["max"]\nT = [4]\n[[models]]\nname = "a"\nmodel = "{FACTORY}"\nno_weights = true\n'
