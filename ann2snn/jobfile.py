@@ -61,6 +61,7 @@ JOB_KEYS = {
     "state_bits": int,
     "encoding": str,
     "target": str,
+    "target_bias": str,
     "models": list,
 }
 MODEL_KEYS = {
@@ -121,6 +122,7 @@ def read_job(path: Path, out: Path | None = None, device: str | None = None, lim
             encoding=doc.get("encoding", "constant"),
             target=doc.get("target"),
             explicit=tuple(key for key in TARGET_FIELDS if key in doc),
+            target_bias=doc.get("target_bias"),
         )
     except JobFileError:
         raise

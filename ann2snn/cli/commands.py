@@ -251,6 +251,14 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
     "spike rule, no biases, spike input and readout; each file must then pass ann2snn check --target.",
 )
 @click.option(
+    "--target-bias",
+    type=click.Choice(["none", "leak"]),
+    default=None,
+    help="With --target: keep the biases the target removes by default. leak (speck2f): 8-bit biases at each "
+    "layer's weight scale, added once per time step, i.e. Speck's leak with one slow-clock tick per time step "
+    "(default: none, biases removed).",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("ann2snn-out"),
@@ -293,6 +301,7 @@ def convert(
     state_bits,
     encoding,
     target_name,
+    target_bias,
     out,
     device,
     batch_size,
@@ -340,6 +349,7 @@ def convert(
             encoding,
             target_name,
             explicit=given_options(click.get_current_context(), TARGET_FIELDS),
+            target_bias=target_bias,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
