@@ -181,6 +181,21 @@ def test_speck_biases_as_a_leak():
     assert check(chain(bias=5.0, quant_bias="keep"), "speck2f").violations == plain.violations
 
 
+def test_loihi2_biases_kept_on_purpose():
+    # a record saying bias "keep" (--target-bias keep): biases are lava-nc's bias_mant, 13 bits
+    report = check(chain(bias=4095.0, quant_bias="keep", **LOIHI_OK), "loihi2")
+    assert report.violations == [] and report.notes[-1].startswith("biases kept (convert --target-bias keep)")
+    assert _lines(chain(bias=4096.0, quant_bias="keep", **LOIHI_OK), "loihi2") == [
+        "conv0: bias bits: 14 bits (limit: 13 bits)",
+        "conv1: bias bits: 14 bits (limit: 13 bits)",
+    ]
+    assert [v.rule for v in check(chain(bias=5.0, quant_bias="none", **LOIHI_OK), "loihi2").violations] == [
+        "bias",
+        "bias",
+    ]
+    assert check(chain(bias=5.0, quant_bias="leak", **LOIHI_OK), "loihi2").violations != []  # Speck's label
+
+
 def test_reset_rule_and_reset_value():
     # Loihi 2 resets to zero only: a file that subtracts is refused layer by layer
     lines = _lines(chain(**{**LOIHI_OK, "reset": "subtract"}), "loihi2")

@@ -126,8 +126,11 @@ def test_job_file_key_that_the_target_sets_otherwise_is_refused(tmp_path):
 def test_target_bias_leak_settings_and_refusals():
     assert target_settings("speck2f", "leak") == {**target_settings("speck2f"), "bias": "leak", "bias_bits": 8}
     assert target_settings("speck2f", "none") == target_settings("speck2f")
-    with pytest.raises(ValueError, match="target loihi2 has no target_bias 'leak': it takes none"):
+    with pytest.raises(ValueError, match="target loihi2 has no target_bias 'leak': it takes none, keep"):
         target_settings("loihi2", "leak")
+    with pytest.raises(ValueError, match="target int8 has no target_bias 'keep': it takes none$"):
+        target_settings("int8", "keep")
+    assert target_settings("loihi2", "keep") == {**target_settings("loihi2"), "bias": "keep", "bias_bits": 13}
     with pytest.raises(ValueError, match="target_bias='leak' needs a target"):
         _job(target_bias="leak")
     job = _job(target="speck2f", target_bias="leak")
@@ -150,7 +153,7 @@ def test_convert_target_speck2f_bias_leak_keeps_8_bit_biases(checkpoints, tmp_pa
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["settings"]["target_bias"] == "leak" and summary["rows"][0]["status"] == "converted"
     bad = CliRunner().invoke(main, [*args, "--target", "loihi2", "--target-bias", "leak", "--out", str(tmp_path)])
-    assert bad.exit_code == 2 and "target loihi2 has no target_bias 'leak': it takes none" in bad.output
+    assert bad.exit_code == 2 and "target loihi2 has no target_bias 'leak': it takes none, keep" in bad.output
 
 
 def test_job_file_target(tmp_path):

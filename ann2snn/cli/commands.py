@@ -252,11 +252,11 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
 )
 @click.option(
     "--target-bias",
-    type=click.Choice(["none", "leak"]),
+    type=click.Choice(["none", "leak", "keep"]),
     default=None,
     help="With --target: keep the biases the target removes by default. leak (speck2f): 8-bit biases at each "
-    "layer's weight scale, added once per time step, i.e. Speck's leak with one slow-clock tick per time step "
-    "(default: none, biases removed).",
+    "layer's weight scale, added once per time step, i.e. Speck's leak with one slow-clock tick per time step; "
+    "keep (loihi2): 13-bit biases, lava-nc's bias_mant (default: none, biases removed).",
 )
 @click.option(
     "--out",
