@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ann2snn.data import DEFAULT_LIMIT, DataSource
 from ann2snn.models import ModelSpec, looks_like_factory
-from ann2snn.pipeline import Job, ModelEntry
+from ann2snn.pipeline import TARGET_FIELDS, Job, ModelEntry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -61,6 +61,7 @@ JOB_KEYS = {
     "state_bits": int,
     "encoding": str,
     "target": str,
+    "target_bias": str,
     "models": list,
 }
 MODEL_KEYS = {
@@ -120,6 +121,8 @@ def read_job(path: Path, out: Path | None = None, device: str | None = None, lim
             state_bits=doc.get("state_bits"),
             encoding=doc.get("encoding", "constant"),
             target=doc.get("target"),
+            explicit=tuple(key for key in TARGET_FIELDS if key in doc),
+            target_bias=doc.get("target_bias"),
         )
     except JobFileError:
         raise

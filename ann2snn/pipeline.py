@@ -83,6 +83,14 @@ class ModelEntry:
             raise ValueError(f"model name {self.name!r} must be letters, digits, '_', '-', '.', '+' (it names files)")
 
 
+#: The :class:`Job` fields a hardware target may set, with their defaults.
+TARGET_FIELDS: dict[str, object] = {
+    "weight_bits": None,
+    "state_bits": None,
+    "encoding": "constant",
+    "readout": "membrane",
+}
+
 #: Time steps of the quantisation's bias correction when the conversion is not calibrated for a T.
 QUANTIZE_T = 16
 
@@ -99,14 +107,20 @@ class Job:
     target (:data:`exporters.targets.TARGETS`) whose settings (:func:`target_settings`: bit
     widths, reset and spike rule, no biases, spike input and readout) the conversion takes and
     whose check each exported file must pass (a row that does not fit fails, naming every
-    violation; the file is kept for ``ann2snn check``).
+    violation; the file is kept for ``ann2snn check``). ``target_bias``: how the target keeps
+    the biases instead of removing them (:data:`exporters.targets.BIAS_OPTIONS`: ``"leak"`` for
+    Speck 2f, 8-bit biases added once per time step = once per slow-clock tick; ``None`` or
+    ``"none"``: the target's default, biases removed). ``explicit``: the names of the fields
+    the user gave (a command-line option, a job-file key); such a field that the target sets
+    otherwise is refused even when its value is the default (a field not named there is taken
+    from the target when it holds its default).
 
     Raises:
         ValueError: no model, mode or T, a repeated model name or normalisation, ``T < 1``, an
             unknown readout, export profile or encoding, ``calibrate_weights`` without
             ``calibrate``, bit widths out of range, or ``state_bits`` without ``weight_bits``; an
             unknown ``target`` (listing the known ones) or a setting that contradicts it (naming
-            both values).
+            the field and both values: given explicitly, or not its default).
     """
 
     models: tuple[ModelEntry, ...]
@@ -130,8 +144,12 @@ class Job:
     state_bits: int | None = None
     encoding: str = "constant"
     target: str | None = None
+    explicit: tuple[str, ...] = ()
+    target_bias: str | None = None
 
     def __post_init__(self) -> None:
+        if self.target_bias is not None and self.target is None:
+            raise ValueError(f"target_bias={self.target_bias!r} needs a target")
         if self.target is not None:
             self._take_target()
         if not self.models or not self.modes or not self.Ts:
@@ -164,15 +182,16 @@ class Job:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
 
     def _take_target(self) -> None:
-        """Set the fields the target decides; refuse a field given otherwise (not its default)."""
-        wanted = target_settings(str(self.target))
-        defaults = {"weight_bits": None, "state_bits": None, "encoding": "constant", "readout": "membrane"}
-        for key, default in defaults.items():
+        """Set the fields the target decides; refuse a field given otherwise (explicitly, or
+        not at its default)."""
+        wanted = target_settings(str(self.target), self.target_bias)
+        for key, default in TARGET_FIELDS.items():
             if key not in wanted:
                 continue
             given = getattr(self, key)
-            if given not in (default, wanted[key]):
-                raise ValueError(f"target {self.target} sets {key}={wanted[key]!r}, got {key}={given!r}")
+            if given != wanted[key] and (key in self.explicit or given != default):
+                how = " (given explicitly; leave it out and the target sets it)" if given == default else ""
+                raise ValueError(f"target {self.target} sets {key}={wanted[key]!r}, got {key}={given!r}{how}")
             object.__setattr__(self, key, wanted[key])  # frozen: set once, while constructing
 
     def settings(self) -> dict:
@@ -198,6 +217,8 @@ class Job:
             settings["encoding"] = self.encoding
         if self.target is not None:
             settings["target"] = self.target
+        if self.target_bias not in (None, "none"):
+            settings["target_bias"] = self.target_bias
         return settings
 
     def converter(
@@ -215,9 +236,16 @@ class Job:
         if self.weight_bits is None:
             return convert
         bits, state, steps = self.weight_bits, self.state_bits, calibrate_T or QUANTIZE_T
-        bias = str(target_settings(self.target).get("bias", "keep")) if self.target else "keep"
+        wanted = target_settings(self.target, self.target_bias)
+        bias, bias_bits = str(wanted.get("bias", "keep")), wanted.get("bias_bits")
         return lambda ann: quantize(
-            convert(ann), weight_bits=bits, state_bits=state, bias=bias, calibration=dataloader, calibration_T=steps
+            convert(ann),
+            weight_bits=bits,
+            state_bits=state,
+            bias=bias,
+            bias_bits=bias_bits,
+            calibration=dataloader,
+            calibration_T=steps,
         )
 
     def _converter(self, mode: str, dataloader, progress, calibrate_T: int | None) -> Converter:
@@ -239,23 +267,33 @@ class Job:
         return f"{model}_{parse_mode(mode).file_name}_T{T}"
 
 
-def target_settings(name: str | None) -> dict:
+def target_settings(name: str | None, target_bias: str | None = None) -> dict:
     """What converting for hardware target ``name`` sets (``{}`` for ``None``): ``weight_bits``,
     ``state_bits``, ``encoding`` (spike input), ``readout``, the neuron's ``reset`` and
     ``spike_rule``, and ``bias`` (``"none"``: :func:`converter.quantize` removes the biases).
     From :data:`exporters.targets.SETTINGS`, whose limits they meet (e.g. Speck 2f: 8-bit
     weights, 16-bit state, no bias, rate spikes, spike-count readout; Loihi 2: 7-bit weights, 18
-    bits of state, reset to zero, ``v > V_th``).
+    bits of state, reset to zero, ``v > V_th``). ``target_bias`` (``None`` or ``"none"``: the
+    target's default) replaces ``bias`` by the target's option of that name
+    (:data:`exporters.targets.BIAS_OPTIONS`; Speck 2f's ``"leak"``: ``bias="leak"``,
+    ``bias_bits=8``).
 
     Raises:
-        ValueError: an unknown target; the message lists the known ones.
+        ValueError: an unknown target (the message lists the known ones), or a ``target_bias``
+            the target does not have (listing those it has).
     """
     if name is None:
         return {}
-    from exporters.targets import SETTINGS, target
+    from exporters.targets import BIAS_OPTIONS, SETTINGS, target
 
     target(name)  # raises, listing the known targets
     settings = dict(SETTINGS[name])
+    if target_bias not in (None, "none"):
+        options = BIAS_OPTIONS.get(name, {})
+        if target_bias not in options:
+            known = ", ".join(["none", *options])
+            raise ValueError(f"target {name} has no target_bias {target_bias!r}: it takes {known}")
+        settings.update(options[str(target_bias)])
     if "input_encoding" in settings:
         settings["encoding"] = settings.pop("input_encoding")
     return settings

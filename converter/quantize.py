@@ -62,7 +62,7 @@ from simulator.graph import WEIGHTED, is_add, is_identity, is_reshape
 
 log = logging.getLogger(__name__)
 
-BIASES = ("keep", "none")
+BIASES = ("keep", "none", "leak")
 ROUNDINGS = ("search", "plain")
 #: Widest weights: 16 bits (the widest of the chips in view; int16 products fit float32 sums).
 MAX_WEIGHT_BITS = 16
@@ -324,13 +324,39 @@ def _exact_v0(k: int, v_init: float) -> bool:
     return abs(v_init * k - v0) < 1e-9 and exact32
 
 
+def _bias_cap(biases: torch.Tensor, bias_qmax: int | None) -> float:
+    """The largest factor at which every bias rounds into ``[-bias_qmax, bias_qmax]`` (``inf``:
+    no limit or no non-zero bias): ``α |b| < bias_qmax + 1/2``."""
+    bmax = float(biases.abs().max()) if biases.numel() else 0.0
+    if bias_qmax is None or bmax == 0:
+        return math.inf
+    return math.nextafter((bias_qmax + 0.5) / bmax, 0.0)
+
+
 def _search_threshold(
-    name: str, theta: float, v_init: float, weights: torch.Tensor, biases: torch.Tensor, qmax: int
+    name: str,
+    theta: float,
+    v_init: float,
+    weights: torch.Tensor,
+    biases: torch.Tensor,
+    qmax: int,
+    bias_qmax: int | None = None,
 ) -> int:
-    """The integer threshold ``k`` (factor ``k / V_th``) with the least rounding error."""
+    """The integer threshold ``k`` (factor ``k / V_th``) with the least rounding error; with
+    ``bias_qmax``, ``k`` is at most the one whose factor keeps every bias within it."""
     wmax = float(weights.abs().max())
     k0 = theta * (qmax + 0.5) / wmax  # the largest k without clipping (before rounding)
     low, high = max(1, math.ceil(k0 / 2)), max(1, math.floor(k0 * SEARCH_CLIP))
+    cap = _bias_cap(biases, bias_qmax)
+    if cap < math.inf:
+        k_bias = math.floor(theta * cap)
+        if k_bias < 1:
+            raise QuantizationError(
+                f"layer {name!r}: its biases (largest {float(biases.abs().max()):.3g} x V_th {theta:.3g}) need a "
+                f"threshold below 1 to fit {bits_signed(bias_qmax or 0)}-bit biases"
+            )
+        high = min(high, k_bias)
+        low = min(low, max(1, math.ceil(high / 2)))
     span: Iterable[int] = range(low, high + 1)
     if high + 1 - low > SEARCH_CANDIDATES:
         span = sorted({round(v) for v in torch.linspace(low, high, SEARCH_CANDIDATES).tolist()})
@@ -340,11 +366,12 @@ def _search_threshold(
     return min(candidates, key=lambda k: (_error(k / theta, weights, biases, qmax), -k))
 
 
-def _search_factor(weights: torch.Tensor, biases: torch.Tensor, qmax: int) -> float:
-    """The factor with the least rounding error for a layer without threshold (the readout)."""
-    base = qmax / float(weights.abs().max())
-    grid = torch.linspace(0.5, SEARCH_CLIP, SEARCH_CANDIDATES).tolist()
-    return min((base * g for g in grid), key=lambda a: (_error(a, weights, biases, qmax), -a))
+def _search_factor(weights: torch.Tensor, biases: torch.Tensor, qmax: int, bias_qmax: int | None = None) -> float:
+    """The factor with the least rounding error for a layer without threshold (the readout),
+    at most :func:`_bias_cap`."""
+    base = min(qmax / float(weights.abs().max()), _bias_cap(biases, bias_qmax))
+    grid = torch.linspace(0.5, SEARCH_CLIP if base == qmax / float(weights.abs().max()) else 1.0, SEARCH_CANDIDATES)
+    return min((base * g for g in grid.tolist()), key=lambda a: (_error(a, weights, biases, qmax), -a))
 
 
 def _threshold(name: str, layer: IFNeuron) -> float:
@@ -377,13 +404,19 @@ def _layer_means(gm: fx.GraphModule, x: torch.Tensor, T: int) -> dict[str, torch
 
 
 def _correct_biases(
-    snn: fx.GraphModule, gm: fx.GraphModule, units: dict[str, _Layer], alphas: dict[str, float], x, T: int
+    snn: fx.GraphModule,
+    gm: fx.GraphModule,
+    units: dict[str, _Layer],
+    alphas: dict[str, float],
+    x,
+    T: int,
+    bias_qmax: int | None = None,
 ) -> list[str]:
     """Correct the integer biases of ``gm``, layer by layer in graph order, so that each IF
     layer's mean rate per channel on the calibration inputs ``x`` matches the float ``snn``'s
     (``Δb = V_th^q (r_float - r_quantised)``, earlier layers already corrected; for the membrane
-    readout the mean output current, ``Δb = α I_float - I_quantised``); returns the corrected
-    layers (Conv/Linear module paths)."""
+    readout the mean output current, ``Δb = α I_float - I_quantised``), each corrected bias
+    clamped to ``±bias_qmax`` when given; returns the corrected layers (Conv/Linear module paths)."""
     reference = _layer_means(snn, x, T)
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
     corrected = []
@@ -411,7 +444,10 @@ def _correct_biases(
             shift = alphas[key] * wanted - now
         if shift.shape != layer.bias.shape:
             continue
-        layer.bias.data.copy_(torch.round(layer.bias.detach().double() + shift).to(layer.bias.dtype))
+        fixed = torch.round(layer.bias.detach().double() + shift)
+        if bias_qmax is not None:
+            fixed = fixed.clamp(-bias_qmax, bias_qmax)
+        layer.bias.data.copy_(fixed.to(layer.bias.dtype))
         corrected.append(key)
     return corrected
 
@@ -440,9 +476,9 @@ def _apply(gm: fx.GraphModule, unit: _Layer, alpha: float, qmax: int, bias: str)
 
 
 def _quantize_unit(
-    key: str, unit: _Layer, modules: dict[str, nn.Module], qmax: int, rounding: str
+    key: str, unit: _Layer, modules: dict[str, nn.Module], qmax: int, rounding: str, bias_qmax: int | None = None
 ) -> tuple[float, int | None, float]:
-    """``(α, integer threshold or None, v_init)`` of one unit."""
+    """``(α, integer threshold or None, v_init)`` of one unit (``bias_qmax``: the biases' limit)."""
     weights, biases = _tensors(unit, modules)
     w = torch.cat(weights) if weights else torch.zeros(1, dtype=torch.float64)
     b = torch.cat(biases) if biases else torch.zeros(0, dtype=torch.float64)
@@ -450,15 +486,15 @@ def _quantize_unit(
         raise QuantizationError(f"layer {key!r}: all its input weights are zero")
     layer = _module(unit.target, modules)
     if not isinstance(layer, IFNeuron):
-        alpha = qmax / float(w.abs().max()) if rounding == "plain" else _search_factor(w, b, qmax)
-        return alpha, None, 0.0
+        plain = min(qmax / float(w.abs().max()), _bias_cap(b, bias_qmax))
+        return (plain if rounding == "plain" else _search_factor(w, b, qmax, bias_qmax)), None, 0.0
     theta = _threshold(key, layer)
     if rounding == "plain":
-        alpha = qmax / float(w.abs().max())
+        alpha = min(qmax / float(w.abs().max()), _bias_cap(b, bias_qmax))
         k = max(1, round(alpha * theta))
         v0 = round(layer.v_init * k)
         return alpha, k, v0 / k
-    k = _search_threshold(key, theta, layer.v_init, w, b, qmax)
+    k = _search_threshold(key, theta, layer.v_init, w, b, qmax, bias_qmax)
     return k / theta, k, round(layer.v_init * k) / k
 
 
@@ -471,6 +507,7 @@ def quantize(
     calibration_T: int = 16,
     rounding: str = "search",
     calibration_samples: int = 500,
+    bias_bits: int | None = None,
 ) -> fx.GraphModule:
     """A copy of the converted ``snn`` with integer weights, biases, thresholds and ``V[0]``.
 
@@ -483,8 +520,15 @@ def quantize(
             ``2^(M-1) - 1``, and every IF layer saturates its potential to
             ``[-2^(M-1), 2^(M-1) - 1]`` after each step's integration (``IFNeuron.state_bits``).
             ``None``: no limit, no saturation.
-        bias: ``"keep"`` (integer biases) or ``"none"`` (biases removed, for chips that cannot
-            add one every step).
+        bias: ``"keep"`` (integer biases, added every step), ``"none"`` (biases removed, for
+            chips that cannot add one every step) or ``"leak"`` (as ``"keep"``, for a chip that
+            adds the bias once per clock tick as a leak, Speck's: the record says so, and
+            :mod:`exporters.targets.speck2f` accepts biases only then).
+        bias_bits: B, the signed bias width (2 ≤ B ≤ 32), with ``"keep"`` or ``"leak"``: every
+            layer's factor is at most the one that rounds its largest bias into
+            ``±(2^(B-1) - 1)`` (the weights then use fewer than N bits where a bias is large;
+            Sinabs' ``discretize_conv_spike_`` likewise scales weights and biases by one
+            factor), and the bias correction clamps to that range. ``None``: no limit.
         calibration: inputs ``[B, ...]`` (or batches of them, or ``(x, y)`` batches) for the bias
             correction; ``None``: none.
         calibration_T: time steps simulated to measure each layer's mean rate.
@@ -497,7 +541,7 @@ def quantize(
         ``meta['ann2snn']['quantization']``.
 
     Raises:
-        ValueError: a bad bit width, ``bias`` or ``rounding``.
+        ValueError: a bad bit width, ``bias`` or ``rounding``; ``bias_bits`` with ``bias="none"``.
         QuantizationError: a layer that cannot be quantised, or an integer threshold wider than
             ``state_bits`` (naming the layer and the width it needs).
 
@@ -519,6 +563,11 @@ def quantize(
         raise ValueError(f"bias must be one of {BIASES}, got {bias!r}")
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    bias_qmax = None
+    if bias_bits is not None:
+        if bias == "none":
+            raise ValueError(f"bias_bits={bias_bits} limits kept biases; bias='none' removes them")
+        bias_qmax = 2 ** (check_bits("bias_bits", bias_bits, 2, MAX_STATE_BITS) - 1) - 1
     qmax = 2 ** (weight_bits - 1) - 1
     gm = copy.deepcopy(snn)
     pools = sum_pools(gm)
@@ -531,7 +580,7 @@ def quantize(
     layers: dict[str, dict] = {}
     alphas: dict[str, float] = {}
     for key, unit in units.items():
-        alpha, k, v_init = _quantize_unit(key, unit, modules, qmax, rounding)
+        alpha, k, v_init = _quantize_unit(key, unit, modules, qmax, rounding, bias_qmax)
         if k is not None and state_bits is not None and k > 2 ** (state_bits - 1) - 1:
             raise QuantizationError(
                 f"IF layer {key!r}: its integer threshold {k} needs {bits_signed(k)} state bits, "
@@ -546,10 +595,9 @@ def quantize(
             neuron.integer, neuron.state_bits = True, state_bits
             layers[key].update({"threshold": k, "v_init": round(v_init * k), "threshold_bits": bits_signed(k)})
     corrected = []
-    if calibration is not None and bias == "keep":
-        corrected = _correct_biases(
-            snn, gm, units, alphas, _calibration_tensor(calibration, calibration_samples), calibration_T
-        )
+    if calibration is not None and bias != "none":
+        x = _calibration_tensor(calibration, calibration_samples)
+        corrected = _correct_biases(snn, gm, units, alphas, x, calibration_T, bias_qmax)
         for key, unit in units.items():
             b: list[Any] = [gm.get_submodule(str(n.target)).bias for n in unit.weighted]
             layers[key]["bias_max"] = max((float(t.detach().abs().max()) for t in b if t is not None), default=0.0)
@@ -561,6 +609,7 @@ def quantize(
         "weight_bits": weight_bits,
         "state_bits": state_bits,
         "bias": bias,
+        "bias_bits": bias_bits,
         "rounding": rounding,
         "bias_corrected_layers": corrected,
         "sum_pools": pools,

@@ -11,7 +11,8 @@ embedded calibration images; a ReLU appended so that the output layer spikes) co
 mode 99.9% for rate input with a spike-count readout,
 reset to zero and the strict rule ``v > V_th`` (Lava's LIF), ``V[0] = V_th/2``, quantised to
 7-bit weights (Lava's mixed-sign 8-bit synapse drops the lowest bit: see ``run_lava.py``), an
-18-bit state (Lava's 24-bit ``v`` holds the input shifted by 6 bits) and no biases; exported,
+18-bit state (Lava's 24-bit ``v`` holds the input shifted by 6 bits) and no biases (``--bias
+keep``: 13-bit biases, Lava's ``bias_mant`` with ``bias_exp = 6``); exported,
 checked (:func:`exporters.targets.check_file`, ``loihi2``) and simulated from the file
 (:func:`exporters.import_nir`, its own rules) on the rate trains of :func:`simulator.rate_spikes`.
 Seed CNN: not run here (lava-nc has no sum-pool process and lava-dl's NIR reader refuses pools).
@@ -34,8 +35,9 @@ from interop.harness import _mlp_ann, run_vendor_reader, vendor_inputs, vendor_m
 READER = REPO / "interop" / "readers" / "run_lava.py"
 
 
-def loihi_export(path: Path, T: int = 16, calib: int = 500) -> Path:
-    """The MLP's Loihi-target ``.nir`` at ``path`` (see the module docstring)."""
+def loihi_export(path: Path, T: int = 16, calib: int = 500, bias: str = "none") -> Path:
+    """The MLP's Loihi-target ``.nir`` at ``path`` (see the module docstring); ``bias="keep"``:
+    13-bit biases (``convert --target loihi2 --target-bias keep``)."""
     from ann2snn.zoo.mnist import load_embedded
     from converter import Converter, quantize
     from exporters import export_nir
@@ -45,18 +47,19 @@ def loihi_export(path: Path, T: int = 16, calib: int = 500) -> Path:
     images = data.images[:calib]
     settings = {"readout": "spike_count", "encoding": "rate", "reset": "zero", "spike_rule": ">"}
     convert = Converter("99.9%", dataloader=[images], **settings)
-    snn = quantize(convert(ann), 7, 18, bias="none", calibration=images, calibration_T=T)
+    bits = 13 if bias == "keep" else None
+    snn = quantize(convert(ann), 7, 18, bias=bias, bias_bits=bits, calibration=images, calibration_T=T)
     return export_nir(snn, path, T=T, input_shape=(1, 28, 28))
 
 
-def run(samples: int, T: int, out: Path | None = None) -> dict:
-    """Build, check, run both sides; the comparison as a dictionary."""
+def run(samples: int, T: int, out: Path | None = None, bias: str = "none") -> dict:
+    """Build (with ``bias``, :func:`loihi_export`), check, run both sides; the comparison as a dictionary."""
     from exporters import import_nir
     from exporters.targets import check_file
     from simulator import simulate
 
     folder, images, labels = vendor_inputs(out, samples, T)
-    path = loihi_export(folder / "mlp_loihi2.nir", T=T)
+    path = loihi_export(folder / "mlp_loihi2.nir", T=T, bias=bias)
     report = check_file(path, "loihi2")
     result = simulate(import_nir(path), images, T, record=True, warn_silent=False)
     theirs = run_vendor_reader("lava", READER, path, folder, "lava.npz", timeout=3000)
@@ -79,8 +82,14 @@ def run(samples: int, T: int, out: Path | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print :func:`run`'s comparison as JSON."""
-    return vendor_main(run, __doc__ or "", argv)
+    """Print :func:`run`'s comparison as JSON (``--bias keep``: biases kept, Lava's ``bias_mant``)."""
+    import argparse
+    import functools
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--bias", choices=("none", "keep"), default="none")
+    known, rest = parser.parse_known_args(argv)
+    return vendor_main(functools.partial(run, bias=known.bias), __doc__ or "", rest)
 
 
 if __name__ == "__main__":

@@ -40,13 +40,15 @@ def chain(
     pool=2,
     readout="spike_count",
     size=16,
+    quant_bias=None,
 ):
     """The graph described in the module docstring, with the planted change.
 
     ``thresholds``: the first IF layer's per-channel thresholds (default: 100 for all);
     ``bias``: every conv's bias value; ``pool``: the sum pool's kernel (0: none);
     ``readout``: ``"spike_count"`` (an IF node last) or ``"membrane"`` (an I node);
-    ``size``: the input's height and width.
+    ``size``: the input's height and width; ``quant_bias``: the quantisation record's ``bias``
+    (``"leak"``: converted with ``--target-bias leak``).
     """
     rng = np.random.default_rng(0)
     w0 = rng.integers(-60, 60, size=(channels, 1, kernel, kernel)).astype(float)
@@ -78,7 +80,8 @@ def chain(
     edges.append(("out_neuron", "output"))
     metadata: dict = {"input_encoding": encoding}
     if quantised:
-        metadata["quantization"] = json.dumps({"weight_bits": 8, "layers": {}})
+        record = {"weight_bits": 8, "layers": {}, **({"bias": quant_bias} if quant_bias else {})}
+        metadata["quantization"] = json.dumps(record)
     else:
         for name in ("conv0", "conv1", "fc"):
             nodes[name].weight = nodes[name].weight / 127.0

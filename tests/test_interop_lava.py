@@ -28,3 +28,16 @@ def test_lava_runs_our_loihi_export_as_we_do(tmp_path):
     for layer, row in result["spikes"].items():
         assert row["differing"] == 0 and row["ours"] > 0, layer  # every spike at every step
     assert result["accuracy_ours"] == result["accuracy_lava"]
+
+
+def test_lava_adds_our_kept_biases_as_bias_mant(tmp_path):
+    """``--target-bias keep``: 13-bit biases as ``bias_mant`` (``bias_exp = 6``), each layer's set
+    from the step its first input arrives."""
+    if not harness.venv_python("lava").exists():
+        pytest.skip("no Lava venv: bash interop/setup.sh lava")
+    result = lava.run(samples=20, T=16, out=tmp_path, bias="keep")
+    assert result["check"]["fits"] and result["check"]["violations"] == []
+    assert max(result["lava"]["bias_max"]) > 0 and result["lava"]["bias_exp"] == 6
+    for layer, row in result["spikes"].items():
+        assert row["differing"] == 0 and row["ours"] > 0, layer
+    assert result["accuracy_ours"] == result["accuracy_lava"]

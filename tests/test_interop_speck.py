@@ -33,3 +33,19 @@ def test_sinabs_maps_and_runs_our_speck_export_as_we_do(tmp_path):
     for layer, row in result["spikes"].items():
         assert row["differing"] == 0 and row["ours"] > 0, layer  # spike for spike
     assert result["accuracy_ours"] == result["accuracy_sinabs"]
+
+
+def test_sinabs_runs_our_speck_export_with_leak_biases_as_we_do(tmp_path):
+    """``--target-bias leak``: 8-bit biases, which Sinabs' discretize keeps and its forward adds
+    once per step, as we do; ``leak_enable`` set on every core."""
+    if not harness.venv_python("sinabs").exists():
+        pytest.skip("no Sinabs venv: bash interop/setup.sh sinabs")
+    result = speck.run(samples=20, T=16, out=tmp_path, bias="leak")
+    assert result["check"]["fits"] and result["check"]["violations"] == []
+    sinabs = result["sinabs"]
+    assert [sinabs["cores"][str(i)] for i in range(4)] == list(result["check"]["cores"].values())
+    assert sinabs["discretize_unchanged"] == sinabs["discretize_biases_unchanged"] == [True] * 4
+    assert all(sinabs["leak_enable"].values()) and max(sinabs["bias_max"].values()) <= 127
+    for layer, row in result["spikes"].items():
+        assert row["differing"] == 0 and row["ours"] > 0, layer
+    assert result["accuracy_ours"] == result["accuracy_sinabs"]

@@ -137,6 +137,41 @@ def test_bias_none_removes_every_bias(small_cnn):
     assert all(m.bias is None for m in q.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
 
 
+def _biased_net():
+    first = nn.Linear(2, 2)
+    first.weight.data = torch.tensor([[1.0, -0.5], [0.25, 0.5]])
+    first.bias.data = torch.tensor([4.0, -1.0])  # at 127 / max|W| = 127 the bias 4 would need 10 bits
+    last = nn.Linear(2, 2, bias=False)
+    last.weight.data = torch.tensor([[1.0, -1.0], [0.5, 1.0]])
+    return trace_snn(nn.Sequential(first, IFNeuron(1.0, v_init=0.0), last, Integrator()))
+
+
+def test_bias_bits_cap_the_factor_by_hand():
+    # the cap: round(k * 4) <= 127 -> k <= 31; every multiple of 4 rounds exactly, the largest is 28
+    q = quantize(_biased_net(), weight_bits=8, bias="leak", bias_bits=8)
+    assert q.get_submodule("1").v_threshold.item() == 28
+    assert q.get_submodule("0").weight.tolist() == [[28.0, -14.0], [7.0, 14.0]]
+    assert q.get_submodule("0").bias.tolist() == [112.0, -28.0]
+    record = q.meta["ann2snn"]["quantization"]
+    assert (record["bias"], record["bias_bits"], record["layers"]["1"]["bias_bits"]) == ("leak", 8, 8)
+    free = quantize(_biased_net(), weight_bits=8, bias="keep")  # no cap: the weights use all 8 bits
+    assert free.get_submodule("0").weight.abs().max().item() >= 120
+    assert free.get_submodule("0").bias.abs().max().item() > 127
+    assert free.meta["ann2snn"]["quantization"]["bias_bits"] is None
+
+
+def test_bias_bits_clamp_the_corrected_biases(small_cnn):
+    snn, x = small_cnn
+    q = quantize(snn, weight_bits=8, bias="leak", bias_bits=4, calibration=x[:64], calibration_T=8)
+    biases = [m.bias for m in q.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None]
+    assert biases and max(float(b.detach().abs().max()) for b in biases) <= 7
+    assert q.meta["ann2snn"]["quantization"]["bias_corrected_layers"]  # "leak" corrects as "keep" does
+    with pytest.raises(ValueError, match="bias_bits=8 limits kept biases; bias='none' removes them"):
+        quantize(snn, weight_bits=8, bias="none", bias_bits=8)
+    with pytest.raises(ValueError, match="bias_bits"):
+        quantize(snn, weight_bits=8, bias_bits=1)
+
+
 def test_bias_correction_records_layers(small_cnn):
     snn, x = small_cnn
     q = quantize(snn, weight_bits=4, calibration=x[:64], calibration_T=8)

@@ -159,6 +159,43 @@ def test_a_bias_on_a_bias_free_target(name):
     ]
 
 
+def test_speck_biases_as_a_leak():
+    # converted with --target-bias leak (the record says bias "leak"): biases allowed, 8 bits
+    report = check(chain(bias=5.0, quant_bias="leak"), "speck2f")
+    assert report.violations == [] and report.fits
+    assert report.notes[0].startswith("biases kept as Speck's leak (convert --target-bias leak)")
+    assert report.notes[1:] == [
+        "conv0: 4 of 4 biases (leaks) are positive",
+        "conv1: 4 of 4 biases (leaks) are positive",
+    ]
+    assert [r["bias_memory"] for r in report.resources] == [4, 4, 3]
+    assert _lines(chain(bias=-128.0, quant_bias="leak"), "speck2f") == [
+        "conv0: bias bits: 9 bits (limit: 8 bits)",
+        "conv1: bias bits: 9 bits (limit: 8 bits)",
+    ]
+    assert check(chain(bias=-127.0, quant_bias="leak"), "speck2f").notes[1:] == []  # negative: no note
+    # without the opt-in a bias stays a violation, and the report says how to keep it
+    plain = check(chain(bias=5.0), "speck2f")
+    assert [v.rule for v in plain.violations] == ["bias", "bias"]
+    assert plain.notes == ["a bias is Speck's leak: convert with --target-bias leak to keep the biases as one"]
+    assert check(chain(bias=5.0, quant_bias="keep"), "speck2f").violations == plain.violations
+
+
+def test_loihi2_biases_kept_on_purpose():
+    # a record saying bias "keep" (--target-bias keep): biases are lava-nc's bias_mant, 13 bits
+    report = check(chain(bias=4095.0, quant_bias="keep", **LOIHI_OK), "loihi2")
+    assert report.violations == [] and report.notes[-1].startswith("biases kept (convert --target-bias keep)")
+    assert _lines(chain(bias=4096.0, quant_bias="keep", **LOIHI_OK), "loihi2") == [
+        "conv0: bias bits: 14 bits (limit: 13 bits)",
+        "conv1: bias bits: 14 bits (limit: 13 bits)",
+    ]
+    assert [v.rule for v in check(chain(bias=5.0, quant_bias="none", **LOIHI_OK), "loihi2").violations] == [
+        "bias",
+        "bias",
+    ]
+    assert check(chain(bias=5.0, quant_bias="leak", **LOIHI_OK), "loihi2").violations != []  # Speck's label
+
+
 def test_reset_rule_and_reset_value():
     # Loihi 2 resets to zero only: a file that subtracts is refused layer by layer
     lines = _lines(chain(**{**LOIHI_OK, "reset": "subtract"}), "loihi2")

@@ -98,6 +98,64 @@ def test_convert_target_usage_errors(checkpoints, tmp_path):
     assert clash.exit_code == 2 and "target loihi2 sets weight_bits=7, got weight_bits=8" in clash.output
 
 
+def test_an_explicit_default_that_the_target_sets_otherwise_is_a_usage_error(checkpoints, tmp_path):
+    args = ["convert", "--model", FACTORY, "--weights", str(checkpoints["plain"]), "--out", str(tmp_path)]
+    for option, value, wanted in (("--readout", "membrane", "spike_count"), ("--encoding", "constant", "rate")):
+        key = option[2:]
+        result = CliRunner().invoke(main, [*args, "--target", "speck2f", option, value])
+        assert result.exit_code == 2, result.output
+        assert f"target speck2f sets {key}={wanted!r}, got {key}={value!r} (given explicitly" in result.output
+    assert not list(tmp_path.iterdir())  # refused before any work
+    with pytest.raises(ValueError, match="target speck2f sets readout='spike_count', got readout='membrane'"):
+        _job(target="speck2f", readout="membrane", explicit=("readout",))
+    assert _job(target="speck2f", readout="spike_count", explicit=("readout",)).readout == "spike_count"
+
+
+def test_job_file_key_that_the_target_sets_otherwise_is_refused(tmp_path):
+    path = tmp_path / "job.toml"
+    body = f'modes = ["max"]\nT = [4]\n[[models]]\nname = "a"\nmodel = "{FACTORY}"\nno_weights = true\n'
+    path.write_text('target = "speck2f"\nreadout = "membrane"\n' + body)
+    with pytest.raises(JobFileError, match="target speck2f sets readout='spike_count', got readout='membrane'"):
+        read_job(path)
+    path.write_text('target = "speck2f"\nreadout = "spike_count"\n' + body)
+    assert read_job(path).readout == "spike_count"
+    path.write_text('target = "speck2f"\n' + body)
+    assert read_job(path).explicit == ()
+
+
+def test_target_bias_leak_settings_and_refusals():
+    assert target_settings("speck2f", "leak") == {**target_settings("speck2f"), "bias": "leak", "bias_bits": 8}
+    assert target_settings("speck2f", "none") == target_settings("speck2f")
+    with pytest.raises(ValueError, match="target loihi2 has no target_bias 'leak': it takes none, keep"):
+        target_settings("loihi2", "leak")
+    with pytest.raises(ValueError, match="target int8 has no target_bias 'keep': it takes none$"):
+        target_settings("int8", "keep")
+    assert target_settings("loihi2", "keep") == {**target_settings("loihi2"), "bias": "keep", "bias_bits": 13}
+    with pytest.raises(ValueError, match="target_bias='leak' needs a target"):
+        _job(target_bias="leak")
+    job = _job(target="speck2f", target_bias="leak")
+    assert job.settings()["target_bias"] == "leak" and "target_bias" not in _job(target="speck2f").settings()
+
+
+def test_convert_target_speck2f_bias_leak_keeps_8_bit_biases(checkpoints, tmp_path):
+    args = ["convert", "--model", FACTORY, "--weights", str(checkpoints["plain"]), "--mode", "99.9%", "--T", "4"]
+    result = CliRunner().invoke(
+        main, [*args, "--target", "speck2f", "--target-bias", "leak", "--out", str(tmp_path), *FAST]
+    )
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "plain_p99.9_T4.nir"
+    report = check_file(path, "speck2f")
+    assert report.fits and report.notes[0].startswith("biases kept as Speck's leak")
+    graph = nir.read(path)
+    biases = [abs(n.bias).max() for n in graph.nodes.values() if isinstance(n, (nir.Conv2d, nir.Affine))]
+    assert max(biases) > 0 and max(biases) <= 127  # kept, 8-bit
+    assert json.loads(str(graph.metadata["quantization"]))["bias"] == "leak"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["settings"]["target_bias"] == "leak" and summary["rows"][0]["status"] == "converted"
+    bad = CliRunner().invoke(main, [*args, "--target", "loihi2", "--target-bias", "leak", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "target loihi2 has no target_bias 'leak': it takes none, keep" in bad.output
+
+
 def test_job_file_target(tmp_path):
     path = tmp_path / "job.toml"
     body = f'modes = ["max"]\nT = [4]\n[[models]]\nname = "a"\nmodel = "{FACTORY}"\nno_weights = true\n'
@@ -107,6 +165,8 @@ def test_job_file_target(tmp_path):
     path.write_text('target = "loihi3"\n' + body)
     with pytest.raises(JobFileError, match="unknown target 'loihi3': known targets are"):
         read_job(path)
+    path.write_text('target = "speck2f"\ntarget_bias = "leak"\n' + body)
+    assert read_job(path).target_bias == "leak"
     path.write_text("target = 3\n" + body)
     with pytest.raises(JobFileError, match="'target' = 3 has the wrong type"):
         read_job(path)

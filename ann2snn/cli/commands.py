@@ -8,13 +8,14 @@ from pathlib import Path
 
 import click
 import torch
+from click.core import ParameterSource
 
 from ann2snn.cli.errors import library_errors
 from ann2snn.cli.params import DATA, DEVICE, MODEL, SHAPE, check_model_args, check_modes
 from ann2snn.data import DEFAULT_LIMIT, LIMIT_HELP
 from ann2snn.jobfile import JobFileError, read_job
 from ann2snn.models import ModelLoadError, ModelSpec, refusal
-from ann2snn.pipeline import Job, ModelEntry, run_job
+from ann2snn.pipeline import TARGET_FIELDS, Job, ModelEntry, run_job
 from ann2snn.plots import IF_RATE_DEFAULT_T, AccuracyCurve, plot_accuracy_curves, plot_if_rate
 from ann2snn.progress import Bar, progress_bar
 from ann2snn.tables import format_graph, format_simulation, format_summary
@@ -40,6 +41,13 @@ class LazyBar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def given_options(ctx: click.Context, names) -> tuple[str, ...]:
+    """Those of the parameters ``names`` the user gave (command line or environment), not
+    defaults: a hardware target refuses a setting given explicitly that it sets otherwise."""
+    defaults = (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)
+    return tuple(name for name in names if ctx.get_parameter_source(name) not in defaults)
 
 
 def output_options(command):
@@ -243,6 +251,14 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
     "spike rule, no biases, spike input and readout; each file must then pass ann2snn check --target.",
 )
 @click.option(
+    "--target-bias",
+    type=click.Choice(["none", "leak", "keep"]),
+    default=None,
+    help="With --target: keep the biases the target removes by default. leak (speck2f): 8-bit biases at each "
+    "layer's weight scale, added once per time step, i.e. Speck's leak with one slow-clock tick per time step; "
+    "keep (loihi2): 13-bit biases, lava-nc's bias_mant (default: none, biases removed).",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("ann2snn-out"),
@@ -285,6 +301,7 @@ def convert(
     state_bits,
     encoding,
     target_name,
+    target_bias,
     out,
     device,
     batch_size,
@@ -331,6 +348,8 @@ def convert(
             state_bits,
             encoding,
             target_name,
+            explicit=given_options(click.get_current_context(), TARGET_FIELDS),
+            target_bias=target_bias,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -45,6 +45,18 @@ SETTINGS: dict[str, dict[str, object]] = {
     "int8": {"weight_bits": 8, "state_bits": 16},
 }
 
+#: What ``convert --target NAME --target-bias MODE`` sets instead of the target's ``bias``:
+#: ``"none"`` is every target's default (its ``SETTINGS``); ``"leak"`` (Speck 2f) keeps the
+#: biases as integers of the chip's bias width at the layer's weight scale, added once per time
+#: step, which Speck does once per slow-clock tick ("leak"): the chip must run with one
+#: slow-clock tick per time step (``exporters.targets.speck2f``, ``LEAK_NOTE``); ``"keep"``
+#: (Loihi 2) keeps 13-bit biases, added once per step as lava-nc's LIF adds ``bias_mant``
+#: (``exporters.targets.loihi2``, ``BIAS_NOTE``; lava-dl's NIR path takes none).
+BIAS_OPTIONS: dict[str, dict[str, dict[str, object]]] = {
+    "speck2f": {"leak": {"bias": "leak", "bias_bits": speck2f.LIMITS["bias_bits"].value}},
+    "loihi2": {"keep": {"bias": "keep", "bias_bits": loihi2.LIMITS["bias_bits"].value}},
+}
+
 
 def target(name: str) -> ModuleType:
     """The target module called ``name``.
@@ -80,4 +92,4 @@ def check_file(path: str | Path, name: str) -> Report:
     return module.check_graph(graph)
 
 
-__all__ = ["TARGETS", "SETTINGS", "Limit", "Report", "Violation", "check", "check_file", "target"]
+__all__ = ["BIAS_OPTIONS", "TARGETS", "SETTINGS", "Limit", "Report", "Violation", "check", "check_file", "target"]

@@ -13,6 +13,18 @@ Every number is from Sinabs 3.1.3 (``sinabs/backend/dynapcnn``), the code, not t
   here edge for edge so that the core numbers agree;
 - 8-bit weights *and biases*, 16-bit state and thresholds: ``discretize.py``,
   ``DYNAPCNN_WEIGHT_PRECISION_BITS = 8`` (also used for the bias), ``DYNAPCNN_STATE_PRECISION_BITS = 16``;
+  ``discretize_conv_spike_`` scales a layer's weights, bias, thresholds and state by *one*
+  factor, the smallest of ``determine_discretization_scale(weight, 8)``,
+  ``(bias, 8)`` and ``((min_v_mem, threshold), 16)`` (``127 / max`` or ``128 / |min|``), then
+  rounds: a bias wider than 8 bits makes Sinabs shrink the whole layer, so the biases we keep are
+  8-bit integers at the layer's own weight scale (``converter.quantize(bias_bits=8)``);
+- the bias is the chip's *leak*: ``chips/dynapcnn.py``, ``get_dynapcnn_layer_config_dict``,
+  ``config_dict["biases"] = biases.int()`` and ``leak_enable = biases.bool().any()``; the chip
+  adds it to every neuron of the layer once per slow-clock tick (Sinabs docs
+  ``speck/overview`` "Leak operation", ``speck/notebooks/leak_neuron``: ``slow_clk_frequency``
+  of ``DynapcnnNetwork.to``), while Sinabs' software forward (``DynapcnnLayer.forward``: the
+  conv with its bias, then ``IAFSqueeze``) adds it once per time step, as our simulator does.
+  The two agree only when the chip runs one slow-clock tick per time step (``LEAK_NOTE``);
 - at most two destinations per layer: ``exceptions.py`` (``MaxDestinationsReached``);
 - square kernels and square pooling: ``dynapcnn_layer.py`` (``DynapcnnLayer.__init__``);
 - the graph: ``connectivity_specs.py`` — nodes are weights (Conv2d, Linear), ``IAFSqueeze``
@@ -38,6 +50,7 @@ from collections import deque
 from typing import Any
 
 import nir
+import numpy as np
 
 from exporters.nir_graph import predecessors
 from exporters.targets.base import (
@@ -65,7 +78,12 @@ BIAS_MEMORY = (1024,) * 9
 LIMITS: dict[str, Limit] = {
     "cores": Limit("cores", 9, SINABS + "chips/dynapcnn.py get_constraints (9 entries)"),
     "weight_bits": Limit("weight bits", 8, SINABS + "discretize.py DYNAPCNN_WEIGHT_PRECISION_BITS"),
-    "bias_bits": Limit("bias bits", 8, SINABS + "discretize.py (bias scaled with DYNAPCNN_WEIGHT_PRECISION_BITS)"),
+    "bias_bits": Limit(
+        "bias bits",
+        8,
+        SINABS + "discretize.py discretize_conv_spike_: determine_discretization_scale(conv_bias, "
+        "DYNAPCNN_WEIGHT_PRECISION_BITS), one factor with the weights and threshold",
+    ),
     "threshold_bits": Limit("threshold bits", 16, SINABS + "discretize.py DYNAPCNN_STATE_PRECISION_BITS"),
     "state_bits": Limit("state bits", 16, SINABS + "discretize.py DYNAPCNN_STATE_PRECISION_BITS"),
     "destinations": Limit("destinations", 2, SINABS + "exceptions.py MaxDestinationsReached"),
@@ -78,7 +96,10 @@ LIMITS: dict[str, Limit] = {
     "resets": Limit("reset", ("subtract", "zero"), SINABS + "chips/dynapcnn.py (MembraneSubtract / MembraneReset)"),
     "reset_to_zero": Limit("reset value", True, SINABS + "chips/dynapcnn.py return_to_zero (to 0, no reset value)"),
     "bias": Limit(
-        "bias", False, "Sinabs docs: the bias is added once per slow-clock tick as a leak, not per input step"
+        "bias",
+        False,
+        "Sinabs docs speck/overview 'Leak operation': the bias is added once per slow-clock tick as a leak "
+        "(chips/dynapcnn.py leak_enable), not per input step; allowed with convert --target-bias leak",
     ),
     "spiking_output": Limit("spiking layer", True, SINABS + "DynapcnnLayer: conv -> IAF -> pool"),
     "node_types": Limit(
@@ -91,6 +112,16 @@ LIMITS: dict[str, Limit] = {
     ),
     "input": Limit("input", "spikes", "DYNAP-CNN receives events (DVS or spike input)"),
 }
+
+
+#: What a file converted with ``--target-bias leak`` asks of the chip (a report note).
+LEAK_NOTE = (
+    "biases kept as Speck's leak (convert --target-bias leak): the chip adds them once per slow-clock tick, "
+    "our simulation and Sinabs' forward once per time step, so run the chip with one slow-clock tick per time "
+    "step (DynapcnnNetwork.to(..., slow_clk_frequency=steps per second)); SynSense discourages the leak and its "
+    "FAQ asks for negative biases ('available_algorithmic_operation': 'Make sure the bias is lower than 0'); "
+    "not verified on a chip here"
+)
 
 
 def memory(layer: Layer) -> dict[str, int]:
@@ -210,6 +241,16 @@ def _graph_rules(graph: nir.NIRGraph) -> list[Violation]:
     return out
 
 
+def _positive_leaks(layers: list[Layer]) -> list[str]:
+    """One note per layer with positive biases (SynSense's FAQ asks for negative leaks)."""
+    notes = []
+    for layer in layers:
+        if layer.bias is not None and np.any(layer.bias > 0):
+            n = int(np.count_nonzero(layer.bias > 0))
+            notes.append(f"{layer.name}: {n} of {layer.bias.size} biases (leaks) are positive")
+    return notes
+
+
 def check_graph(graph: nir.NIRGraph) -> Report:
     """Check a NIR graph (as our exporter writes it) against Speck 2f.
 
@@ -231,7 +272,14 @@ def check_graph(graph: nir.NIRGraph) -> Report:
         report.violations.append(
             Violation("input", "input", "spikes (events)", "constant analog current (needs input_encoding='rate')")
         )
-    report.violations += common_rules(layers, LIMITS, quant is not None)
+    leak = quant is not None and quant.get("bias") == "leak"
+    limits = {k: v for k, v in LIMITS.items() if not (leak and k == "bias")}
+    report.violations += common_rules(layers, limits, quant is not None)
+    if leak:
+        report.notes.append(LEAK_NOTE)
+        report.notes += _positive_leaks(layers)
+    elif any(layer.bias is not None and np.any(layer.bias) for layer in layers):
+        report.notes.append("a bias is Speck's leak: convert with --target-bias leak to keep the biases as one")
     report.violations += _graph_rules(graph)
     for layer in layers:
         report.violations += _shape_rules(layer)

@@ -17,7 +17,9 @@ driver function is called). The Sinabs functions that run, all Sinabs' own code:
    ``min_v_mem = -2^15`` (the file's 16-bit state; Speck's ``threshold_low`` when unset).
 2. ``DynapcnnNetwork(model, input_shape, batch_size=B, discretize=True)`` (graph extraction,
    ``DynapcnnLayer`` construction, ``discretize_conv_spike_``: weights and thresholds scaled to
-   8 / 16 bits; the script reports whether that scaling changed any value).
+   8 / 16 bits; the script reports whether that scaling changed any weight or bias, each layer's
+   largest |bias| and whether its ``leak_enable`` would be set, as ``chips/dynapcnn.py``
+   ``get_dynapcnn_layer_config_dict`` computes it: ``biases.bool().any()``).
 3. ``Speck2FConfigBuilder.map_layers_to_cores`` (``ChipFactory("speck2fmodule")``:
    ``get_valid_mapping`` with Speck 2f's ``get_constraints``) and ``DynapcnnNetwork.memory_summary``.
 4. The software forward pass ``DynapcnnNetwork.forward`` on ``IN.npy`` (``[T, B, C, H, W]``
@@ -104,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         from sinabs.backend.dynapcnn.chip_factory import ChipFactory
 
         model, v_init = _sequential(graph, batch)
-        originals = [m.weight.detach().clone() for m in model if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        weighted = [m for m in model if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        originals = [m.weight.detach().clone() for m in weighted]
+        original_biases = [
+            torch.zeros(m.weight.shape[0]) if m.bias is None else m.bias.detach().clone() for m in weighted
+        ]
         net = DynapcnnNetwork(model, input_shape=tuple(spikes.shape[2:]), batch_size=batch, discretize=True)
     except Exception as exc:  # noqa: BLE001
         _fail("DynapcnnNetwork(..., discretize=True)", exc)
@@ -112,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     unchanged = [
         bool(torch.equal(layer.conv_layer.weight.detach().reshape(w.shape[0], -1), w.reshape(w.shape[0], -1)))
         for layer, w in zip(layers.values(), originals, strict=True)
+    ]
+    biases_unchanged = [
+        bool(torch.equal(torch.zeros_like(b) if layer.conv_layer.bias is None else layer.conv_layer.bias.detach(), b))
+        for layer, b in zip(layers.values(), original_biases, strict=True)
     ]
     try:
         mapping = ChipFactory("speck2fmodule").get_config_builder().map_layers_to_cores(net.dynapcnn_layers)
@@ -146,6 +156,15 @@ def main(argv: list[str] | None = None) -> int:
         "memory": {str(i): [int(memory[k][i]) for k in ("kernel", "neuron", "bias")] for i in layers},
         "thresholds": {str(i): float(layer.spk_layer.spike_threshold) for i, layer in layers.items()},
         "discretize_unchanged": unchanged,
+        "discretize_biases_unchanged": biases_unchanged,
+        "bias_max": {
+            str(i): 0 if layer.conv_layer.bias is None else int(layer.conv_layer.bias.detach().abs().max())
+            for i, layer in layers.items()
+        },
+        "leak_enable": {
+            str(i): bool(layer.conv_layer.bias is not None and layer.conv_layer.bias.bool().any())
+            for i, layer in layers.items()
+        },
     }
     np.savez(args.out, info=json.dumps(info), **{f"counts__{i}": c.numpy() for i, c in counts.items()})
     return 0
