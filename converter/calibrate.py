@@ -21,6 +21,7 @@ a sharded fit, whose sums in another order would not be bit-equal to one process
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import torch
 import torch.fx as fx
@@ -112,26 +113,16 @@ def calibrate_biases(
     return corrected
 
 
-def _mean_inputs(snn: fx.GraphModule, node: fx.Node, x: torch.Tensor, T: int, *more: str) -> list[torch.Tensor]:
-    """The inputs of module ``node`` (and of the modules ``more``, computed on the way to it)
-    averaged over ``T`` steps of single-step simulation of ``x`` (``[N, ...]``): what the layers
-    see, on average, in the SNN. Only the part of ``snn`` up to ``node`` runs."""
-    targets = [str(node.target), *more]
-    totals: dict[str, torch.Tensor] = {}
-    handles = []
-    for target in targets:
-
-        def hook(m, args, target=target):
-            value = args[0].detach()
-            totals[target] = value if target not in totals else totals[target] + value
-
-        handles.append(snn.get_submodule(target).register_forward_pre_hook(hook))
-    try:
-        simulate(_up_to(snn, node), x, T, execution="single", warn_silent=False)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [totals[target] / T for target in targets]
+def _mean_value(snn: fx.GraphModule, node: fx.Node, x: torch.Tensor, T: int, batch_size: int = 100) -> torch.Tensor:
+    """The value of ``node`` averaged over ``T`` steps of simulating ``x`` (``[N, ...]``):
+    what a layer fed by ``node`` sees, on average, in the SNN, ``[N, ...]``. Only the part of
+    ``snn`` that computes ``node`` runs (multi-step, ``batch_size`` samples at a time)."""
+    part = _up_to(snn, node)
+    means = [
+        simulate(part, x[start : start + batch_size], T, warn_silent=False).outputs.mean(0)
+        for start in range(0, len(x), batch_size)
+    ]
+    return torch.cat(means)
 
 
 def _fit(
@@ -229,12 +220,12 @@ def calibrate_weights(
             continue
         layer, neuron = modules[producer.target], modules[node.target]
         with torch.no_grad():
+            inputs = _mean_value(snn, cast(fx.Node, producer.args[0]), x, T)
             if join is None:
-                (inputs,) = _mean_inputs(snn, producer, x, T)
                 shortcut = torch.zeros((), device=inputs.device)
-            else:  # the IF layer's mean input minus the branch's: the shortcut's mean current
-                total, inputs = _mean_inputs(snn, node, x, T, str(producer.target))
-                shortcut = total - layer(inputs)
+            else:  # the add's other operand: the shortcut's mean current
+                other = join.args[1] if join.args[0] is producer else join.args[0]
+                shortcut = _mean_value(snn, cast(fx.Node, other), x, T)
         target = targets[node.target].to(inputs.device)
         threshold = neuron.v_threshold.to(inputs.device)
 
@@ -291,7 +282,7 @@ def calibrate_output(
         return None
     layer = modules[producer.target]
     with torch.no_grad():
-        (inputs,) = _mean_inputs(snn, producer, x, T)
+        inputs = _mean_value(snn, cast(fx.Node, producer.args[0]), x, T)
         teacher = logits.to(inputs.device).flatten(1).log_softmax(1)
 
     def divergence(z: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
