@@ -52,7 +52,7 @@ def format_fidelity(report: FidelityReport) -> str:
         [
             r.layer,
             r.relu,
-            f"{r.lam:.4g}",
+            f"{r.lam:.4g}" + (" (max, per channel)" if r.per_channel else ""),
             r.neurons,
             "-" if r.correlation is None else f"{r.correlation:.4f}",
             f"{r.mae:.4f}",

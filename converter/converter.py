@@ -121,6 +121,8 @@ class Converter:
       samples the statistics were recorded on.
     - ``if_layers``: IF layer path → the ANN's ReLU node name (fx), for every IF layer of the SNN.
     - ``channel_wise_layers``: IF layer paths scaled per channel.
+    - ``channel_lambdas``: layer path → ``[C]`` list of λ per channel (ANN units; λ of the
+      layer × the channel's ratio, at most ``lambdas[path]``) for each channel-wise layer.
     - ``bias_calibrated_layers``, ``weight_calibrated_layers``: paths of the IF layers (and
       ``readout``) whose producing Conv/Linear had its bias, or weights and bias, calibrated.
     - ``calibrate_T`` (int or None), ``conversion_seconds`` (float).
@@ -236,6 +238,11 @@ class Converter:
             "calibration_samples": samples,
             "readout": self.readout,
             "channel_wise_layers": [path[relu] for relu in channel_wise_layers if relu in path],
+            "channel_lambdas": {
+                path[relu]: [float(v) for v in units[relu].flatten().tolist()]
+                for relu in channel_wise_layers
+                if relu in path
+            },
             "bias_calibrated_layers": calibrated,
             "weight_calibrated_layers": weight_calibrated,
             "calibrate_T": self.calibrate_T,

@@ -45,7 +45,9 @@ class LayerFidelity:
     Attributes:
         layer: the IF layer's module path (the NIR node name).
         relu: the ANN's ReLU node name (torch.fx) it stands for.
-        lam: λ, the activation scale of the layer (ANN units per spike per step).
+        lam: λ, the activation scale of the layer (ANN units per spike per step); for a layer
+            scaled per channel (``per_channel``), the largest channel's λ (each channel's
+            activation is divided by its own λ_c).
         neurons: neurons per sample.
         correlation: Pearson correlation of a and ρ (None when either is constant).
         mae: mean |ρ − a| (dimensionless, in units of λ; a > 1 counts in full).
@@ -54,6 +56,7 @@ class LayerFidelity:
             can show: below 1/T, ρ = 0 may be the right rounding, so it does not count).
         mean_activation, mean_rate: means of a and ρ.
         clipped: fraction of pairs with a > 1 (activations above λ, which no rate can reach).
+        per_channel: the layer was scaled per channel (``Converter(channel_wise=True)``).
         points: up to ``points`` ``(a, ρ)`` pairs of the first batch (a fixed random choice),
             for a scatter plot.
     """
@@ -69,6 +72,7 @@ class LayerFidelity:
     mean_activation: float
     mean_rate: float
     clipped: float = 0.0
+    per_channel: bool = False
     points: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
     def to_dict(self, points: bool = True) -> dict:
@@ -269,18 +273,50 @@ def _relu_of(snn: nn.Module, ann_gm: fx.GraphModule, layers: list[str]) -> dict[
     return mapping
 
 
-def _lambdas(snn: nn.Module, layers: list[str]) -> dict[str, float]:
+def _lambdas(snn: nn.Module, layers: list[str]) -> dict[str, torch.Tensor]:
+    """IF layer path → λ: a 0-d tensor, or ``[C]`` for a layer scaled per channel
+    (``meta['ann2snn']['channel_lambdas']``, also read from a ``.nir`` file).
+
+    Raises:
+        ValueError: a layer without λ, or one scaled per channel whose per-channel λ is not recorded.
+    """
     info = (getattr(snn, "meta", None) or {}).get(META_KEY, {})
-    lambdas, channel_wise = info.get("lambdas") or {}, set(info.get("channel_wise_layers") or [])
+    lambdas, per_channel = info.get("lambdas") or {}, info.get("channel_lambdas") or {}
+    channel_wise = set(info.get("channel_wise_layers") or [])
+    out = {}
     for layer in layers:
+        if layer in per_channel:
+            out[layer] = torch.tensor([float(v) for v in per_channel[layer]], dtype=torch.float64)
+            continue
         if layer in channel_wise:
-            raise ValueError(f"IF layer {layer!r} was scaled per channel: its per-channel λ is not recorded")
+            raise ValueError(
+                f"IF layer {layer!r} was scaled per channel but its per-channel λ is not recorded "
+                "(meta['ann2snn']['channel_lambdas']): convert it again with this version"
+            )
         if layer not in lambdas:
             raise ValueError(
                 f"IF layer {layer!r} has no λ in the SNN's metadata (meta['ann2snn']['lambdas']): convert with "
                 "converter.Converter, or re-export the .nir file with this version (it writes 'lambdas')"
             )
-    return {layer: float(lambdas[layer]) for layer in layers}
+        out[layer] = torch.tensor(float(lambdas[layer]), dtype=torch.float64)
+    return out
+
+
+def _normalised(activation: torch.Tensor, lam: torch.Tensor, layer: str) -> torch.Tensor:
+    """``activation`` ``[B, C, ...]`` divided by λ (0-d, or ``[C]`` along the channel axis).
+
+    Raises:
+        ValueError: a per-channel λ whose length is not the activation's channel count.
+    """
+    if lam.dim() == 0:
+        return activation / float(lam)
+    if activation.dim() < 2 or activation.shape[1] != lam.numel():
+        raise ValueError(
+            f"IF layer {layer!r} has {lam.numel()} per-channel λ but its activation has shape "
+            f"{list(activation.shape[1:])}: is this the model the SNN was converted from?"
+        )
+    unit = lam.to(activation.device, activation.dtype).view(-1, *([1] * (activation.dim() - 2)))
+    return activation / unit
 
 
 @torch.no_grad()
@@ -298,8 +334,10 @@ def layer_fidelity(
     Simulates ``snn`` on ``x`` (constant input, :func:`simulator.simulate`) and runs the ANN
     (traced, BatchNorm folded, eval mode) on the same inputs; pairs each IF layer with the ReLU
     it replaced (``snn.meta['ann2snn']['if_layers']``, else by name: ``if_<ReLU path>``) and
-    divides its activation by the layer's λ (``snn.meta['ann2snn']['lambdas']``, also read from
-    a ``.nir`` file's metadata by :func:`exporters.import_nir`). Rueckauer et al. 2017.
+    divides its activation by the layer's λ (``snn.meta['ann2snn']['lambdas']``; for a layer
+    scaled per channel, each channel's by its own λ_c, ``meta['ann2snn']['channel_lambdas']``;
+    both also read from a ``.nir`` file's metadata by :func:`exporters.import_nir`).
+    Rueckauer et al. 2017.
 
     Args:
         ann: the ANN the SNN was converted from.
@@ -316,8 +354,9 @@ def layer_fidelity(
     Raises:
         ValueError: ``T < 1``, ``batch_size < 1``, empty ``x``, ``x`` that does not fit the
             SNN's first layer (expected and got shapes), an SNN without IF layers, an IF
-            layer with no matching ReLU in ``ann`` or no λ (each named), or an activation whose
-            shape differs from its IF layer's.
+            layer with no matching ReLU in ``ann`` or no λ (each named; a channel-wise layer
+            without its per-channel λ), or an activation whose shape differs from its IF
+            layer's (or from its number of per-channel λ).
     """
     if T < 1 or batch_size < 1:
         raise ValueError(f"T and batch_size must be >= 1, got T={T}, batch_size={batch_size}")
@@ -341,7 +380,7 @@ def layer_fidelity(
         activations = capture_activations(ann_gm, xb, set(relu.values()))
         counts = simulate(snn, xb, T, warn_silent=False).spike_counts
         for layer in layers:
-            a, rate = activations[relu[layer]] / lambdas[layer], counts[layer] / T
+            a, rate = _normalised(activations[relu[layer]], lambdas[layer], layer), counts[layer] / T
             if a.shape != rate.shape:
                 raise ValueError(
                     f"IF layer {layer!r} has shape {list(rate.shape[1:])} but ReLU {relu[layer]!r} of the ANN "
@@ -365,11 +404,11 @@ def _sample_points(a: torch.Tensor, rate: torch.Tensor, n: int) -> list[tuple[fl
     return list(zip(a[index].tolist(), rate[index].tolist(), strict=True))
 
 
-def _row(layer: str, relu: str, lam: float, neurons: int, s: _Sums, points) -> LayerFidelity:
+def _row(layer: str, relu: str, lam: torch.Tensor, neurons: int, s: _Sums, points) -> LayerFidelity:
     return LayerFidelity(
         layer,
         relu,
-        lam,
+        float(lam.max()),
         neurons,
         s.correlation(),
         s.err / s.n,
@@ -378,5 +417,6 @@ def _row(layer: str, relu: str, lam: float, neurons: int, s: _Sums, points) -> L
         s.sa / s.n,
         s.sr / s.n,
         s.clipped / s.n,
+        lam.dim() > 0,
         points,
     )
