@@ -33,7 +33,7 @@ def test_axis_zooms_to_the_data_and_keeps_ann_lines_inside():
     curves = [AccuracyCurve("a", "max", [90.0, 95.0], 99.5), AccuracyCurve("a", "99.9%", [92.0, 96.0], 99.5)]
     lo, hi = accuracy_axis_limits(curves)
     assert lo == pytest.approx(90.0 - 1.0) and hi == pytest.approx(99.5 + 1.0)  # pad: max(5 % of 9.5, 1)
-    assert accuracy_axis_limits(curves, full_scale=True) == (0.0, 100.0)
+    assert accuracy_axis_limits(curves, full_scale=True) == (-5.0, 105.0)  # 0-100, off the frame
     assert accuracy_axis_limits([AccuracyCurve("a", "m", [100.0, 100.0], 100.0)])[1] == 101.0
     # a wide range: 5 % headroom above an ANN line at 100 % (it was clipped to 101, on the border)
     assert accuracy_axis_limits([AccuracyCurve("a", "m", [10.0, 95.0], 100.0)]) == pytest.approx((5.5, 104.5))
@@ -57,6 +57,26 @@ def test_plot_accuracy_draws_a_line_per_curve_and_an_ann_line_per_model(tmp_path
     assert matplotlib.image.imread(path).shape[2] == 4
     with pytest.raises(ValueError, match="model 'a', mode 'max' has no points"):
         plot_accuracy_curves([AccuracyCurve("a", "max", [])], tmp_path / "x.png", "t")
+
+
+def test_identical_curves_and_ann_lines_of_two_models_both_stay_visible(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    lines, anns = [], []
+    plot, axhline = matplotlib.axes.Axes.plot, matplotlib.axes.Axes.axhline
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", lambda self, *a, **kw: lines.append(kw) or plot(self, *a, **kw))
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "axhline", lambda self, *a, **kw: anns.append(kw) or axhline(self, *a, **kw)
+    )
+    same = [50.0, 60.0, 70.0]
+    curves = [AccuracyCurve("a", "max", same, 99.0), AccuracyCurve("b", "max", same, 99.0)]
+    path = plot_accuracy_curves(curves, tmp_path / "same.png", "t")
+    assert [(kw["color"], kw["linestyle"]) for kw in lines] == [("C0", "-"), ("C1", "-")]
+    # the first model's curve is drawn wider and its markers larger: a border around the second
+    assert [(kw["linewidth"], kw["markersize"]) for kw in lines] == [(3.0, 8.0), (1.5, 5.0)]
+    # the ANN lines' dashes interleave: each one's dash lies in the other's gap
+    assert [kw["linestyle"] for kw in anns] == [(0, (5, 5)), (5, (5, 5))]
+    assert matplotlib.image.imread(path).shape[2] == 4
 
 
 def test_plot_accuracy_cli_title_and_full_scale(converted, tmp_path):

@@ -626,7 +626,7 @@ def plot():
 @library_errors
 def plot_accuracy(summary, out, full_scale):
     """Accuracy against time step t from a summary.json: a colour per model, a line style per
-    mode, a dotted ANN line per model; V[0], readout and T in the title.
+    mode, a dashed ANN line per model; V[0], readout and T in the title.
 
     Example:
 
