@@ -10,7 +10,7 @@ import click
 import torch
 
 from ann2snn.cli.errors import library_errors
-from ann2snn.cli.params import DATA, DEVICE, MODEL, SHAPE, check_model_args, check_modes
+from ann2snn.cli.params import BATCH_HELP, DATA, DATA_HELP, DEVICE, MODEL, SHAPE, check_model_args, check_modes
 from ann2snn.data import DEFAULT_LIMIT, LIMIT_HELP
 from ann2snn.jobfile import JobFileError, read_job
 from ann2snn.models import ModelLoadError, ModelSpec, refusal
@@ -153,7 +153,7 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
     type=DATA,
     default="mnist",
     show_default=True,
-    help="mnist (embedded), a folder of IDX files, a .npz with x and y, or a .npy of inputs.",
+    help=DATA_HELP,
 )
 @click.option("--calib-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Calibration samples.")
 @click.option("--limit", type=click.IntRange(min=0), default=DEFAULT_LIMIT, help=LIMIT_HELP)
@@ -383,13 +383,13 @@ def file_on_data(command):
                 type=DATA,
                 default="mnist",
                 show_default=True,
-                help="mnist (embedded), a folder of IDX files, a .npz with x and y, or a .npy of inputs.",
+                help=DATA_HELP,
             ),
             click.option(
                 "--T", "T", type=click.IntRange(min=1), default=None, help="Time steps (default: the file's T)."
             ),
             click.option("--limit", type=click.IntRange(min=0), default=DEFAULT_LIMIT, help=LIMIT_HELP),
-            click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True),
+            click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True, help=BATCH_HELP),
         ]
     ):
         command = decorator(command)
@@ -561,13 +561,14 @@ def inspect(nir_file, as_json):
     "--data",
     type=DATA,
     default=None,
-    help="Also simulate on data (mnist, an IDX folder, .npz, .npy) under each kind of reader's rules.",
+    help="Also simulate on data (mnist, an IDX folder, an image folder or .zip, .npz, .npy) under each kind of "
+    "reader's rules.",
 )
 @click.option(
     "--T", "T", type=click.IntRange(min=1), default=None, help="Time steps for --data (default: the file's T)."
 )
 @click.option("--limit", type=click.IntRange(min=0), default=DEFAULT_LIMIT, help=LIMIT_HELP)
-@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True, help=BATCH_HELP)
 @output_options
 @library_errors
 def verify(nir_file, data, T, limit, batch_size, quiet, as_json):
@@ -609,13 +610,15 @@ def verify(nir_file, data, T, limit, batch_size, quiet, as_json):
 
 @click.group()
 def plot():
-    """Figures: accuracy against t from a batch summary, or the IF neuron's rate against input.
+    """Figures: accuracy against t from a batch summary, the IF neuron's rate against input, or
+    the spike raster of one layer for one sample of a .nir file.
 
     Example:
 
     \b
         ann2snn plot accuracy runs/cnn/summary.json --out runs/cnn/accuracy.png
         ann2snn plot if-rate --T 8 --out if_rate.png
+        ann2snn plot raster runs/cnn/a_p99.9_T50.nir --sample 3 --layer if_network_6
     """
 
 

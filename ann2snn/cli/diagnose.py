@@ -10,7 +10,7 @@ import click
 
 from ann2snn.cli.commands import FILE, OUT_FILE, _model_entries, file_on_data, model_options, plot
 from ann2snn.cli.errors import library_errors
-from ann2snn.cli.params import DATA
+from ann2snn.cli.params import DATA, DATA_HELP
 
 
 @click.command()
@@ -58,7 +58,7 @@ def diagnose(nir_file, data, T, limit, batch_size, model, weights, no_weights, m
 
 @plot.command("raster")
 @click.argument("nir_file", type=FILE)
-@click.option("--data", type=DATA, default="mnist", show_default=True, help="mnist, an IDX folder, .npz or .npy.")
+@click.option("--data", type=DATA, default="mnist", show_default=True, help=DATA_HELP)
 @click.option("--sample", type=click.IntRange(min=0), default=0, show_default=True, help="Sample index (0-based).")
 @click.option("--layer", required=True, help="IF layer (NIR node name), e.g. if_network_2.")
 @click.option(
