@@ -4,6 +4,7 @@ import json
 
 import matplotlib.image
 import pytest
+import torch
 from click.testing import CliRunner
 
 from ann2snn.cli import main
@@ -145,9 +146,38 @@ def test_raster_bad_input(converted, tmp_path):
         "Invalid value for '--layer': no IF layer 'if_nope'; the IF layers are: if_network_2, if_network_6, "
         "if_network_10" in " ".join(unknown.output.split())
     )
-    far = run("plot", "raster", nir_file, "--layer", "if_network_2", "--sample", 10000, "--out", out)
+    far = run("plot", "raster", nir_file, "--layer", "if_network_2", "--sample", 1000, "--out", out)
     assert far.exit_code == 2
-    assert "sample 10000 is out of range: mnist has 10000 samples (0 to 9999)" in " ".join(far.output.split())
+    assert (
+        "Invalid value for '--sample': sample 1000 is out of range: --limit 1000 takes samples 0 to 999 of mnist "
+        "(raise --limit, or 0 for all)" in " ".join(far.output.split())
+    )
+    beyond = run("plot", "raster", nir_file, "--layer", "if_network_2", "--sample", 10000, "--limit", 0, "--out", out)
+    assert beyond.exit_code == 2
+    assert "sample 10000 is out of range: mnist has 10000 samples (0 to 9999)" in " ".join(beyond.output.split())
     negative = run("plot", "raster", nir_file, "--layer", "if_network_2", "--sample", -1, "--out", out)
     assert negative.exit_code == 2 and "'--sample'" in negative.output
     assert not out.exists()
+
+
+def test_raster_sample_is_the_sample_simulate_takes_with_the_same_limit(converted, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    nir_file, _ = converted
+    root = tmp_path / "digits"  # 4 classes x 5 grey 28 x 28 images; the pixel value marks the image
+    for c in range(4):
+        for i in range(5):
+            (root / f"c{c}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((28, 28), 10 * (5 * c + i) + 5, dtype=np.uint8), "L").save(root / f"c{c}/{i}.png")
+    _, taken, _ = open_for_simulation(nir_file, DataSource.parse(str(root)), None, 4)
+    assert taken.y.tolist() == [0, 1, 2, 3]  # --limit 4: images 0, 5, 10, 15 of the 20, one per class
+    raster, image = raster_file(nir_file, DataSource.parse(str(root)), 1, "if_network_2", None, 5, limit=4)
+    assert raster.label == 1 and torch.equal(image, taken.x[1])
+    assert float(image.flatten()[0]) == pytest.approx(55 / 255)  # image 5 (c1/0.png); was image 10 (c2/0.png)
+    out = tmp_path / "r.png"
+    result = run(
+        "plot", "raster", nir_file, "--data", root, "--sample", 1, "--limit", 4, "--layer", "if_network_2", "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    assert "(sample 1: label 1, predicted " in result.output

@@ -136,7 +136,9 @@ def test_simulate_with_the_model_reports_the_ann_accuracy_on_the_same_samples(co
     assert bad.exit_code == 2 and "--model-arg" in bad.output
 
 
-@pytest.mark.parametrize("command", [("demo",), ("convert",), ("simulate",), ("verify",), ("report",), ("diagnose",)])
+@pytest.mark.parametrize(
+    "command", [("demo",), ("convert",), ("simulate",), ("verify",), ("report",), ("diagnose",), ("plot", "raster")]
+)
 def test_one_limit_default_in_every_command(command):
     cmd = main
     for name in command:
