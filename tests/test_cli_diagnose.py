@@ -181,3 +181,31 @@ def test_raster_sample_is_the_sample_simulate_takes_with_the_same_limit(converte
     )
     assert result.exit_code == 0, result.output
     assert "(sample 1: label 1, predicted " in result.output
+
+
+def test_the_plotted_points_and_panel_titles_are_the_json_and_the_table(converted, tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    nir_file, weights = converted
+    drawn, titles = [], []
+    scatter, set_title = matplotlib.axes.Axes.scatter, matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "scatter",
+        lambda self, x, y, **kw: drawn.append((list(x), list(y))) or scatter(self, x, y, **kw),
+    )
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "set_title", lambda self, text, **kw: titles.append(text) or set_title(self, text, **kw)
+    )
+    png = tmp_path / "layers.png"
+    as_json = diagnose(nir_file, weights, "--json", "--plot", png)
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.output)
+    table = table_rows(diagnose(nir_file, weights).output)
+    assert len(drawn) == len(report["layers"]) == 3
+    for (xs, ys), layer, title in zip(drawn, report["layers"], titles, strict=True):
+        assert [list(p) for p in zip(xs, ys, strict=True)] == layer["points"]  # every plotted point is in the JSON
+        assert len(xs) == min(2000, 20 * layer["neurons"])
+        assert table[layer["layer"]][3:5] == [f"{layer['correlation']:.4f}", f"{layer['mae']:.4f}"]
+        assert title == f"{layer['layer']}\ncorr {layer['correlation']:.3f}, MAE {layer['mae']:.3f}"
+    assert png.stat().st_size > 10_000

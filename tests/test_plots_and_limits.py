@@ -3,6 +3,7 @@ default, ``simulate --model``'s ANN accuracy, and one ``--limit`` default across
 
 import json
 
+import matplotlib.image
 import pytest
 import torch
 from click.testing import CliRunner
@@ -87,9 +88,40 @@ def test_plot_accuracy_cli_title_and_full_scale(converted, tmp_path):
         assert (tmp_path / "a.png").stat().st_size > 1000
 
 
+def test_plot_accuracy_draws_the_summarys_numbers(converted, tmp_path, monkeypatch):
+    import matplotlib.axes
+    import matplotlib.image
+
+    folder, _ = converted
+    lines, anns, titles = [], [], []
+    plot, axhline, set_title = matplotlib.axes.Axes.plot, matplotlib.axes.Axes.axhline, matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "plot",
+        lambda self, t, y, **kw: lines.append((list(t), list(y))) or plot(self, t, y, **kw),
+    )
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", lambda self, y, **kw: anns.append(y) or axhline(self, y, **kw))
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title", lambda self, x, **kw: titles.append(x) or set_title(self, x))
+    out = tmp_path / "a.png"
+    result = run("plot", "accuracy", folder / "summary.json", "--out", out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((folder / "summary.json").read_text())
+    (row,) = summary["rows"]
+    assert lines == [(list(range(1, 9)), row["accuracy_per_t"])] and anns == [row["ann_accuracy"]]
+    settings = summary["settings"]
+    assert titles == [
+        f"SNN accuracy, T = 8, V[0] = {settings['v_init']:g} V_th, {settings['readout']} readout, "
+        f"{settings['evaluation_samples']} samples of {settings['data']}"
+    ]
+    height, width = matplotlib.image.imread(out).shape[:2]
+    assert 600 < width < 1000 and 400 < height < 560  # 7 x 4.5 inches at 120 dpi, trimmed to the drawing
+
+
 def test_if_rate_default_T_shows_the_half_threshold_difference(tmp_path):
     result = run("plot", "if-rate", "--out", tmp_path / "r.png")
     assert result.exit_code == 0, result.output
+    height, width = matplotlib.image.imread(tmp_path / "r.png").shape[:2]
+    assert 500 < width < 800 and 400 < height < 560  # 6 x 4.5 inches at 120 dpi, trimmed to the drawing
     (T,) = [p.default for p in main.commands["plot"].commands["if-rate"].params if p.name == "T"]
     assert T == IF_RATE_DEFAULT_T == 8
     from simulator import IFNeuron, simulate
