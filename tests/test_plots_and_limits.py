@@ -117,6 +117,27 @@ def test_plot_accuracy_draws_the_summarys_numbers(converted, tmp_path, monkeypat
     assert 600 < width < 1000 and 400 < height < 560  # 7 x 4.5 inches at 120 dpi, trimmed to the drawing
 
 
+def test_a_shorter_T_that_is_another_snn_keeps_its_curve(tmp_path):
+    from ann2snn.cli.commands import summary_curves
+
+    def row(T, acc, mode="99.9%", model="m"):
+        return {"model": model, "mode": mode, "T": T, "accuracy_per_t": acc, "ann_accuracy": 99.0}
+
+    same = [row(4, [70.0, 80.0, 85.0, 90.0]), row(8, [70.0, 80.0, 85.0, 90.0, 92.0, 94.0, 95.0, 96.0])]
+    assert [(c.mode, len(c.accuracy)) for c in summary_curves(same)] == [("99.9%", 8)]  # T=4 is T=8's start
+    calibrated = [row(8, [69.0, 77.5, 89.0, 91.5, 93.5, 96.5, 98.0, 98.5]), row(4, [79.5, 87.5, 93.0, 96.5])]
+    curves = summary_curves([*calibrated, row(8, [50.0] * 8, mode="max"), {**row(2, None), "status": "failed"}])
+    assert [(c.model, c.mode, c.accuracy[-1]) for c in curves] == [
+        ("m", "99.9% T=4", 96.5),  # fitted for T=4: better at t=4 than the T=8 SNN (91.5), so it is drawn
+        ("m", "99.9% T=8", 98.5),
+        ("m", "max", 50.0),
+    ]
+    (tmp_path / "summary.json").write_text(json.dumps({"settings": {}, "rows": calibrated}))
+    result = run("plot", "accuracy", tmp_path / "summary.json")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "accuracy_vs_t.png").stat().st_size > 1000
+
+
 def test_if_rate_default_T_shows_the_half_threshold_difference(tmp_path):
     result = run("plot", "if-rate", "--out", tmp_path / "r.png")
     assert result.exit_code == 0, result.output

@@ -629,7 +629,8 @@ def plot():
 @library_errors
 def plot_accuracy(summary, out, full_scale):
     """Accuracy against time step t from a summary.json: a colour per model, a line style per
-    mode, a dashed ANN line per model; V[0], readout and T in the title.
+    mode, a dashed ANN line per model; V[0], readout and T in the title. Per model and mode the
+    longest T's curve, and a shorter T's too where it differs (--calibrate fits each T).
 
     Example:
 
@@ -643,20 +644,35 @@ def plot_accuracy(summary, out, full_scale):
         raise click.BadParameter(
             f"{summary} is not a summary.json written by ann2snn convert/batch", param_hint="'SUMMARY'"
         ) from None
-    curves = {}
-    for row in sorted((r for r in rows if r.get("accuracy_per_t")), key=lambda r: r["T"]):
-        curves[row["model"], row["mode"]] = AccuracyCurve(
-            row["model"], row["mode"], row["accuracy_per_t"], row.get("ann_accuracy")
-        )  # the longest T wins
+    curves = summary_curves(rows)
     if not curves:
         raise click.ClickException(f"{summary} has no accuracy curves (no labels, or every row failed)")
     path = plot_accuracy_curves(
-        list(curves.values()),
+        curves,
         out or summary.with_name("accuracy_vs_t.png"),
-        accuracy_title(document.get("settings") or {}, max(len(c.accuracy) for c in curves.values())),
+        accuracy_title(document.get("settings") or {}, max(len(c.accuracy) for c in curves)),
         full_scale=full_scale,
     )
     click.echo(f"wrote {path}")
+
+
+def summary_curves(rows: list[dict]) -> list[AccuracyCurve]:
+    """The curves of ``plot accuracy`` from a summary's rows: per model and mode the longest T's,
+    and each shorter T's that is not the start of a longer one (a different SNN: ``--calibrate``
+    fits each T), its mode then labelled with its T (``99.9% T=4``, as are the others of that
+    model and mode); rows without ``accuracy_per_t`` (failed, or no labels) are skipped."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in sorted((r for r in rows if r.get("accuracy_per_t")), key=lambda r: -r["T"]):
+        kept = groups.setdefault((row["model"], row["mode"]), [])
+        acc = list(row["accuracy_per_t"])
+        if not any(list(k["accuracy_per_t"][: len(acc)]) == acc for k in kept):
+            kept.append(row)
+    curves = []
+    for (model, mode), kept in groups.items():
+        for row in sorted(kept, key=lambda r: r["T"]):
+            label = f"{mode} T={row['T']}" if len(kept) > 1 else mode
+            curves.append(AccuracyCurve(model, label, row["accuracy_per_t"], row.get("ann_accuracy")))
+    return curves
 
 
 def accuracy_title(settings: dict, T: int) -> str:
