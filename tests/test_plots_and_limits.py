@@ -138,6 +138,18 @@ def test_a_shorter_T_that_is_another_snn_keeps_its_curve(tmp_path):
     assert (tmp_path / "accuracy_vs_t.png").stat().st_size > 1000
 
 
+def test_simulate_plot_names_T_v_init_and_readout(converted, tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    folder, _ = converted
+    titles = []
+    set_title = matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title", lambda self, x, **kw: titles.append(x) or set_title(self, x))
+    result = run("simulate", folder / "plain_max_T8.nir", "--limit", 10, "--quiet", "--plot", tmp_path / "s.png")
+    assert result.exit_code == 0, result.output
+    assert titles == ["plain_max_T8.nir on 10 samples of mnist\nT = 8, V[0] = 0.5 V_th, membrane readout"]
+
+
 def test_if_rate_default_T_shows_the_half_threshold_difference(tmp_path):
     result = run("plot", "if-rate", "--out", tmp_path / "r.png")
     assert result.exit_code == 0, result.output

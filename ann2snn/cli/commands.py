@@ -515,9 +515,7 @@ def simulate(
     if png is not None and stats.accuracy_per_t is not None:
         name = entry.name if model is not None else nir_file.stem
         curve = AccuracyCurve(name, "", stats.accuracy_per_t, ann_acc)
-        written = plot_accuracy_curves(
-            [curve], png, f"{nir_file.name} on {stats.samples} samples of {data}, T = {stats.T}"
-        )
+        written = plot_accuracy_curves([curve], png, simulation_title(nir_file.name, snn, stats.samples, data, stats.T))
     if as_json:  # stdout stays one JSON object: no "wrote" line
         extra = {} if model is None else {"ann_accuracy": ann_acc}
         click.echo(json.dumps({"file": str(nir_file), **stats.to_dict(), **extra}, indent=2))
@@ -534,6 +532,28 @@ def simulate(
     click.echo(format_simulation(stats, display_steps(stats.T)))
     if written is not None:
         click.echo(f"wrote {written}")
+
+
+def simulation_title(name: str, snn: torch.nn.Module, samples: int, data, T: int) -> str:
+    """The title of ``simulate --plot``: the file, samples and data, then T, V[0] (the IF layers'
+    initial potential as a fraction of V_th; ``mixed`` when they differ) and the readout.
+
+    Example:
+        >>> from simulator import IFNeuron, Integrator
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), IFNeuron(v_init=0.5), torch.nn.Linear(3, 2), Integrator())
+        >>> print(simulation_title("a.nir", net, 100, "mnist", 16))
+        a.nir on 100 samples of mnist
+        T = 16, V[0] = 0.5 V_th, membrane readout
+    """
+    from simulator import IFNeuron
+    from simulator.simulate import readout_kind
+
+    v_inits = sorted({float(m.v_init) for m in snn.modules() if isinstance(m, IFNeuron)})
+    parts = [f"T = {T}"]
+    if v_inits:
+        parts.append(f"V[0] = {v_inits[0]:g} V_th" if len(v_inits) == 1 else "V[0] mixed")
+    parts.append(f"{readout_kind(snn)} readout")
+    return f"{name} on {samples} samples of {data}\n{', '.join(parts)}"
 
 
 @click.command()
