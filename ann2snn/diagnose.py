@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -22,12 +23,14 @@ def diagnose_file(
     T: int | None = None,
     limit: int = DEFAULT_LIMIT,
     batch_size: int = 100,
+    progress: Callable[[int], None] | None = None,
 ) -> FidelityReport:
     """:func:`converter.diagnostics.layer_fidelity` of the ``.nir`` file ``path`` against the
     ANN ``model`` on the first ``limit`` samples of ``data`` (0: all), for ``T`` steps (default:
-    the file's T). The file's IF node names must be the IF layer names the converter gave the
-    model's ReLUs (``if_<ReLU path>``, or as the file's ``if_layers`` metadata records them),
-    and its ``lambdas`` metadata gives each layer's λ.
+    the file's T), calling ``progress(samples)`` after each batch. The file's IF node names
+    must be the IF layer names the converter gave the model's ReLUs (``if_<ReLU path>``, or as
+    the file's ``if_layers`` metadata records them), and its ``lambdas`` metadata gives each
+    layer's λ.
 
     Raises:
         nirinfo.MissingTError: no T. ann2snn.models.ModelLoadError: the model. ValueError: the
@@ -35,7 +38,7 @@ def diagnose_file(
     """
     snn, dataset, T = open_for_simulation(path, data, T, limit)
     ann = load_model(model)
-    return layer_fidelity(ann, snn, dataset.x, T, batch_size)
+    return layer_fidelity(ann, snn, dataset.x, T, batch_size, progress=progress)
 
 
 def format_fidelity(report: FidelityReport) -> str:

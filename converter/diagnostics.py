@@ -15,6 +15,7 @@ neuron saturates at one spike per step). This is the diagnostic of Rueckauer et 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -328,6 +329,7 @@ def layer_fidelity(
     batch_size: int = 100,
     growth: float = GROWTH,
     points: int = 2000,
+    progress: Callable[[int], None] | None = None,
 ) -> FidelityReport:
     """Compare each IF layer's rate after ``T`` steps with the ANN's activation / λ.
 
@@ -347,6 +349,8 @@ def layer_fidelity(
         batch_size: samples per simulation batch.
         growth: the factor ``g`` of :func:`growing_layer`'s MAE rule.
         points: ``(a, ρ)`` pairs kept per layer for a scatter plot (from the first batch).
+        progress: called with the number of samples of each batch once it is done (e.g. a
+            progress bar's ``update``).
 
     Returns:
         :class:`FidelityReport`, one :class:`LayerFidelity` per IF layer in graph order.
@@ -390,6 +394,8 @@ def layer_fidelity(
             neurons[layer] = a[0].numel()
             if layer not in kept:
                 kept[layer] = _sample_points(a, rate, points)
+        if progress is not None:
+            progress(len(xb))
     rows = [_row(layer, relu[layer], lambdas[layer], neurons[layer], sums[layer], kept[layer]) for layer in layers]
     first, reason = growing_layer(
         [r.mae for r in rows], layers, T, growth, [r.correlation for r in rows], [r.clipped for r in rows]

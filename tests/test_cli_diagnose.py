@@ -209,3 +209,14 @@ def test_the_plotted_points_and_panel_titles_are_the_json_and_the_table(converte
         assert table[layer["layer"]][3:5] == [f"{layer['correlation']:.4f}", f"{layer['mae']:.4f}"]
         assert title == f"{layer['layer']}\ncorr {layer['correlation']:.3f}, MAE {layer['mae']:.3f}"
     assert png.stat().st_size > 10_000
+
+
+def test_diagnose_reports_progress_unless_quiet(converted):
+    nir_file, weights = converted
+    shown = diagnose(nir_file, weights, "--batch-size", 8)
+    assert shown.exit_code == 0, shown.output
+    assert "diagnose: 20 samples, " in shown.stderr and "\x1b" not in shown.stderr and "\r" not in shown.stderr
+    quiet = diagnose(nir_file, weights, "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    as_json = diagnose(nir_file, weights, "--json")
+    assert as_json.stderr == "" and json.loads(as_json.stdout)["samples"] == 20

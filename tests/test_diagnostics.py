@@ -298,3 +298,10 @@ def test_channel_wise_lambdas_in_the_table_and_in_inspect(tmp_path):
     shown = describe_graph(read_nir(tmp_path / "cw.nir"))["metadata"]["channel_lambdas"]
     lists = snn.meta[META_KEY]["channel_lambdas"]
     assert shown == "; ".join(f"{k}: 32 values [{min(v):.4g}, {max(v):.4g}]" for k, v in sorted(lists.items()))
+
+
+def test_progress_is_called_once_per_batch_with_its_samples():
+    ann = three_layer_net()
+    done = []
+    layer_fidelity(ann, convert(ann), X, T=4, batch_size=50, progress=done.append)
+    assert done == [50, 50, 28]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ann2snn.cli.commands import FILE, OUT_FILE, _model_entries, file_on_data, model_options, plot
+from ann2snn.cli.commands import FILE, OUT_FILE, LazyBar, _model_entries, file_on_data, model_options, plot
 from ann2snn.cli.errors import library_errors
 from ann2snn.cli.params import DATA, DATA_HELP
 from ann2snn.data import DEFAULT_LIMIT
@@ -19,8 +19,11 @@ from ann2snn.data import DEFAULT_LIMIT
 @model_options(required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the table (and the plotted points) as JSON.")
 @click.option("--plot", "png", type=OUT_FILE, default=None, help="Also save a scatter panel per layer as a PNG.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @library_errors
-def diagnose(nir_file, data, T, limit, batch_size, model, weights, no_weights, model_args, trust_pickle, as_json, png):
+def diagnose(
+    nir_file, data, T, limit, batch_size, model, weights, no_weights, model_args, trust_pickle, as_json, png, quiet
+):
     """Where a conversion loses accuracy: each IF layer's rate against the ANN's activation / λ.
 
     Runs the ANN (--model, as given to convert) and the .nir file on the same samples and
@@ -41,10 +44,13 @@ def diagnose(nir_file, data, T, limit, batch_size, model, weights, no_weights, m
     from ann2snn.plots import plot_layer_fidelity
 
     (entry,) = _model_entries(model, (weights,) if weights else (), trust_pickle, no_weights, (), model_args)
+    bar = LazyBar(desc="diagnose", unit="sample", disable=quiet or as_json)
     try:
-        report = diagnose_file(nir_file, entry.spec, data, T, limit, batch_size)
+        report = diagnose_file(nir_file, entry.spec, data, T, limit, batch_size, bar.update)
     except MissingTError as exc:
         raise click.BadParameter(str(exc), param_hint="'--T'") from None
+    finally:
+        bar.close()
     result = report.to_dict()
     if png is not None:
         plot_layer_fidelity(result, png, f"{nir_file.name}: {report.samples} samples, T={report.T}")
