@@ -107,6 +107,33 @@ class FidelityReport:
     reason: str | None = None
     warnings: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        """A few lines for a notebook: T, samples, the first growing layer and its rule, then one
+        line per layer (correlation, MAE, saturated, a > 1 and silent in %); the warnings.
+
+        Example:
+            >>> row = LayerFidelity("if_1", "_1", 2.0, 8, 0.99, 0.01, 0.0, 0.0, 0.2, 0.2)
+            >>> FidelityReport(16, 10, [row], None, GROWTH, 1 / 32)
+            FidelityReport: T=16, 10 samples, 1 IF layer, first growing layer: none
+              if_1: corr 0.9900, MAE 0.0100, saturated 0.00 %, a > 1 0.00 %, silent 0.00 %
+        """
+        first = self.first_growing or "none"
+        if self.reason:
+            first += f" ({self.reason})"
+        plural = "" if len(self.layers) == 1 else "s"
+        lines = [
+            f"FidelityReport: T={self.T}, {self.samples} samples, {len(self.layers)} IF layer{plural}, "
+            f"first growing layer: {first}"
+        ]
+        for r in self.layers:
+            corr = "-" if r.correlation is None else f"{r.correlation:.4f}"
+            lines.append(
+                f"  {r.layer}: corr {corr}, MAE {r.mae:.4f}, saturated {100 * r.saturated:.2f} %, "
+                f"a > 1 {100 * r.clipped:.2f} %, silent {100 * r.silent:.2f} %"
+            )
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
     def to_dict(self, points: bool = True) -> dict:
         """Plain values (for ``--json``)."""
         return {

@@ -305,3 +305,13 @@ def test_progress_is_called_once_per_batch_with_its_samples():
     done = []
     layer_fidelity(ann, convert(ann), X, T=4, batch_size=50, progress=done.append)
     assert done == [50, 50, 28]
+
+
+def test_the_report_repr_is_a_line_per_layer():
+    ann = three_layer_net()
+    bad = layer_fidelity(ann, halve_lambda(convert(ann), "if_3", "2", "4"), X, T=8)
+    lines = repr(bad).splitlines()
+    assert lines[0] == f"FidelityReport: T=8, 128 samples, 3 IF layers, first growing layer: if_3 ({bad.reason})"
+    assert [line.split(":")[0] for line in lines[1:]] == ["  if_1", "  if_3", "  if_5"]
+    assert f"corr {bad.layers[1].correlation:.4f}, MAE {bad.layers[1].mae:.4f}" in lines[2]
+    assert len(repr(bad)) < 500
