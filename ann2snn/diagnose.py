@@ -24,10 +24,12 @@ def diagnose_file(
     limit: int = DEFAULT_LIMIT,
     batch_size: int = 100,
     progress: Callable[[int], None] | None = None,
+    device: str = "cpu",
 ) -> FidelityReport:
     """:func:`converter.diagnostics.layer_fidelity` of the ``.nir`` file ``path`` against the
     ANN ``model`` on the first ``limit`` samples of ``data`` (0: all), for ``T`` steps (default:
-    the file's T), calling ``progress(samples)`` after each batch. The file's IF node names
+    the file's T), on ``device`` (the SNN, the ANN and each batch), calling ``progress(samples)``
+    after each batch. The file's IF node names
     must be the IF layer names the converter gave the model's ReLUs (``if_<ReLU path>``, or as
     the file's ``if_layers`` metadata records them), and its ``lambdas`` metadata gives each
     layer's λ.
@@ -36,7 +38,7 @@ def diagnose_file(
         nirinfo.MissingTError: no T. ann2snn.models.ModelLoadError: the model. ValueError: the
             data, or a file that does not match the model (see ``layer_fidelity``).
     """
-    snn, dataset, T = open_for_simulation(path, data, T, limit)
+    snn, dataset, T = open_for_simulation(path, data, T, limit, device)
     ann = load_model(model)
     return layer_fidelity(ann, snn, dataset.x, T, batch_size, progress=progress)
 

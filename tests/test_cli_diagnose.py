@@ -220,3 +220,16 @@ def test_diagnose_reports_progress_unless_quiet(converted):
     assert quiet.exit_code == 0 and quiet.stderr == ""
     as_json = diagnose(nir_file, weights, "--json")
     assert as_json.stderr == "" and json.loads(as_json.stdout)["samples"] == 20
+
+
+def test_diagnose_takes_a_device(converted):
+    nir_file, weights = converted
+    here = json.loads(diagnose(nir_file, weights, "--json").stdout)
+    assert json.loads(diagnose(nir_file, weights, "--json", "--device", "cpu").stdout) == here
+    if not torch.cuda.is_available():
+        cuda = diagnose(nir_file, weights, "--device", "cuda")
+        assert cuda.exit_code == 2 and "'cuda': CUDA is not available on this machine" in cuda.output
+    else:  # the same table on the GPU, to float32 summation order
+        there = json.loads(diagnose(nir_file, weights, "--json", "--device", "cuda").stdout)
+        for a, b in zip(here["layers"], there["layers"], strict=True):
+            assert a["correlation"] == pytest.approx(b["correlation"], abs=1e-3)

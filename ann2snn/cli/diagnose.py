@@ -10,7 +10,7 @@ import click
 
 from ann2snn.cli.commands import FILE, OUT_FILE, LazyBar, _model_entries, file_on_data, model_options, plot
 from ann2snn.cli.errors import library_errors
-from ann2snn.cli.params import DATA, DATA_HELP
+from ann2snn.cli.params import DATA, DATA_HELP, DEVICE
 from ann2snn.data import DEFAULT_LIMIT
 
 
@@ -20,9 +20,23 @@ from ann2snn.data import DEFAULT_LIMIT
 @click.option("--json", "as_json", is_flag=True, help="Print the table (and the plotted points) as JSON.")
 @click.option("--plot", "png", type=OUT_FILE, default=None, help="Also save a scatter panel per layer as a PNG.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto.")
 @library_errors
 def diagnose(
-    nir_file, data, T, limit, batch_size, model, weights, no_weights, model_args, trust_pickle, as_json, png, quiet
+    nir_file,
+    data,
+    T,
+    limit,
+    batch_size,
+    model,
+    weights,
+    no_weights,
+    model_args,
+    trust_pickle,
+    as_json,
+    png,
+    quiet,
+    device,
 ):
     """Where a conversion loses accuracy: each IF layer's rate against the ANN's activation / λ.
 
@@ -46,7 +60,7 @@ def diagnose(
     (entry,) = _model_entries(model, (weights,) if weights else (), trust_pickle, no_weights, (), model_args)
     bar = LazyBar(desc="diagnose", unit="sample", disable=quiet or as_json)
     try:
-        report = diagnose_file(nir_file, entry.spec, data, T, limit, batch_size, bar.update)
+        report = diagnose_file(nir_file, entry.spec, data, T, limit, batch_size, bar.update, device)
     except MissingTError as exc:
         raise click.BadParameter(str(exc), param_hint="'--T'") from None
     finally:
