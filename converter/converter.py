@@ -24,7 +24,7 @@ from converter.replace import replace_activations
 from converter.statistics import mse_optimal_scale
 from converter.trace import describe, relu_cap, trace
 from simulator import META_KEY, IFNeuron, Integrator, distributed
-from simulator.graph import input_shape_problem
+from simulator.graph import input_dtype_problem, input_shape_problem
 from simulator.neuron import RESETS, SPIKE_RULES, check_choice
 
 log = logging.getLogger(__name__)
@@ -352,11 +352,15 @@ def cap_scales(lambdas: dict[str, float], gm: fx.GraphModule) -> dict[str, float
 
 def _fitting_sample(ann: nn.Module, dataloader: Iterable) -> torch.Tensor:
     """The first calibration input ``[1, ...]``; ValueError naming the expected and the got
-    shape when it cannot fit ``ann``'s first layer (rather than a raw conv2d error later)."""
+    shape when it cannot fit ``ann``'s first layer, or both dtypes when it is not the dtype of
+    the model's parameters (rather than a raw conv2d error later)."""
     sample = first_samples(dataloader, 1)
     problem = input_shape_problem(ann, sample.shape)
     if problem is not None:
         raise ValueError(f"calibration data does not fit the model: {problem}")
+    problem = input_dtype_problem(ann, sample.dtype)
+    if problem is not None:
+        raise ValueError(f"calibration data: {problem}")
     return sample
 
 

@@ -27,7 +27,7 @@ from converter.record import capture_activations
 from converter.replace import if_layer_name
 from converter.trace import trace
 from simulator import META_KEY, IFNeuron, simulate
-from simulator.graph import input_shape_problem, is_relu
+from simulator.graph import input_dtype_problem, input_shape_problem, is_relu
 
 #: Default ratio of a layer's MAE to the previous layer's above which its error "grows".
 GROWTH = 2.0
@@ -384,7 +384,7 @@ def layer_fidelity(
 
     Raises:
         ValueError: ``T < 1``, ``batch_size < 1``, empty ``x``, ``x`` that does not fit the
-            SNN's first layer (expected and got shapes), an SNN without IF layers, an IF
+            SNN's first layer (expected and got shapes) or its parameters' dtype, an SNN without IF layers, an IF
             layer with no matching ReLU in ``ann`` or no λ (each named; a channel-wise layer
             without its per-channel λ), or an activation whose shape differs from its IF
             layer's (or from its number of per-channel λ).
@@ -393,7 +393,7 @@ def layer_fidelity(
         raise ValueError(f"T and batch_size must be >= 1, got T={T}, batch_size={batch_size}")
     if len(x) == 0:
         raise ValueError("layer_fidelity needs at least one input sample")
-    problem = input_shape_problem(snn, x.shape)
+    problem = input_shape_problem(snn, x.shape) or input_dtype_problem(snn, x.dtype)
     if problem is not None:
         raise ValueError(f"layer_fidelity: the inputs x do not fit the SNN: {problem}")
     layers = _graph_order(snn)

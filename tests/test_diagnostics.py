@@ -315,3 +315,34 @@ def test_the_report_repr_is_a_line_per_layer():
     assert [line.split(":")[0] for line in lines[1:]] == ["  if_1", "  if_3", "  if_5"]
     assert f"corr {bad.layers[1].correlation:.4f}, MAE {bad.layers[1].mae:.4f}" in lines[2]
     assert len(repr(bad)) < 500
+
+
+def test_inputs_of_another_dtype_are_refused_naming_both():
+    ann = three_layer_net()
+    snn = convert(ann)
+    pixels = (X * 255).to(torch.uint8)
+    hint = r"convert them with x.to\(torch.float32\) \(8-bit pixels: x.float\(\) / 255\)"
+    with pytest.raises(
+        ValueError, match=r"calibration data: inputs of dtype torch.uint8 but the model's .*float32: " + hint
+    ):
+        Converter("max", dataloader=pixels)(ann)
+    with pytest.raises(ValueError, match=r"calibration data: inputs of dtype torch.float64 .*x.to\(torch.float32\)$"):
+        Converter("max", dataloader=X.double())(ann)
+    with pytest.raises(
+        ValueError, match=r"layer_fidelity: the inputs x do not fit the SNN: inputs of dtype torch.float64"
+    ):
+        layer_fidelity(ann, snn, X.double(), T=4)
+    with pytest.raises(ValueError, match=r"spike_raster: inputs of dtype torch.uint8 .*" + hint):
+        spike_raster(snn, pixels[0], 4, "if_1")
+    double = Converter("max", dataloader=X.double())(copy.deepcopy(ann).double())  # a float64 model takes float64
+    assert layer_fidelity(ann.double(), double, X.double(), T=16).first_growing is None
+
+
+def test_batches_of_a_dict_or_an_array_are_refused_with_a_hint():
+    from torch.utils.data import DataLoader
+
+    rows = [{"image": X[i], "label": i % 4} for i in range(8)]
+    with pytest.raises(TypeError, match=r"got dict with keys \['image', 'label'\]: give a DataLoader of tensors"):
+        Converter("max", dataloader=DataLoader(rows, batch_size=4))(three_layer_net())
+    with pytest.raises(TypeError, match=r"got ndarray: convert it with torch.from_numpy\(x\)"):
+        Converter("max", dataloader=X.numpy())(three_layer_net())
