@@ -211,3 +211,16 @@ def test_one_limit_default_in_every_command(command):
     (limit,) = [p for p in cmd.params if p.name == "limit"]
     assert limit.default == DEFAULT_LIMIT == 1000
     assert f"default {DEFAULT_LIMIT}" in limit.help
+
+
+def test_simulate_plot_without_labels_is_a_usage_error(converted, tmp_path):
+    import numpy as np
+
+    folder, _ = converted
+    np.save(tmp_path / "inputs.npy", np.zeros((3, 1, 28, 28), dtype=np.float32))
+    result = run(
+        "simulate", folder / "plain_max_T8.nir", "--data", tmp_path / "inputs.npy", "--plot", tmp_path / "s.png"
+    )
+    assert result.exit_code == 2
+    assert "Invalid value for '--plot': " in result.output and "inputs.npy has no labels" in result.output
+    assert not (tmp_path / "s.png").exists()

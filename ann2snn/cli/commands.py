@@ -502,6 +502,12 @@ def simulate(
         snn, dataset, T = open_for_simulation(nir_file, data, T, limit, device)
     except MissingTError as exc:
         raise click.BadParameter(str(exc), param_hint="'--T'") from None
+    if png is not None and dataset.y is None:
+        raise click.BadParameter(
+            f"{data} has no labels, so there is no accuracy to plot (a .npy holds inputs only: "
+            "give a .npz with x and y)",
+            param_hint="'--plot'",
+        )
     ann_acc = None
     if model is not None:
         from ann2snn.models import load_model
@@ -512,7 +518,7 @@ def simulate(
     with progress_bar(total=len(dataset.x), desc=f"simulate T={T}", unit="sample", disable=quiet or as_json) as bar:
         stats = simulate_dataset(snn, dataset, T, batch_size, bar.update, early_exit)
     written = None
-    if png is not None and stats.accuracy_per_t is not None:
+    if png is not None and stats.accuracy_per_t is not None:  # labels: checked above
         name = entry.name if model is not None else nir_file.stem
         curve = AccuracyCurve(name, "", stats.accuracy_per_t, ann_acc)
         written = plot_accuracy_curves([curve], png, simulation_title(nir_file.name, snn, stats.samples, data, stats.T))
