@@ -137,7 +137,13 @@ def test_job_file_args_and_kwargs(tmp_path):
     assert load_model(job.models[0].spec)[1].out_features == 5
     assert load_model(job.models[1].spec)[1].out_features == 8
     (tmp_path / "bad.toml").write_text('modes = ["max"]\nT = [4]\n[[models]]\nmodel = "net.py:make"\nkwargs = 3\n')
-    with pytest.raises(JobFileError, match=r"models\[0\]: 'kwargs' = 3 has the wrong type"):
+    expected = r"models\[0\]: 'kwargs' = 3 has the wrong type: expected a table \{ \.\.\. \}, got an integer"
+    with pytest.raises(JobFileError, match=expected):
+        read_job(tmp_path / "bad.toml")
+    (tmp_path / "bad.toml").write_text('modes = ["max"]\nT = [4]\n[[models]]\nmodel = "net.py:make"\nargs = "x"\n')
+    with pytest.raises(
+        JobFileError, match=r"'args' = 'x' has the wrong type: expected an array \[\.\.\.\], got a string"
+    ):
         read_job(tmp_path / "bad.toml")
 
 
