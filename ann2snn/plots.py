@@ -210,9 +210,10 @@ def _save_png_exact(fig, path: str | Path, dpi: int = 100) -> Path:
 FIDELITY_PANEL_PX = 300
 
 
-def plot_layer_fidelity(report: dict, path: str | Path, title: str) -> Path:
+def plot_layer_fidelity(report, path: str | Path, title: str) -> Path:
     """Save a PNG with one scatter panel per IF layer: the ANN's activation / λ (x) against the
-    SNN's rate (y), from a :meth:`converter.diagnostics.FidelityReport.to_dict` (its ``points``),
+    SNN's rate (y), from a :class:`converter.diagnostics.FidelityReport` or its
+    :meth:`~converter.diagnostics.FidelityReport.to_dict` (``--json``'s, with its ``points``),
     with the ideal IF response clip(x, 0, 1) as a line; each panel's title gives the layer, its
     correlation and MAE. The image is ``FIDELITY_PANEL_PX`` × (layers) wide and
     ``FIDELITY_PANEL_PX`` high (+ 40 px for the title), in pixels.
@@ -225,6 +226,8 @@ def plot_layer_fidelity(report: dict, path: str | Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if hasattr(report, "to_dict"):
+        report = report.to_dict()
     layers = report["layers"]
     if not layers:
         raise ValueError("the report has no layers to plot")

@@ -233,3 +233,16 @@ def test_diagnose_takes_a_device(converted):
         there = json.loads(diagnose(nir_file, weights, "--json", "--device", "cuda").stdout)
         for a, b in zip(here["layers"], there["layers"], strict=True):
             assert a["correlation"] == pytest.approx(b["correlation"], abs=1e-3)
+
+
+def test_plot_layer_fidelity_takes_the_report_or_its_dict(tmp_path):
+    from ann2snn.plots import plot_layer_fidelity
+    from converter.diagnostics import FidelityReport, LayerFidelity
+
+    row = LayerFidelity("if_1", "_1", 2.0, 4, 0.9, 0.05, 0.0, 0.0, 0.2, 0.25, points=[(0.2, 0.25), (0.5, 0.5)])
+    report = FidelityReport(8, 2, [row, row], None, 2.0, 1 / 16)
+    for given, name in ((report, "object.png"), (report.to_dict(), "dict.png")):
+        path = plot_layer_fidelity(given, tmp_path / name, "t")
+        assert matplotlib.image.imread(path).shape[:2] == (FIDELITY_PANEL_PX + 40, 2 * FIDELITY_PANEL_PX)
+    with pytest.raises(ValueError, match="the report has no layers to plot"):
+        plot_layer_fidelity(FidelityReport(8, 2, [], None, 2.0, 1 / 16), tmp_path / "none.png", "t")
