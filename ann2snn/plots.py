@@ -77,7 +77,7 @@ def plot_accuracy_curves(
 ) -> Path:
     """Save a PNG of accuracy (%) against time step t (1..T), atomically: a colour per model, a line
     style and marker per mode (identical curves of two modes stay visible; with one model the
-    modes get colours too), an earlier model's curves wider (:func:`model_widths`: identical
+    modes get colours too, and its ANN line is black), an earlier model's curves wider (:func:`model_widths`: identical
     curves of two models stay visible), a dashed ANN line per model in the colour of its (first) curve
     (:func:`ann_dashes`: interleaved dashes with several models), the
     y-axis zoomed to the data with headroom (:func:`accuracy_axis_limits`) unless ``full_scale``
@@ -136,7 +136,9 @@ def plot_accuracy_curves(
             first = next(c for c in curves if c.model == model)
             ax.axhline(
                 ann,
-                color=colours[model] if by_model else colours[first.mode],
+                # one model: its colour is its curve's; with several modes the colours are the
+                # modes', so the ANN line is black (not the first mode's colour)
+                color=colours[model] if by_model else colours[first.mode] if len(modes) == 1 else "k",
                 linestyle=ann_dashes(index, len(models)),
                 linewidth=1.2,
                 label=f"{name} {ann:.2f} %",

@@ -55,6 +55,10 @@ def test_plot_accuracy_draws_a_line_per_curve_and_an_ann_line_per_model(tmp_path
     drawn.clear()  # one model: the ANN line in the colour of the model's curve, not black
     plot_accuracy_curves([AccuracyCurve("a", "", [97.0, 99.0], 100.0)], tmp_path / "one.png", "t")
     assert drawn == [(100.0, "C0")]
+    drawn.clear()  # one model, two modes: the colours are the modes', the ANN line black
+    two = [AccuracyCurve("a", "max", [90.0, 95.0], 99.0), AccuracyCurve("a", "1/3", [92.0, 96.0], 99.0)]
+    plot_accuracy_curves(two, tmp_path / "two.png", "t")
+    assert drawn == [(99.0, "k")]
     assert matplotlib.image.imread(path).shape[2] == 4
     with pytest.raises(ValueError, match="model 'a', mode 'max' has no points"):
         plot_accuracy_curves([AccuracyCurve("a", "max", [])], tmp_path / "x.png", "t")
