@@ -137,8 +137,15 @@ def test_a_shorter_T_that_is_another_snn_keeps_its_curve(tmp_path):
         ("m", "max", 50.0),
     ]
     (tmp_path / "summary.json").write_text(json.dumps({"settings": {}, "rows": calibrated}))
-    result = run("plot", "accuracy", tmp_path / "summary.json")
+    import matplotlib.axes
+
+    titles = []
+    set_title = matplotlib.axes.Axes.set_title
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(matplotlib.axes.Axes, "set_title", lambda self, x, **kw: titles.append(x) or set_title(self, x))
+        result = run("plot", "accuracy", tmp_path / "summary.json")
     assert result.exit_code == 0, result.output
+    assert titles == ["SNN accuracy, T = 4, 8"]  # both T's drawn
     assert (tmp_path / "accuracy_vs_t.png").stat().st_size > 1000
 
 

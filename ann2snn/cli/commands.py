@@ -676,7 +676,9 @@ def plot_accuracy(summary, out, full_scale):
     path = plot_accuracy_curves(
         curves,
         out or summary.with_name("accuracy_vs_t.png"),
-        accuracy_title(document.get("settings") or {}, max(len(c.accuracy) for c in curves)),
+        accuracy_title(
+            document.get("settings") or {}, ", ".join(str(t) for t in sorted({len(c.accuracy) for c in curves}))
+        ),
         full_scale=full_scale,
     )
     click.echo(f"wrote {path}")
@@ -701,8 +703,9 @@ def summary_curves(rows: list[dict]) -> list[AccuracyCurve]:
     return curves
 
 
-def accuracy_title(settings: dict, T: int) -> str:
-    """The title of an accuracy plot: T, V[0], readout and samples from a summary's settings."""
+def accuracy_title(settings: dict, T: int | str) -> str:
+    """The title of an accuracy plot: T (or the T's, ``"4, 8"``, when curves of several are drawn),
+    V[0], readout and samples from a summary's settings."""
     parts = [f"SNN accuracy, T = {T}"]
     if settings.get("v_init") is not None:
         parts.append(f"V[0] = {settings['v_init']:g} V_th")
