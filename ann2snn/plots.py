@@ -288,7 +288,9 @@ def plot_raster(
 ) -> Path:
     """Save a PNG of a :class:`simulator.Raster` (spike times of its neurons against t) with the
     input sample ``image`` (``[C, H, W]``, ``[H, W]`` or flat; shown as an image when 2-D after
-    squeezing) beside it; 800 × 400 pixels. Each spike is a short vertical tick
+    squeezing; colour values outside [0, 1], e.g. normalised inputs, are scaled min–max to it
+    for display and the panel's title says from which range) beside it; 800 × 400 pixels. Each
+    spike is a short vertical tick
     (:data:`RASTER_TICK` of a row, so that neighbouring neurons' spikes stay apart at any rate);
     rows are labelled with the neurons' real indices in the layer (flat, ``C·H·W`` order); the
     panel's title is :func:`raster_title` (sample, label, predicted class, neurons shown)."""
@@ -301,12 +303,17 @@ def plot_raster(
     picture = image.detach().cpu().float().squeeze()
     if picture.dim() == 3:
         picture = picture.permute(1, 2, 0) if picture.shape[0] in (3, 4) else picture[0]
+    label = label if label is not None else raster.label
+    heading = "input" if label is None else f"input (label {label})"
+    lo, hi = (float(picture.min()), float(picture.max())) if picture.numel() else (0.0, 1.0)
+    if picture.dim() == 3 and (lo < 0 or hi > 1) and hi > lo:  # normalised colours: imshow would clip them
+        picture = (picture - lo) / (hi - lo)
+        heading += f"\ncolours scaled from [{lo:.3g}, {hi:.3g}]"
     if picture.dim() >= 2:
         left.imshow(picture.numpy(), cmap="gray" if picture.dim() == 2 else None)
     else:
         left.plot(picture.numpy())
-    label = label if label is not None else raster.label
-    left.set_title("input" if label is None else f"input (label {label})", fontsize=9)
+    left.set_title(heading, fontsize=9)
     left.set_xticks([])
     left.set_yticks([])
     n = len(raster.neurons)

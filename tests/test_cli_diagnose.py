@@ -246,3 +246,34 @@ def test_plot_layer_fidelity_takes_the_report_or_its_dict(tmp_path):
         assert matplotlib.image.imread(path).shape[:2] == (FIDELITY_PANEL_PX + 40, 2 * FIDELITY_PANEL_PX)
     with pytest.raises(ValueError, match="the report has no layers to plot"):
         plot_layer_fidelity(FidelityReport(8, 2, [], None, 2.0, 1 / 16), tmp_path / "none.png", "t")
+
+
+def test_raster_shows_a_normalised_colour_image_scaled_not_clipped(tmp_path, monkeypatch):
+    import warnings
+
+    import matplotlib.axes
+
+    from ann2snn.plots import plot_raster
+    from simulator import Raster
+
+    shown, titles = [], []
+    imshow, set_title = matplotlib.axes.Axes.imshow, matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(matplotlib.axes.Axes, "imshow", lambda self, a, **kw: shown.append(a) or imshow(self, a, **kw))
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "set_title", lambda self, x, **kw: titles.append(x) or set_title(self, x, **kw)
+    )
+    raster = Raster("if_1", torch.zeros(4, 2, dtype=torch.bool), torch.tensor([0, 1]), 0, 2, 1, 3)
+    image = torch.linspace(-2, 2, 3 * 4 * 4).view(3, 4, 4)  # [C, H, W] normalised: mean 0, values in [-2, 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when it clips RGB data
+        plot_raster(raster, image, tmp_path / "r.png", "t")
+    (picture,) = shown
+    assert picture.shape == (4, 4, 3) and float(picture.min()) == 0.0 and float(picture.max()) == 1.0
+    assert picture[0, 0, 0] == 0.0 and picture[-1, -1, -1] == 1.0  # min-max, not clipped at 0 and 1
+    assert titles[0] == "input (label 3)\ncolours scaled from [-2, 2]"
+    shown.clear()
+    titles.clear()
+    plot_raster(raster, image.sub(-2).div(4), tmp_path / "r.png", "t")  # already in [0, 1]: as it is
+    assert (
+        torch.equal(torch.as_tensor(shown[0]), image.sub(-2).div(4).permute(1, 2, 0)) and titles[0] == "input (label 3)"
+    )
