@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from ann2snn.data import DataSource
+from ann2snn.data import DEFAULT_LIMIT, DataSource
 from ann2snn.models import ModelSpec, load_model
 from ann2snn.nirinfo import open_for_simulation
 from ann2snn.tables import format_table
@@ -16,21 +17,30 @@ from simulator import Raster, spike_raster
 
 
 def diagnose_file(
-    path: str | Path, model: ModelSpec, data: DataSource, T: int | None = None, limit: int = 1000, batch_size: int = 100
+    path: str | Path,
+    model: ModelSpec,
+    data: DataSource,
+    T: int | None = None,
+    limit: int = DEFAULT_LIMIT,
+    batch_size: int = 100,
+    progress: Callable[[int], None] | None = None,
+    device: str = "cpu",
 ) -> FidelityReport:
     """:func:`converter.diagnostics.layer_fidelity` of the ``.nir`` file ``path`` against the
     ANN ``model`` on the first ``limit`` samples of ``data`` (0: all), for ``T`` steps (default:
-    the file's T). The file's IF node names must be the IF layer names the converter gave the
-    model's ReLUs (``if_<ReLU path>``, or as the file's ``if_layers`` metadata records them),
-    and its ``lambdas`` metadata gives each layer's λ.
+    the file's T), on ``device`` (the SNN, the ANN and each batch), calling ``progress(samples)``
+    after each batch. The file's IF node names
+    must be the IF layer names the converter gave the model's ReLUs (``if_<ReLU path>``, or as
+    the file's ``if_layers`` metadata records them), and its ``lambdas`` metadata gives each
+    layer's λ.
 
     Raises:
         nirinfo.MissingTError: no T. ann2snn.models.ModelLoadError: the model. ValueError: the
             data, or a file that does not match the model (see ``layer_fidelity``).
     """
-    snn, dataset, T = open_for_simulation(path, data, T, limit)
+    snn, dataset, T = open_for_simulation(path, data, T, limit, device)
     ann = load_model(model)
-    return layer_fidelity(ann, snn, dataset.x, T, batch_size)
+    return layer_fidelity(ann, snn, dataset.x, T, batch_size, progress=progress)
 
 
 def format_fidelity(report: FidelityReport) -> str:
@@ -52,7 +62,7 @@ def format_fidelity(report: FidelityReport) -> str:
         [
             r.layer,
             r.relu,
-            f"{r.lam:.4g}",
+            f"{r.lam:.4g}" + (" (max, per channel)" if r.per_channel else ""),
             r.neurons,
             "-" if r.correlation is None else f"{r.correlation:.4f}",
             f"{r.mae:.4f}",
@@ -74,19 +84,33 @@ def format_fidelity(report: FidelityReport) -> str:
 
 
 def raster_file(
-    path: str | Path, data: DataSource, sample: int, layer: str, T: int | None = None, neurons: int | None = 50
+    path: str | Path,
+    data: DataSource,
+    sample: int,
+    layer: str,
+    T: int | None = None,
+    neurons: int | None = 50,
+    limit: int = DEFAULT_LIMIT,
 ) -> tuple[Raster, torch.Tensor]:
     """The :func:`simulator.spike_raster` of IF layer ``layer`` of the ``.nir`` file ``path``
-    for sample ``sample`` (0-based) of ``data``; returns ``(raster, input sample [C, H, W])``,
-    the raster's ``label`` set from the data's labels (None without labels).
+    for sample ``sample`` (0-based) of the ``limit`` evaluation samples of ``data`` (0: all)
+    that ``simulate`` and ``diagnose`` take with the same ``--limit``: the first ``limit`` of
+    MNIST, an IDX folder or an array, ``limit`` images spread evenly over an image folder's
+    split. Returns ``(raster, input sample [C, H, W])``, the raster's ``label`` set from the
+    data's labels (None without labels).
 
     Raises:
-        ValueError: ``sample`` out of range (names the number of samples), an unknown
-            ``layer`` (lists the file's IF layers). nirinfo.MissingTError: no T.
+        ValueError: ``sample`` out of range (names the number of samples and the limit), an
+            unknown ``layer`` (lists the file's IF layers). nirinfo.MissingTError: no T.
     """
     if sample < 0:
         raise ValueError(f"sample index must be >= 0, got {sample}")
-    snn, dataset, T = open_for_simulation(path, data, T, limit=sample + 1)
+    if limit and sample >= limit:
+        raise ValueError(
+            f"sample {sample} is out of range: --limit {limit} takes samples 0 to {limit - 1} of {data} "
+            "(raise --limit, or 0 for all)"
+        )
+    snn, dataset, T = open_for_simulation(path, data, T, limit=limit)
     if sample >= len(dataset.x):
         raise ValueError(
             f"sample {sample} is out of range: {data} has {len(dataset.x)} samples (0 to {len(dataset.x) - 1})"

@@ -135,7 +135,33 @@ def _check_keys(table: dict, allowed: dict, where: str) -> None:
         if key not in allowed:
             raise JobFileError(f"{where}: unknown key {key!r} (allowed: {', '.join(allowed)})")
         if not isinstance(value, allowed[key]) or isinstance(value, bool) and allowed[key] is not bool:
-            raise JobFileError(f"{where}: {key!r} = {value!r} has the wrong type")
+            raise JobFileError(
+                f"{where}: {key!r} = {value!r} has the wrong type: expected {_toml_type(allowed[key])}, "
+                f"got {_toml_type(type(value))}"
+            )
+
+
+#: How each Python type of a key is written in TOML, for :func:`_check_keys`' message.
+TOML_TYPES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "an array [...]",
+    dict: "a table { ... }",
+}
+
+
+def _toml_type(kind) -> str:
+    """``int`` -> ``"an integer"``; a tuple of types -> ``"an integer or a number"``.
+
+    Example:
+        >>> _toml_type(dict), _toml_type((int, float))
+        ('a table { ... }', 'an integer or a number')
+    """
+    if isinstance(kind, tuple):
+        return " or ".join(_toml_type(k) for k in kind)
+    return TOML_TYPES.get(kind, kind.__name__)
 
 
 def _str(value, key: str) -> str:

@@ -269,8 +269,36 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
     if shapes:
         problems.append(f"shape mismatches: {', '.join(shapes)}")
     if problems:
+        hint = fitting_prefixes(state, own.keys())
+        if hint:
+            names = " and ".join(f"'{p}.'" for p in hint)
+            problems.insert(
+                0,
+                f"the keys under {names} are exactly the model's (a LightningModule holding the network as "
+                f"{' or '.join('self.' + p for p in hint)}?): save that network's own state_dict, "
+                "or strip the prefix from the keys",
+            )
         raise ModelLoadError(f"weights {source} do not fit {type(model).__name__}: {'; '.join(problems)}")
     model.load_state_dict(state)
+
+
+def fitting_prefixes(state: dict[str, torch.Tensor], own) -> list[str]:
+    """The first key components ``P`` (sorted) such that the keys starting with ``P.``, without it
+    (and without ``module.`` / ``_orig_mod.`` after it), are exactly ``own``: where the network
+    sits in a checkpoint whose keys do not fit as they are (not stripped automatically: only
+    Lightning's ``model.`` is, :func:`fit_prefix`).
+
+    Example:
+        >>> fitting_prefixes({"net.0.weight": 1, "net.0.bias": 2, "loss.w": 3}, {"0.weight", "0.bias"})
+        ['net']
+    """
+    own = set(own)
+    found = []
+    for prefix in sorted({k.split(".", 1)[0] for k in state if "." in k}):
+        inner = {_strip_prefixes(k[len(prefix) + 1 :]) for k in state if k.startswith(prefix + ".")}
+        if inner == own:
+            found.append(prefix)
+    return found
 
 
 def fit_prefix(state: dict[str, torch.Tensor], own, source: str, prefix: str = LIGHTNING_PREFIX) -> dict:

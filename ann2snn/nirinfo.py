@@ -6,6 +6,7 @@ rules do with it (:func:`check_file`, ``ann2snn verify``)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,14 +45,28 @@ def _param(name: str, value) -> str | None:
 
 def _metadata(meta: dict) -> dict:
     """Metadata as plain values, arrays of more than one value summarised by shape and range
-    (the reference vectors of a self-checking file would otherwise fill the screen)."""
+    (the reference vectors of a self-checking file would otherwise fill the screen), and so the
+    per-channel λ lists of ``channel_lambdas`` (count and range per layer)."""
     out = {}
     for key, value in meta.items():
         value = plain(value)
         if isinstance(value, np.ndarray) and value.size > 1:
             value = f"array {list(value.shape)} [{value.min():.4g}, {value.max():.4g}]"
+        elif key == "channel_lambdas" and isinstance(value, str):
+            value = _channel_lambdas_summary(value)
         out[key] = value
     return out
+
+
+def _channel_lambdas_summary(text: str) -> str:
+    """``channel_lambdas`` JSON as ``layer: C values [min, max]; ...`` (the text itself if it is not
+    a JSON object of lists of numbers)."""
+    try:
+        lists = json.loads(text)
+        parts = [f"{name}: {len(v)} values [{min(v):.4g}, {max(v):.4g}]" for name, v in sorted(lists.items())]
+    except (ValueError, TypeError, AttributeError):
+        return text
+    return "; ".join(parts)
 
 
 def describe_node(name: str, node: nir.NIRNode) -> dict:

@@ -23,13 +23,45 @@ class AccuracyCurve:
 #: Line styles and markers, one per mode, so that identical curves of two modes stay visible.
 MODE_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 3)), "x"))
 
+#: Line width and marker size of the last model's curves; each earlier model's are wider by
+#: :data:`MODEL_WIDEN` (at most 3 steps), so that where two models' curves are identical the
+#: earlier one shows as a border around the later one drawn over it.
+LINE_WIDTH, MARKER_SIZE, MODEL_WIDEN = 1.5, 5.0, (1.5, 3.0)
+
+
+def model_widths(index: int, models: int) -> tuple[float, float]:
+    """``(line width, marker size)`` of the ``index``-th of ``models`` models' curves: the last
+    model's are :data:`LINE_WIDTH` and :data:`MARKER_SIZE`, each earlier one's wider.
+
+    Example:
+        >>> [model_widths(i, 3) for i in range(3)]
+        [(4.5, 11.0), (3.0, 8.0), (1.5, 5.0)]
+    """
+    steps = min(models - 1 - index, 3)
+    return LINE_WIDTH + MODEL_WIDEN[0] * steps, MARKER_SIZE + MODEL_WIDEN[1] * steps
+
+
+def ann_dashes(index: int, models: int) -> tuple[float, tuple[float, float]]:
+    """The dash pattern (matplotlib ``(offset, (on, off))``, in line widths) of the ``index``-th of
+    ``models`` models' ANN lines: with several models the dashes interleave (each line's dash
+    fills the others' gaps), so that ANN lines at the same accuracy all stay visible.
+
+    Example:
+        >>> ann_dashes(0, 1), ann_dashes(0, 2), ann_dashes(1, 2)
+        ((0, (6, 3)), (0, (5, 5)), (5, (5, 5)))
+    """
+    if models <= 1:
+        return 0, (6, 3)
+    return 5 * index, (5, 5 * (models - 1))
+
 
 def accuracy_axis_limits(curves: Sequence[AccuracyCurve], full_scale: bool = False) -> tuple[float, float]:
-    """The y range (%) of :func:`plot_accuracy_curves`: 0–100 with ``full_scale``, else the data's
-    range (every curve and ANN line) padded by 5 % of it (at least 1 point) on both sides, within
-    [-5, 105]: a line at 0 or 100 % keeps the same headroom as any other, off the border."""
+    """The y range (%) of :func:`plot_accuracy_curves`: 0–100 with ``full_scale`` (padded by 5
+    points on both sides, so that a curve or ANN line at 100 % is not drawn on the frame), else the
+    data's range (every curve and ANN line) padded by 5 % of it (at least 1 point) on both sides,
+    within [-5, 105]: a line at 0 or 100 % keeps the same headroom as any other, off the border."""
     if full_scale:
-        return 0.0, 100.0
+        return -5.0, 105.0
     values = [v for c in curves for v in c.accuracy] + [c.ann_accuracy for c in curves if c.ann_accuracy is not None]
     lo, hi = min(values), max(values)
     pad = max(0.05 * (hi - lo), 1.0)
@@ -45,7 +77,9 @@ def plot_accuracy_curves(
 ) -> Path:
     """Save a PNG of accuracy (%) against time step t (1..T), atomically: a colour per model, a line
     style and marker per mode (identical curves of two modes stay visible; with one model the
-    modes get colours too), a dashed ANN line per model in the colour of its (first) curve, the
+    modes get colours too, and its ANN line is black), an earlier model's curves wider (:func:`model_widths`: identical
+    curves of two models stay visible), a dashed ANN line per model in the colour of its (first) curve
+    (:func:`ann_dashes`: interleaved dashes with several models), the
     y-axis zoomed to the data with headroom (:func:`accuracy_axis_limits`) unless ``full_scale``
     (0–100).
 
@@ -72,12 +106,13 @@ def plot_accuracy_curves(
 
     models = list(dict.fromkeys(c.model for c in curves))
     modes = list(dict.fromkeys(c.mode for c in curves))
-    by_model = len(models) > 1  # one model: a colour per mode as well, and a black ANN line
+    by_model = len(models) > 1  # one model: a colour per mode as well
     keys = models if by_model else modes
     colours = {k: f"C{i % 10}" for i, k in enumerate(keys)}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for c in curves:
         style, marker = MODE_STYLES[modes.index(c.mode) % len(MODE_STYLES)]
+        width, size = model_widths(models.index(c.model), len(models))
         t = range(1, len(c.accuracy) + 1)
         label = f"{c.model} {c.mode}".strip() if len(models) > 1 or not c.mode else c.mode
         every = max(1, len(c.accuracy) // 12)
@@ -88,12 +123,12 @@ def plot_accuracy_curves(
             linestyle=style,
             marker=marker,
             markevery=every,
-            markersize=5,
+            markersize=size,
             markerfacecolor="none",
-            linewidth=1.5,
+            linewidth=width,
             label=label,
         )
-    for model in models:
+    for index, model in enumerate(models):
         anns = {c.ann_accuracy for c in curves if c.model == model and c.ann_accuracy is not None}
         if len(anns) == 1:
             ann = anns.pop()
@@ -101,14 +136,18 @@ def plot_accuracy_curves(
             first = next(c for c in curves if c.model == model)
             ax.axhline(
                 ann,
-                color=colours[model] if by_model else colours[first.mode],
-                linestyle=(0, (6, 3)),
+                # one model: its colour is its curve's; with several modes the colours are the
+                # modes', so the ANN line is black (not the first mode's colour)
+                color=colours[model] if by_model else colours[first.mode] if len(modes) == 1 else "k",
+                linestyle=ann_dashes(index, len(models)),
                 linewidth=1.2,
                 label=f"{name} {ann:.2f} %",
             )
     ax.set_xlabel("time step t")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(*accuracy_axis_limits(curves, full_scale))
+    if full_scale:
+        ax.set_yticks(range(0, 101, 20))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
@@ -173,9 +212,10 @@ def _save_png_exact(fig, path: str | Path, dpi: int = 100) -> Path:
 FIDELITY_PANEL_PX = 300
 
 
-def plot_layer_fidelity(report: dict, path: str | Path, title: str) -> Path:
+def plot_layer_fidelity(report, path: str | Path, title: str) -> Path:
     """Save a PNG with one scatter panel per IF layer: the ANN's activation / λ (x) against the
-    SNN's rate (y), from a :meth:`converter.diagnostics.FidelityReport.to_dict` (its ``points``),
+    SNN's rate (y), from a :class:`converter.diagnostics.FidelityReport` or its
+    :meth:`~converter.diagnostics.FidelityReport.to_dict` (``--json``'s, with its ``points``),
     with the ideal IF response clip(x, 0, 1) as a line; each panel's title gives the layer, its
     correlation and MAE. The image is ``FIDELITY_PANEL_PX`` × (layers) wide and
     ``FIDELITY_PANEL_PX`` high (+ 40 px for the title), in pixels.
@@ -188,6 +228,8 @@ def plot_layer_fidelity(report: dict, path: str | Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if hasattr(report, "to_dict"):
+        report = report.to_dict()
     layers = report["layers"]
     if not layers:
         raise ValueError("the report has no layers to plot")
@@ -246,7 +288,9 @@ def plot_raster(
 ) -> Path:
     """Save a PNG of a :class:`simulator.Raster` (spike times of its neurons against t) with the
     input sample ``image`` (``[C, H, W]``, ``[H, W]`` or flat; shown as an image when 2-D after
-    squeezing) beside it; 800 × 400 pixels. Each spike is a short vertical tick
+    squeezing; colour values outside [0, 1], e.g. normalised inputs, are scaled min–max to it
+    for display and the panel's title says from which range) beside it; 800 × 400 pixels. Each
+    spike is a short vertical tick
     (:data:`RASTER_TICK` of a row, so that neighbouring neurons' spikes stay apart at any rate);
     rows are labelled with the neurons' real indices in the layer (flat, ``C·H·W`` order); the
     panel's title is :func:`raster_title` (sample, label, predicted class, neurons shown)."""
@@ -259,12 +303,17 @@ def plot_raster(
     picture = image.detach().cpu().float().squeeze()
     if picture.dim() == 3:
         picture = picture.permute(1, 2, 0) if picture.shape[0] in (3, 4) else picture[0]
+    label = label if label is not None else raster.label
+    heading = "input" if label is None else f"input (label {label})"
+    lo, hi = (float(picture.min()), float(picture.max())) if picture.numel() else (0.0, 1.0)
+    if picture.dim() == 3 and (lo < 0 or hi > 1) and hi > lo:  # normalised colours: imshow would clip them
+        picture = (picture - lo) / (hi - lo)
+        heading += f"\ncolours scaled from [{lo:.3g}, {hi:.3g}]"
     if picture.dim() >= 2:
         left.imshow(picture.numpy(), cmap="gray" if picture.dim() == 2 else None)
     else:
         left.plot(picture.numpy())
-    label = label if label is not None else raster.label
-    left.set_title("input" if label is None else f"input (label {label})", fontsize=9)
+    left.set_title(heading, fontsize=9)
     left.set_xticks([])
     left.set_yticks([])
     n = len(raster.neurons)

@@ -24,7 +24,7 @@ from converter.replace import replace_activations
 from converter.statistics import mse_optimal_scale
 from converter.trace import describe, relu_cap, trace
 from simulator import META_KEY, IFNeuron, Integrator, distributed
-from simulator.graph import input_shape_problem
+from simulator.graph import input_dtype_problem, input_shape_problem
 from simulator.neuron import RESETS, SPIKE_RULES, check_choice
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,8 @@ class Converter:
       samples the statistics were recorded on.
     - ``if_layers``: IF layer path → the ANN's ReLU node name (fx), for every IF layer of the SNN.
     - ``channel_wise_layers``: IF layer paths scaled per channel.
+    - ``channel_lambdas``: layer path → ``[C]`` list of λ per channel (ANN units; λ of the
+      layer × the channel's ratio, at most ``lambdas[path]``) for each channel-wise layer.
     - ``bias_calibrated_layers``, ``weight_calibrated_layers``: paths of the IF layers (and
       ``readout``) whose producing Conv/Linear had its bias, or weights and bias, calibrated.
     - ``calibrate_T`` (int or None), ``conversion_seconds`` (float).
@@ -236,6 +238,11 @@ class Converter:
             "calibration_samples": samples,
             "readout": self.readout,
             "channel_wise_layers": [path[relu] for relu in channel_wise_layers if relu in path],
+            "channel_lambdas": {
+                path[relu]: [float(v) for v in units[relu].flatten().tolist()]
+                for relu in channel_wise_layers
+                if relu in path
+            },
             "bias_calibrated_layers": calibrated,
             "weight_calibrated_layers": weight_calibrated,
             "calibrate_T": self.calibrate_T,
@@ -345,11 +352,15 @@ def cap_scales(lambdas: dict[str, float], gm: fx.GraphModule) -> dict[str, float
 
 def _fitting_sample(ann: nn.Module, dataloader: Iterable) -> torch.Tensor:
     """The first calibration input ``[1, ...]``; ValueError naming the expected and the got
-    shape when it cannot fit ``ann``'s first layer (rather than a raw conv2d error later)."""
+    shape when it cannot fit ``ann``'s first layer, or both dtypes when it is not the dtype of
+    the model's parameters (rather than a raw conv2d error later)."""
     sample = first_samples(dataloader, 1)
     problem = input_shape_problem(ann, sample.shape)
     if problem is not None:
         raise ValueError(f"calibration data does not fit the model: {problem}")
+    problem = input_dtype_problem(ann, sample.dtype)
+    if problem is not None:
+        raise ValueError(f"calibration data: {problem}")
     return sample
 
 

@@ -15,6 +15,7 @@ neuron saturates at one spike per step). This is the diagnostic of Rueckauer et 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -26,7 +27,7 @@ from converter.record import capture_activations
 from converter.replace import if_layer_name
 from converter.trace import trace
 from simulator import META_KEY, IFNeuron, simulate
-from simulator.graph import input_shape_problem, is_relu
+from simulator.graph import input_dtype_problem, input_shape_problem, is_relu
 
 #: Default ratio of a layer's MAE to the previous layer's above which its error "grows".
 GROWTH = 2.0
@@ -45,7 +46,9 @@ class LayerFidelity:
     Attributes:
         layer: the IF layer's module path (the NIR node name).
         relu: the ANN's ReLU node name (torch.fx) it stands for.
-        lam: λ, the activation scale of the layer (ANN units per spike per step).
+        lam: λ, the activation scale of the layer (ANN units per spike per step); for a layer
+            scaled per channel (``per_channel``), the largest channel's λ (each channel's
+            activation is divided by its own λ_c).
         neurons: neurons per sample.
         correlation: Pearson correlation of a and ρ (None when either is constant).
         mae: mean |ρ − a| (dimensionless, in units of λ; a > 1 counts in full).
@@ -54,6 +57,7 @@ class LayerFidelity:
             can show: below 1/T, ρ = 0 may be the right rounding, so it does not count).
         mean_activation, mean_rate: means of a and ρ.
         clipped: fraction of pairs with a > 1 (activations above λ, which no rate can reach).
+        per_channel: the layer was scaled per channel (``Converter(channel_wise=True)``).
         points: up to ``points`` ``(a, ρ)`` pairs of the first batch (a fixed random choice),
             for a scatter plot.
     """
@@ -69,6 +73,7 @@ class LayerFidelity:
     mean_activation: float
     mean_rate: float
     clipped: float = 0.0
+    per_channel: bool = False
     points: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
     def to_dict(self, points: bool = True) -> dict:
@@ -101,6 +106,33 @@ class FidelityReport:
     margin: float
     reason: str | None = None
     warnings: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        """A few lines for a notebook: T, samples, the first growing layer and its rule, then one
+        line per layer (correlation, MAE, saturated, a > 1 and silent in %); the warnings.
+
+        Example:
+            >>> row = LayerFidelity("if_1", "_1", 2.0, 8, 0.99, 0.01, 0.0, 0.0, 0.2, 0.2)
+            >>> FidelityReport(16, 10, [row], None, GROWTH, 1 / 32)
+            FidelityReport: T=16, 10 samples, 1 IF layer, first growing layer: none
+              if_1: corr 0.9900, MAE 0.0100, saturated 0.00 %, a > 1 0.00 %, silent 0.00 %
+        """
+        first = self.first_growing or "none"
+        if self.reason:
+            first += f" ({self.reason})"
+        plural = "" if len(self.layers) == 1 else "s"
+        lines = [
+            f"FidelityReport: T={self.T}, {self.samples} samples, {len(self.layers)} IF layer{plural}, "
+            f"first growing layer: {first}"
+        ]
+        for r in self.layers:
+            corr = "-" if r.correlation is None else f"{r.correlation:.4f}"
+            lines.append(
+                f"  {r.layer}: corr {corr}, MAE {r.mae:.4f}, saturated {100 * r.saturated:.2f} %, "
+                f"a > 1 {100 * r.clipped:.2f} %, silent {100 * r.silent:.2f} %"
+            )
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
 
     def to_dict(self, points: bool = True) -> dict:
         """Plain values (for ``--json``)."""
@@ -269,18 +301,50 @@ def _relu_of(snn: nn.Module, ann_gm: fx.GraphModule, layers: list[str]) -> dict[
     return mapping
 
 
-def _lambdas(snn: nn.Module, layers: list[str]) -> dict[str, float]:
+def _lambdas(snn: nn.Module, layers: list[str]) -> dict[str, torch.Tensor]:
+    """IF layer path → λ: a 0-d tensor, or ``[C]`` for a layer scaled per channel
+    (``meta['ann2snn']['channel_lambdas']``, also read from a ``.nir`` file).
+
+    Raises:
+        ValueError: a layer without λ, or one scaled per channel whose per-channel λ is not recorded.
+    """
     info = (getattr(snn, "meta", None) or {}).get(META_KEY, {})
-    lambdas, channel_wise = info.get("lambdas") or {}, set(info.get("channel_wise_layers") or [])
+    lambdas, per_channel = info.get("lambdas") or {}, info.get("channel_lambdas") or {}
+    channel_wise = set(info.get("channel_wise_layers") or [])
+    out = {}
     for layer in layers:
+        if layer in per_channel:
+            out[layer] = torch.tensor([float(v) for v in per_channel[layer]], dtype=torch.float64)
+            continue
         if layer in channel_wise:
-            raise ValueError(f"IF layer {layer!r} was scaled per channel: its per-channel λ is not recorded")
+            raise ValueError(
+                f"IF layer {layer!r} was scaled per channel but its per-channel λ is not recorded "
+                "(meta['ann2snn']['channel_lambdas']): convert it again with this version"
+            )
         if layer not in lambdas:
             raise ValueError(
                 f"IF layer {layer!r} has no λ in the SNN's metadata (meta['ann2snn']['lambdas']): convert with "
                 "converter.Converter, or re-export the .nir file with this version (it writes 'lambdas')"
             )
-    return {layer: float(lambdas[layer]) for layer in layers}
+        out[layer] = torch.tensor(float(lambdas[layer]), dtype=torch.float64)
+    return out
+
+
+def _normalised(activation: torch.Tensor, lam: torch.Tensor, layer: str) -> torch.Tensor:
+    """``activation`` ``[B, C, ...]`` divided by λ (0-d, or ``[C]`` along the channel axis).
+
+    Raises:
+        ValueError: a per-channel λ whose length is not the activation's channel count.
+    """
+    if lam.dim() == 0:
+        return activation / float(lam)
+    if activation.dim() < 2 or activation.shape[1] != lam.numel():
+        raise ValueError(
+            f"IF layer {layer!r} has {lam.numel()} per-channel λ but its activation has shape "
+            f"{list(activation.shape[1:])}: is this the model the SNN was converted from?"
+        )
+    unit = lam.to(activation.device, activation.dtype).view(-1, *([1] * (activation.dim() - 2)))
+    return activation / unit
 
 
 @torch.no_grad()
@@ -292,14 +356,17 @@ def layer_fidelity(
     batch_size: int = 100,
     growth: float = GROWTH,
     points: int = 2000,
+    progress: Callable[[int], None] | None = None,
 ) -> FidelityReport:
     """Compare each IF layer's rate after ``T`` steps with the ANN's activation / λ.
 
     Simulates ``snn`` on ``x`` (constant input, :func:`simulator.simulate`) and runs the ANN
     (traced, BatchNorm folded, eval mode) on the same inputs; pairs each IF layer with the ReLU
     it replaced (``snn.meta['ann2snn']['if_layers']``, else by name: ``if_<ReLU path>``) and
-    divides its activation by the layer's λ (``snn.meta['ann2snn']['lambdas']``, also read from
-    a ``.nir`` file's metadata by :func:`exporters.import_nir`). Rueckauer et al. 2017.
+    divides its activation by the layer's λ (``snn.meta['ann2snn']['lambdas']``; for a layer
+    scaled per channel, each channel's by its own λ_c, ``meta['ann2snn']['channel_lambdas']``;
+    both also read from a ``.nir`` file's metadata by :func:`exporters.import_nir`).
+    Rueckauer et al. 2017.
 
     Args:
         ann: the ANN the SNN was converted from.
@@ -309,21 +376,24 @@ def layer_fidelity(
         batch_size: samples per simulation batch.
         growth: the factor ``g`` of :func:`growing_layer`'s MAE rule.
         points: ``(a, ρ)`` pairs kept per layer for a scatter plot (from the first batch).
+        progress: called with the number of samples of each batch once it is done (e.g. a
+            progress bar's ``update``).
 
     Returns:
         :class:`FidelityReport`, one :class:`LayerFidelity` per IF layer in graph order.
 
     Raises:
         ValueError: ``T < 1``, ``batch_size < 1``, empty ``x``, ``x`` that does not fit the
-            SNN's first layer (expected and got shapes), an SNN without IF layers, an IF
-            layer with no matching ReLU in ``ann`` or no λ (each named), or an activation whose
-            shape differs from its IF layer's.
+            SNN's first layer (expected and got shapes) or its parameters' dtype, an SNN without IF layers, an IF
+            layer with no matching ReLU in ``ann`` or no λ (each named; a channel-wise layer
+            without its per-channel λ), or an activation whose shape differs from its IF
+            layer's (or from its number of per-channel λ).
     """
     if T < 1 or batch_size < 1:
         raise ValueError(f"T and batch_size must be >= 1, got T={T}, batch_size={batch_size}")
     if len(x) == 0:
         raise ValueError("layer_fidelity needs at least one input sample")
-    problem = input_shape_problem(snn, x.shape)
+    problem = input_shape_problem(snn, x.shape) or input_dtype_problem(snn, x.dtype)
     if problem is not None:
         raise ValueError(f"layer_fidelity: the inputs x do not fit the SNN: {problem}")
     layers = _graph_order(snn)
@@ -341,7 +411,7 @@ def layer_fidelity(
         activations = capture_activations(ann_gm, xb, set(relu.values()))
         counts = simulate(snn, xb, T, warn_silent=False).spike_counts
         for layer in layers:
-            a, rate = activations[relu[layer]] / lambdas[layer], counts[layer] / T
+            a, rate = _normalised(activations[relu[layer]], lambdas[layer], layer), counts[layer] / T
             if a.shape != rate.shape:
                 raise ValueError(
                     f"IF layer {layer!r} has shape {list(rate.shape[1:])} but ReLU {relu[layer]!r} of the ANN "
@@ -351,6 +421,8 @@ def layer_fidelity(
             neurons[layer] = a[0].numel()
             if layer not in kept:
                 kept[layer] = _sample_points(a, rate, points)
+        if progress is not None:
+            progress(len(xb))
     rows = [_row(layer, relu[layer], lambdas[layer], neurons[layer], sums[layer], kept[layer]) for layer in layers]
     first, reason = growing_layer(
         [r.mae for r in rows], layers, T, growth, [r.correlation for r in rows], [r.clipped for r in rows]
@@ -365,11 +437,11 @@ def _sample_points(a: torch.Tensor, rate: torch.Tensor, n: int) -> list[tuple[fl
     return list(zip(a[index].tolist(), rate[index].tolist(), strict=True))
 
 
-def _row(layer: str, relu: str, lam: float, neurons: int, s: _Sums, points) -> LayerFidelity:
+def _row(layer: str, relu: str, lam: torch.Tensor, neurons: int, s: _Sums, points) -> LayerFidelity:
     return LayerFidelity(
         layer,
         relu,
-        lam,
+        float(lam.max()),
         neurons,
         s.correlation(),
         s.err / s.n,
@@ -378,5 +450,6 @@ def _row(layer: str, relu: str, lam: float, neurons: int, s: _Sums, points) -> L
         s.sa / s.n,
         s.sr / s.n,
         s.clipped / s.n,
+        lam.dim() > 0,
         points,
     )

@@ -159,7 +159,12 @@ def batch_inputs(batch) -> torch.Tensor:
         return batch
     if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
         return batch[0]
-    raise TypeError(f"a calibration batch must be a tensor or (inputs, ...) tuple, got {type(batch).__name__}")
+    hint = ""
+    if isinstance(batch, dict):
+        hint = f" with keys {sorted(map(str, batch))}: give a DataLoader of tensors or (inputs, labels) pairs"
+    elif type(batch).__module__ == "numpy":
+        hint = ": convert it with torch.from_numpy(x)"
+    raise TypeError(f"a calibration batch must be a tensor or (inputs, ...) tuple, got {type(batch).__name__}{hint}")
 
 
 @torch.no_grad()

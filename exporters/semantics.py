@@ -32,10 +32,12 @@ threshold and V[0] and the bits they need),
 ``"membrane"``: the output node is an ``I`` integrator, dt = 1, whose potential is read),
 ``mode`` (normalisation mode), ``output_scale`` (rate × output_scale = ANN output),
 ``generator`` (``"ann2snn <version>"``) and ``nir_version``; ``lambdas`` (JSON: IF node name →
-λ, the activation scale in ANN units that one spike per step of that layer stands for) and
-``if_layers`` (JSON: IF node name → the ANN's ReLU node name it replaced), both from
-``snn.meta['ann2snn']`` (:class:`converter.Converter`), decoded back into dicts on import, used
-by :func:`converter.diagnostics.layer_fidelity`; and, when written with ``T``, a
+λ, the activation scale in ANN units that one spike per step of that layer stands for),
+``channel_lambdas`` (JSON, only for ``--channel-wise`` conversions: IF node name → the list of
+λ per channel, one spike per step of channel c stands for λ_c) and ``if_layers`` (JSON: IF
+node name → the ANN's ReLU node name it replaced), all three from ``snn.meta['ann2snn']``
+(:class:`converter.Converter`), decoded back into dicts on import, used by
+:func:`converter.diagnostics.layer_fidelity`; and, when written with ``T``, a
 self-check: ``reference_input`` (``[B, *input_shape]`` float32) and ``reference_output``
 (``[T, B, *output_shape]`` float64, the output at every step under these semantics with
 constant input encoding, simulated in float64 so that it does not depend on summation
@@ -90,6 +92,7 @@ GRAPH_KEYS = (
     "generator",
     "nir_version",
     "lambdas",
+    "channel_lambdas",
     "if_layers",
     "reference_input",
     "reference_output",
@@ -128,7 +131,7 @@ def plain(value):
 
 
 #: Graph metadata keys written as JSON strings (NIR metadata holds flat values) and decoded on import.
-JSON_GRAPH_KEYS = ("lambdas", "if_layers", "quantization")
+JSON_GRAPH_KEYS = ("lambdas", "channel_lambdas", "if_layers", "quantization")
 
 
 def graph_metadata(graph) -> dict:

@@ -334,3 +334,25 @@ def input_shape_problem(model: nn.Module, shape: tuple[int, ...] | torch.Size) -
         expected = ", ".join(["B", str(m.in_channels), *spatial])
         return f"expected [{expected}] (the first layer, {name}, is {m}), got {list(shape)}"
     return None
+
+
+def input_dtype_problem(model: nn.Module, dtype: torch.dtype) -> str | None:
+    """Why inputs of ``dtype`` cannot enter ``model`` (its first floating-point parameter has
+    another dtype: a Conv or Linear would raise deep inside the forward), or None (also for a
+    model without floating-point parameters).
+
+    Example:
+        >>> print(input_dtype_problem(nn.Linear(2, 3), torch.uint8))  # doctest: +NORMALIZE_WHITESPACE
+        inputs of dtype torch.uint8 but the model's parameters are torch.float32: convert them with
+        x.to(torch.float32) (8-bit pixels: x.float() / 255)
+        >>> input_dtype_problem(nn.Linear(2, 3), torch.float32) is None
+        True
+    """
+    weight = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if weight is None or dtype == weight.dtype:
+        return None
+    hint = "" if dtype.is_floating_point else " (8-bit pixels: x.float() / 255)"
+    return (
+        f"inputs of dtype {dtype} but the model's parameters are {weight.dtype}: "
+        f"convert them with x.to({weight.dtype}){hint}"
+    )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from simulator.graph import input_shape_problem
+from simulator.graph import input_dtype_problem, input_shape_problem
 from simulator.simulate import if_layers, simulate
 
 
@@ -59,7 +59,8 @@ def spike_raster(model: nn.Module, x: torch.Tensor, T: int, layer: str, neurons:
     Raises:
         ValueError: an unknown ``layer`` (lists the model's IF layers), ``neurons < 1``, ``T < 1``,
             a sample that does not fit the model's first layer (expected and got shapes, e.g. a
-            flat ``[784]`` or a batched ``[1, 1, 28, 28]`` for a Conv2d that takes ``[1, 28, 28]``).
+            flat ``[784]`` or a batched ``[1, 1, 28, 28]`` for a Conv2d that takes ``[1, 28, 28]``),
+            a sample whose dtype is not the model's parameters'.
     """
     known = list(if_layers(model))
     if layer not in known:
@@ -72,6 +73,9 @@ def spike_raster(model: nn.Module, x: torch.Tensor, T: int, layer: str, neurons:
             f"spike_raster takes one sample without the batch axis, got shape {list(x.shape)}; "
             f"with the batch axis added (B = 1): {problem}"
         )
+    problem = input_dtype_problem(model, x.dtype)
+    if problem is not None:
+        raise ValueError(f"spike_raster: {problem}")
     result = simulate(model, x.unsqueeze(0), T, record=True, warn_silent=False)
     if result.spikes is None:  # record=True always fills it
         raise ValueError("the simulator recorded no spikes")

@@ -80,6 +80,23 @@ def test_a_partly_prefixed_checkpoint_that_does_not_fit_lists_the_keys(tmp_path)
         load_model(ModelSpec(factory=FACTORY, weights=tmp_path / "m.pt"))
 
 
+def test_a_network_under_another_prefix_is_named_in_the_error(tmp_path):
+    state = load_mnist_cnn().state_dict()  # a LightningModule holding the network as self.net, and an EMA copy
+    keys = {f"net.{k}": v for k, v in state.items()} | {f"ema._orig_mod.{k}": v for k, v in state.items()}
+    torch.save({"state_dict": {**keys, "loss.weight": torch.ones(10)}}, tmp_path / "net.ckpt")
+    with pytest.raises(ModelLoadError) as error:
+        load_model(ModelSpec(factory=FACTORY, weights=tmp_path / "net.ckpt"))
+    assert str(error.value).startswith(
+        f"weights {tmp_path / 'net.ckpt'} do not fit MnistCNN: the keys under 'ema.' and 'net.' are exactly the "
+        "model's (a LightningModule holding the network as self.ema or self.net?): save that network's own "
+        "state_dict, or strip the prefix from the keys; missing keys: network.0.weight"
+    )
+    torch.save({"state_dict": {"net.x": torch.ones(1)}}, tmp_path / "other.ckpt")
+    with pytest.raises(ModelLoadError) as error:
+        load_model(ModelSpec(factory=FACTORY, weights=tmp_path / "other.ckpt"))
+    assert "exactly the model's" not in str(error.value)  # no hint where no prefix fits
+
+
 def test_model_args_are_parsed_as_literals_else_strings():
     assert parse_model_arg("width=32") == ("width", 32)
     assert parse_model_arg("p = 0.5") == ("p", 0.5)
@@ -120,7 +137,13 @@ def test_job_file_args_and_kwargs(tmp_path):
     assert load_model(job.models[0].spec)[1].out_features == 5
     assert load_model(job.models[1].spec)[1].out_features == 8
     (tmp_path / "bad.toml").write_text('modes = ["max"]\nT = [4]\n[[models]]\nmodel = "net.py:make"\nkwargs = 3\n')
-    with pytest.raises(JobFileError, match=r"models\[0\]: 'kwargs' = 3 has the wrong type"):
+    expected = r"models\[0\]: 'kwargs' = 3 has the wrong type: expected a table \{ \.\.\. \}, got an integer"
+    with pytest.raises(JobFileError, match=expected):
+        read_job(tmp_path / "bad.toml")
+    (tmp_path / "bad.toml").write_text('modes = ["max"]\nT = [4]\n[[models]]\nmodel = "net.py:make"\nargs = "x"\n')
+    with pytest.raises(
+        JobFileError, match=r"'args' = 'x' has the wrong type: expected an array \[\.\.\.\], got a string"
+    ):
         read_job(tmp_path / "bad.toml")
 
 

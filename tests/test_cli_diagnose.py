@@ -4,6 +4,7 @@ import json
 
 import matplotlib.image
 import pytest
+import torch
 from click.testing import CliRunner
 
 from ann2snn.cli import main
@@ -145,9 +146,134 @@ def test_raster_bad_input(converted, tmp_path):
         "Invalid value for '--layer': no IF layer 'if_nope'; the IF layers are: if_network_2, if_network_6, "
         "if_network_10" in " ".join(unknown.output.split())
     )
-    far = run("plot", "raster", nir_file, "--layer", "if_network_2", "--sample", 10000, "--out", out)
+    far = run("plot", "raster", nir_file, "--layer", "if_network_2", "--sample", 1000, "--out", out)
     assert far.exit_code == 2
-    assert "sample 10000 is out of range: mnist has 10000 samples (0 to 9999)" in " ".join(far.output.split())
+    assert (
+        "Invalid value for '--sample': sample 1000 is out of range: --limit 1000 takes samples 0 to 999 of mnist "
+        "(raise --limit, or 0 for all)" in " ".join(far.output.split())
+    )
+    beyond = run("plot", "raster", nir_file, "--layer", "if_network_2", "--sample", 10000, "--limit", 0, "--out", out)
+    assert beyond.exit_code == 2
+    assert "sample 10000 is out of range: mnist has 10000 samples (0 to 9999)" in " ".join(beyond.output.split())
     negative = run("plot", "raster", nir_file, "--layer", "if_network_2", "--sample", -1, "--out", out)
     assert negative.exit_code == 2 and "'--sample'" in negative.output
     assert not out.exists()
+
+
+def test_raster_sample_is_the_sample_simulate_takes_with_the_same_limit(converted, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    nir_file, _ = converted
+    root = tmp_path / "digits"  # 4 classes x 5 grey 28 x 28 images; the pixel value marks the image
+    for c in range(4):
+        for i in range(5):
+            (root / f"c{c}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((28, 28), 10 * (5 * c + i) + 5, dtype=np.uint8), "L").save(root / f"c{c}/{i}.png")
+    _, taken, _ = open_for_simulation(nir_file, DataSource.parse(str(root)), None, 4)
+    assert taken.y.tolist() == [0, 1, 2, 3]  # --limit 4: images 0, 5, 10, 15 of the 20, one per class
+    raster, image = raster_file(nir_file, DataSource.parse(str(root)), 1, "if_network_2", None, 5, limit=4)
+    assert raster.label == 1 and torch.equal(image, taken.x[1])
+    assert float(image.flatten()[0]) == pytest.approx(55 / 255)  # image 5 (c1/0.png); was image 10 (c2/0.png)
+    out = tmp_path / "r.png"
+    result = run(
+        "plot", "raster", nir_file, "--data", root, "--sample", 1, "--limit", 4, "--layer", "if_network_2", "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    assert "(sample 1: label 1, predicted " in result.output
+
+
+def test_the_plotted_points_and_panel_titles_are_the_json_and_the_table(converted, tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    nir_file, weights = converted
+    drawn, titles = [], []
+    scatter, set_title = matplotlib.axes.Axes.scatter, matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "scatter",
+        lambda self, x, y, **kw: drawn.append((list(x), list(y))) or scatter(self, x, y, **kw),
+    )
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "set_title", lambda self, text, **kw: titles.append(text) or set_title(self, text, **kw)
+    )
+    png = tmp_path / "layers.png"
+    as_json = diagnose(nir_file, weights, "--json", "--plot", png)
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.output)
+    table = table_rows(diagnose(nir_file, weights).output)
+    assert len(drawn) == len(report["layers"]) == 3
+    for (xs, ys), layer, title in zip(drawn, report["layers"], titles, strict=True):
+        assert [list(p) for p in zip(xs, ys, strict=True)] == layer["points"]  # every plotted point is in the JSON
+        assert len(xs) == min(2000, 20 * layer["neurons"])
+        assert table[layer["layer"]][3:5] == [f"{layer['correlation']:.4f}", f"{layer['mae']:.4f}"]
+        assert title == f"{layer['layer']}\ncorr {layer['correlation']:.3f}, MAE {layer['mae']:.3f}"
+    assert png.stat().st_size > 10_000
+
+
+def test_diagnose_reports_progress_unless_quiet(converted):
+    nir_file, weights = converted
+    shown = diagnose(nir_file, weights, "--batch-size", 8)
+    assert shown.exit_code == 0, shown.output
+    assert "diagnose: 20 samples, " in shown.stderr and "\x1b" not in shown.stderr and "\r" not in shown.stderr
+    quiet = diagnose(nir_file, weights, "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    as_json = diagnose(nir_file, weights, "--json")
+    assert as_json.stderr == "" and json.loads(as_json.stdout)["samples"] == 20
+
+
+def test_diagnose_takes_a_device(converted):
+    nir_file, weights = converted
+    here = json.loads(diagnose(nir_file, weights, "--json").stdout)
+    assert json.loads(diagnose(nir_file, weights, "--json", "--device", "cpu").stdout) == here
+    if not torch.cuda.is_available():
+        cuda = diagnose(nir_file, weights, "--device", "cuda")
+        assert cuda.exit_code == 2 and "'cuda': CUDA is not available on this machine" in cuda.output
+    else:  # the same table on the GPU, to float32 summation order
+        there = json.loads(diagnose(nir_file, weights, "--json", "--device", "cuda").stdout)
+        for a, b in zip(here["layers"], there["layers"], strict=True):
+            assert a["correlation"] == pytest.approx(b["correlation"], abs=1e-3)
+
+
+def test_plot_layer_fidelity_takes_the_report_or_its_dict(tmp_path):
+    from ann2snn.plots import plot_layer_fidelity
+    from converter.diagnostics import FidelityReport, LayerFidelity
+
+    row = LayerFidelity("if_1", "_1", 2.0, 4, 0.9, 0.05, 0.0, 0.0, 0.2, 0.25, points=[(0.2, 0.25), (0.5, 0.5)])
+    report = FidelityReport(8, 2, [row, row], None, 2.0, 1 / 16)
+    for given, name in ((report, "object.png"), (report.to_dict(), "dict.png")):
+        path = plot_layer_fidelity(given, tmp_path / name, "t")
+        assert matplotlib.image.imread(path).shape[:2] == (FIDELITY_PANEL_PX + 40, 2 * FIDELITY_PANEL_PX)
+    with pytest.raises(ValueError, match="the report has no layers to plot"):
+        plot_layer_fidelity(FidelityReport(8, 2, [], None, 2.0, 1 / 16), tmp_path / "none.png", "t")
+
+
+def test_raster_shows_a_normalised_colour_image_scaled_not_clipped(tmp_path, monkeypatch):
+    import warnings
+
+    import matplotlib.axes
+
+    from ann2snn.plots import plot_raster
+    from simulator import Raster
+
+    shown, titles = [], []
+    imshow, set_title = matplotlib.axes.Axes.imshow, matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(matplotlib.axes.Axes, "imshow", lambda self, a, **kw: shown.append(a) or imshow(self, a, **kw))
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "set_title", lambda self, x, **kw: titles.append(x) or set_title(self, x, **kw)
+    )
+    raster = Raster("if_1", torch.zeros(4, 2, dtype=torch.bool), torch.tensor([0, 1]), 0, 2, 1, 3)
+    image = torch.linspace(-2, 2, 3 * 4 * 4).view(3, 4, 4)  # [C, H, W] normalised: mean 0, values in [-2, 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when it clips RGB data
+        plot_raster(raster, image, tmp_path / "r.png", "t")
+    (picture,) = shown
+    assert picture.shape == (4, 4, 3) and float(picture.min()) == 0.0 and float(picture.max()) == 1.0
+    assert picture[0, 0, 0] == 0.0 and picture[-1, -1, -1] == 1.0  # min-max, not clipped at 0 and 1
+    assert titles[0] == "input (label 3)\ncolours scaled from [-2, 2]"
+    shown.clear()
+    titles.clear()
+    plot_raster(raster, image.sub(-2).div(4), tmp_path / "r.png", "t")  # already in [0, 1]: as it is
+    assert (
+        torch.equal(torch.as_tensor(shown[0]), image.sub(-2).div(4).permute(1, 2, 0)) and titles[0] == "input (label 3)"
+    )

@@ -33,3 +33,29 @@ def test_all_commands_are_there():
         "check",
     }
     assert set(main.commands["plot"].commands) == {"accuracy", "if-rate", "raster"}
+
+
+def leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()):
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from leaf_commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name), command
+
+
+LEAVES = list(leaf_commands(main))
+
+
+@pytest.mark.parametrize("path,command", LEAVES, ids=[" ".join(path) for path, _ in LEAVES])
+def test_every_option_has_help_and_every_data_option_names_every_source(path, command):
+    options = [p for p in command.params if isinstance(p, click.Option)]
+    assert [p.name for p in options if not p.help] == [], path
+    for option in options:
+        if option.name == "data":
+            assert all(word in option.help for word in ("mnist", "IDX", "image folder", ".zip", ".npz", ".npy")), path
+
+
+def test_the_plot_group_names_every_figure():
+    result = CliRunner().invoke(main, ["plot", "--help"])
+    text = " ".join(result.output.split())
+    assert "accuracy against t" in text and "rate against input" in text and "spike raster" in text

@@ -256,3 +256,93 @@ def test_the_shape_check_follows_the_forward_not_the_registration_order():
     assert simulate(snn, IMAGES[:2], 8).outputs.shape == (8, 2, 3)
     with pytest.raises(ValueError, match=r"expected \[B, 1, H, W\] \(the first layer, conv, is Conv2d.*got \[1, 64\]"):
         Converter("max", dataloader=IMAGES.flatten(1))(ann)
+
+
+def test_a_channel_wise_snn_is_diagnosed_with_each_channels_lambda(tmp_path):
+    ann = three_layer_net()
+    snn = Converter("max", dataloader=[X], channel_wise=True)(ann)
+    info = snn.meta[META_KEY]
+    assert info["channel_wise_layers"] == ["if_1", "if_3", "if_5"]
+    for layer, values in info["channel_lambdas"].items():  # λ_c = λ × ratio_c, the largest is λ
+        assert len(values) == 32 and max(values) == pytest.approx(info["lambdas"][layer])
+        assert min(values) < 0.9 * max(values)  # the channels' scales differ: one λ would be wrong
+    T = 1000
+    report = layer_fidelity(ann, snn, X, T=T)
+    for row in report.layers:  # each channel divided by its own λ_c: exact to 1/T, as layer-wise
+        assert row.per_channel and row.lam == pytest.approx(info["lambdas"][row.layer])
+        assert row.correlation is not None and row.correlation >= 1 - 1 / T, row
+        assert row.mae <= 1 / T and abs(row.mean_rate - row.mean_activation) <= 1 / T, row
+    assert report.first_growing is None
+    export_nir(snn, tmp_path / "cw.nir", T=16)
+    loaded = import_nir(tmp_path / "cw.nir")
+    assert loaded.meta[META_KEY]["channel_lambdas"] == info["channel_lambdas"]  # JSON keeps floats exactly
+    expected = layer_fidelity(ann, snn, X, T=16).to_dict()
+    assert layer_fidelity(ann, loaded, X, T=16).to_dict() == expected
+    del snn.meta[META_KEY]["channel_lambdas"]["if_3"]  # converted before channel_lambdas was recorded
+    with pytest.raises(ValueError, match="IF layer 'if_3' was scaled per channel but its per-channel λ"):
+        layer_fidelity(ann, snn, X, T=4)
+
+
+def test_channel_wise_lambdas_in_the_table_and_in_inspect(tmp_path):
+    from ann2snn.diagnose import format_fidelity
+    from ann2snn.nirinfo import describe_graph
+    from exporters import read_nir
+
+    ann = three_layer_net()
+    snn = Converter("max", dataloader=[X], channel_wise=True)(ann)
+    table = format_fidelity(layer_fidelity(ann, snn, X, T=8))
+    for layer, lam in snn.meta[META_KEY]["lambdas"].items():
+        if layer != "readout":
+            assert f" {lam:.4g} (max, per channel) |" in table
+    export_nir(snn, tmp_path / "cw.nir", T=8)
+    shown = describe_graph(read_nir(tmp_path / "cw.nir"))["metadata"]["channel_lambdas"]
+    lists = snn.meta[META_KEY]["channel_lambdas"]
+    assert shown == "; ".join(f"{k}: 32 values [{min(v):.4g}, {max(v):.4g}]" for k, v in sorted(lists.items()))
+
+
+def test_progress_is_called_once_per_batch_with_its_samples():
+    ann = three_layer_net()
+    done = []
+    layer_fidelity(ann, convert(ann), X, T=4, batch_size=50, progress=done.append)
+    assert done == [50, 50, 28]
+
+
+def test_the_report_repr_is_a_line_per_layer():
+    ann = three_layer_net()
+    bad = layer_fidelity(ann, halve_lambda(convert(ann), "if_3", "2", "4"), X, T=8)
+    lines = repr(bad).splitlines()
+    assert lines[0] == f"FidelityReport: T=8, 128 samples, 3 IF layers, first growing layer: if_3 ({bad.reason})"
+    assert [line.split(":")[0] for line in lines[1:]] == ["  if_1", "  if_3", "  if_5"]
+    assert f"corr {bad.layers[1].correlation:.4f}, MAE {bad.layers[1].mae:.4f}" in lines[2]
+    assert len(repr(bad)) < 500
+
+
+def test_inputs_of_another_dtype_are_refused_naming_both():
+    ann = three_layer_net()
+    snn = convert(ann)
+    pixels = (X * 255).to(torch.uint8)
+    hint = r"convert them with x.to\(torch.float32\) \(8-bit pixels: x.float\(\) / 255\)"
+    with pytest.raises(
+        ValueError, match=r"calibration data: inputs of dtype torch.uint8 but the model's .*float32: " + hint
+    ):
+        Converter("max", dataloader=pixels)(ann)
+    with pytest.raises(ValueError, match=r"calibration data: inputs of dtype torch.float64 .*x.to\(torch.float32\)$"):
+        Converter("max", dataloader=X.double())(ann)
+    with pytest.raises(
+        ValueError, match=r"layer_fidelity: the inputs x do not fit the SNN: inputs of dtype torch.float64"
+    ):
+        layer_fidelity(ann, snn, X.double(), T=4)
+    with pytest.raises(ValueError, match=r"spike_raster: inputs of dtype torch.uint8 .*" + hint):
+        spike_raster(snn, pixels[0], 4, "if_1")
+    double = Converter("max", dataloader=X.double())(copy.deepcopy(ann).double())  # a float64 model takes float64
+    assert layer_fidelity(ann.double(), double, X.double(), T=16).first_growing is None
+
+
+def test_batches_of_a_dict_or_an_array_are_refused_with_a_hint():
+    from torch.utils.data import DataLoader
+
+    rows = [{"image": X[i], "label": i % 4} for i in range(8)]
+    with pytest.raises(TypeError, match=r"got dict with keys \['image', 'label'\]: give a DataLoader of tensors"):
+        Converter("max", dataloader=DataLoader(rows, batch_size=4))(three_layer_net())
+    with pytest.raises(TypeError, match=r"got ndarray: convert it with torch.from_numpy\(x\)"):
+        Converter("max", dataloader=X.numpy())(three_layer_net())

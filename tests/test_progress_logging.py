@@ -77,3 +77,16 @@ def test_convert_logs_plain_progress_and_verbose_shows_library_logging(checkpoin
     assert any("weight calibration:" in line for line in logged), verbose.stderr
     quiet = convert("convert", *args, "--quiet", "--out", str(tmp_path / "c"))
     assert "simulate" not in quiet.stderr
+
+
+@pytest.mark.parametrize("flag,shown", [("-v", "-v"), ("--verbose", "--verbose"), ("-vv", "-v")])
+def test_verbose_after_the_command_says_where_it_goes(flag, shown):
+    result = CliRunner().invoke(main, ["simulate", "x.nir", flag])
+    assert result.exit_code == 2
+    assert (
+        f"Error: No such option: {shown} here: --verbose/-v goes before the command (ann2snn {shown} simulate ...)"
+        in result.output
+    )
+    assert "Did you mean" not in result.output
+    other = CliRunner().invoke(main, ["plot", "raster", "x.nir", "--nope"])
+    assert other.exit_code == 2 and "No such option '--nope'" in other.output

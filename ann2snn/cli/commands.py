@@ -11,7 +11,7 @@ import torch
 from click.core import ParameterSource
 
 from ann2snn.cli.errors import library_errors
-from ann2snn.cli.params import DATA, DEVICE, MODEL, SHAPE, check_model_args, check_modes
+from ann2snn.cli.params import BATCH_HELP, DATA, DATA_HELP, DEVICE, MODEL, SHAPE, check_model_args, check_modes
 from ann2snn.data import DEFAULT_LIMIT, LIMIT_HELP
 from ann2snn.jobfile import JobFileError, read_job
 from ann2snn.models import ModelLoadError, ModelSpec, refusal
@@ -161,7 +161,7 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
     type=DATA,
     default="mnist",
     show_default=True,
-    help="mnist (embedded), a folder of IDX files, a .npz with x and y, or a .npy of inputs.",
+    help=DATA_HELP,
 )
 @click.option("--calib-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Calibration samples.")
 @click.option("--limit", type=click.IntRange(min=0), default=DEFAULT_LIMIT, help=LIMIT_HELP)
@@ -402,13 +402,13 @@ def file_on_data(command):
                 type=DATA,
                 default="mnist",
                 show_default=True,
-                help="mnist (embedded), a folder of IDX files, a .npz with x and y, or a .npy of inputs.",
+                help=DATA_HELP,
             ),
             click.option(
                 "--T", "T", type=click.IntRange(min=1), default=None, help="Time steps (default: the file's T)."
             ),
             click.option("--limit", type=click.IntRange(min=0), default=DEFAULT_LIMIT, help=LIMIT_HELP),
-            click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True),
+            click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True, help=BATCH_HELP),
         ]
     ):
         command = decorator(command)
@@ -521,6 +521,12 @@ def simulate(
         snn, dataset, T = open_for_simulation(nir_file, data, T, limit, device)
     except MissingTError as exc:
         raise click.BadParameter(str(exc), param_hint="'--T'") from None
+    if png is not None and dataset.y is None:
+        raise click.BadParameter(
+            f"{data} has no labels, so there is no accuracy to plot (a .npy holds inputs only: "
+            "give a .npz with x and y)",
+            param_hint="'--plot'",
+        )
     ann_acc = None
     if model is not None:
         from ann2snn.models import load_model
@@ -531,12 +537,10 @@ def simulate(
     with progress_bar(total=len(dataset.x), desc=f"simulate T={T}", unit="sample", disable=quiet or as_json) as bar:
         stats = simulate_dataset(snn, dataset, T, batch_size, bar.update, early_exit)
     written = None
-    if png is not None and stats.accuracy_per_t is not None:
+    if png is not None and stats.accuracy_per_t is not None:  # labels: checked above
         name = entry.name if model is not None else nir_file.stem
         curve = AccuracyCurve(name, "", stats.accuracy_per_t, ann_acc)
-        written = plot_accuracy_curves(
-            [curve], png, f"{nir_file.name} on {stats.samples} samples of {data}, T = {stats.T}"
-        )
+        written = plot_accuracy_curves([curve], png, simulation_title(nir_file.name, snn, stats.samples, data, stats.T))
     if as_json:  # stdout stays one JSON object: no "wrote" line
         extra = {} if model is None else {"ann_accuracy": ann_acc}
         click.echo(json.dumps({"file": str(nir_file), **stats.to_dict(), **extra}, indent=2))
@@ -553,6 +557,28 @@ def simulate(
     click.echo(format_simulation(stats, display_steps(stats.T)))
     if written is not None:
         click.echo(f"wrote {written}")
+
+
+def simulation_title(name: str, snn: torch.nn.Module, samples: int, data, T: int) -> str:
+    """The title of ``simulate --plot``: the file, samples and data, then T, V[0] (the IF layers'
+    initial potential as a fraction of V_th; ``mixed`` when they differ) and the readout.
+
+    Example:
+        >>> from simulator import IFNeuron, Integrator
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), IFNeuron(v_init=0.5), torch.nn.Linear(3, 2), Integrator())
+        >>> print(simulation_title("a.nir", net, 100, "mnist", 16))
+        a.nir on 100 samples of mnist
+        T = 16, V[0] = 0.5 V_th, membrane readout
+    """
+    from simulator import IFNeuron
+    from simulator.simulate import readout_kind
+
+    v_inits = sorted({float(m.v_init) for m in snn.modules() if isinstance(m, IFNeuron)})
+    parts = [f"T = {T}"]
+    if v_inits:
+        parts.append(f"V[0] = {v_inits[0]:g} V_th" if len(v_inits) == 1 else "V[0] mixed")
+    parts.append(f"{readout_kind(snn)} readout")
+    return f"{name} on {samples} samples of {data}\n{', '.join(parts)}"
 
 
 @click.command()
@@ -580,13 +606,14 @@ def inspect(nir_file, as_json):
     "--data",
     type=DATA,
     default=None,
-    help="Also simulate on data (mnist, an IDX folder, .npz, .npy) under each kind of reader's rules.",
+    help="Also simulate on data (mnist, an IDX folder, an image folder or .zip, .npz, .npy) under each kind of "
+    "reader's rules.",
 )
 @click.option(
     "--T", "T", type=click.IntRange(min=1), default=None, help="Time steps for --data (default: the file's T)."
 )
 @click.option("--limit", type=click.IntRange(min=0), default=DEFAULT_LIMIT, help=LIMIT_HELP)
-@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True, help=BATCH_HELP)
 @output_options
 @library_errors
 def verify(nir_file, data, T, limit, batch_size, quiet, as_json):
@@ -628,13 +655,15 @@ def verify(nir_file, data, T, limit, batch_size, quiet, as_json):
 
 @click.group()
 def plot():
-    """Figures: accuracy against t from a batch summary, or the IF neuron's rate against input.
+    """Figures: accuracy against t from a batch summary, the IF neuron's rate against input, or
+    the spike raster of one layer for one sample of a .nir file.
 
     Example:
 
     \b
         ann2snn plot accuracy runs/cnn/summary.json --out runs/cnn/accuracy.png
         ann2snn plot if-rate --T 8 --out if_rate.png
+        ann2snn plot raster runs/cnn/a_p99.9_T50.nir --sample 3 --layer if_network_6
     """
 
 
@@ -645,7 +674,8 @@ def plot():
 @library_errors
 def plot_accuracy(summary, out, full_scale):
     """Accuracy against time step t from a summary.json: a colour per model, a line style per
-    mode, a dotted ANN line per model; V[0], readout and T in the title.
+    mode, a dashed ANN line per model; V[0], readout and T in the title. Per model and mode the
+    longest T's curve, and a shorter T's too where it differs (--calibrate fits each T).
 
     Example:
 
@@ -659,24 +689,42 @@ def plot_accuracy(summary, out, full_scale):
         raise click.BadParameter(
             f"{summary} is not a summary.json written by ann2snn convert/batch", param_hint="'SUMMARY'"
         ) from None
-    curves = {}
-    for row in sorted((r for r in rows if r.get("accuracy_per_t")), key=lambda r: r["T"]):
-        curves[row["model"], row["mode"]] = AccuracyCurve(
-            row["model"], row["mode"], row["accuracy_per_t"], row.get("ann_accuracy")
-        )  # the longest T wins
+    curves = summary_curves(rows)
     if not curves:
         raise click.ClickException(f"{summary} has no accuracy curves (no labels, or every row failed)")
     path = plot_accuracy_curves(
-        list(curves.values()),
+        curves,
         out or summary.with_name("accuracy_vs_t.png"),
-        accuracy_title(document.get("settings") or {}, max(len(c.accuracy) for c in curves.values())),
+        accuracy_title(
+            document.get("settings") or {}, ", ".join(str(t) for t in sorted({len(c.accuracy) for c in curves}))
+        ),
         full_scale=full_scale,
     )
     click.echo(f"wrote {path}")
 
 
-def accuracy_title(settings: dict, T: int) -> str:
-    """The title of an accuracy plot: T, V[0], readout and samples from a summary's settings."""
+def summary_curves(rows: list[dict]) -> list[AccuracyCurve]:
+    """The curves of ``plot accuracy`` from a summary's rows: per model and mode the longest T's,
+    and each shorter T's that is not the start of a longer one (a different SNN: ``--calibrate``
+    fits each T), its mode then labelled with its T (``99.9% T=4``, as are the others of that
+    model and mode); rows without ``accuracy_per_t`` (failed, or no labels) are skipped."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in sorted((r for r in rows if r.get("accuracy_per_t")), key=lambda r: -r["T"]):
+        kept = groups.setdefault((row["model"], row["mode"]), [])
+        acc = list(row["accuracy_per_t"])
+        if not any(list(k["accuracy_per_t"][: len(acc)]) == acc for k in kept):
+            kept.append(row)
+    curves = []
+    for (model, mode), kept in groups.items():
+        for row in sorted(kept, key=lambda r: r["T"]):
+            label = f"{mode} T={row['T']}" if len(kept) > 1 else mode
+            curves.append(AccuracyCurve(model, label, row["accuracy_per_t"], row.get("ann_accuracy")))
+    return curves
+
+
+def accuracy_title(settings: dict, T: int | str) -> str:
+    """The title of an accuracy plot: T (or the T's, ``"4, 8"``, when curves of several are drawn),
+    V[0], readout and samples from a summary's settings."""
     parts = [f"SNN accuracy, T = {T}"]
     if settings.get("v_init") is not None:
         parts.append(f"V[0] = {settings['v_init']:g} V_th")

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
-from ann2snn.cli.commands import FILE, OUT_FILE, _model_entries, file_on_data, model_options, plot
+from ann2snn.cli.commands import FILE, OUT_FILE, LazyBar, _model_entries, file_on_data, model_options, plot
 from ann2snn.cli.errors import library_errors
-from ann2snn.cli.params import DATA
+from ann2snn.cli.params import DATA, DATA_HELP, DEVICE
+from ann2snn.data import DEFAULT_LIMIT
 
 
 @click.command()
@@ -18,8 +19,25 @@ from ann2snn.cli.params import DATA
 @model_options(required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the table (and the plotted points) as JSON.")
 @click.option("--plot", "png", type=OUT_FILE, default=None, help="Also save a scatter panel per layer as a PNG.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto.")
 @library_errors
-def diagnose(nir_file, data, T, limit, batch_size, model, weights, no_weights, model_args, trust_pickle, as_json, png):
+def diagnose(
+    nir_file,
+    data,
+    T,
+    limit,
+    batch_size,
+    model,
+    weights,
+    no_weights,
+    model_args,
+    trust_pickle,
+    as_json,
+    png,
+    quiet,
+    device,
+):
     """Where a conversion loses accuracy: each IF layer's rate against the ANN's activation / λ.
 
     Runs the ANN (--model, as given to convert) and the .nir file on the same samples and
@@ -40,10 +58,13 @@ def diagnose(nir_file, data, T, limit, batch_size, model, weights, no_weights, m
     from ann2snn.plots import plot_layer_fidelity
 
     (entry,) = _model_entries(model, (weights,) if weights else (), trust_pickle, no_weights, (), model_args)
+    bar = LazyBar(desc="diagnose", unit="sample", disable=quiet or as_json)
     try:
-        report = diagnose_file(nir_file, entry.spec, data, T, limit, batch_size)
+        report = diagnose_file(nir_file, entry.spec, data, T, limit, batch_size, bar.update, device)
     except MissingTError as exc:
         raise click.BadParameter(str(exc), param_hint="'--T'") from None
+    finally:
+        bar.close()
     result = report.to_dict()
     if png is not None:
         plot_layer_fidelity(result, png, f"{nir_file.name}: {report.samples} samples, T={report.T}")
@@ -58,8 +79,14 @@ def diagnose(nir_file, data, T, limit, batch_size, model, weights, no_weights, m
 
 @plot.command("raster")
 @click.argument("nir_file", type=FILE)
-@click.option("--data", type=DATA, default="mnist", show_default=True, help="mnist, an IDX folder, .npz or .npy.")
-@click.option("--sample", type=click.IntRange(min=0), default=0, show_default=True, help="Sample index (0-based).")
+@click.option("--data", type=DATA, default="mnist", show_default=True, help=DATA_HELP)
+@click.option(
+    "--sample",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Sample index (0-based) among the --limit samples.",
+)
 @click.option("--layer", required=True, help="IF layer (NIR node name), e.g. if_network_2.")
 @click.option(
     "--neurons",
@@ -69,9 +96,16 @@ def diagnose(nir_file, data, T, limit, batch_size, model, weights, no_weights, m
     help="Neurons shown: the N most active (the title says N of how many).",
 )
 @click.option("--T", "T", type=click.IntRange(min=1), default=None, help="Time steps (default: the file's T).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=DEFAULT_LIMIT,
+    help=f"--sample indexes the samples simulate and diagnose take with this --limit (default {DEFAULT_LIMIT}, "
+    "as in every command; 0: all): the first N, or N spread evenly over an image folder.",
+)
 @click.option("--out", type=OUT_FILE, default=Path("raster.png"), show_default=True, help="PNG to write.")
 @library_errors
-def plot_raster_command(nir_file, data, sample, layer, neurons, T, out):
+def plot_raster_command(nir_file, data, sample, layer, neurons, T, limit, out):
     """Spike raster of one IF layer for one sample, the input image beside it.
 
     Example:
@@ -84,7 +118,7 @@ def plot_raster_command(nir_file, data, sample, layer, neurons, T, out):
     from ann2snn.plots import plot_raster
 
     try:
-        raster, image = raster_file(nir_file, data, sample, layer, T, neurons)
+        raster, image = raster_file(nir_file, data, sample, layer, T, neurons, limit)
     except MissingTError as exc:
         raise click.BadParameter(str(exc), param_hint="'--T'") from None
     except ValueError as exc:

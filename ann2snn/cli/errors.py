@@ -95,6 +95,12 @@ class RankedGroup(click.Group):
         try:
             return super().invoke(ctx)
         except click.ClickException as exc:
+            if isinstance(exc, click.NoSuchOption) and exc.option_name.lstrip("-") in ("v", "vv", "vvv", "verbose"):
+                exc.message = (  # type: ignore[misc]  # the group's option, given after the command
+                    f"No such option: {exc.option_name} here: --verbose/-v goes before the command "
+                    f"(ann2snn {exc.option_name} {ctx.invoked_subcommand or 'COMMAND'} ...)"
+                )
+                exc.possibilities = None  # type: ignore[misc]  # no "Did you mean" another option
             rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE", "1")
             if rank is not None and world.isdigit() and int(world) > 1 and not exc.message.startswith("rank "):
                 exc.message = f"rank {rank}: {exc.message}"  # type: ignore[misc]  # click marks it Final

@@ -38,10 +38,19 @@ def check_model_args(ctx, param, value):
     return kwargs
 
 
-class DataSourceType(click.ParamType):
-    """``mnist``, a folder of IDX files, a ``.npz`` (x, y) or a ``.npy`` (x)."""
+#: ``--help`` of every ``--data`` option.
+DATA_HELP = (
+    "mnist (embedded), a folder of IDX files, an image folder or .zip (one subfolder per class), "
+    "a .npz with x and y, or a .npy of inputs."
+)
+#: ``--help`` of every ``--batch-size`` option.
+BATCH_HELP = "Samples per simulation batch."
 
-    name = "mnist|FOLDER|FILE.npz|FILE.npy"
+
+class DataSourceType(click.ParamType):
+    """``mnist``, a folder of IDX files, an image folder or ``.zip``, a ``.npz`` (x, y) or a ``.npy`` (x)."""
+
+    name = "mnist|FOLDER|FILE.zip|FILE.npz|FILE.npy"
 
     def convert(self, value, param, ctx) -> DataSource:
         if isinstance(value, DataSource):
