@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.fx as fx
@@ -37,6 +38,9 @@ CORRELATION_DROP = 0.1
 CORRELATION_FLOOR = 0.5
 #: More than this fraction of activations above λ (a > 1) flags a layer: its λ is too small.
 CLIPPED_LIMIT = 0.01
+#: A correlation this much below the best earlier layer's, with no layer flagged: a warning that
+#: the error builds up gradually over depth.
+CORRELATION_DRIFT = 0.2
 
 
 @dataclass
@@ -255,14 +259,30 @@ def growing_layer(
     return None, None
 
 
-def fidelity_warnings(layers: list[LayerFidelity]) -> list[str]:
+def fidelity_warnings(layers: list[LayerFidelity], flagged: str | None = None) -> list[str]:
     """Lines for the user about the whole report: every layer's correlation below
-    :data:`CORRELATION_FLOOR` (or undefined) means the SNN's weights may not be the model's."""
+    :data:`CORRELATION_FLOOR` (or undefined) means the SNN's weights may not be the model's; with
+    no layer ``flagged`` by :func:`growing_layer`, a correlation more than
+    :data:`CORRELATION_DRIFT` below an earlier layer's means the error builds up gradually, each
+    layer adding a little (no single step crosses a rule)."""
     if layers and all(r.correlation is None or r.correlation < CORRELATION_FLOOR for r in layers):
         return [
             f"correlation < {CORRELATION_FLOOR:g} in every layer: the weights may not match the model "
             "(is the .nir file converted from these weights?)"
         ]
+    if flagged is None:
+        best: LayerFidelity | None = None
+        for r in layers:
+            if r.correlation is None:
+                continue
+            if best is not None and r.correlation < cast(float, best.correlation) - CORRELATION_DRIFT:
+                return [
+                    f"no single layer stands out, but the correlation falls gradually from {best.correlation:.3f} "
+                    f"({best.layer}) to {r.correlation:.3f} ({r.layer}): the error builds up over depth "
+                    "(more time steps, channel-wise scales or calibration reduce every layer's share)"
+                ]
+            if best is None or r.correlation > cast(float, best.correlation):
+                best = r
     return []
 
 
@@ -427,7 +447,7 @@ def layer_fidelity(
     first, reason = growing_layer(
         [r.mae for r in rows], layers, T, growth, [r.correlation for r in rows], [r.clipped for r in rows]
     )
-    return FidelityReport(T, len(x), rows, first, growth, 0.5 / T, reason, fidelity_warnings(rows))
+    return FidelityReport(T, len(x), rows, first, growth, 0.5 / T, reason, fidelity_warnings(rows, first))
 
 
 def _sample_points(a: torch.Tensor, rate: torch.Tensor, n: int) -> list[tuple[float, float]]:
