@@ -117,7 +117,9 @@ def _layers(graph) -> list[Layer]:
             shape = out_shape
         elif isinstance(node, (nir.Affine, nir.Linear)):
             weight = np.asarray(node.weight)
-            in_shape = shape if int(np.prod(shape)) == weight.shape[1] else (weight.shape[1],)
+            # after a Conv2d the input is Lava's (W, H, G C) tensor; the network input enters flat
+            after_conv = bool(out) and out[-1].kind == "conv" and int(np.prod(shape)) == weight.shape[1]
+            in_shape = shape if after_conv else (weight.shape[1],)
             pending = {
                 "kind": "dense",
                 "weight": weight,
