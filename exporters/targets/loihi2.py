@@ -80,6 +80,13 @@ BIAS_NOTE = (
 )
 
 
+#: What to do about a pool (a report note): lava-nc has no pool process either.
+POOL_NOTE = (
+    "pools: lava-nc has no pool process either; a non-overlapping sum pool before a Conv2d or Flatten -> Linear "
+    "folds into that layer (converter.fold_sum_pools, which convert --target loihi2 runs; the kernel grows k^2 times)"
+)
+
+
 def check_graph(graph: nir.NIRGraph) -> Report:
     """Check a NIR graph (as our exporter writes it) against Loihi 2 / lava-dl.
 
@@ -113,6 +120,8 @@ def check_graph(graph: nir.NIRGraph) -> Report:
                 report.violations.append(Violation(name, "spike rule", "v > V_th", f"v {rule} V_th"))
         if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
             report.violations.append(Violation(name, "pool / average nodes", "none (lava-dl NIR)", type(node).__name__))
+            if POOL_NOTE not in report.notes:
+                report.notes.append(POOL_NOTE)
         n_in = len(predecessors(graph.edges, name))
         if n_in > 1:
             report.violations.append(
