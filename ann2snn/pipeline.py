@@ -46,7 +46,7 @@ from ann2snn.data import DataSet, DataSource, load_data
 from ann2snn.distributed import init_from_env, local_device
 from ann2snn.models import ModelSpec, load_model
 from ann2snn.progress import Bar, progress_bar
-from converter import Converter, parse_mode, quantize
+from converter import Converter, fold_sum_pools, parse_mode, quantize
 from converter.quantize import MAX_STATE_BITS, MAX_WEIGHT_BITS, check_bits
 from converter.readout import READOUTS
 from exporters import PROFILES, compare_spike_counts, export_nir, import_nir
@@ -227,7 +227,8 @@ class Job:
         """The conversion for one mode (and one T when calibrating): the
         :class:`~converter.Converter`, followed by :func:`converter.quantize` with ``weight_bits``
         and ``state_bits`` and its bias correction on the first 500 calibration samples, simulated
-        for the T calibrated for (else :data:`QUANTIZE_T`). ``encoding="rate"`` is calibrated
+        for the T calibrated for (else :data:`QUANTIZE_T`), then, for a target that sets
+        ``fold_pools`` (Loihi 2), :func:`converter.fold_sum_pools`. ``encoding="rate"`` is calibrated
         for (:class:`~converter.Converter`); ``"poisson"`` is converted as for constant input and
         recorded as the SNN's input encoding."""
         convert: Callable[[nn.Module], fx.GraphModule] = self._converter(mode, dataloader, progress, calibrate_T)
@@ -238,15 +239,20 @@ class Job:
         bits, state, steps = self.weight_bits, self.state_bits, calibrate_T or QUANTIZE_T
         wanted = target_settings(self.target, self.target_bias)
         bias, bias_bits = str(wanted.get("bias", "keep")), wanted.get("bias_bits")
-        return lambda ann: quantize(
-            convert(ann),
-            weight_bits=bits,
-            state_bits=state,
-            bias=bias,
-            bias_bits=bias_bits,
-            calibration=dataloader,
-            calibration_T=steps,
-        )
+
+        def quantized(ann: nn.Module) -> fx.GraphModule:
+            snn = quantize(
+                convert(ann),
+                weight_bits=bits,
+                state_bits=state,
+                bias=bias,
+                bias_bits=bias_bits,
+                calibration=dataloader,
+                calibration_T=steps,
+            )
+            return fold_sum_pools(snn) if wanted.get("fold_pools") else snn
+
+        return quantized
 
     def _converter(self, mode: str, dataloader, progress, calibrate_T: int | None) -> Converter:
         neuron = {k: v for k, v in target_settings(self.target).items() if k in ("reset", "spike_rule")}

@@ -259,14 +259,16 @@ class Converter:
 
     def _search_scales(self, stats, lambdas: dict[str, float], ratios: dict[str, torch.Tensor]):
         """λ (and per-channel ratios) minimising each layer's T-step coding error, at most the
-        mode's λ (:func:`~converter.statistics.mse_optimal_scale`)."""
+        mode's λ (:func:`~converter.statistics.mse_optimal_scale`, for the SNN's reset and spike rule)."""
         T = self.calibrate_T
         if T is None:  # only called with calibrate_T set
             raise ValueError("scale search needs calibrate_T")
         new_lambdas, new_ratios = {}, {}
         for name, s in stats.items():
             upper = lambdas[name] * ratios[name] if name in ratios else lambdas[name]
-            best = mse_optimal_scale(s, upper, T, self.neuron["v_init"])
+            best = mse_optimal_scale(
+                s, upper, T, self.neuron["v_init"], reset=self.neuron["reset"], spike_rule=self.neuron["spike_rule"]
+            )
             new_lambdas[name] = float(best.max())
             if name in ratios:
                 new_ratios[name] = best / best.max()

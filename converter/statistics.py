@@ -168,6 +168,45 @@ class ActivationStats:
 
 
 @torch.no_grad()
+def rate_coded_counts(
+    x: torch.Tensor, T: int, v_init: float, reset: str = "subtract", spike_rule: str = ">="
+) -> torch.Tensor:
+    """Spikes in ``T`` steps of an IF neuron (threshold 1) driven by the constant input ``x >= 0``
+    per step from ``V[0] = v_init``.
+
+    Reset by subtraction keeps the charge above threshold: ``n = clamp(floor(T x + v_init), 0, T)``
+    (exact for ``v >= V_th``; the search uses it for every spike rule). Reset to zero loses it
+    (Loihi 2): the first spike comes after ``t_1`` steps, then one every ``m`` steps from 0,
+
+    .. math::  n = 1 + \\lfloor (T - t_1) / m \\rfloor \\ (t_1 \\le T, \\text{ else } 0), \\qquad
+        t_1 = \\lfloor (1 - v_{init}) / x \\rfloor + 1, \\ m = \\lfloor 1 / x \\rfloor + 1 \\ (v > V_{th}),
+
+    with ``t_1 = max(1, ⌈(1 - v_init)/x⌉)``, ``m = max(1, ⌈1/x⌉)`` for ``v >= V_th`` (and
+    ``"multi"``, counted as one spike per firing step). Input ``x = 1/2`` with reset to zero and
+    ``v > V_th`` fires every third step (rate 1/3, not 1/2).
+
+    Args:
+        x: inputs per step in threshold units, any shape (float64 recommended).
+
+    Returns:
+        The counts, ``x``'s shape and dtype.
+
+    Example:
+        >>> x = torch.tensor([0.5, 0.25], dtype=torch.float64)
+        >>> rate_coded_counts(x, 12, 0.0).tolist(), rate_coded_counts(x, 12, 0.0, "zero", ">").tolist()
+        ([6.0, 3.0], [4.0, 2.0])
+    """
+    if reset == "subtract":
+        return torch.floor(T * x + v_init).clamp(0, T)
+    safe = x.clamp_min(1e-12)
+    if spike_rule == ">":
+        first, period = torch.floor((1 - v_init) / safe) + 1, torch.floor(1 / safe) + 1
+    else:
+        first, period = torch.ceil((1 - v_init) / safe).clamp_min(1), torch.ceil(1 / safe).clamp_min(1)
+    n = 1 + torch.floor((T - first) / period)
+    return torch.where((x > 0) & (first <= T), n, torch.zeros_like(n)).clamp(0, T)
+
+
 def mse_optimal_scale(
     stats: ActivationStats,
     upper: float | torch.Tensor,
@@ -175,15 +214,19 @@ def mse_optimal_scale(
     v_init: float,
     candidates: int = 64,
     octave_bins: int = 128,
+    reset: str = "subtract",
+    spike_rule: str = ">=",
 ) -> torch.Tensor:
     """The scale λ ≤ ``upper`` minimising the squared error between the activations and their
     T-step rate-coded version (per channel for per-channel statistics).
 
     An IF neuron with reset by subtraction, constant input ``a/λ`` per step and ``V[0] = v_init``
     fires ``n = clamp(floor(T a/λ + v_init), 0, T)`` times in T steps, so it represents
-    ``q(a) = n λ / T``. The error ``Σ (a - q(a))²`` is evaluated on the histogram (bins merged in
-    ``octave_bins`` per octave) for ``λ = f·upper``, ``f`` on a grid of ``candidates`` values in
-    (0, 1]. This is the threshold search of Li et al. (ICML 2021) for a given time budget T.
+    ``q(a) = n λ / T``; with ``reset="zero"`` (and its ``spike_rule``) it fires fewer times,
+    :func:`rate_coded_counts`, so a smaller λ codes better. The error ``Σ (a - q(a))²`` is
+    evaluated on the histogram (bins merged in ``octave_bins`` per octave) for ``λ = f·upper``,
+    ``f`` on a grid of ``candidates`` values in (0, 1]. This is the threshold search of Li et al.
+    (ICML 2021) for a given time budget T.
 
     Every λ codes a layer with no positive value (a dead layer) without error; it keeps ``upper``.
 
@@ -212,7 +255,7 @@ def mse_optimal_scale(
     best = upper.view(-1).clone()
     for f in torch.linspace(1.0 / candidates, 1.0, candidates, dtype=torch.float64):
         lam = f * upper  # [C, 1]
-        n = torch.floor(T * values / lam + v_init).clamp(0, T)
+        n = rate_coded_counts(values / lam, T, v_init, reset, spike_rule)
         err = (counts * (values - n * lam / T) ** 2).sum(1)
         better = err < best_err
         best_err = torch.where(better, err, best_err)

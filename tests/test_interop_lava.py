@@ -41,3 +41,19 @@ def test_lava_adds_our_kept_biases_as_bias_mant(tmp_path):
     for layer, row in result["spikes"].items():
         assert row["differing"] == 0 and row["ours"] > 0, layer
     assert result["accuracy_ours"] == result["accuracy_lava"]
+
+
+def test_lava_runs_the_seed_cnn_with_its_pools_folded(tmp_path):
+    """The seed CNN, pools folded (``convert --target loihi2`` does it): Lava's ``Conv``
+    (``PyConvModelFixed``, lava-nc 0.10.0 has no bit-accurate Conv model) for the three
+    convolutions, ``Dense`` for the Linear, every spike at every step equal."""
+    if not harness.venv_python("lava").exists():
+        pytest.skip("no Lava venv: bash interop/setup.sh lava")
+    result = lava.run(samples=5, T=16, out=tmp_path, bias="keep", net="cnn")
+    assert result["check"]["fits"] and result["check"]["violations"] == []
+    assert result["lava"]["layers"] == ["conv", "conv", "conv", "dense"]
+    assert "Conv: PyConvModelFixed" in result["lava"]["process_models"]
+    assert len(result["spikes"]) == 4
+    for layer, row in result["spikes"].items():
+        assert row["differing"] == 0 and row["ours"] > 0, layer
+    assert result["accuracy_ours"] == result["accuracy_lava"]

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from converter import Converter
-from converter.statistics import ActivationStats, mse_optimal_scale
+from converter.statistics import ActivationStats, mse_optimal_scale, rate_coded_counts
 from exporters import compare_spike_counts, export_nir, import_nir
 from simulator import IFNeuron, Integrator, simulate
 from tests.nets import cnn, inputs, randomize_bn
@@ -74,6 +74,28 @@ def test_mse_scale_search_clips_more_at_small_T():
     lam_64 = mse_optimal_scale(stats, stats.max, T=64, v_init=0.5).item()
     assert lam_2 < lam_64 <= stats.max
     assert lam_2 < 0.8 * stats.max
+
+
+@pytest.mark.parametrize(("reset", "rule"), [("subtract", ">="), ("zero", ">"), ("zero", ">=")])
+def test_rate_coded_counts_equal_the_simulated_neuron(reset, rule):
+    """The scale search's count model against IFNeuron stepped T times on a constant input."""
+    x = torch.rand(400, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1.2
+    x[:3] = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)  # 1/2 and 1: exact (float) boundaries
+    for T, v_init in ((16, 0.5), (7, 0.0)):
+        neuron = IFNeuron(1.0, v_init=v_init, reset=reset, spike_rule=rule)
+        simulated = simulate(neuron, x.view(-1, 1), T).outputs.sum(0).view(-1).double()
+        assert torch.equal(rate_coded_counts(x, T, v_init, reset, rule), simulated), (T, v_init)
+    lossy = rate_coded_counts(torch.tensor([0.5], dtype=torch.float64), 12, 0.0, "zero", ">")
+    assert lossy.item() == 4.0  # reset to zero, v > V_th: input 1/2 fires every third step
+
+
+def test_the_scale_search_codes_for_reset_to_zero():
+    values = torch.rand(200_000, generator=torch.Generator().manual_seed(1)) ** 2
+    stats = ActivationStats.empty(track_histogram=True)
+    stats.update(values)
+    subtract = mse_optimal_scale(stats, stats.max, T=16, v_init=0.5).item()
+    zero = mse_optimal_scale(stats, stats.max, T=16, v_init=0.5, reset="zero", spike_rule=">").item()
+    assert zero < 0.9 * subtract  # the charge lost at each reset is made up by a smaller scale
 
 
 def test_calibration_reduces_the_output_error_at_small_T():

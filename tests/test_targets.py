@@ -217,6 +217,8 @@ def test_loihi2_spike_rule_pool_join_split():
     assert _lines(chain(**{**LOIHI_OK, "pool": 2}), "loihi2") == [
         "pool0: pool / average nodes: SumPool2d (limit: none (lava-dl NIR))"
     ]
+    assert any("converter.fold_sum_pools" in n for n in check(chain(**{**LOIHI_OK, "pool": 2}), "loihi2").notes)
+    assert not any("fold_sum_pools" in n for n in check(chain(**LOIHI_OK), "loihi2").notes)
     joined = chain(**LOIHI_OK)
     joined.edges.append(("input", "if1"))
     assert _lines(joined, "loihi2") == [

@@ -22,7 +22,9 @@ from exporters.targets.base import Limit, Report, Violation
 
 TARGETS: dict[str, ModuleType] = {m.NAME: m for m in (speck2f, loihi2, spinnaker2, int8)}
 
-#: What ``convert --target`` sets for each target (bit widths, reset, bias, readout, input).
+#: What ``convert --target`` sets for each target (bit widths, reset, bias, readout, input;
+#: ``fold_pools``: every sum pool folded into the Conv2d/Linear after it,
+#: :func:`converter.fold_sum_pools`, for Loihi 2, which has no pool).
 SETTINGS: dict[str, dict[str, object]] = {
     "speck2f": {
         "weight_bits": 8,
@@ -40,6 +42,7 @@ SETTINGS: dict[str, dict[str, object]] = {
         "bias": "none",
         "readout": "spike_count",
         "input_encoding": "rate",
+        "fold_pools": True,
     },
     "spinnaker2": {"reset": "subtract"},
     "int8": {"weight_bits": 8, "state_bits": 16},

@@ -23,9 +23,13 @@ Linear/Affine each followed by a ``CubaLIF`` ("only supports CUBA"), refuses spl
 ("Lava does not support graphs with splits / joins") and any other node ("Unsupported node
 type"), and builds its blocks from the shapes and threshold only (the weights are not copied);
 its netx reader leaves average, concat and pool layers unimplemented. Our IF nodes are
-therefore not read by lava-dl's NIR path: the Lava route is lava-nc's processes (Dense + LIF
-with ``du = 4095``, ``dv = 0``). Loihi 2 per-core neuron and synapse limits are not public
-(Loihi 1's 1024 neurons / 4096 axons per core are): no per-core check.
+therefore not read by lava-dl's NIR path: the Lava route is lava-nc's processes (Dense or Conv
++ LIF with ``du = 4095``, ``dv = 0``; lava-nc's ``Conv``, ``src/lava/proc/conv/models.py``, has a
+``fixed_pt`` model, ``PyConvModelFixed``, but no bit-accurate one). lava-nc has no pool process:
+``convert --target loihi2`` folds every sum pool into the Conv2d/Linear after it
+(:func:`converter.fold_sum_pools`; the kernel grows ``k²`` times), so the file has none. Loihi 2
+per-core neuron and synapse limits are not public (Loihi 1's 1024 neurons / 4096 axons per core
+are): no per-core check.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ NAME = "loihi2"
 LAVA_LIF = "lava-nc src/lava/proc/lif/models.py AbstractPyLifModelFixed / PyLifModelBitAcc"
 LAVA_DENSE = "lava-nc src/lava/proc/dense/models.py PyDenseModelBitAcc"
 LAVA_DL = "lava-dl src/lava/lib/dl/netx/nir_lava.py nir_to_lavadl_net"
-NIR_NOTE = "lava-dl's NIR reader (not in lava-dl 0.6.0) maps CubaLIF only; IF files run as lava-nc Dense + LIF"
+NIR_NOTE = "lava-dl's NIR reader (not in lava-dl 0.6.0) maps CubaLIF only; IF files run as lava-nc Dense / Conv + LIF"
 
 LIMITS: dict[str, Limit] = {
     "weight_bits": Limit(
@@ -76,6 +80,13 @@ BIAS_NOTE = (
 )
 
 
+#: What to do about a pool (a report note): lava-nc has no pool process either.
+POOL_NOTE = (
+    "pools: lava-nc has no pool process either; a non-overlapping sum pool before a Conv2d or Flatten -> Linear "
+    "folds into that layer (converter.fold_sum_pools, which convert --target loihi2 runs; the kernel grows k^2 times)"
+)
+
+
 def check_graph(graph: nir.NIRGraph) -> Report:
     """Check a NIR graph (as our exporter writes it) against Loihi 2 / lava-dl.
 
@@ -109,6 +120,8 @@ def check_graph(graph: nir.NIRGraph) -> Report:
                 report.violations.append(Violation(name, "spike rule", "v > V_th", f"v {rule} V_th"))
         if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
             report.violations.append(Violation(name, "pool / average nodes", "none (lava-dl NIR)", type(node).__name__))
+            if POOL_NOTE not in report.notes:
+                report.notes.append(POOL_NOTE)
         n_in = len(predecessors(graph.edges, name))
         if n_in > 1:
             report.violations.append(
