@@ -28,7 +28,7 @@ import torch.fx as fx
 
 from converter.channelwise import _producer
 from simulator import IFNeuron, Integrator, simulate
-from simulator.graph import is_add
+from simulator.graph import WEIGHTED, is_add
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,9 @@ def _calibrated_producer(node: fx.Node, modules) -> tuple[fx.Node, fx.Node | Non
     """``(Conv/Linear node, join node or None)`` whose parameters calibrate IF layer ``node``.
 
     The single Conv/Linear producer (:func:`converter.channelwise._producer`) when there is one;
-    for ``IF(a + b)`` (the add used by the IF layer alone), the Conv/Linear that feeds the first
-    operand directly and nothing else (the residual branch's last layer, ``b`` the shortcut),
-    and the add. None otherwise.
+    for ``IF(a + b)`` (the add used by the IF layer alone), the first operand, in argument order,
+    that is a Conv/Linear whose output goes to the add alone (the residual branch's last layer;
+    the other operand is the shortcut), and the add. None otherwise.
     """
     producer = _producer(node, modules)
     if producer is not None:
@@ -69,7 +69,7 @@ def _calibrated_producer(node: fx.Node, modules) -> tuple[fx.Node, fx.Node | Non
         if (
             isinstance(operand, fx.Node)
             and operand.op == "call_module"
-            and isinstance(modules[operand.target], (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear))
+            and isinstance(modules[operand.target], WEIGHTED)
             and len(operand.users) == 1
         ):
             return operand, join
