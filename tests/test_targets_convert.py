@@ -111,9 +111,13 @@ def test_an_explicit_default_that_the_target_sets_otherwise_is_a_usage_error(che
     assert _job(target="speck2f", readout="spike_count", explicit=("readout",)).readout == "spike_count"
 
 
+#: A job file's lines after the target keys: one factory model, no weights.
+JOB_BODY = f'modes = ["max"]\nT = [4]\n[[models]]\nname = "a"\nmodel = "{FACTORY}"\nno_weights = true\n'
+
+
 def test_job_file_key_that_the_target_sets_otherwise_is_refused(tmp_path):
     path = tmp_path / "job.toml"
-    body = f'modes = ["max"]\nT = [4]\n[[models]]\nname = "a"\nmodel = "{FACTORY}"\nno_weights = true\n'
+    body = JOB_BODY
     path.write_text('target = "speck2f"\nreadout = "membrane"\n' + body)
     with pytest.raises(JobFileError, match="target speck2f sets readout='spike_count', got readout='membrane'"):
         read_job(path)
@@ -158,7 +162,7 @@ def test_convert_target_speck2f_bias_leak_keeps_8_bit_biases(checkpoints, tmp_pa
 
 def test_job_file_target(tmp_path):
     path = tmp_path / "job.toml"
-    body = f'modes = ["max"]\nT = [4]\n[[models]]\nname = "a"\nmodel = "{FACTORY}"\nno_weights = true\n'
+    body = JOB_BODY
     path.write_text('target = "int8"\n' + body)
     job = read_job(path)
     assert (job.target, job.weight_bits, job.state_bits) == ("int8", 8, 16)
