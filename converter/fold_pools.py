@@ -42,6 +42,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from simulator import META_KEY, reset_states
+from simulator.graph import AVG_POOL_FUNCTIONS, AVG_POOLS, FLATTEN_FUNCTIONS, FLATTEN_METHODS
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +145,8 @@ def fold_pool_into_linear(
 
 def _is_pool2d(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
-        return isinstance(modules.get(str(node.target)), (nn.AvgPool1d, nn.AvgPool2d))
-    return node.op == "call_function" and node.target in (F.avg_pool1d, F.avg_pool2d)
+        return isinstance(modules.get(str(node.target)), AVG_POOLS)
+    return node.op == "call_function" and node.target in AVG_POOL_FUNCTIONS
 
 
 def pool_params(node: fx.Node, modules: dict[str, nn.Module]) -> PoolParams:
@@ -190,8 +191,8 @@ def _is_flatten_from_1(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
         module = modules.get(str(node.target))
         return isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1
-    is_function = node.op == "call_function" and node.target is torch.flatten
-    if is_function or (node.op == "call_method" and node.target == "flatten"):
+    is_function = node.op == "call_function" and node.target in FLATTEN_FUNCTIONS
+    if is_function or (node.op == "call_method" and node.target in FLATTEN_METHODS):
         start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
         end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
         return bool(start == 1 and end == -1)
