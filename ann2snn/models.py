@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from converter.qcfs import with_qcfs_layers
+
 #: Prefixes that wrappers add to every key: DataParallel / DistributedDataParallel, torch.compile.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 #: Keys under which training scripts commonly nest the state_dict in a checkpoint dict.
@@ -351,7 +353,12 @@ def load_model(spec: ModelSpec) -> nn.Module:
         if not isinstance(model, nn.Module):
             raise ModelLoadError(f"factory {spec.factory} returned {type(model).__name__}, not a torch.nn.Module")
         if spec.weights is not None:
-            load_weights(model, read_state_dict(spec.weights), str(spec.weights))
+            state = read_state_dict(spec.weights)
+            try:  # a QCFS fine-tune's checkpoint (converter.qcfs) loads into the plain ReLU network
+                model = with_qcfs_layers(model, state)
+            except ValueError as exc:
+                raise ModelLoadError(f"weights {spec.weights}: {exc}") from exc
+            load_weights(model, state, str(spec.weights))
     return model.cpu().eval()
 
 

@@ -24,6 +24,11 @@ When ``spikingjelly`` (2.0) is importable (``bash interop/setup.sh spikingjelly`
 ``RateCodingRecipe(loader, mode='99.9%', channel_wise=True, half_threshold=True)``, as in
 ``benchmarks/accuracy_vs_T.py``.
 
+Weights from the QCFS fine-tune (``examples/train_cifar10.py --init-weights W --qcfs-levels L``,
+:mod:`converter.qcfs`) load through the same options (``--vgg runs/cifar10/vgg_qcfs4/vgg.pt``):
+the network is then named ``vgg + QCFS L=4``, its ANN row is the fine-tuned (quantised) ANN, each
+QCFS layer's trained λ is its scale, and SpikingJelly's row is skipped (it converts ReLUs only).
+
 Both example networks end in a Linear layer without a ReLU, so under the spike-count readout the
 output already is the last layer's accumulated current: the "+ membrane readout" row equals the
 row above it by construction (it differs on networks that end in a ReLU). The last row is row 4
@@ -49,6 +54,7 @@ from accuracy_vs_T import spikingjelly_accuracy_per_t  # noqa: E402
 
 from ann2snn.tables import format_table  # noqa: E402
 from converter import Converter  # noqa: E402
+from converter.qcfs import QCFS, with_qcfs_layers  # noqa: E402
 from examples.cifar10 import DEFAULT_CACHE, DEFAULT_ZIP, MODELS, load_cifar10  # noqa: E402
 from simulator import accuracy_per_t  # noqa: E402
 
@@ -77,9 +83,15 @@ def load_weights(name: str, path: Path) -> torch.nn.Module:
         if isinstance(blob, dict) and isinstance(blob.get(key), dict):
             blob = blob[key]
             break
-    model = MODELS[name]()
+    model = with_qcfs_layers(MODELS[name](), blob)  # a QCFS fine-tune's weights: its QCFS layers
     model.load_state_dict(blob)
     return model.eval()
+
+
+def net_label(name: str, model: torch.nn.Module) -> str:
+    """``name``, or ``name + QCFS L=4`` for a network fine-tuned with QCFS activations."""
+    levels = sorted({int(m.levels) for m in model.modules() if isinstance(m, QCFS)})
+    return f"{name} + QCFS L={'/'.join(map(str, levels))}" if levels else name
 
 
 def loader(x: torch.Tensor, y: torch.Tensor | None, batch: int):
@@ -169,6 +181,7 @@ def main() -> None:
     rows = []
     for name, path in nets:
         ann = load_weights(name, path)
+        name = net_label(name, ann)
         ann_acc, ann_s = ann_pass(ann, x, test_y, args.batch)
         ann_acc, ann_s = ann_pass(ann, x, test_y, args.batch)  # second pass: warm
         rows.append([name, f"ANN ({ann_s:.2f} s per pass)", *([ann_acc] * len(args.T)), 0.0, 1.0])
@@ -176,6 +189,9 @@ def main() -> None:
             rows.append([name, technique, *our_row(ann, calib, x, test_y, options, args.T, args.batch, ann_s)])
             print(format_table(header, rows[-1:]), flush=True)
         if args.no_spikingjelly:
+            continue
+        if any(isinstance(m, QCFS) for m in ann.modules()):  # SpikingJelly replaces ReLUs only
+            rows.append([name, "SpikingJelly: no QCFS layers", *([float("nan")] * (len(args.T) + 2))])
             continue
         sj = spikingjelly_row(ann, calib, x, test_y, args.T, args.batch, ann_s)
         rows.append(

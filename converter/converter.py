@@ -17,6 +17,7 @@ from converter.channelwise import channel_normalize
 from converter.fold_bn import fold_batchnorm
 from converter.modes import Mode, parse_mode
 from converter.normalize import channel_scales_from_stats, normalize, scales_from_stats
+from converter.qcfs import qcfs_levels
 from converter.quantize import MAX_STATE_BITS, MAX_WEIGHT_BITS, check_bits, quantize
 from converter.readout import READOUTS, membrane_readout
 from converter.record import calibration_batches, capture_activations, first_samples, record_activations
@@ -212,6 +213,9 @@ class Converter:
         ratios = channel_scales_from_stats(stats, self.mode) if self.channel_wise else {}
         if self.calibrate_T is not None:
             lambdas, ratios = self._search_scales(stats, lambdas, ratios)
+        trained = qcfs_scales(ann_gm)  # QCFS layers keep their trained λ, whatever the mode
+        lambdas.update({name: lam for name, lam in trained.items() if name in lambdas})
+        ratios = {name: r for name, r in ratios.items() if name not in trained}
         gm, thresholds, out_scale = normalize(ann_gm, lambdas)
         units = {name: torch.tensor(lam) for name, lam in lambdas.items()}
         channel_wise_layers: list[str] = []
@@ -341,6 +345,17 @@ def layer_paths(snn: fx.GraphModule, if_layers: dict[str, str], replaced: str | 
         else:
             log.info("ReLU %s: its IF layer %s is not in the SNN (unused); not named in the metadata", relu, path)
     return paths
+
+
+def qcfs_scales(gm: fx.GraphModule) -> dict[str, float]:
+    """{ReLU node name: trained λ} for the QCFS layers of a traced network (see
+    :mod:`converter.qcfs`): their scale is fixed by the fine-tune, not by the mode."""
+    modules = dict(gm.named_modules())
+    return {
+        n.name: float(cast(nn.Hardtanh, modules[str(n.target)]).max_val)
+        for n in gm.graph.nodes
+        if n.op == "call_module" and qcfs_levels(modules[str(n.target)]) is not None
+    }
 
 
 def cap_scales(lambdas: dict[str, float], gm: fx.GraphModule) -> dict[str, float]:

@@ -20,6 +20,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from converter.input_affine import fold_input_affine
+from converter.qcfs import qcfs_to_clamp
 from simulator.graph import (
     BATCHNORMS,
     FLATTEN_FUNCTIONS,
@@ -340,6 +341,7 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> fx.GraphModu
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
     copied = copy.deepcopy(model).eval()
+    qcfs_to_clamp(copied)
     try:
         gm = fx.symbolic_trace(copied)
     except Exception as exc:  # fx raises many types (TraceError, TypeError, ...)

@@ -16,8 +16,19 @@ After every epoch it evaluates all 10,000 test images, appends ``epoch,train_los
 test_acc,seconds`` to ``<out>/log.csv`` and saves ``<out>/checkpoint.pt`` atomically (model,
 optimiser, scheduler, epoch, RNG states); a later run with the same arguments resumes from it
 exactly (``--no-resume`` starts afresh). At the end it writes the state_dict to
-``<out>/<model>.pt`` and prints the test accuracy. ``--limit N`` trains and tests on N evenly spaced
-images of each split (a smoke test); ``--log-every`` prints the step time inside an epoch.
+``<out>/<model>.pt`` and prints the test accuracy.
+
+Fine-tune step (optional, before conversion): ``--init-weights W --qcfs-levels L`` starts from
+trained weights and replaces every ReLU by a QCFS activation of L levels (``converter.qcfs``,
+Bu et al., ICLR 2022), λ trained with the weights; use a small ``--max-lr`` (0.02) and a few
+epochs. The state_dict it writes holds each λ and L (``<relu>.threshold``, ``<relu>.levels``) and
+loads into the plain network class through ``ann2snn convert --model ... --weights``::
+
+    python examples/train_cifar10.py --model vgg --init-weights ann2snn/zoo/data/cifar10_vgg.pt \
+        --qcfs-levels 4 --epochs 6 --max-lr 0.02 --out runs/cifar10/vgg_qcfs4
+
+``--limit N`` trains and tests on N evenly spaced images of each split (a smoke test);
+``--log-every`` prints the step time inside an epoch.
 """
 
 from __future__ import annotations
@@ -34,6 +45,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cifar10 import DEFAULT_CACHE, DEFAULT_ZIP, MODELS, augment, load_cifar10  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from converter.qcfs import initial_thresholds, qcfs_model  # noqa: E402
 
 BATCH = 128
 LOG_HEADER = ["epoch", "train_loss", "train_acc", "test_acc", "seconds"]
@@ -91,7 +105,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--log-every", type=int, default=50, help="print the step time every N steps (0: never)")
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--init-weights", type=Path, help="start from these weights (a state_dict), not a random init")
+    parser.add_argument(
+        "--qcfs-levels",
+        type=int,
+        default=0,
+        help="fine-tune with QCFS activations of L levels in place of the ReLUs (Bu et al. 2022; "
+        "needs --init-weights; λ starts at each ReLU's 99.9th percentile on 2,000 training images)",
+    )
     args = parser.parse_args()
+    if args.qcfs_levels and args.init_weights is None:
+        parser.error("--qcfs-levels fine-tunes a trained network: give its weights with --init-weights")
     out = args.out or Path("runs/cifar10") / args.model
     out.mkdir(parents=True, exist_ok=True)
 
@@ -105,6 +129,14 @@ def main() -> None:
         x_train, y_train, x_test, y_test = x_train[train_idx], y_train[train_idx], x_test[test_idx], y_test[test_idx]
 
     model = MODELS[args.model]()
+    if args.init_weights is not None:
+        model.load_state_dict(torch.load(args.init_weights, map_location="cpu", weights_only=True))
+        print(f"initial weights {args.init_weights}: test {evaluate(model, x_test, y_test):.2f} %", flush=True)
+    if args.qcfs_levels:
+        pick = torch.linspace(0, len(y_train) - 1, min(2000, len(y_train))).round().long()
+        model = qcfs_model(model, args.qcfs_levels, initial_thresholds(model, to_float(x_train[pick])))
+        before = evaluate(model, x_test, y_test)
+        print(f"QCFS, L = {args.qcfs_levels}, before fine-tuning: test {before:.2f} %", flush=True)
     steps_per_epoch = (len(y_train) + BATCH - 1) // BATCH
     optimiser = torch.optim.SGD(param_groups(model, args.weight_decay), lr=args.max_lr, momentum=0.9, nesterov=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -112,7 +144,8 @@ def main() -> None:
     )
     generator = torch.Generator().manual_seed(args.seed)
     config = {"model": args.model, "epochs": args.epochs, "max_lr": args.max_lr, "seed": args.seed,
-              "weight_decay": args.weight_decay, "limit": args.limit}  # fmt: skip
+              "weight_decay": args.weight_decay, "limit": args.limit,
+              "init_weights": str(args.init_weights), "qcfs_levels": args.qcfs_levels}  # fmt: skip
     start_epoch = 0
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
     if args.resume and ckpt_path.exists():
