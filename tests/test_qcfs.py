@@ -121,3 +121,33 @@ def test_errors_name_the_problem(tmp_path):
     torch.save(state, path)
     with pytest.raises(ModelLoadError, match="bad.pt: the checkpoint has QCFS layers"):
         load_model(ModelSpec(factory="tests.test_qcfs:mlp", weights=path))
+
+
+def test_cli_converts_a_qcfs_checkpoint_with_its_trained_scales(tmp_path):
+    """`ann2snn convert --model <plain class> --weights <QCFS fine-tune>`: the QCFS layers are
+    rebuilt from the checkpoint and the file's λ are the trained ones (not the mode's)."""
+    import nir
+    from click.testing import CliRunner
+
+    from ann2snn.cli import main
+    from ann2snn.zoo import load_embedded, load_mnist_cnn
+    from exporters import graph_metadata
+    from tests.cli_fixtures import FACTORY, FAST
+
+    cnn = load_mnist_cnn()
+    images = load_embedded("calib").subset(200).images
+    q = qcfs_model(cnn, 4, initial_thresholds(cnn, images))
+    trained = {path: float(m.threshold.detach()) * 0.9 for path, m in q.named_modules() if isinstance(m, QCFS)}
+    for path, lam in trained.items():
+        q.get_submodule(path).threshold.data.fill_(lam)
+    torch.save(q.state_dict(), tmp_path / "qcfs.pt")
+    result = CliRunner().invoke(
+        main,
+        ["convert", "--model", FACTORY, "--weights", str(tmp_path / "qcfs.pt"), "--mode", "max", "--T", "4"]
+        + ["--out", str(tmp_path / "out"), *FAST],
+    )
+    assert result.exit_code == 0, result.output
+    (path,) = (tmp_path / "out").glob("*.nir")
+    lambdas = graph_metadata(nir.read(path))["lambdas"]
+    # every IF layer but the membrane readout's (the output layer has no QCFS) carries a trained λ
+    assert sorted(lambdas.values()) == pytest.approx(sorted(trained.values()))
