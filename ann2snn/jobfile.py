@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ann2snn.data import DEFAULT_LIMIT, DataSource
 from ann2snn.models import ModelSpec, looks_like_factory
-from ann2snn.pipeline import TARGET_FIELDS, Job, ModelEntry
+from ann2snn.pipeline import CALIBRATION_SAMPLES, TARGET_FIELDS, Job, ModelEntry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,6 +56,7 @@ JOB_KEYS = {
     "channel_wise": bool,
     "calibrate": bool,
     "calibrate_weights": bool,
+    "calibrate_samples": int,
     "export_profile": str,
     "weight_bits": int,
     "state_bits": int,
@@ -123,6 +124,7 @@ def read_job(path: Path, out: Path | None = None, device: str | None = None, lim
             target=doc.get("target"),
             explicit=tuple(key for key in TARGET_FIELDS if key in doc),
             target_bias=doc.get("target_bias"),
+            calibrate_samples=doc.get("calibrate_samples", CALIBRATION_SAMPLES),
         )
     except JobFileError:
         raise

@@ -47,6 +47,7 @@ from ann2snn.distributed import init_from_env, local_device
 from ann2snn.models import ModelSpec, load_model
 from ann2snn.progress import Bar, progress_bar
 from converter import Converter, fold_sum_pools, parse_mode, quantize
+from converter.converter import CALIBRATION_SAMPLES
 from converter.quantize import MAX_STATE_BITS, MAX_WEIGHT_BITS, check_bits
 from converter.readout import READOUTS
 from exporters import PROFILES, compare_spike_counts, export_nir, import_nir
@@ -113,14 +114,16 @@ class Job:
     ``"none"``: the target's default, biases removed). ``explicit``: the names of the fields
     the user gave (a command-line option, a job-file key); such a field that the target sets
     otherwise is refused even when its value is the default (a field not named there is taken
-    from the target when it holds its default).
+    from the target when it holds its default). ``calibrate_samples``: how many of the
+    calibration samples (the first ones, at most ``calib_size``) the ``calibrate`` steps fit on.
 
     Raises:
         ValueError: no model, mode or T, a repeated model name or normalisation, ``T < 1``, an
             unknown readout, export profile or encoding, ``calibrate_weights`` without
-            ``calibrate``, bit widths out of range, or ``state_bits`` without ``weight_bits``; an
-            unknown ``target`` (listing the known ones) or a setting that contradicts it (naming
-            the field and both values: given explicitly, or not its default).
+            ``calibrate``, ``calibrate_samples`` < 1, bit widths out of range, or
+            ``state_bits`` without ``weight_bits``; an unknown ``target`` (listing the known
+            ones) or a setting that contradicts it (naming the field and both values: given
+            explicitly, or not its default).
     """
 
     models: tuple[ModelEntry, ...]
@@ -146,6 +149,7 @@ class Job:
     target: str | None = None
     explicit: tuple[str, ...] = ()
     target_bias: str | None = None
+    calibrate_samples: int = CALIBRATION_SAMPLES
 
     def __post_init__(self) -> None:
         if self.target_bias is not None and self.target is None:
@@ -170,6 +174,10 @@ class Job:
             raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
         if self.calibrate_weights and not self.calibrate:
             raise ValueError("calibrate_weights needs calibrate (weights are calibrated for each T)")
+        if isinstance(self.calibrate_samples, bool) or not isinstance(self.calibrate_samples, int):
+            raise ValueError(f"calibrate_samples must be an integer, got {self.calibrate_samples!r}")
+        if self.calibrate_samples < 1:
+            raise ValueError(f"calibrate_samples must be >= 1, got {self.calibrate_samples}")
         if self.export_profile not in PROFILES:
             raise ValueError(f"export_profile must be one of {PROFILES}, got {self.export_profile!r}")
         if self.weight_bits is not None:
@@ -219,6 +227,8 @@ class Job:
             settings["target"] = self.target
         if self.target_bias not in (None, "none"):
             settings["target_bias"] = self.target_bias
+        if self.calibrate and self.calibrate_samples != CALIBRATION_SAMPLES:
+            settings["calibrate_samples"] = self.calibrate_samples
         return settings
 
     def converter(
@@ -264,6 +274,7 @@ class Job:
             channel_wise=self.channel_wise,
             calibrate_T=calibrate_T,
             calibrate_weights=self.calibrate_weights and calibrate_T is not None,
+            calibration_samples=self.calibrate_samples,
             progress=progress,
             encoding="rate" if self.encoding == "rate" else "constant",
             **neuron,

@@ -30,6 +30,9 @@ from simulator.neuron import RESETS, SPIKE_RULES, check_choice
 
 log = logging.getLogger(__name__)
 
+#: Samples the calibration steps fit on by default (the first ones of the calibration data).
+CALIBRATION_SAMPLES = 500
+
 #: Input encodings a conversion can be calibrated for (see :func:`simulator.simulate`).
 CONVERSION_ENCODINGS = ("constant", "rate")
 
@@ -152,7 +155,7 @@ class Converter:
         channel_wise: bool = False,
         calibrate_T: int | None = None,
         calibrate_weights: bool = False,
-        calibration_samples: int = 500,
+        calibration_samples: int = CALIBRATION_SAMPLES,
         calibration_iterations: int = 300,
         progress: Callable[[int], None] | None = None,
         weight_bits: int | None = None,

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from ann2snn.cli import main
@@ -320,3 +321,26 @@ def test_portable_export_profile(checkpoints, tmp_path):
     assert "SumPool2d" in kinds and "AvgPool2d" not in kinds
     bad = convert(*args[: -len(FAST) - 1], "--export-profile", "tiny")
     assert bad.exit_code == 2 and "--export-profile" in bad.output
+
+
+def test_calibrate_samples_reaches_the_converter_and_the_settings(checkpoints, tmp_path):
+    from ann2snn.jobfile import JobFileError, read_job
+
+    args = ["--model", FACTORY, "--weights", str(checkpoints["plain"]), "--mode", "99.9%", "--T", "2"]
+    result = convert(*args, "--calibrate", "--calibrate-samples", "20", "--out", str(tmp_path), "--json", *FAST)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["settings"]["calibrate_samples"] == 20
+    bad = convert(*args, "--calibrate", "--calibrate-samples", "0", "--out", str(tmp_path / "bad"), *FAST)
+    assert bad.exit_code == 2 and "--calibrate-samples" in bad.output
+    job_file = tmp_path / "job.toml"
+    job_file.write_text(
+        f'modes = ["max"]\nT = [2]\ncalibrate = true\ncalibrate_samples = 7\n[[models]]\nmodel = "{FACTORY}"\n'
+        "no_weights = true\n"
+    )
+    job = read_job(job_file)
+    assert job.calibrate_samples == 7 and job.settings()["calibrate_samples"] == 7
+    assert job.converter("max", [torch.zeros(1, 1, 28, 28)], None, calibrate_T=2).calibration_samples == 7
+    assert "calibrate_samples" not in type(job)(job.models, job.modes, job.Ts, job.out, calibrate=True).settings()
+    job_file.write_text(job_file.read_text().replace("calibrate_samples = 7", 'calibrate_samples = "7"'))
+    with pytest.raises(JobFileError, match="calibrate_samples"):
+        read_job(job_file)

@@ -15,7 +15,7 @@ from ann2snn.cli.params import BATCH_HELP, DATA, DATA_HELP, DEVICE, MODEL, SHAPE
 from ann2snn.data import DEFAULT_LIMIT, LIMIT_HELP
 from ann2snn.jobfile import JobFileError, read_job
 from ann2snn.models import ModelLoadError, ModelSpec, refusal
-from ann2snn.pipeline import TARGET_FIELDS, Job, ModelEntry, run_job
+from ann2snn.pipeline import CALIBRATION_SAMPLES, TARGET_FIELDS, Job, ModelEntry, run_job
 from ann2snn.plots import IF_RATE_DEFAULT_T, AccuracyCurve, plot_accuracy_curves, plot_if_rate
 from ann2snn.progress import Bar, progress_bar
 from ann2snn.tables import format_graph, format_simulation, format_summary
@@ -210,7 +210,16 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
 @click.option(
     "--calibrate",
     is_flag=True,
-    help="Calibrate for each T (scale search and bias correction on 500 calibration samples).",
+    help="Calibrate for each T (scale search and bias correction on --calibrate-samples samples).",
+)
+@click.option(
+    "--calibrate-samples",
+    type=click.IntRange(min=1),
+    default=CALIBRATION_SAMPLES,
+    show_default=True,
+    metavar="N",
+    help="How many of the --calib-size samples (the first ones) --calibrate fits on; more is slower "
+    "and can be better at low T.",
 )
 @click.option(
     "--calibrate-weights",
@@ -297,6 +306,7 @@ def convert(
     export_profile,
     calibrate,
     calibrate_weights,
+    calibrate_samples,
     weight_bits,
     state_bits,
     encoding,
@@ -350,6 +360,7 @@ def convert(
             target_name,
             explicit=given_options(click.get_current_context(), TARGET_FIELDS),
             target_bias=target_bias,
+            calibrate_samples=calibrate_samples,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
