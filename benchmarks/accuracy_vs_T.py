@@ -9,13 +9,16 @@ Usage::
 
 Rows for 'max' and '99.9%': seed behaviour (V[0] = 0, spike-count readout), + half-threshold
 start (V[0] = V_th/2), + membrane readout, + channel-wise scales, + calibration for each T
-(scale search and bias correction on 500 calibration images), + weight calibration for each T
+(scale search and bias correction on 500 calibration images, ``--calibrate-samples N`` for
+another number), + weight calibration for each T
 (Conv/Linear layers fitted on the SNN's own inputs, the readout layer distilled from the ANN).
 Other seed modes: seed behaviour and the converter's defaults (half-threshold start, membrane
 readout) with and without every other technique: for fraction modes, channel-wise scales clip
 every channel at that fraction of its own max, which can cost accuracy. Rows without
 calibration come from one run of max(T) steps (the accuracy at t only depends on steps 1..t);
-calibrated rows convert and run once per T.
+calibrated rows convert and run once per T. ``--burst`` adds, for each mode, the weight
+calibration row with burst neurons (``spike_rule="multi"``, off by default: Speck takes one spike
+per step) and ``--v-init V`` sets V[0] of every row after the seed's (default 0.5).
 When ``spikingjelly`` (2.0) is importable (``bash interop/setup.sh spikingjelly``, then run with
 ``$ANN2SNN_INTEROP_VENVS/spikingjelly/bin/python``), SpikingJelly's rows follow on the same
 weights, calibration loader (500-image batches of the 4,000 training images) and test images:
@@ -55,8 +58,10 @@ DEFAULTS = ("defaults", STEPS[2][1])
 ALL = ("all techniques", STEPS[-1][1])
 
 
-def row(ann, calib, test, mode: str, options: dict, Ts: list[int], batch: int) -> list[float]:
+def row(ann, calib, test, mode: str, options: dict, Ts: list[int], batch: int, samples: int = 500) -> list[float]:
     options = dict(options)
+    if options.get("calibrate"):
+        options["calibration_samples"] = samples
     if not options.pop("calibrate", False):
         snn = Converter(mode=mode, dataloader=calib.loader(500), **options)(ann)
         acc = accuracy_per_t(snn, test.loader(batch), max(Ts))
@@ -144,6 +149,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--net", choices=list(NETS), default="cnn", help="which shipped MNIST network")
+    parser.add_argument("--calibrate-samples", type=int, default=500, help="samples the calibration rows fit on")
+    parser.add_argument("--burst", action="store_true", help="add the weight-calibration row with burst neurons")
+    parser.add_argument("--v-init", type=float, default=0.5, help="V[0] / V_th of the rows after the seed's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ann = NETS[args.net][1]()
@@ -153,20 +161,28 @@ def main() -> None:
     with torch.no_grad():
         ann_acc = sum((ann(x).argmax(1) == y).sum().item() for x, y in test.loader(1000)) * 100.0 / len(test)
     start = time.perf_counter()
-    plan = [(m, name, opts) for m in args.modes for name, opts in STEPS]
-    plan += [(m, name, opts) for m in args.other_modes for name, opts in (STEPS[0], DEFAULTS, ALL)]
+    steps = list(STEPS)
+    if args.burst:
+        steps.append(("+ burst neurons (off by default)", {**STEPS[-1][1], "spike_rule": "multi"}))
+
+    def v0(opts: dict) -> dict:  # V[0] of every row after the seed's
+        return opts if opts is SEED else {**opts, "v_init": args.v_init}
+
+    plan = [(m, name, v0(opts)) for m in args.modes for name, opts in steps]
+    plan += [(m, name, v0(opts)) for m in args.other_modes for name, opts in (STEPS[0], DEFAULTS, ALL)]
     # SpikingJelly's rows first (printed as they finish), listed after ours in the table
     sj_rows = spikingjelly_rows(ann, calib, test, args.T, args.batch, [*args.modes, *args.other_modes])
     rows = []
     for mode, name, options in plan:
         t0 = time.perf_counter()
-        accs = row(ann, calib, test, mode, options, args.T, args.batch)
+        accs = row(ann, calib, test, mode, options, args.T, args.batch, args.calibrate_samples)
         rows.append([mode, name, *accs, time.perf_counter() - t0])
         print(f"{mode} {name}: {[round(a, 2) for a in accs]} ({rows[-1][-1]:.0f} s)", flush=True)
     rows += sj_rows
     print(
         f"\n{NETS[args.net][0]}, ANN accuracy {ann_acc:.2f} % on {len(test)} MNIST test images; "
-        f"calibration data: {len(calib)} training images; total {time.perf_counter() - start:.0f} s"
+        f"calibration data: {len(calib)} training images ({args.calibrate_samples} for the calibration rows), "
+        f"V[0] = {args.v_init} V_th after the seed row; total {time.perf_counter() - start:.0f} s"
     )
     print(format_table(["mode", "technique", *(f"T={T}" for T in args.T), "seconds"], rows))
 
