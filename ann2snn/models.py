@@ -354,12 +354,28 @@ def load_model(spec: ModelSpec) -> nn.Module:
             raise ModelLoadError(f"factory {spec.factory} returned {type(model).__name__}, not a torch.nn.Module")
         if spec.weights is not None:
             state = read_state_dict(spec.weights)
-            try:  # a QCFS fine-tune's checkpoint (converter.qcfs) loads into the plain ReLU network
-                model = with_qcfs_layers(model, state)
-            except ValueError as exc:
-                raise ModelLoadError(f"weights {spec.weights}: {exc}") from exc
+            model = _with_qcfs(model, state, str(spec.weights))
             load_weights(model, state, str(spec.weights))
     return model.cpu().eval()
+
+
+def _with_qcfs(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """``model`` with the QCFS layers of a QCFS fine-tune's checkpoint (:mod:`converter.qcfs`), so
+    that it loads into the plain ReLU class; the keys as they are or without Lightning's
+    ``model.`` prefix (as :func:`load_weights` strips it).
+
+    Raises:
+        ModelLoadError: the checkpoint's QCFS entries do not fit the model's ReLU modules, or
+            hold a bad λ or L (naming the layer).
+    """
+    stripped = {k[len(LIGHTNING_PREFIX) :]: v for k, v in state.items() if k.startswith(LIGHTNING_PREFIX)}
+    first_error = None
+    for candidate in (state, stripped) if stripped else (state,):
+        try:
+            return with_qcfs_layers(model, candidate)
+        except ValueError as exc:
+            first_error = first_error or exc
+    raise ModelLoadError(f"weights {source}: {first_error}") from first_error
 
 
 def refusal(path: Path) -> str:

@@ -120,10 +120,10 @@ class Job:
     Raises:
         ValueError: no model, mode or T, a repeated model name or normalisation, ``T < 1``, an
             unknown readout, export profile or encoding, ``calibrate_weights`` without
-            ``calibrate``, ``calibrate_samples`` < 1, bit widths out of range, or
-            ``state_bits`` without ``weight_bits``; an unknown ``target`` (listing the known
-            ones) or a setting that contradicts it (naming the field and both values: given
-            explicitly, or not its default).
+            ``calibrate``, ``calibrate_samples`` < 1 (or not 500 without ``calibrate``), bit
+            widths out of range, or ``state_bits`` without ``weight_bits``; an unknown
+            ``target`` (listing the known ones) or a setting that contradicts it (naming the
+            field and both values: given explicitly, or not its default).
     """
 
     models: tuple[ModelEntry, ...]
@@ -178,6 +178,8 @@ class Job:
             raise ValueError(f"calibrate_samples must be an integer, got {self.calibrate_samples!r}")
         if self.calibrate_samples < 1:
             raise ValueError(f"calibrate_samples must be >= 1, got {self.calibrate_samples}")
+        if self.calibrate_samples != CALIBRATION_SAMPLES and not self.calibrate:
+            raise ValueError(f"calibrate_samples={self.calibrate_samples} needs calibrate (only calibration uses it)")
         if self.export_profile not in PROFILES:
             raise ValueError(f"export_profile must be one of {PROFILES}, got {self.export_profile!r}")
         if self.weight_bits is not None:
@@ -227,8 +229,8 @@ class Job:
             settings["target"] = self.target
         if self.target_bias not in (None, "none"):
             settings["target_bias"] = self.target_bias
-        if self.calibrate and self.calibrate_samples != CALIBRATION_SAMPLES:
-            settings["calibrate_samples"] = self.calibrate_samples
+        if self.calibrate and self.calibrate_samples != CALIBRATION_SAMPLES:  # the count it fits on
+            settings["calibrate_samples"] = min(self.calibrate_samples, self.calib_size)
         return settings
 
     def converter(

@@ -22,6 +22,7 @@ scale search leave QCFS layers alone. Bias/weight calibration still applies.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 
 import torch
@@ -59,7 +60,7 @@ class QCFS(nn.Module):
         shift: φ, 0.5 in the paper (the SNN's V[0] = V_th/2 matches it).
 
     Raises:
-        ValueError: ``levels`` < 1 or ``threshold`` <= 0.
+        ValueError: ``levels`` < 1, or ``threshold`` not finite and > 0.
     """
 
     levels: torch.Tensor  # 0-d int64 buffer
@@ -68,8 +69,8 @@ class QCFS(nn.Module):
         super().__init__()
         if not isinstance(levels, int) or isinstance(levels, bool) or levels < 1:
             raise ValueError(f"QCFS levels must be an integer >= 1, got {levels!r}")
-        if not threshold > 0:
-            raise ValueError(f"QCFS threshold must be > 0, got {threshold!r}")
+        if not (math.isfinite(threshold) and threshold > 0):
+            raise ValueError(f"QCFS threshold must be finite and > 0, got {threshold!r}")
         self.shift = float(shift)
         self.threshold = nn.Parameter(torch.tensor(float(threshold)))
         self.register_buffer("levels", torch.tensor(levels))  # in the state_dict: a checkpoint says its L
@@ -84,7 +85,23 @@ class QCFS(nn.Module):
 
 
 def _relu_modules(model: nn.Module) -> list[str]:
-    return [name for name, m in model.named_modules() if type(m) is nn.ReLU]
+    """Every path of an ``nn.ReLU`` module, a module registered under several names at each."""
+    return [name for name, m in model.named_modules(remove_duplicate=False) if type(m) is nn.ReLU]
+
+
+def _groups(model: nn.Module, paths: list[str]) -> list[list[str]]:
+    """``paths`` grouped by module object (one ReLU registered under several names is one group)."""
+    groups: dict[int, list[str]] = {}
+    for path in paths:
+        groups.setdefault(id(model.get_submodule(path)), []).append(path)
+    return list(groups.values())
+
+
+def _qcfs(path: str, levels: int, threshold: float) -> QCFS:
+    try:
+        return QCFS(levels, threshold)
+    except ValueError as exc:
+        raise ValueError(f"layer {path!r}: {exc}") from None
 
 
 def initial_thresholds(model: nn.Module, images: torch.Tensor, percentile: float = 99.9) -> dict[str, float]:
@@ -93,17 +110,23 @@ def initial_thresholds(model: nn.Module, images: torch.Tensor, percentile: float
     at most 10^6 values per layer, an even subsample, enter the quantile).
 
     Raises:
-        ValueError: the model has no ``nn.ReLU`` module, or ``percentile`` is not in (0, 100].
+        ValueError: the model has no ``nn.ReLU`` module, ``images`` is empty, or
+            ``percentile`` is not in (0, 100].
+
+    One ``nn.ReLU`` registered under several names gets one λ, listed under each name; a ReLU
+    module the forward never calls is left out.
     """
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {percentile}")
-    names = _relu_modules(model)
-    if not names:
+    if len(images) == 0:
+        raise ValueError("initial_thresholds needs at least one image, got an empty tensor")
+    groups = _groups(model, _relu_modules(model))
+    if not groups:
         raise ValueError(f"{type(model).__name__} has no nn.ReLU module to replace by QCFS")
-    outputs: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    outputs: dict[str, list[torch.Tensor]] = {g[0]: [] for g in groups}
     hooks = [
         model.get_submodule(n).register_forward_hook(lambda _m, _i, out, n=n: outputs[n].append(out.detach().flatten()))
-        for n in names
+        for n in outputs
     ]
     was_training = model.training
     model.eval()
@@ -116,12 +139,15 @@ def initial_thresholds(model: nn.Module, images: torch.Tensor, percentile: float
             h.remove()
         model.train(was_training)
     result = {}
-    for n, parts in outputs.items():
+    for group in groups:
+        parts = outputs[group[0]]
+        if not parts:  # a ReLU module the forward does not call
+            continue
         values = torch.cat(parts).float()
         if values.numel() > 1_000_000:
             values = values[:: values.numel() // 1_000_000 + 1]
         lam = float(torch.quantile(values, percentile / 100.0))
-        result[n] = lam if lam > 0 else 1.0
+        result.update(dict.fromkeys(group, lam if lam > 0 else 1.0))
     return result
 
 
@@ -134,7 +160,9 @@ def qcfs_model(model: nn.Module, levels: int, thresholds: Mapping[str, float] | 
 
     Raises:
         ValueError: no ``nn.ReLU`` module (functional ReLUs cannot be replaced: make them
-            modules), a ``thresholds`` key that is not a ReLU module, or bad ``levels``.
+            modules), a ``thresholds`` key that is not a ReLU module, bad ``levels``, or a λ
+            that is not finite and > 0 (naming the layer). One ``nn.ReLU`` registered under
+            several names becomes one QCFS under each (different λ for its names: an error).
     """
     names = _relu_modules(model)
     if not names:
@@ -145,10 +173,15 @@ def qcfs_model(model: nn.Module, levels: int, thresholds: Mapping[str, float] | 
     unknown = sorted(set(thresholds or {}) - set(names))
     if unknown:
         raise ValueError(f"thresholds for {unknown}, which are not nn.ReLU modules of {type(model).__name__}")
+    thresholds = thresholds or {}
     result = copy.deepcopy(model)
-    for name in names:
-        lam = (thresholds or {}).get(name, 8.0)
-        _set_submodule(result, name, QCFS(levels, lam))
+    for group in _groups(model, names):  # one QCFS per ReLU object, set under each of its names
+        given = {thresholds[n] for n in group if n in thresholds}
+        if len(given) > 1:
+            raise ValueError(f"thresholds {sorted(given)} for the one nn.ReLU module registered as {group}")
+        act = _qcfs(group[0], levels, given.pop() if given else 8.0)
+        for name in group:
+            _set_submodule(result, name, act)
     return result
 
 
@@ -163,18 +196,20 @@ def qcfs_to_clamp(model: nn.Module) -> dict[str, tuple[float, int]]:
     carrying the attribute ``qcfs_levels`` = L. Returns {module path: (λ, L)}.
 
     Raises:
-        ValueError: a QCFS layer whose λ is not positive (naming it).
+        ValueError: a QCFS layer whose λ is not finite and positive (naming it).
     """
     found = {}
-    for name, module in list(model.named_modules()):
+    clamps: dict[int, nn.Hardtanh] = {}  # one per QCFS object (a module registered twice stays shared)
+    for name, module in list(model.named_modules(remove_duplicate=False)):
         if not isinstance(module, QCFS):
             continue
         lam = float(module.threshold.detach())
-        if not lam > 0:
-            raise ValueError(f"QCFS layer {name!r} has threshold λ = {lam}: it must be > 0 to convert")
-        clamp = nn.Hardtanh(0.0, lam)
-        setattr(clamp, LEVELS_ATTR, int(module.levels))
-        _set_submodule(model, name, clamp)
+        if not (math.isfinite(lam) and lam > 0):
+            raise ValueError(f"QCFS layer {name!r} has threshold λ = {lam}: it must be finite and > 0 to convert")
+        if id(module) not in clamps:
+            clamps[id(module)] = nn.Hardtanh(0.0, lam)
+            setattr(clamps[id(module)], LEVELS_ATTR, int(module.levels))
+        _set_submodule(model, name, clamps[id(module)])
         found[name] = (lam, int(module.levels))
     return found
 
@@ -192,12 +227,14 @@ def with_qcfs_layers(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
     plain ReLU checkpoint). A fine-tuned checkpoint thus loads into the plain network class.
 
     Raises:
-        ValueError: QCFS entries for a path that is not an ``nn.ReLU`` module of ``model``.
+        ValueError: QCFS entries for a path that is not an ``nn.ReLU`` module of ``model``, or
+            a bad L or λ there (not one value, L not an integer >= 1, λ not finite and > 0),
+            naming the layer.
     """
     paths = {k.removesuffix(".levels") for k in state_dict if k.endswith(".levels")}
     paths = {p for p in paths if f"{p}.threshold" in state_dict}
     relus = set(_relu_modules(model))
-    current = {n for n, m in model.named_modules() if isinstance(m, QCFS)}
+    current = {n for n, m in model.named_modules(remove_duplicate=False) if isinstance(m, QCFS)}
     paths -= current
     if not paths:
         return model
@@ -207,6 +244,20 @@ def with_qcfs_layers(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
             f"the checkpoint has QCFS layers {unknown}, which are not nn.ReLU modules of {type(model).__name__}"
         )
     result = copy.deepcopy(model)
-    for path in sorted(paths):
-        _set_submodule(result, path, QCFS(int(state_dict[f"{path}.levels"]), float(state_dict[f"{path}.threshold"])))
+    for group in _groups(model, sorted(relus)):
+        present = [p for p in group if p in paths]
+        if not present:
+            continue
+        path = present[0]
+        levels, threshold = state_dict[f"{path}.levels"], state_dict[f"{path}.threshold"]
+        if levels.numel() != 1 or threshold.numel() != 1:
+            raise ValueError(
+                f"layer {path!r}: QCFS levels and threshold must hold one value each, got shapes "
+                f"{list(levels.shape)} and {list(threshold.shape)}"
+            )
+        if float(levels) != int(levels):
+            raise ValueError(f"layer {path!r}: QCFS levels must be an integer >= 1, got {float(levels)}")
+        act = _qcfs(path, int(levels), float(threshold))
+        for name in group:
+            _set_submodule(result, name, act)
     return result

@@ -332,6 +332,11 @@ def test_calibrate_samples_reaches_the_converter_and_the_settings(checkpoints, t
     assert json.loads(result.stdout)["settings"]["calibrate_samples"] == 20
     bad = convert(*args, "--calibrate", "--calibrate-samples", "0", "--out", str(tmp_path / "bad"), *FAST)
     assert bad.exit_code == 2 and "--calibrate-samples" in bad.output
+    alone = convert(*args, "--calibrate-samples", "20", "--out", str(tmp_path / "alone"), *FAST)
+    assert alone.exit_code == 2 and "calibrate_samples=20 needs calibrate" in alone.output
+    # more than the calibration data: the count it fits on is recorded (FAST: --calib-size 50)
+    more = convert(*args, "--calibrate", "--calibrate-samples", "900", "--out", str(tmp_path / "more"), "--json", *FAST)
+    assert json.loads(more.stdout)["settings"]["calibrate_samples"] == 50
     job_file = tmp_path / "job.toml"
     job_file.write_text(
         f'modes = ["max"]\nT = [2]\ncalibrate = true\ncalibrate_samples = 7\n[[models]]\nmodel = "{FACTORY}"\n'

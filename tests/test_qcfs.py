@@ -101,8 +101,14 @@ def test_checkpoint_loads_into_the_plain_class(tmp_path):
 def test_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="levels must be an integer >= 1"):
         QCFS(levels=0)
-    with pytest.raises(ValueError, match="threshold must be > 0"):
+    with pytest.raises(ValueError, match="threshold must be finite and > 0"):
         QCFS(threshold=0.0)
+    with pytest.raises(ValueError, match="threshold must be finite and > 0"):
+        QCFS(threshold=float("inf"))
+    with pytest.raises(ValueError, match=r"layer '1': QCFS threshold must be finite and > 0, got -1.0"):
+        qcfs_model(mlp(), 4, {"1": -1.0})
+    with pytest.raises(ValueError, match="at least one image"):
+        initial_thresholds(mlp(), torch.randn(0, 6))
     functional = nn.Sequential(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="no nn.ReLU module"):
         qcfs_model(functional, 4)
@@ -149,5 +155,57 @@ def test_cli_converts_a_qcfs_checkpoint_with_its_trained_scales(tmp_path):
     assert result.exit_code == 0, result.output
     (path,) = (tmp_path / "out").glob("*.nir")
     lambdas = graph_metadata(nir.read(path))["lambdas"]
-    # every IF layer but the membrane readout's (the output layer has no QCFS) carries a trained λ
+    # every IF layer carries its trained λ (the last one, network.14, is the membrane readout's)
     assert sorted(lambdas.values()) == pytest.approx(sorted(trained.values()))
+    # the same checkpoint inside a Lightning checkpoint (keys under "model.") loads too
+    lightning = {"state_dict": {f"model.{k}": v for k, v in q.state_dict().items()}, "epoch": 3}
+    torch.save(lightning, tmp_path / "lightning.pt")
+    loaded = load_model(ModelSpec(factory=FACTORY, weights=tmp_path / "lightning.pt"))
+    assert sum(isinstance(m, QCFS) for m in loaded.modules()) == len(trained)
+
+
+class SharedReLU(nn.Module):
+    """One nn.ReLU registered under two names (``act`` and ``body.1``)."""
+
+    def __init__(self, act: nn.Module | None = None) -> None:
+        super().__init__()
+        self.act = act or nn.ReLU()
+        self.body = nn.Sequential(nn.Linear(4, 8), self.act, nn.Linear(8, 2))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_a_relu_registered_under_two_names_becomes_one_qcfs():
+    torch.manual_seed(4)
+    ann = SharedReLU()
+    x = torch.randn(50, 4)
+    q = qcfs_model(ann, 2, initial_thresholds(ann, x))
+    assert isinstance(q.body[1], QCFS) and q.body[1] is q.act
+    with torch.no_grad():
+        assert not torch.equal(q(x), ann(x))  # quantised: the ReLU on the forward path was replaced
+    rebuilt = with_qcfs_layers(SharedReLU(), q.state_dict())
+    rebuilt.load_state_dict(q.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), q(x))
+    with pytest.raises(ValueError, match=r"registered as \['act', 'body.1'\]"):
+        qcfs_model(ann, 2, {"act": 1.0, "body.1": 2.0})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("1.levels", torch.tensor(0), "layer '1': QCFS levels must be an integer >= 1, got 0"),
+        ("1.threshold", torch.tensor(-1.0), "layer '1': QCFS threshold must be finite and > 0, got -1.0"),
+        ("1.threshold", torch.tensor(float("inf")), "layer '1': QCFS threshold must be finite"),
+        ("1.threshold", torch.ones(2), r"layer '1': QCFS levels and threshold must hold one value each"),
+    ],
+)
+def test_bad_checkpoint_values_name_the_layer(tmp_path, key, value, message):
+    state = qcfs_model(mlp(), 4, {"1": 1.0}).state_dict()
+    state[key] = value
+    with pytest.raises(ValueError, match=message):
+        with_qcfs_layers(mlp(), state)
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(ModelLoadError, match="bad.pt: " + message):
+        load_model(ModelSpec(factory="tests.test_qcfs:mlp", weights=tmp_path / "bad.pt"))
