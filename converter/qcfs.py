@@ -155,8 +155,9 @@ def qcfs_model(model: nn.Module, levels: int, thresholds: Mapping[str, float] | 
     """A copy of ``model`` with every ``nn.ReLU`` module replaced by a :class:`QCFS` of ``levels``
     steps, its λ from ``thresholds`` (module path → λ, e.g. :func:`initial_thresholds`; 8.0,
     the paper's initial value, where not given). ``model`` is not modified. The copy's
-    state_dict holds each λ as ``<relu path>.threshold``: build it again with this function
-    before ``load_state_dict``.
+    state_dict holds each λ and L as ``<relu path>.threshold`` and ``<relu path>.levels``: load
+    it into the plain class through :func:`with_qcfs_layers` (or this function) and
+    ``load_state_dict``.
 
     Raises:
         ValueError: no ``nn.ReLU`` module (functional ReLUs cannot be replaced: make them
