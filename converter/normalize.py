@@ -60,9 +60,12 @@ def _downstream_relu(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | 
     return None
 
 
-def scale_edge(gm: fx.GraphModule, join: fx.Node, source: fx.Node, factor: float, prefix: str = "scale") -> fx.Node:
+def scale_edge(
+    gm: fx.GraphModule, join: fx.Node, source: fx.Node, factor: float | torch.Tensor, prefix: str = "scale"
+) -> fx.Node:
     """Insert a :class:`simulator.Scale` ``(factor)`` module, named ``<prefix>_<join>_<source>``,
-    on the edge ``source -> join`` only; returns its node."""
+    on the edge ``source -> join`` only (``factor``: a float, or a tensor broadcastable to one
+    sample, e.g. ``[C, 1, 1]`` per channel); returns its node."""
     name = f"{prefix}_{join.name}_{source.name}"
     while hasattr(gm, name):
         name += "_"
@@ -70,7 +73,7 @@ def scale_edge(gm: fx.GraphModule, join: fx.Node, source: fx.Node, factor: float
     with gm.graph.inserting_before(join):
         scaled = gm.graph.call_module(name, (source,))
     join.replace_input_with(source, scaled)
-    log.debug("%s: input %s rescaled by %.6g", join.name, source.name, factor)
+    log.debug("%s: input %s rescaled by %s", join.name, source.name, gm.get_submodule(name).extra_repr())
     return scaled
 
 
