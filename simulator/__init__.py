@@ -12,6 +12,7 @@ from simulator.scale import Scale
 from simulator.simulate import (
     META_KEY,
     SimulationResult,
+    auto_time_chunk,
     if_layers,
     model_encoding,
     output_scale,
@@ -35,6 +36,7 @@ __all__ = [
     "Scale",
     "SimulationResult",
     "accuracy_per_t",
+    "auto_time_chunk",
     "classify",
     "evaluate",
     "if_advance",

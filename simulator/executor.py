@@ -128,6 +128,8 @@ class GraphRunner:
         self.t = 0  # steps simulated so far
         self.recorded: dict[str, list[tuple[int, torch.Tensor, torch.Tensor]]] = {}  # (t0, rows, spikes)
         self.final: dict[str, IFState] = {}  # whole-batch states; rows of samples no longer kept are final
+        self.widest = 0  # most float values per sample and step of a time-varying node (bool spikes and
+        # uint8 spike counts are not counted), over the chunks run: what time_chunk="auto" sizes by
 
     @property
     def batch(self) -> int:
@@ -186,6 +188,8 @@ class GraphRunner:
             value = self._eval(node, env, expanded, steps)
             if kind == Kind.TIME:
                 env[node] = value
+                if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim() > 0:
+                    self.widest = max(self.widest, value.numel() // max(steps * self.batch, 1))
             else:
                 self.const[node] = value
         raise ValueError("graph has no output node")

@@ -271,10 +271,67 @@ def model_encoding(model: nn.Module) -> str:
     return str(meta.get(META_KEY, {}).get("input_encoding", "constant"))
 
 
-def _check(T: int, time_chunk: int | None, encoding: str, execution: str, early_exit: int | None) -> None:
+#: ``time_chunk`` where ``"auto"`` does not size it: Poisson input (its draws are per chunk, so
+#: the chunks stay those of earlier versions), models run by their own forward, non-CPU devices.
+DEFAULT_TIME_CHUNK = 5
+
+#: ``time_chunk="auto"`` on the CPU: the most values (per sample and step, times batch, times
+#: steps) that one time-varying layer's chunk may hold, so that a layer's chunk stays in the
+#: last-level cache (``benchmarks/time_chunk.py``).
+AUTO_CHUNK_VALUES = 2**22
+
+
+def auto_time_chunk(model: nn.Module, x: torch.Tensor, T: int, encoding: str | None = None) -> int:
+    """The time chunk ``simulate(model, x, T, time_chunk="auto")`` uses.
+
+    On the CPU, for a model the multi-step executor runs as a graph, with constant or rate
+    input: ``AUTO_CHUNK_VALUES // (B * widest)`` clamped to ``1 .. min(T, DEFAULT_TIME_CHUNK)``,
+    where ``widest`` is the most float values per sample and step of any time-varying node (a
+    convolution's output; ``bool`` spikes and ``uint8`` spike counts are compact and not
+    counted), found by simulating one step of the first sample. Otherwise (Poisson input, a
+    model run by its own forward, another device) :data:`DEFAULT_TIME_CHUNK`, at most ``T``.
+
+    Large chunks are fast until a layer's ``[chunk * B, ...]`` tensor leaves the cache: on the
+    CPU a CIFAR-10 ResNet-20 (16 x 32 x 32 floats per sample in its first stage) at batch 100
+    gets chunk 2, in 0.76 of chunk 5's time (``benchmarks/time_chunk.py``, 2 threads); the
+    MNIST nets keep 5 (larger chunks were not consistently faster there, so ``"auto"`` never
+    exceeds it). Results do not depend on the chunk (bitwise in float64; in float32 the last
+    bits of a sum may, see :func:`simulate`).
+
+    Args:
+        model: the SNN (as for :func:`simulate`).
+        x: the input ``[B, ...]`` (only its batch size and first sample are used).
+        T: time steps (>= 1).
+        encoding: as for :func:`simulate` (``None``: the model's own).
+
+    Raises:
+        ValueError: ``T < 1`` or an unknown encoding.
+    """
+    encoding = model_encoding(model) if encoding is None else encoding
+    _check(T, None, encoding, "multi", None)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if encoding == "poisson" or device.type != "cpu" or x.shape[0] == 0:
+        return min(DEFAULT_TIME_CHUNK, T)
+    runner = _runner(model, x[:1].to(device), Encoder(encoding, None), "multi", False, encoding == "constant")
+    if not isinstance(runner, GraphRunner):
+        return min(DEFAULT_TIME_CHUNK, T)
+    try:
+        with torch.no_grad():
+            runner.run(1)
+    except NotHoistable:
+        runner = _runner(model, x[:1].to(device), Encoder(encoding, None), "multi", False, False)
+        with torch.no_grad():
+            runner.run(1)
+    return max(1, min(T, DEFAULT_TIME_CHUNK, AUTO_CHUNK_VALUES // max(x.shape[0] * runner.widest, 1)))
+
+
+def _check(T: int, time_chunk: int | str | None, encoding: str, execution: str, early_exit: int | None) -> None:
     if T < 1:
         raise ValueError(f"T must be >= 1 time step, got {T}")
-    if time_chunk is not None and time_chunk < 1:
+    if isinstance(time_chunk, str):
+        if time_chunk != "auto":
+            raise ValueError(f"time_chunk must be an int >= 1, 'auto' or None, got {time_chunk!r}")
+    elif time_chunk is not None and time_chunk < 1:
         raise ValueError(f"time_chunk must be >= 1, got {time_chunk}")
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
@@ -363,7 +420,7 @@ def simulate(
     model: nn.Module,
     x: torch.Tensor,
     T: int,
-    time_chunk: int | None = 5,
+    time_chunk: int | str | None = "auto",
     encoding: str | None = None,
     seed: int = 0,
     execution: str = "multi",
@@ -392,9 +449,11 @@ def simulate(
         model: a module whose spiking layers are :class:`~simulator.neuron.IFNeuron`.
         x: input ``[B, ...]`` (e.g. ``[B, 1, 28, 28]`` pixel intensities in [0, 1]).
         T: number of time steps (>= 1).
-        time_chunk: time steps per chunk in multi-step execution (``None``: all T at once). Memory
-            is about ``time_chunk * B`` activations per layer whatever T is; larger chunks are
-            faster until they leave the cache.
+        time_chunk: time steps per chunk in multi-step execution: an int >= 1, ``None`` (all T
+            at once) or ``"auto"`` (default: on the CPU as many steps as keep each layer's chunk
+            in the cache, :func:`auto_time_chunk`; 5 for Poisson input and on other devices).
+            Memory is about ``time_chunk * B`` activations per layer whatever T is; larger chunks
+            are faster until they leave the cache.
         encoding: ``"constant"`` analog current, ``"rate"`` regular spikes of IF encoders
             (threshold 1, ``V[0] = 1/2``; :func:`rate_spikes`) or ``"poisson"`` spikes; ``None``
             (default): the one the model was converted for (:func:`model_encoding`; ``"constant"``
@@ -419,9 +478,10 @@ def simulate(
         :class:`SimulationResult` with outputs ``[T, B, ...]``.
 
     Raises:
-        ValueError: rate or Poisson input outside [0, 1]; ``T < 1``, ``time_chunk < 1``, ``early_exit < 1``, an
-            unknown ``encoding`` or ``execution``, or early exit on a model that must run as a whole; ``labels``
-            not of shape ``[B]``.
+        ValueError: rate or Poisson input outside [0, 1]; ``T < 1``, ``time_chunk`` below 1 or a
+            string other than ``"auto"``, ``early_exit < 1``, an unknown ``encoding`` or
+            ``execution``, or early exit on a model that must run as a whole; ``labels`` not of
+            shape ``[B]``.
         TypeError: both ``mode`` and a different ``execution``.
 
     Example:
@@ -444,7 +504,12 @@ def simulate(
     x = x.to(device)
     if encoding in ("poisson", "rate"):
         check_probabilities(x, encoding)
-    chunk = 1 if execution == "single" else (T if time_chunk is None else min(time_chunk, T))
+    if execution == "single":
+        chunk = 1
+    elif time_chunk == "auto":
+        chunk = auto_time_chunk(model, x, T, encoding)
+    else:
+        chunk = T if time_chunk is None else min(int(time_chunk), T)
     hoist = encoding == "constant"
     while True:
         generator = torch.Generator(device=device).manual_seed(seed) if encoding == "poisson" else None
