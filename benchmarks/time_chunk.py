@@ -4,12 +4,12 @@ For each network (the shipped MNIST CNN and MNIST ResNet; the CIFAR-10 ResNet-20
 the CIFAR-10 images are reachable, see ``examples/cifar10.py``), converted with channel-wise
 scales (mode 99.9 %), ``--images`` test images are simulated in batches of ``--batch`` for T
 steps with each chunk size in interleaved rounds (the order rotates per round), and the ANN's
-forward pass over the same batches is timed in the same rounds. Printed per network and chunk:
-the median seconds, the cost as a multiple of T ANN passes, the time relative to
-``time_chunk=5`` (the default before ``"auto"``), the chunk ``time_chunk="auto"`` picks for
-that network and batch, and the largest difference of the first batch's outputs from
-``time_chunk=1``'s (float32 sums in another order can move the last bits, docs/simulation.md)
-with the share of its predictions at T that agree with it.
+forward pass over the same batches is timed in the same rounds. Printed per network and chunk
+(and for ``"auto"`` itself, its one-step probe included): the median seconds, the cost as a
+multiple of T ANN passes, the time relative to ``time_chunk=5`` (the default before
+``"auto"``), the chunk ``time_chunk="auto"`` picks for that network and batch, and the largest
+difference of the first batch's outputs from ``time_chunk=1``'s (float32 sums in another order
+can move the last bits, docs/simulation.md) with the share of its predictions at T that agree with it.
 
     python benchmarks/time_chunk.py                         # 1,000 images, batch 100, T = 16, 2 threads
     python benchmarks/time_chunk.py --threads 1 --chunks 1 2 3 5 8 --rounds 5
@@ -78,15 +78,16 @@ def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tenso
         for xb in batches:
             ann(xb)
 
-    def snn_pass(chunk: int) -> None:
+    def snn_pass(chunk: int | str) -> None:
         for xb in batches:
             simulate(snn, xb, args.T, time_chunk=chunk)
 
-    runners = {"ANN": ann_pass} | {c: (lambda c=c: snn_pass(c)) for c in chunks}
+    settings: list[int | str] = [*chunks, "auto"]  # "auto" itself: its probe step included
+    runners = {"ANN": ann_pass} | {c: (lambda c=c: snn_pass(c)) for c in settings}
     with torch.no_grad():
         reference = simulate(snn, batches[0], args.T, time_chunk=1).outputs
         drift = {}
-        for c in chunks:
+        for c in settings:
             out = simulate(snn, batches[0], args.T, time_chunk=c).outputs
             agree = (out[-1].argmax(-1) == reference[-1].argmax(-1)).float().mean().item() * 100
             drift[c] = ((out - reference).abs().max().item(), agree)
@@ -98,7 +99,7 @@ def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tenso
     median = {key: statistics.median(v) for key, v in times.items()}
     return [
         [name, c, median[c], median[c] / (args.T * median["ANN"]), median[c] / median[5], auto, *drift[c]]
-        for c in chunks
+        for c in settings
     ]
 
 

@@ -288,12 +288,14 @@ def auto_time_chunk(model: nn.Module, x: torch.Tensor, T: int, encoding: str | N
     input: ``AUTO_CHUNK_VALUES // (B * widest)`` clamped to ``1 .. min(T, DEFAULT_TIME_CHUNK)``,
     where ``widest`` is the most float values per sample and step of any time-varying node (a
     convolution's output; ``bool`` spikes and ``uint8`` spike counts are compact and not
-    counted), found by simulating one step of the first sample. Otherwise (Poisson input, a
-    model run by its own forward, another device) :data:`DEFAULT_TIME_CHUNK`, at most ``T``.
+    counted). :func:`simulate` runs its first chunk as one step, which tells ``widest``, and
+    the later chunks with this size; this function finds it by simulating one step of the
+    first sample. Otherwise (Poisson input, a model run by its own forward, another device)
+    :data:`DEFAULT_TIME_CHUNK`, at most ``T``.
 
     Large chunks are fast until a layer's ``[chunk * B, ...]`` tensor leaves the cache: on the
     CPU a CIFAR-10 ResNet-20 (16 x 32 x 32 floats per sample in its first stage) at batch 100
-    gets chunk 2, in 0.76 of chunk 5's time (``benchmarks/time_chunk.py``, 2 threads); the
+    gets chunk 2 and runs in 0.70 of chunk 5's time (``benchmarks/time_chunk.py``, 2 threads); the
     MNIST nets keep 5 (larger chunks were not consistently faster there, so ``"auto"`` never
     exceeds it). Results do not depend on the chunk (bitwise in float64; in float32 the last
     bits of a sum may, see :func:`simulate`).
@@ -310,19 +312,28 @@ def auto_time_chunk(model: nn.Module, x: torch.Tensor, T: int, encoding: str | N
     encoding = model_encoding(model) if encoding is None else encoding
     _check(T, None, encoding, "multi", None)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    if encoding == "poisson" or device.type != "cpu" or x.shape[0] == 0:
-        return min(DEFAULT_TIME_CHUNK, T)
-    runner = _runner(model, x[:1].to(device), Encoder(encoding, None), "multi", False, encoding == "constant")
-    if not isinstance(runner, GraphRunner):
-        return min(DEFAULT_TIME_CHUNK, T)
-    try:
-        with torch.no_grad():
-            runner.run(1)
-    except NotHoistable:
-        runner = _runner(model, x[:1].to(device), Encoder(encoding, None), "multi", False, False)
-        with torch.no_grad():
-            runner.run(1)
-    return max(1, min(T, DEFAULT_TIME_CHUNK, AUTO_CHUNK_VALUES // max(x.shape[0] * runner.widest, 1)))
+    for hoist in (encoding == "constant", False):
+        runner = _runner(model, x[:1].to(device), Encoder(encoding, None), "multi", False, hoist)
+        if not _sized_by_probe(runner, encoding) or x.shape[0] == 0:
+            return min(DEFAULT_TIME_CHUNK, T)
+        try:
+            with torch.no_grad():
+                cast(GraphRunner, runner).run(1)
+        except NotHoistable:  # as simulate does: run again without hoisting the constant part
+            continue
+        widest = cast(GraphRunner, runner).widest
+        return max(1, min(T, DEFAULT_TIME_CHUNK, AUTO_CHUNK_VALUES // max(x.shape[0] * widest, 1)))
+    return min(DEFAULT_TIME_CHUNK, T)
+
+
+def _sized_by_probe(runner, encoding: str) -> bool:
+    """Whether ``time_chunk="auto"`` sizes the chunk of this runner (else it is the default)."""
+    return encoding != "poisson" and isinstance(runner, GraphRunner) and runner.x.device.type == "cpu"
+
+
+def _chunk_for(runner: GraphRunner, T: int) -> int:
+    """The chunk for a runner that has run at least one step (its ``widest`` is known)."""
+    return max(1, min(T, DEFAULT_TIME_CHUNK, AUTO_CHUNK_VALUES // max(runner.batch * runner.widest, 1)))
 
 
 def _check(T: int, time_chunk: int | str | None, encoding: str, execution: str, early_exit: int | None) -> None:
@@ -385,16 +396,22 @@ def _recorded(model: nn.Module, runner, T: int, batch: int) -> dict[str, torch.T
     return {paths[key]: _assemble(chunks, T, batch) for key, chunks in runner.recorded.items()}
 
 
-def _run(runner, T: int, chunk: int, early_exit: int | None, membrane: bool = False):
+def _run(runner, T: int, chunk: int | str, early_exit: int | None, membrane: bool = False):
     """The time loop over chunks; returns ``(outputs [T, B, ...], steps_used [B] or None)``.
-    With ``membrane`` (readout) the outputs are potentials: after an early exit they hold."""
+    With ``membrane`` (readout) the outputs are potentials: after an early exit they hold.
+    ``chunk="auto"`` (a :class:`GraphRunner` on the CPU): the first chunk is one step, which
+    tells the widest layer, and the others are sized by it (:func:`auto_time_chunk`)."""
     batch, device = runner.x.shape[0], runner.x.device
     tracker = StablePrediction(early_exit, batch, device, cumulative=not membrane) if early_exit else None
     steps_used = torch.full((batch,), T, dtype=torch.long, device=device) if early_exit else None
     outputs = None
-    for t0 in range(0, T, chunk):
-        steps = min(chunk, T - t0)
+    size, end = (1 if chunk == "auto" else int(chunk)), 0
+    while end < T:
+        t0, steps = end, min(size, T - end)
+        end += steps
         out = runner.run(steps)
+        if chunk == "auto" and t0 == 0:
+            size = _chunk_for(runner, T)
         if outputs is None:
             outputs = torch.zeros(T, batch, *out.shape[2:], dtype=out.dtype, device=out.device)
         if tracker is None:
@@ -450,8 +467,9 @@ def simulate(
         x: input ``[B, ...]`` (e.g. ``[B, 1, 28, 28]`` pixel intensities in [0, 1]).
         T: number of time steps (>= 1).
         time_chunk: time steps per chunk in multi-step execution: an int >= 1, ``None`` (all T
-            at once) or ``"auto"`` (default: on the CPU as many steps as keep each layer's chunk
-            in the cache, :func:`auto_time_chunk`; 5 for Poisson input and on other devices).
+            at once) or ``"auto"`` (default: on the CPU a first chunk of one step, then as many
+            steps, at most 5, as keep each layer's chunk in the cache, :func:`auto_time_chunk`;
+            5 for Poisson input and on other devices).
             Memory is about ``time_chunk * B`` activations per layer whatever T is; larger chunks
             are faster until they leave the cache.
         encoding: ``"constant"`` analog current, ``"rate"`` regular spikes of IF encoders
@@ -504,18 +522,19 @@ def simulate(
     x = x.to(device)
     if encoding in ("poisson", "rate"):
         check_probabilities(x, encoding)
-    if execution == "single":
-        chunk = 1
-    elif time_chunk == "auto":
-        chunk = auto_time_chunk(model, x, T, encoding)
-    else:
-        chunk = T if time_chunk is None else min(int(time_chunk), T)
     hoist = encoding == "constant"
     while True:
         generator = torch.Generator(device=device).manual_seed(seed) if encoding == "poisson" else None
         runner = _runner(model, x, Encoder(encoding, generator), execution, record, hoist)
         if early_exit and not isinstance(runner, GraphRunner):
             raise ValueError("early_exit needs execution='multi' and a model that torch.fx can trace")
+        chunk: int | str
+        if execution == "single":
+            chunk = 1
+        elif time_chunk == "auto":
+            chunk = "auto" if _sized_by_probe(runner, encoding) else min(DEFAULT_TIME_CHUNK, T)
+        else:
+            chunk = T if time_chunk is None else min(int(time_chunk), T)
         try:
             outputs, steps_used = _run(runner, T, chunk, early_exit, readout_kind(model) == "membrane")
             break
