@@ -16,10 +16,17 @@ from torch import nn
 
 def integrate(x: torch.Tensor, v: torch.Tensor | None, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Potentials ``[steps, B, ...]`` for input currents ``x`` ``[steps, B, ...]`` starting from
-    ``v`` (``[B, ...]``, or None for 0); returns them and the last one (the new state)."""
-    potentials = (r * x).cumsum(0)
+    ``v`` (``[B, ...]``, or None for 0); returns them and the last one (the new state).
+
+    The carried potential is the first term of the running sum, so in float64 the potentials
+    are those of adding one step at a time, whatever the chunks (``V + (a + b)`` would regroup
+    the sum at each chunk boundary and move the last bit).
+    """
+    current = r * x
     if v is not None:
-        potentials = potentials + v
+        current = torch.cat([v.unsqueeze(0).to(current.dtype), current])
+        return (potentials := current.cumsum(0)[1:]), potentials[-1]
+    potentials = current.cumsum(0)
     return potentials, potentials[-1]
 
 

@@ -342,6 +342,8 @@ def _check(T: int, time_chunk: int | str | None, encoding: str, execution: str, 
     if isinstance(time_chunk, str):
         if time_chunk != "auto":
             raise ValueError(f"time_chunk must be an int >= 1, 'auto' or None, got {time_chunk!r}")
+    elif time_chunk is not None and (isinstance(time_chunk, bool) or not isinstance(time_chunk, int)):
+        raise TypeError(f"time_chunk must be an int >= 1, 'auto' or None, got {time_chunk!r}")
     elif time_chunk is not None and time_chunk < 1:
         raise ValueError(f"time_chunk must be >= 1, got {time_chunk}")
     if encoding not in ENCODINGS:
@@ -500,7 +502,8 @@ def simulate(
             string other than ``"auto"``, ``early_exit < 1``, an unknown ``encoding`` or
             ``execution``, or early exit on a model that must run as a whole; ``labels`` not of
             shape ``[B]``.
-        TypeError: both ``mode`` and a different ``execution``.
+        TypeError: both ``mode`` and a different ``execution``; ``time_chunk`` neither an int,
+            ``"auto"`` nor None (e.g. 2.5 or True).
 
     Example:
         >>> from simulator import IFNeuron

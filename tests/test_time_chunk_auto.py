@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from simulator import IFNeuron, auto_time_chunk, simulate
+from simulator import IFNeuron, Integrator, auto_time_chunk, simulate
 
 simulate_module = importlib.import_module("simulator.simulate")  # the name `simulate` is the function
 
@@ -54,4 +54,25 @@ def test_auto_matches_single_step_in_float64():
 @pytest.mark.parametrize("bad", ["fast", "5", 0])
 def test_bad_time_chunk_is_refused(bad):
     with pytest.raises(ValueError, match="time_chunk"):
+        simulate(net(), torch.rand(B, 1, H, H), T=4, time_chunk=bad)
+
+
+def test_membrane_readout_does_not_depend_on_the_chunks_in_float64():
+    # weights scaled by 1.1 hold values only float64 has, so a regrouped sum moves the last bit
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, C, 3, padding=1), IFNeuron(), nn.Flatten(), nn.Linear(C * H * H, 10), Integrator()
+    ).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.1)
+    x = torch.rand(4, 1, H, H, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 4
+    single = simulate(model, x, 16, execution="single").outputs
+    for chunk in ("auto", 1, 3, 5, None):
+        assert torch.equal(simulate(model, x, 16, time_chunk=chunk).outputs, single), chunk
+
+
+@pytest.mark.parametrize("bad", [2.5, True])
+def test_a_time_chunk_of_another_type_is_refused(bad):
+    with pytest.raises(TypeError, match="time_chunk"):
         simulate(net(), torch.rand(B, 1, H, H), T=4, time_chunk=bad)
