@@ -10,7 +10,9 @@ Usage::
 
 Weights: a state_dict, or a checkpoint dict holding it under ``model``, ``state_dict`` or
 ``model_state_dict`` (what ``examples/train_cifar10.py`` writes). Calibration: ``--calib``
-training images spread evenly over the training split (500-image batches). Data: the uint8 cache
+training images spread evenly over the training split (500-image batches), of which the
+calibrated rows fit on the first ``--calibration-samples`` (the converter's default, 500, when
+not given). Data: the uint8 cache
 of ``examples/cifar10.py`` (``--cache``; decoded from the JPEG zip when missing).
 
 Columns: accuracy (%) at each T; ``convert s``: the conversion's seconds (for the calibrated rows
@@ -109,8 +111,10 @@ def ann_pass(ann, x, y, batch) -> tuple[float, float]:
     return correct * 100.0 / len(x), time.perf_counter() - start
 
 
-def our_row(ann, calib, x, y, options, Ts, batch, ann_s) -> list:
+def our_row(ann, calib, x, y, options, Ts, batch, ann_s, calibration_samples=None) -> list:
     options = dict(options)
+    if calibration_samples is not None:
+        options["calibration_samples"] = calibration_samples
     calibrate = options.pop("calibrate", False)
     plan = [(T, T) for T in Ts] if calibrate else [(None, max(Ts))]
     accs, convert_s, cost = {}, 0.0, 0.0
@@ -150,6 +154,12 @@ def main() -> None:
     parser.add_argument("--T", type=int, nargs="+", default=[4, 8, 16, 32, 64])
     parser.add_argument("--calib", type=int, default=2000, help="calibration images from the training split")
     parser.add_argument(
+        "--calibration-samples",
+        type=int,
+        default=None,
+        help="samples the calibrated rows fit on (Converter(calibration_samples=...); default: its 500)",
+    )
+    parser.add_argument(
         "--rows",
         nargs="+",
         type=int,
@@ -186,7 +196,8 @@ def main() -> None:
         ann_acc, ann_s = ann_pass(ann, x, test_y, args.batch)  # second pass: warm
         rows.append([name, f"ANN ({ann_s:.2f} s per pass)", *([ann_acc] * len(args.T)), 0.0, 1.0])
         for technique, options in [STEPS[i] for i in (range(len(STEPS)) if args.rows is None else args.rows)]:
-            rows.append([name, technique, *our_row(ann, calib, x, test_y, options, args.T, args.batch, ann_s)])
+            row = our_row(ann, calib, x, test_y, options, args.T, args.batch, ann_s, args.calibration_samples)
+            rows.append([name, technique, *row])
             print(format_table(header, rows[-1:]), flush=True)
         if args.no_spikingjelly:
             continue
