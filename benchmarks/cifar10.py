@@ -12,8 +12,8 @@ Weights: a state_dict, or a checkpoint dict holding it under ``model``, ``state_
 ``model_state_dict`` (what ``examples/train_cifar10.py`` writes). Calibration: ``--calib``
 training images spread evenly over the training split (500-image batches), of which the
 calibrated rows fit on the first ``--calibration-samples`` (the converter's default, 500, when
-not given). Data: the uint8 cache
-of ``examples/cifar10.py`` (``--cache``; decoded from the JPEG zip when missing).
+not given). Data: the uint8 cache of ``examples/cifar10.py`` (``--cache``; decoded from the JPEG
+zip when missing).
 
 Columns: accuracy (%) at each T; ``convert s``: the conversion's seconds (for the calibrated rows
 the sum over the T's); ``sim cost``: seconds to simulate the test images for max(T) steps divided

@@ -5,7 +5,7 @@ the CIFAR-10 images are reachable, see ``examples/cifar10.py``), converted with 
 scales (mode 99.9 %), ``--images`` test images are simulated in batches of ``--batch`` for T
 steps with each chunk size in interleaved rounds (the order rotates per round), and the ANN's
 forward pass over the same batches is timed in the same rounds. Printed per network and chunk
-(and for ``"auto"`` itself, its one-step probe included): the median seconds, the cost as a
+(and for ``"auto"`` itself, its first one-step chunk included): the median seconds, the cost as a
 multiple of T ANN passes, the time relative to ``time_chunk=5`` (the default before
 ``"auto"``), the chunk ``time_chunk="auto"`` picks for that network and batch, and the largest
 difference of the first batch's outputs from ``time_chunk=1``'s (float32 sums in another order
@@ -82,7 +82,7 @@ def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tenso
         for xb in batches:
             simulate(snn, xb, args.T, time_chunk=chunk)
 
-    settings: list[int | str] = [*chunks, "auto"]  # "auto" itself: its probe step included
+    settings: list[int | str] = [*chunks, "auto"]  # "auto" itself: its first one-step chunk included
     runners = {"ANN": ann_pass} | {c: (lambda c=c: snn_pass(c)) for c in settings}
     with torch.no_grad():
         reference = simulate(snn, batches[0], args.T, time_chunk=1).outputs

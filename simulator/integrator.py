@@ -23,10 +23,10 @@ def integrate(x: torch.Tensor, v: torch.Tensor | None, r: torch.Tensor) -> tuple
     the sum at each chunk boundary and move the last bit).
     """
     current = r * x
-    if v is not None:
-        current = torch.cat([v.unsqueeze(0).to(current.dtype), current])
-        return (potentials := current.cumsum(0)[1:]), potentials[-1]
-    potentials = current.cumsum(0)
+    if v is None:
+        potentials = current.cumsum(0)
+    else:
+        potentials = torch.cat([v.unsqueeze(0).to(current.dtype), current]).cumsum(0)[1:]
     return potentials, potentials[-1]
 
 

@@ -312,28 +312,30 @@ def auto_time_chunk(model: nn.Module, x: torch.Tensor, T: int, encoding: str | N
     encoding = model_encoding(model) if encoding is None else encoding
     _check(T, None, encoding, "multi", None)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if x.shape[0] == 0:
+        return min(DEFAULT_TIME_CHUNK, T)
     for hoist in (encoding == "constant", False):
         runner = _runner(model, x[:1].to(device), Encoder(encoding, None), "multi", False, hoist)
-        if not _sized_by_probe(runner, encoding) or x.shape[0] == 0:
+        if not _auto_sized(runner, encoding):
             return min(DEFAULT_TIME_CHUNK, T)
         try:
             with torch.no_grad():
                 cast(GraphRunner, runner).run(1)
         except NotHoistable:  # as simulate does: run again without hoisting the constant part
             continue
-        widest = cast(GraphRunner, runner).widest
-        return max(1, min(T, DEFAULT_TIME_CHUNK, AUTO_CHUNK_VALUES // max(x.shape[0] * widest, 1)))
+        return _chunk_for(cast(GraphRunner, runner).widest, x.shape[0], T)
     return min(DEFAULT_TIME_CHUNK, T)
 
 
-def _sized_by_probe(runner, encoding: str) -> bool:
-    """Whether ``time_chunk="auto"`` sizes the chunk of this runner (else it is the default)."""
+def _auto_sized(runner, encoding: str) -> bool:
+    """Whether ``time_chunk="auto"`` sizes the chunks of this runner (else they are the default)."""
     return encoding != "poisson" and isinstance(runner, GraphRunner) and runner.x.device.type == "cpu"
 
 
-def _chunk_for(runner: GraphRunner, T: int) -> int:
-    """The chunk for a runner that has run at least one step (its ``widest`` is known)."""
-    return max(1, min(T, DEFAULT_TIME_CHUNK, AUTO_CHUNK_VALUES // max(runner.batch * runner.widest, 1)))
+def _chunk_for(widest: int, batch: int, T: int) -> int:
+    """The ``"auto"`` chunk for a graph whose widest time-varying float tensor has ``widest``
+    values per sample and step, at batch size ``batch``."""
+    return max(1, min(T, DEFAULT_TIME_CHUNK, AUTO_CHUNK_VALUES // max(batch * widest, 1)))
 
 
 def _check(T: int, time_chunk: int | str | None, encoding: str, execution: str, early_exit: int | None) -> None:
@@ -413,7 +415,7 @@ def _run(runner, T: int, chunk: int | str, early_exit: int | None, membrane: boo
         end += steps
         out = runner.run(steps)
         if chunk == "auto" and t0 == 0:
-            size = _chunk_for(runner, T)
+            size = _chunk_for(runner.widest, runner.batch, T)
         if outputs is None:
             outputs = torch.zeros(T, batch, *out.shape[2:], dtype=out.dtype, device=out.device)
         if tracker is None:
@@ -535,7 +537,7 @@ def simulate(
         if execution == "single":
             chunk = 1
         elif time_chunk == "auto":
-            chunk = "auto" if _sized_by_probe(runner, encoding) else min(DEFAULT_TIME_CHUNK, T)
+            chunk = "auto" if _auto_sized(runner, encoding) else min(DEFAULT_TIME_CHUNK, T)
         else:
             chunk = T if time_chunk is None else min(int(time_chunk), T)
         try:
