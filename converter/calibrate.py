@@ -16,39 +16,195 @@ Under ``torch.distributed`` these fits are not sharded: :class:`converter.Conver
 every rank on the same first calibration samples (seeded draws, so the same parameters as one
 process on those samples) and broadcasts rank 0's result, rather than all-reducing gradients of
 a sharded fit, whose sums in another order would not be bit-equal to one process.
+
+Cost: calibrating layer ``k`` needs the SNN's values just before it, on every calibration
+sample, for T steps. Rather than simulating layers 1..k again for every ``k`` (a cost that grows
+with the square of the depth), each pass keeps the spike trains of the IF layers it has already
+finished (their parameters no longer change), bit-packed, and computes layer ``k``'s inputs from
+the nearest kept trains (:class:`_Trains`); a train is dropped once every IF layer it feeds is
+kept. Trains beyond :data:`TRAIN_CACHE_BYTES` are not kept, and what needs them is computed from
+the start again (the same values, at the old cost).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import cast
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 import torch.fx as fx
 
 from converter.channelwise import _producer
-from simulator import IFNeuron, Integrator, simulate
+from simulator import IFNeuron, Integrator
 from simulator.graph import WEIGHTED, is_add
+from simulator.integrator import integrate
+from simulator.neuron import if_advance
+from simulator.simulate import AUTO_CHUNK_VALUES, Encoder, model_encoding
 
 log = logging.getLogger(__name__)
 
+#: Bytes of bit-packed spike trains a calibration pass keeps between layers (:class:`_Trains`):
+#: 1 bit per neuron, step and calibration sample (2,000 samples of a 16 x 32 x 32 layer for
+#: T = 32: 128 MiB). Beyond it, what needs a train that was not kept is computed from the start.
+TRAIN_CACHE_BYTES = 2**31
 
-def _up_to(snn: fx.GraphModule, node: fx.Node) -> fx.GraphModule:
-    """The part of ``snn`` that computes ``node``, as a GraphModule whose output is ``node`` and
-    which shares ``snn``'s modules (and metadata): calibrating layer ``k`` needs layers 1..k only.
+_BITS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+
+
+def _pack(spikes: torch.Tensor) -> torch.Tensor:
+    """``bool`` spikes of any shape → ``uint8`` ``[ceil(numel / 8)]``, 8 spikes per byte."""
+    flat = spikes.reshape(-1)
+    flat = torch.cat([flat, flat.new_zeros((-flat.numel()) % 8)])
+    return (flat.view(-1, 8).to(torch.uint8) * _BITS.to(flat.device)).sum(1, dtype=torch.uint8)
+
+
+def _unpack(packed: torch.Tensor, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+    """The inverse of :func:`_pack`: spikes 0./1. of ``shape`` in ``dtype``."""
+    bits = (packed.unsqueeze(1) & _BITS.to(packed.device)) != 0
+    return bits.reshape(-1)[: shape.numel()].view(shape).to(dtype)
+
+
+class _Trains:
+    """The values of an SNN's nodes over ``T`` steps on calibration inputs ``x`` (``[N, ...]``),
+    keeping the spike trains of finished IF layers so that each query runs only the layers
+    between the kept trains and the node asked for.
+
+    A query (:meth:`mean`, :meth:`counts`) evaluates the node's ancestors back to the nearest
+    kept trains (or the input), in graph order, over all ``T`` steps at once, a batch of samples
+    at a time: a stateless layer on ``[T * b, ...]``, an IF layer by :func:`if_advance` from its
+    initial state (what :mod:`simulator.executor` does with a single chunk), the input encoded as
+    :func:`simulator.simulate` encodes it (:class:`simulator.simulate.Encoder`). The caller
+    promises that every IF layer a query computes is final (the calibration only changes what
+    follows it), except the IF layer a :meth:`counts` query asks for; their trains are kept,
+    bit-packed, within ``cache_bytes`` (default :data:`TRAIN_CACHE_BYTES`). A kept train is
+    dropped once every IF layer it feeds through stateless layers is kept and no output depends
+    on it that way.
     """
-    graph = fx.Graph()
-    env: dict[fx.Node, fx.Node] = {}
-    for current in snn.graph.nodes:
-        env[current] = graph.node_copy(current, lambda arg: env[arg])
-        if current is node:
-            break
-    graph.output(env[node])
-    sub = fx.GraphModule(snn, graph)
-    sub.graph.eliminate_dead_code()
-    sub.recompile()
-    sub.meta = snn.meta
-    return sub
+
+    def __init__(self, snn: fx.GraphModule, x: torch.Tensor, T: int, cache_bytes: int | None = None) -> None:
+        self.snn, self.x, self.T = snn, x, T
+        self.cache_bytes = TRAIN_CACHE_BYTES if cache_bytes is None else cache_bytes
+        self.modules = dict(snn.named_modules())
+        self.order = {node: i for i, node in enumerate(snn.graph.nodes)}
+        self.input = next((n for n in snn.graph.nodes if n.op == "placeholder"), None)
+        self.encoding = model_encoding(snn)
+        self.kept: dict[fx.Node, list[tuple[torch.Tensor, torch.Size, torch.dtype]]] = {}
+        self.kept_bytes = 0
+        # the samples' batches, the same in every query (kept trains are stored per batch): a first
+        # batch of 1 sample measures the widest value, which sizes the others
+        self.bounds = [0, min(1, len(x))]
+        self.widest = 0
+
+    def _layer(self, node: fx.Node) -> IFNeuron | None:
+        module = self.modules.get(str(node.target)) if node.op == "call_module" else None
+        return module if isinstance(module, IFNeuron) else None
+
+    def _cut(self, node: fx.Node) -> list[fx.Node]:
+        """``node`` and its ancestors back to the kept trains, in graph order."""
+        cut: set[fx.Node] = set()
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            if current not in cut:
+                cut.add(current)
+                if current not in self.kept:
+                    stack.extend(current.all_input_nodes)
+        return sorted(cut, key=self.order.__getitem__)
+
+    def _evaluate(self, node: fx.Node, reduce, final: bool) -> torch.Tensor:
+        """``reduce(value of node [T, b, ...])`` for each batch of samples, concatenated."""
+        cut = self._cut(node)
+        fresh: dict[fx.Node, list[tuple[torch.Tensor, torch.Size, torch.dtype]]] = {
+            n: [] for n in cut if self._layer(n) is not None and n not in self.kept and (final or n is not node)
+        }
+        generator = torch.Generator(device=self.x.device).manual_seed(0) if self.encoding == "poisson" else None
+        encoder, T = Encoder(self.encoding, generator), self.T
+        results: list[torch.Tensor] = []
+        while len(results) < len(self.bounds) - 1 or self.bounds[-1] < len(self.x):
+            if len(results) == len(self.bounds) - 1:  # the first query sizes the batches after the first one
+                batch = max(1, AUTO_CHUNK_VALUES // (T * max(self.widest, 1)))
+                self.bounds.extend(range(self.bounds[-1] + batch, len(self.x), batch))
+                self.bounds.append(len(self.x))
+            xb = self.x[self.bounds[len(results)] : self.bounds[len(results) + 1]]
+            encoder.t, b = 0, len(xb)
+            env: dict[fx.Node, Any] = {}
+            for current in cut:
+                if current in self.kept:
+                    data, shape, dtype = self.kept[current][len(results)]
+                    env[current] = _unpack(data, shape, dtype) if data.dtype == torch.uint8 else data
+                elif current.op == "placeholder":
+                    env[current] = encoder(xb, T) if current is self.input else (current.args or [None])[0]
+                else:
+                    env[current] = value = self._run(current, env, T, b)
+                    if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == T * b:
+                        self.widest = max(self.widest, value[0].numel())
+                if current in fresh:
+                    value = env[current]
+                    binary = cast(IFNeuron, self._layer(current)).params().binary
+                    fresh[current].append((_pack(value != 0) if binary else value, value.shape, value.dtype))
+            value = env[node]
+            results.append(reduce(value.reshape(T, b, *value.shape[1:])))
+        self._keep(fresh)
+        return torch.cat(results)
+
+    def _run(self, node: fx.Node, env: dict, T: int, b: int) -> Any:
+        """The value of ``node`` over ``T`` steps of ``b`` samples, from its inputs' in ``env``."""
+        args: Any = fx.node.map_arg(node.args, env.__getitem__)
+        kwargs: Any = fx.node.map_arg(node.kwargs, env.__getitem__)
+        if node.op == "get_attr":
+            value: Any = self.snn
+            for part in str(node.target).split("."):
+                value = getattr(value, part)
+            return value
+        if node.op == "call_function":
+            return cast(Callable[..., Any], node.target)(*args, **kwargs)
+        if node.op == "call_method":
+            self_obj, *rest = args
+            return getattr(self_obj, str(node.target))(*rest, **kwargs)
+        module = self.modules[str(node.target)]
+        if isinstance(module, (IFNeuron, Integrator)):
+            current = args[0].reshape(T, b, *args[0].shape[1:])
+            if isinstance(module, Integrator):
+                return integrate(current, None, module.r)[0].reshape(args[0].shape)
+            spikes, _ = if_advance(current, module.initial_state(current[0]), module.params())
+            return spikes.to(current.dtype).reshape(args[0].shape)
+        return module(*args, **kwargs)
+
+    def _keep(self, fresh: dict[fx.Node, list]) -> None:
+        for node, entries in fresh.items():
+            size = sum(data.numel() * data.element_size() for data, _, _ in entries)
+            if self.kept_bytes + size <= self.cache_bytes:
+                self.kept[node] = entries
+                self.kept_bytes += size
+        for node in [n for n in self.kept if self._spent(n)]:
+            self.kept_bytes -= sum(data.numel() * data.element_size() for data, _, _ in self.kept.pop(node))
+
+    def _spent(self, node: fx.Node) -> bool:
+        """Whether every IF layer ``node`` feeds through stateless layers is kept and no output
+        is fed that way (nothing needs ``node``'s train any more)."""
+        stack, seen = list(node.users), set()
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            if current.op == "output":
+                return False
+            if self._layer(current) is None:
+                stack.extend(current.users)
+            elif current not in self.kept:
+                return False
+        return True
+
+    def mean(self, node: fx.Node) -> torch.Tensor:
+        """``node``'s value averaged over the ``T`` steps, ``[N, ...]`` (``node`` is final)."""
+        return self._evaluate(node, lambda v: v.mean(0), final=True)
+
+    def counts(self, node: fx.Node) -> torch.Tensor:
+        """IF layer ``node``'s spike counts over the ``T`` steps, ``[N, ...]`` (``node`` may still
+        change: its train is not kept)."""
+        return self._evaluate(node, lambda v: v.sum(0), final=False)
 
 
 def _calibrated_producer(node: fx.Node, modules) -> tuple[fx.Node, fx.Node | None] | None:
@@ -82,6 +238,7 @@ def calibrate_biases(
     targets: dict[str, torch.Tensor],
     x: torch.Tensor,
     T: int,
+    cache_bytes: int | None = None,
 ) -> list[str]:
     """Shift biases so that each IF layer's mean rate per channel matches its target.
 
@@ -91,12 +248,15 @@ def calibrate_biases(
             (the ANN activation over the layer's λ, clipped at 1).
         x: calibration inputs ``[N, ...]`` (at most about 1,000 images suffice).
         T: the number of time steps the SNN will be run for.
+        cache_bytes: the spike trains kept between layers (:class:`_Trains`; default
+            :data:`TRAIN_CACHE_BYTES`); 0 simulates every layer's inputs from the start.
 
     Returns:
         The IF module names whose producers were corrected (a layer after a residual join
         through its branch's last Conv/Linear, see :func:`_calibrated_producer`).
     """
     modules = dict(snn.named_modules())
+    trains = _Trains(snn, x, T, cache_bytes)
     corrected = []
     for node in list(snn.graph.nodes):
         if node.op != "call_module" or node.target not in targets or not isinstance(modules[node.target], IFNeuron):
@@ -106,23 +266,11 @@ def calibrate_biases(
         if layer is None or layer.bias is None:
             log.info("bias calibration: %s has no Conv/Linear producer with a bias; skipped", node.target)
             continue
-        counts = simulate(_up_to(snn, node), x, T, warn_silent=False).spike_counts[node.target]
+        counts = trains.counts(node)
         error = (targets[node.target].to(counts.device) - counts / T).transpose(0, 1).reshape(counts.shape[1], -1)
         layer.bias.add_(error.mean(1).to(layer.bias.dtype))
         corrected.append(node.target)
     return corrected
-
-
-def _mean_value(snn: fx.GraphModule, node: fx.Node, x: torch.Tensor, T: int, batch_size: int = 100) -> torch.Tensor:
-    """The value of ``node`` averaged over ``T`` steps of simulating ``x`` (``[N, ...]``):
-    what a layer fed by ``node`` sees, on average, in the SNN, ``[N, ...]``. Only the part of
-    ``snn`` that computes ``node`` runs (multi-step, ``batch_size`` samples at a time)."""
-    part = _up_to(snn, node)
-    means = [
-        simulate(part, x[start : start + batch_size], T, warn_silent=False).outputs.mean(0)
-        for start in range(0, len(x), batch_size)
-    ]
-    return torch.cat(means)
 
 
 def _fit(
@@ -177,6 +325,7 @@ def calibrate_weights(
     lr: float = 1e-3,
     batch_size: int = 250,
     seed: int = 0,
+    cache_bytes: int | None = None,
 ) -> list[str]:
     """Fit each IF layer's producing Conv/Linear so that its rate matches the ANN, layer by layer.
 
@@ -200,11 +349,13 @@ def calibrate_weights(
         T: the time steps the SNN will run for.
         iterations, lr, batch_size, seed: Adam steps per layer, its learning rate, samples per
             step, and the seed of the sample draw (the result is deterministic).
+        cache_bytes: as for :func:`calibrate_biases`.
 
     Returns:
         The IF module names whose producers were calibrated.
     """
     modules = dict(snn.named_modules())
+    trains = _Trains(snn, x, T, cache_bytes)
     generator = torch.Generator().manual_seed(seed)
     done = []
     for node in list(snn.graph.nodes):
@@ -220,12 +371,12 @@ def calibrate_weights(
             continue
         layer, neuron = modules[producer.target], modules[node.target]
         with torch.no_grad():
-            inputs = _mean_value(snn, cast(fx.Node, producer.args[0]), x, T)
+            inputs = trains.mean(cast(fx.Node, producer.args[0]))
             if join is None:
                 shortcut = torch.zeros((), device=inputs.device)
             else:  # the add's other operand: the shortcut's mean current
                 other = join.args[1] if join.args[0] is producer else join.args[0]
-                shortcut = _mean_value(snn, cast(fx.Node, other), x, T)
+                shortcut = trains.mean(cast(fx.Node, other))
         target = targets[node.target].to(inputs.device)
         threshold = neuron.v_threshold.to(inputs.device)
 
@@ -251,6 +402,7 @@ def calibrate_output(
     lr: float = 1e-3,
     batch_size: int = 250,
     seed: int = 0,
+    cache_bytes: int | None = None,
 ) -> str | None:
     """Fit the Conv/Linear that feeds the membrane readout so that the SNN's class scores at T
     match the ANN's: minimise the KL divergence from ``softmax(logits)`` to
@@ -267,6 +419,8 @@ def calibrate_output(
         x: calibration inputs ``[N, ...]``.
         T: the time steps the SNN will run for.
         output_scale: ``snn.meta['ann2snn']['output_scale']`` (rate × scale = ANN units).
+        iterations, lr, batch_size, seed: as for :func:`calibrate_weights`.
+        cache_bytes: as for :func:`calibrate_biases`.
 
     Returns:
         The calibrated layer's path, or None when the SNN has no membrane readout fed by a
@@ -282,7 +436,7 @@ def calibrate_output(
         return None
     layer = modules[producer.target]
     with torch.no_grad():
-        inputs = _mean_value(snn, cast(fx.Node, producer.args[0]), x, T)
+        inputs = _Trains(snn, x, T, cache_bytes).mean(cast(fx.Node, producer.args[0]))
         teacher = logits.to(inputs.device).flatten(1).log_softmax(1)
 
     def divergence(z: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

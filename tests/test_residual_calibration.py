@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from converter import Converter, layer_fidelity
-from converter.calibrate import _up_to
+from converter.calibrate import _pack, _Trains, _unpack, calibrate_biases, calibrate_weights
 from examples.cifar10 import ResNet20
-from simulator import simulate
+from simulator import IFNeuron, simulate
 from tests.nets import randomize_bn
 
 X = torch.rand(48, 3, 16, 16, generator=torch.Generator().manual_seed(21))
@@ -41,12 +41,43 @@ def test_weight_calibration_fits_the_branch_of_each_join(ann):
     assert set(JOINS) <= set(snn.meta["ann2snn"]["weight_calibrated_layers"])
 
 
-def test_the_truncated_network_gives_the_layers_spikes_of_the_whole_one(ann):
-    snn = _convert(ann)
-    node = next(n for n in snn.graph.nodes if n.target == "if_layer2_0_relu2")
-    part = _up_to(snn, node)
-    assert "if_layer3_0_relu1" not in dict(part.named_modules())  # layers after it are not run
-    whole, cut = simulate(snn, X[:8], 6), simulate(part, X[:8], 6)
-    assert torch.equal(whole.spike_counts["if_layer2_0_relu2"], cut.spike_counts["if_layer2_0_relu2"])
-    before = ("if_relu1", "if_layer1", "if_layer2_0")
-    assert sorted(cut.spike_counts) == sorted(k for k in whole.spike_counts if k.startswith(before))
+def _if_nodes(snn):
+    modules = dict(snn.named_modules())
+    return [n for n in snn.graph.nodes if n.op == "call_module" and isinstance(modules[n.target], IFNeuron)]
+
+
+@pytest.mark.parametrize("cache_bytes", [None, 0])
+def test_the_kept_trains_give_the_spikes_of_the_whole_network(ann, cache_bytes):
+    snn = _convert(ann).double()
+    x = X[:10].double()
+    whole = simulate(snn, x, 6, time_chunk=1)
+    trains = _Trains(snn, x, 6, cache_bytes)
+    for node in _if_nodes(snn):  # in graph order, as the calibrations ask
+        counts = trains.counts(node) if node.target.endswith("relu2") else trains.mean(node) * 6
+        assert torch.equal(counts, whole.spike_counts[node.target].double()), node.target
+    if cache_bytes == 0:
+        assert not trains.kept
+    else:  # only the trains the layers after the last join still need
+        assert 0 < len(trains.kept) <= 2 and trains.kept_bytes < 10 * 6 * 8 * 4 * 4
+
+
+def test_the_trains_are_packed_8_spikes_per_byte():
+    spikes = torch.rand(3, 5, 7, generator=torch.Generator().manual_seed(0)) < 0.4
+    packed = _pack(spikes)
+    assert packed.dtype == torch.uint8 and packed.numel() == (3 * 5 * 7 + 7) // 8
+    assert torch.equal(_unpack(packed, spikes.shape, torch.float32), spikes.float())
+
+
+def test_calibration_with_kept_trains_equals_calibration_from_the_start(ann):
+    snn = _convert(ann).double()
+    x, modules = X[:16].double(), dict(snn.named_modules())
+    targets = {n.target: simulate(snn, x, 4).spike_counts[n.target].double().clamp(max=3) / 3 for n in _if_nodes(snn)}
+    results = []
+    for cache_bytes in (None, 0):
+        copy = _convert(ann).double()
+        calibrate_biases(copy, targets, x, 4, cache_bytes=cache_bytes)
+        calibrate_weights(copy, targets, x, 4, iterations=3, cache_bytes=cache_bytes)
+        results.append(copy.state_dict())
+    assert modules and results[0].keys() == results[1].keys()
+    for key in results[0]:
+        assert torch.equal(results[0][key], results[1][key]), key
