@@ -29,7 +29,6 @@ the start again (the same values, at the old cost).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any, cast
 
 import torch
@@ -37,6 +36,7 @@ import torch.fx as fx
 
 from converter.channelwise import _producer
 from simulator import IFNeuron, Integrator
+from simulator.executor import _attr, call_node
 from simulator.graph import WEIGHTED, is_add
 from simulator.integrator import integrate
 from simulator.neuron import if_advance
@@ -63,6 +63,11 @@ def _unpack(packed: torch.Tensor, shape: torch.Size, dtype: torch.dtype) -> torc
     """The inverse of :func:`_pack`: spikes 0./1. of ``shape`` in ``dtype``."""
     bits = (packed.unsqueeze(1) & _BITS.to(packed.device)) != 0
     return bits.reshape(-1)[: shape.numel()].view(shape).to(dtype)
+
+
+def _nbytes(entries: list[tuple[torch.Tensor, torch.Size, torch.dtype]]) -> int:
+    """Bytes held by one layer's kept train (its per-batch entries)."""
+    return sum(data.numel() * data.element_size() for data, _, _ in entries)
 
 
 class _Trains:
@@ -153,32 +158,23 @@ class _Trains:
         args: Any = fx.node.map_arg(node.args, env.__getitem__)
         kwargs: Any = fx.node.map_arg(node.kwargs, env.__getitem__)
         if node.op == "get_attr":
-            value: Any = self.snn
-            for part in str(node.target).split("."):
-                value = getattr(value, part)
-            return value
-        if node.op == "call_function":
-            return cast(Callable[..., Any], node.target)(*args, **kwargs)
-        if node.op == "call_method":
-            self_obj, *rest = args
-            return getattr(self_obj, str(node.target))(*rest, **kwargs)
-        module = self.modules[str(node.target)]
+            return _attr(self.snn, str(node.target))
+        module = self.modules[str(node.target)] if node.op == "call_module" else None
         if isinstance(module, (IFNeuron, Integrator)):
             current = args[0].reshape(T, b, *args[0].shape[1:])
             if isinstance(module, Integrator):
                 return integrate(current, None, module.r)[0].reshape(args[0].shape)
             spikes, _ = if_advance(current, module.initial_state(current[0]), module.params())
             return spikes.to(current.dtype).reshape(args[0].shape)
-        return module(*args, **kwargs)
+        return call_node(node, module, args, kwargs)
 
     def _keep(self, fresh: dict[fx.Node, list]) -> None:
         for node, entries in fresh.items():
-            size = sum(data.numel() * data.element_size() for data, _, _ in entries)
-            if self.kept_bytes + size <= self.cache_bytes:
+            if self.kept_bytes + _nbytes(entries) <= self.cache_bytes:
                 self.kept[node] = entries
-                self.kept_bytes += size
+                self.kept_bytes += _nbytes(entries)
         for node in [n for n in self.kept if self._spent(n)]:
-            self.kept_bytes -= sum(data.numel() * data.element_size() for data, _, _ in self.kept.pop(node))
+            self.kept_bytes -= _nbytes(self.kept.pop(node))
 
     def _spent(self, node: fx.Node) -> bool:
         """Whether every IF layer ``node`` feeds through stateless layers is kept and no output

@@ -107,6 +107,17 @@ def _attr(root: nn.Module, target: str) -> Any:
     return value
 
 
+def call_node(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any) -> Any:
+    """The value of a ``call_module`` (``module``), ``call_function`` or ``call_method`` node
+    on its evaluated ``args`` and ``kwargs``."""
+    if node.op == "call_module":
+        return cast(nn.Module, module)(*args, **kwargs)
+    if node.op == "call_function":
+        return cast(Callable[..., Any], node.target)(*args, **kwargs)
+    self_obj, *method_args = args
+    return getattr(self_obj, str(node.target))(*method_args, **kwargs)
+
+
 class GraphRunner:
     """Runs a :class:`Plan` chunk by chunk on one batch (a plan without opaque modules).
 
@@ -217,12 +228,7 @@ class GraphRunner:
                 return result
         args = fx.node.map_arg(node.args, lambda a: self._arg(a, env, expanded, steps, kind))
         kwargs = fx.node.map_arg(node.kwargs, lambda a: self._arg(a, env, expanded, steps, kind))
-        if node.op == "call_module":
-            return cast(nn.Module, module)(*args, **kwargs)
-        if node.op == "call_function":
-            return cast(Callable[..., Any], node.target)(*args, **kwargs)
-        self_obj, *method_args = args
-        return getattr(self_obj, str(node.target))(*method_args, **kwargs)
+        return call_node(node, module, args, kwargs)
 
     def _arg(self, a: fx.Node, env: dict, expanded: dict, steps: int, consumer: Kind) -> Any:
         """The value of node ``a`` as a consumer of kind ``consumer`` needs it."""
