@@ -75,6 +75,17 @@ STEPS = [
         "+ calibration, burst neurons (off by default)",
         {"v_init": 0.5, "readout": "membrane", "channel_wise": True, "calibrate": True, "spike_rule": "multi"},
     ),
+    (  # not cumulative: weight calibration (row 5) with burst neurons
+        "+ weight calibration, burst neurons (off by default)",
+        {
+            "v_init": 0.5,
+            "readout": "membrane",
+            "channel_wise": True,
+            "calibrate": True,
+            "calibrate_weights": True,
+            "spike_rule": "multi",
+        },
+    ),
 ]
 
 
