@@ -262,11 +262,18 @@ def calibrate_biases(
         if layer is None or layer.bias is None:
             log.info("bias calibration: %s has no Conv/Linear producer with a bias; skipped", node.target)
             continue
-        counts = trains.counts(node)
-        error = (targets[node.target].to(counts.device) - counts / T).transpose(0, 1).reshape(counts.shape[1], -1)
-        layer.bias.add_(error.mean(1).to(layer.bias.dtype))
+        _shift_bias(layer, modules[node.target], targets[node.target], trains.counts(node), T)
         corrected.append(node.target)
     return corrected
+
+
+def _shift_bias(layer: torch.nn.Module, neuron: IFNeuron, target: torch.Tensor, counts: torch.Tensor, T: int) -> None:
+    """Add to ``layer``'s bias the mean rate error per channel of IF layer ``neuron`` (target
+    rates minus ``counts / T``, both ``[N, C, ...]``), in units of the current (rate × V_th)."""
+    error = (target.to(counts.device) - counts / T).transpose(0, 1).reshape(counts.shape[1], -1).mean(1)
+    threshold = neuron.v_threshold.to(error.device)
+    bias = cast(torch.Tensor, layer.bias)
+    bias.add_((error * (threshold if threshold.dim() == 0 else threshold.reshape(-1))).to(bias.dtype))
 
 
 def _fit(
@@ -322,6 +329,7 @@ def calibrate_weights(
     batch_size: int = 250,
     seed: int = 0,
     cache_bytes: int | None = None,
+    correct_biases: bool = True,
 ) -> list[str]:
     """Fit each IF layer's producing Conv/Linear so that its rate matches the ANN, layer by layer.
 
@@ -384,6 +392,9 @@ def calibrate_weights(
 
         loss = _fit(layer, inputs, rate_error, iterations, lr, batch_size, generator)
         log.info("weight calibration: %s loss %.3g", node.target, loss)
+        if correct_biases and layer.bias is not None:
+            with torch.no_grad():
+                _shift_bias(layer, neuron, target, trains.counts(node), T)
         done.append(node.target)
     return done
 
