@@ -33,9 +33,10 @@ QCFS layer's trained λ is its scale, and SpikingJelly's row is skipped (it conv
 
 Both example networks end in a Linear layer without a ReLU, so under the spike-count readout the
 output already is the last layer's accumulated current: the "+ membrane readout" row equals the
-row above it by construction (it differs on networks that end in a ReLU). The last row is row 4
-(bias calibration) with burst neurons (``spike_rule="multi"``: ``floor(V / V_th)`` spikes in a
-step, no cap; Li & Zeng 2022), which Sinabs and Loihi 2 accept and Speck does not.
+row above it by construction (it differs on networks that end in a ReLU). The last two rows are
+row 4 (bias calibration) and row 5 (weight calibration) with burst neurons (``spike_rule="multi"``:
+``floor(V / V_th)`` spikes in a step, no cap; Li & Zeng 2022), which Sinabs and Loihi 2 accept and
+Speck does not.
 """
 
 from __future__ import annotations
