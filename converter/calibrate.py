@@ -353,8 +353,8 @@ def calibrate_weights(
 
     The constant-current model behind the fit misses what the IF layer's inputs do over time: a
     neuron whose input turns negative after it fired cannot take the spike back, so it fires
-    more than ``z`` predicts (on the CIFAR-10 ResNet-20 at T = 4, 4-11 % of a layer's neurons
-    differ by a spike and its mean rate is 0.005-0.025 too high, against rates of 0.07-0.33;
+    more than ``z`` predicts (on the CIFAR-10 ResNet-20 at T = 4, 5-12 % of a layer's neurons
+    differ by a spike and its mean rate is 0.006-0.026 too high, against rates of 0.07-0.33;
     ``benchmarks/calibration_mismatch.py``).
     After each fit the layer is therefore simulated and its bias shifted by the mean rate error
     per channel that remains (:func:`_correct_bias`, the step of :func:`calibrate_biases`),
