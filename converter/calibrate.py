@@ -267,18 +267,18 @@ def calibrate_biases(
     return corrected
 
 
-def _rate_error(target: torch.Tensor, counts: torch.Tensor, T: int) -> torch.Tensor:
-    """Mean of ``target - counts / T`` per channel (dim 1 of ``[N, C, ...]``), ``[C]``."""
-    return (target.to(counts.device) - counts / T).transpose(0, 1).reshape(counts.shape[1], -1).mean(1)
+def _rate_error(target: torch.Tensor, counts: torch.Tensor, T: int, neuron: IFNeuron) -> torch.Tensor:
+    """Mean of ``(target - counts / T) · V_th`` per channel (dim 1 of ``[N, C, ...]``), ``[C]``:
+    the rate error as a current (``neuron``'s threshold scalar, per channel or per neuron)."""
+    error = (target.to(counts.device) - counts / T) * neuron.v_threshold.to(counts.device)
+    return error.transpose(0, 1).reshape(counts.shape[1], -1).mean(1)
 
 
 def _correct_bias(layer: torch.nn.Module, neuron: IFNeuron, target: torch.Tensor, counts: torch.Tensor, T: int) -> None:
     """Add to ``layer``'s bias the mean rate error per channel of IF layer ``neuron`` (``target``
-    rates minus ``counts / T``, both ``[N, C, ...]``), times V_th (a rate error e is a current e V_th)."""
+    rates minus ``counts / T``, both ``[N, C, ...]``) as a current (a rate error e is e V_th)."""
     bias = cast(torch.Tensor, layer.bias)
-    threshold = neuron.v_threshold.to(bias.device)
-    threshold = threshold if threshold.dim() == 0 else threshold.reshape(-1)
-    bias.add_((_rate_error(target, counts, T) * threshold).to(bias.dtype))
+    bias.add_(_rate_error(target, counts, T, neuron).to(bias.device, bias.dtype))
 
 
 def _fit(

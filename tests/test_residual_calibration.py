@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from converter import Converter, layer_fidelity
-from converter.calibrate import _pack, _Trains, _unpack, calibrate_biases, calibrate_weights
+from converter.calibrate import _calibrated_producer, _pack, _Trains, _unpack, calibrate_biases, calibrate_weights
 from examples.cifar10 import ResNet20
 from simulator import IFNeuron, simulate
 from tests.nets import randomize_bn
@@ -104,3 +104,27 @@ def test_weight_calibration_centres_the_rates_it_fits(ann):
 def _counts(snn, x, T):
     """IF layer path → its spike counts ``[N, C, H, W]`` in ``T`` steps."""
     return {k: c.double() for k, c in simulate(snn, x, T).spike_counts.items()}
+
+
+@pytest.mark.parametrize("per", ["channel", "neuron"])
+def test_the_bias_shift_is_a_current_for_any_threshold(ann, per):
+    """A rate error e is a current e·V_th: with thresholds 0.5, 1, 2, 4 per channel (or per
+    neuron), each channel's bias moves by the channel's mean of (target - rate)·V_th."""
+    snn, T, name = _convert(ann).double(), 8, "if_layer1_0_relu1"
+    x, neuron = X[:16].double(), snn.get_submodule(name)
+    threshold = torch.tensor([0.5, 1.0, 2.0, 4.0], dtype=torch.float64).view(4, 1, 1)
+    shape = simulate(snn, x, 1).spike_counts[name].shape[1:]
+    neuron.v_threshold = threshold if per == "channel" else threshold.expand(shape).clone()
+    rate = simulate(snn, x, T).spike_counts[name].double() / T
+    target = (rate + 0.05).clamp(max=1)
+    producer, _ = _calibrated_producer(_node(snn, name), dict(snn.named_modules()))
+    bias = snn.get_submodule(producer.target).bias
+    before = bias.detach().clone()
+    calibrate_biases(snn, {name: target}, x, T)
+    expected = ((target - rate) * neuron.v_threshold).transpose(0, 1).flatten(1).mean(1)
+    assert torch.allclose(bias.detach() - before, expected, rtol=0, atol=1e-12)
+    assert expected[3] > 3 * expected[1]  # the V_th = 4 channel moves most
+
+
+def _node(snn, target):
+    return next(n for n in snn.graph.nodes if n.target == target)
