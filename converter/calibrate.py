@@ -65,6 +65,15 @@ def _unpack(packed: torch.Tensor, shape: torch.Size, dtype: torch.dtype) -> torc
     return bits.reshape(-1)[: shape.numel()].view(shape).to(dtype)
 
 
+def _compact(values: torch.Tensor) -> torch.Tensor:
+    """A non-binary train (burst spike counts per step) as ``int16`` when that is exact, else as it is."""
+    values = values.detach()
+    if values.is_floating_point() and values.numel() and bool((values == values.round()).all()):
+        if float(values.abs().max()) <= torch.iinfo(torch.int16).max:
+            return values.to(torch.int16)
+    return values
+
+
 def _nbytes(entries: list[tuple[torch.Tensor, torch.Size, torch.dtype]]) -> int:
     """Bytes held by one layer's kept train (its per-batch entries)."""
     return sum(data.numel() * data.element_size() for data, _, _ in entries)
@@ -137,7 +146,7 @@ class _Trains:
             for current in cut:
                 if current in self.kept:
                     data, shape, dtype = self.kept[current][len(results)]
-                    env[current] = _unpack(data, shape, dtype) if data.dtype == torch.uint8 else data
+                    env[current] = _unpack(data, shape, dtype) if data.dtype == torch.uint8 else data.to(dtype)
                 elif current.op == "placeholder":
                     env[current] = encoder(xb, T) if current is self.input else (current.args or [None])[0]
                 else:
@@ -147,7 +156,10 @@ class _Trains:
                 if current in fresh:
                     value = env[current]
                     binary = cast(IFNeuron, self._layer(current)).params().binary
-                    fresh[current].append((_pack(value != 0) if binary else value, value.shape, value.dtype))
+                    fresh[current].append((_pack(value != 0) if binary else _compact(value), value.shape, value.dtype))
+                    pending = sum(_nbytes(entries) for entries in fresh.values())
+                    if self.kept_bytes + pending > self.cache_bytes:  # beyond the budget: not kept
+                        del fresh[current]
             value = env[node]
             results.append(reduce(value.reshape(T, b, *value.shape[1:])))
         self._keep(fresh)

@@ -128,3 +128,20 @@ def test_the_bias_shift_is_a_current_for_any_threshold(ann, per):
 
 def _node(snn, target):
     return next(n for n in snn.graph.nodes if n.target == target)
+
+
+@pytest.mark.parametrize("cache_bytes", [None, 150_000])  # 150 kB: one 4 x 16 x 16 train of 10 samples x 6 steps
+def test_burst_trains_are_kept_exactly_and_within_the_budget(ann, cache_bytes):
+    """Burst trains (several spikes per step) are kept as int16 counts, not bit-packed; a pass
+    stops keeping trains once the budget would be exceeded, while it runs (not only at its end)."""
+    snn = _convert(ann, spike_rule="multi").double()
+    x = X[:10].double()
+    whole = simulate(snn, x, 6)
+    trains, int16 = _Trains(snn, x, 6, cache_bytes), set()
+    for node in _if_nodes(snn):
+        counts = trains.counts(node) if node.target.endswith("relu2") else trains.mean(node) * 6
+        assert torch.equal(counts, whole.spike_counts[node.target].double()), node.target
+        assert trains.kept_bytes <= trains.cache_bytes
+        int16 |= {n.target for n, entries in trains.kept.items() if all(d.dtype == torch.int16 for d, _, _ in entries)}
+    assert len(int16) >= 2
+    assert max(c.max() for c in whole.spike_counts.values()) > 6  # some neuron fired twice in a step
