@@ -32,15 +32,16 @@ import torch.fx as fx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from calibration_trains import spread_images  # noqa: E402
 
 import converter.converter  # noqa: E402
 from ann2snn.tables import format_table  # noqa: E402
+from ann2snn.zoo import load_cifar10_resnet20  # noqa: E402
 from converter import Converter, layer_fidelity  # noqa: E402
-from converter.calibrate import _calibrated_producer, _Trains, calibrate_weights  # noqa: E402
-from examples.cifar10 import DEFAULT_CACHE, DEFAULT_ZIP, MODELS, load_cifar10  # noqa: E402
+from converter.calibrate import _calibrated_producer, _shortcut_operand, _Trains, calibrate_weights  # noqa: E402
 from simulator import IFNeuron, accuracy_per_t  # noqa: E402
-
-WEIGHTS = ROOT / "ann2snn" / "zoo" / "data" / "cifar10_resnet20.pt"
 
 
 @torch.no_grad()
@@ -60,7 +61,7 @@ def mismatch(snn: fx.GraphModule, x: torch.Tensor, T: int) -> dict[str, tuple[fl
         producer, join = found
         z = modules[producer.target](trains.mean(cast(fx.Node, producer.args[0])))
         if join is not None:
-            z = z + trains.mean(cast(fx.Node, join.args[1] if join.args[0] is producer else join.args[0]))
+            z = z + trains.mean(_shortcut_operand(join, producer))
         neuron = modules[node.target]
         predicted = torch.floor(T * z / neuron.v_threshold + neuron.v_init).clamp(0, T)
         counts = trains.counts(node)
@@ -78,16 +79,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    data = load_cifar10(DEFAULT_ZIP, DEFAULT_CACHE)
-    train_x, test = data["train"][0], data["test"]
-    pick = torch.linspace(0, len(train_x) - 1, args.calibration_samples + args.samples).round().long()
-    images = train_x[pick].float() / 255
+    images, tests = spread_images(args.calibration_samples + args.samples, args.limit)
     calib, measured = images[: args.calibration_samples], images[args.calibration_samples :]
-    pick = torch.linspace(0, len(test[0]) - 1, args.limit).round().long()
-    tests = torch.utils.data.TensorDataset(test[0][pick].float() / 255, test[1][pick])
-    ann = MODELS["resnet20"]()
-    ann.load_state_dict(torch.load(WEIGHTS, map_location="cpu", weights_only=True))
-    ann.eval()
+    ann = load_cifar10_resnet20()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(calib), batch_size=500)
     reports, accuracy = {}, {}
     for name, correct in (("fit alone", False), ("fit + bias shift", True)):

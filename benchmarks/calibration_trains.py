@@ -29,11 +29,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import converter.calibrate  # noqa: E402
+from ann2snn.zoo import load_cifar10_resnet20  # noqa: E402
 from converter import Converter  # noqa: E402
-from examples.cifar10 import DEFAULT_CACHE, DEFAULT_ZIP, MODELS, load_cifar10  # noqa: E402
+from examples.cifar10 import DEFAULT_CACHE, DEFAULT_ZIP, load_cifar10  # noqa: E402
 from simulator import accuracy_per_t  # noqa: E402
 
-WEIGHTS = ROOT / "ann2snn" / "zoo" / "data" / "cifar10_resnet20.pt"
+
+def spread_images(train: int, test: int) -> tuple[torch.Tensor, torch.utils.data.TensorDataset]:
+    """``train`` CIFAR-10 training images ``[train, 3, 32, 32]`` in [0, 1] and ``test`` test
+    images with their labels, each spread evenly over its split (the splits are sorted by class)."""
+    data = load_cifar10(DEFAULT_ZIP, DEFAULT_CACHE)
+    train_x, (test_x, test_y) = data["train"][0], data["test"]
+    pick = torch.linspace(0, len(train_x) - 1, train).round().long()
+    images = train_x[pick].float() / 255
+    pick = torch.linspace(0, len(test_x) - 1, test).round().long()
+    return images, torch.utils.data.TensorDataset(test_x[pick].float() / 255, test_y[pick])
 
 
 def main() -> None:
@@ -44,15 +54,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    data = load_cifar10(DEFAULT_ZIP, DEFAULT_CACHE)
-    train_x, test = data["train"][0], data["test"]
-    pick = torch.linspace(0, len(train_x) - 1, args.calibration_samples).round().long()
-    calib = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(train_x[pick].float() / 255), batch_size=500)
-    pick = torch.linspace(0, len(test[0]) - 1, args.limit).round().long()
-    tests = torch.utils.data.TensorDataset(test[0][pick].float() / 255, test[1][pick])
-    ann = MODELS["resnet20"]()
-    ann.load_state_dict(torch.load(WEIGHTS, map_location="cpu", weights_only=True))
-    ann.eval()
+    train, tests = spread_images(args.calibration_samples, args.limit)
+    calib = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(train), batch_size=500)
+    ann = load_cifar10_resnet20()
     kept_default = converter.calibrate.TRAIN_CACHE_BYTES
     results = {}
     for name, cache_bytes in (("kept trains", kept_default), ("from the start", 0)):

@@ -135,6 +135,7 @@ class _Trains:
         generator = torch.Generator(device=self.x.device).manual_seed(0) if self.encoding == "poisson" else None
         encoder, T = Encoder(self.encoding, generator), self.T
         results: list[torch.Tensor] = []
+        pending = 0  # bytes of the trains in ``fresh``
         while len(results) < len(self.bounds) - 1 or self.bounds[-1] < len(self.x):
             if len(results) == len(self.bounds) - 1:  # the first query sizes the batches after the first one
                 batch = max(1, AUTO_CHUNK_VALUES // (T * max(self.widest, 1)))
@@ -156,10 +157,11 @@ class _Trains:
                 if current in fresh:
                     value = env[current]
                     binary = cast(IFNeuron, self._layer(current)).params().binary
-                    fresh[current].append((_pack(value != 0) if binary else _compact(value), value.shape, value.dtype))
-                    pending = sum(_nbytes(entries) for entries in fresh.values())
+                    entry = (_pack(value != 0) if binary else _compact(value), value.shape, value.dtype)
+                    fresh[current].append(entry)
+                    pending += _nbytes([entry])
                     if self.kept_bytes + pending > self.cache_bytes:  # beyond the budget: not kept
-                        del fresh[current]
+                        pending -= _nbytes(fresh.pop(current))
             value = env[node]
             results.append(reduce(value.reshape(T, b, *value.shape[1:])))
         self._keep(fresh)
@@ -182,9 +184,10 @@ class _Trains:
 
     def _keep(self, fresh: dict[fx.Node, list]) -> None:
         for node, entries in fresh.items():
-            if self.kept_bytes + _nbytes(entries) <= self.cache_bytes:
+            size = _nbytes(entries)
+            if self.kept_bytes + size <= self.cache_bytes:
                 self.kept[node] = entries
-                self.kept_bytes += _nbytes(entries)
+                self.kept_bytes += size
         for node in [n for n in self.kept if self._spent(n)]:
             self.kept_bytes -= _nbytes(self.kept.pop(node))
 
@@ -277,6 +280,12 @@ def calibrate_biases(
         _correct_bias(layer, modules[node.target], targets[node.target], trains.counts(node), T)
         corrected.append(node.target)
     return corrected
+
+
+def _shortcut_operand(join: fx.Node, producer: fx.Node) -> fx.Node:
+    """The operand of residual join ``join`` (``branch + shortcut``) that is not ``producer``,
+    the branch's last Conv/Linear (:func:`_calibrated_producer`)."""
+    return cast(fx.Node, join.args[1] if join.args[0] is producer else join.args[0])
 
 
 def _rate_error(target: torch.Tensor, counts: torch.Tensor, T: int, neuron: IFNeuron) -> torch.Tensor:
@@ -406,8 +415,7 @@ def calibrate_weights(
             if join is None:
                 shortcut = torch.zeros((), device=inputs.device)
             else:  # the add's other operand: the shortcut's mean current
-                other = join.args[1] if join.args[0] is producer else join.args[0]
-                shortcut = trains.mean(cast(fx.Node, other))
+                shortcut = trains.mean(_shortcut_operand(join, producer))
         target = targets[node.target].to(inputs.device)
         threshold = neuron.v_threshold.to(inputs.device)
 
