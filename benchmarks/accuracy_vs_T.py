@@ -18,7 +18,8 @@ every channel at that fraction of its own max, which can cost accuracy. Rows wit
 calibration come from one run of max(T) steps (the accuracy at t only depends on steps 1..t);
 calibrated rows convert and run once per T. ``--burst`` adds, for each mode, the weight
 calibration row with burst neurons (``spike_rule="multi"``, off by default: Speck takes one spike
-per step) and ``--v-init V`` sets V[0] of every row after the seed's (default 0.5).
+per step), ``--signed`` the same row with signed neurons (``spike_rule="signed"``, off by default:
+Speck sends no signed events) and ``--v-init V`` sets V[0] of every row after the seed's (default 0.5).
 When ``spikingjelly`` (2.0) is importable (``bash interop/setup.sh spikingjelly``, then run with
 ``$ANN2SNN_INTEROP_VENVS/spikingjelly/bin/python``), SpikingJelly's rows follow on the same
 weights, calibration loader (500-image batches of the 4,000 training images) and test images:
@@ -151,6 +152,7 @@ def main() -> None:
     parser.add_argument("--net", choices=list(NETS), default="cnn", help="which shipped MNIST network")
     parser.add_argument("--calibrate-samples", type=int, default=500, help="samples the calibration rows fit on")
     parser.add_argument("--burst", action="store_true", help="add the weight-calibration row with burst neurons")
+    parser.add_argument("--signed", action="store_true", help="add the weight-calibration row with signed neurons")
     parser.add_argument("--v-init", type=float, default=0.5, help="V[0] / V_th of the rows after the seed's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -164,6 +166,8 @@ def main() -> None:
     steps = list(STEPS)
     if args.burst:
         steps.append(("+ burst neurons (off by default)", {**STEPS[-1][1], "spike_rule": "multi"}))
+    if args.signed:
+        steps.append(("+ signed neurons (off by default)", {**STEPS[-1][1], "spike_rule": "signed"}))
 
     def v0(opts: dict) -> dict:  # V[0] of every row after the seed's
         return opts if opts is SEED else {**opts, "v_init": args.v_init}

@@ -33,10 +33,12 @@ QCFS layer's trained λ is its scale, and SpikingJelly's row is skipped (it conv
 
 Both example networks end in a Linear layer without a ReLU, so under the spike-count readout the
 output already is the last layer's accumulated current: the "+ membrane readout" row equals the
-row above it by construction (it differs on networks that end in a ReLU). The last two rows are
+row above it by construction (it differs on networks that end in a ReLU). Rows 6 and 7 are
 row 4 (bias calibration) and row 5 (weight calibration) with burst neurons (``spike_rule="multi"``:
 ``floor(V / V_th)`` spikes in a step, no cap; Li & Zeng 2022), which Sinabs and Loihi 2 accept and
-Speck does not.
+Speck does not; rows 8 and 9 the same with signed neurons (``spike_rule="signed"``: a -1 spike
+when V < 0 takes back an earlier spike; Wang et al., IJCAI 2022), which need a chip that sends
+signed events (not Speck).
 """
 
 from __future__ import annotations
@@ -85,6 +87,21 @@ STEPS = [
             "calibrate": True,
             "calibrate_weights": True,
             "spike_rule": "multi",
+        },
+    ),
+    (  # not cumulative: bias calibration (row 4) with signed neurons
+        "+ calibration, signed neurons (off by default)",
+        {"v_init": 0.5, "readout": "membrane", "channel_wise": True, "calibrate": True, "spike_rule": "signed"},
+    ),
+    (  # not cumulative: weight calibration (row 5) with signed neurons
+        "+ weight calibration, signed neurons (off by default)",
+        {
+            "v_init": 0.5,
+            "readout": "membrane",
+            "channel_wise": True,
+            "calibrate": True,
+            "calibrate_weights": True,
+            "spike_rule": "signed",
         },
     ),
 ]

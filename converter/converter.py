@@ -75,7 +75,12 @@ class Converter:
             pair of tensors, a ``TensorDataset`` or another ``Dataset``
             (:func:`converter.record.calibration_batches`).
         reset: ``"subtract"`` (default) or ``"zero"``.
-        spike_rule: ``">="`` (default) or ``">"``.
+        spike_rule: ``">="`` (default), ``">"`` (NIR's), ``"multi"`` (burst neurons: several
+            spikes per step, Li & Zeng 2022) or ``"signed"`` (signed neurons: a negative spike
+            takes back a positive one when the potential falls below 0, so the net count is the
+            quantised mean input whatever its order in time; Wang et al., IJCAI 2022;
+            :func:`simulator.neuron.if_scan_signed`). ``"multi"`` and ``"signed"`` need a chip
+            that sends several or signed spikes (not Speck); reset by subtraction only for ``"signed"``.
         v_init: initial membrane potential as a fraction of V_th. Default 0.5: half the
             threshold removes the systematic floor error of rate coding (Bu et al., ICLR 2022;
             Hao et al., AAAI 2023); 0 is plain rate coding (Rueckauer et al. 2017).
@@ -135,7 +140,8 @@ class Converter:
     Raises:
         TypeError: no ``dataloader`` (a required keyword argument), or calibration data of a
             type not listed above (naming it), at construction.
-        ValueError: an unparseable mode, a bad reset/spike rule/readout/encoding, ``calibrate_T < 1``, or
+        ValueError: an unparseable mode, a bad reset/spike rule/readout/encoding (or
+            ``spike_rule="signed"`` with ``reset="zero"``), ``calibrate_T < 1``, or
             ``dataloader=None`` (at construction, before any work); a layer that never fired on
             the calibration data.
         converter.trace.UnsupportedLayerError: a layer that cannot be converted, naming its path
@@ -179,6 +185,8 @@ class Converter:
             "spike_rule": check_choice("spike_rule", spike_rule, SPIKE_RULES),
             "v_init": float(v_init),
         }
+        if spike_rule == "signed" and reset != "subtract":
+            raise ValueError(f"spike_rule='signed' needs reset='subtract', got reset={reset!r}")
         self.readout = check_choice("readout", readout, READOUTS)
         self.channel_wise = bool(channel_wise)
         self.calibrate_T = calibrate_T

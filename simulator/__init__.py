@@ -6,7 +6,7 @@ Time axis first: ``[T, B, ...]``; one time step is the unit of time.
 from simulator.early_exit import DEFAULT_STABLE_STEPS
 from simulator.evaluation import Classification, Evaluation, accuracy_per_t, classify, evaluate
 from simulator.integrator import Integrator
-from simulator.neuron import IFNeuron, IFParams, IFState, if_advance, if_scan, if_scan_bool, if_step
+from simulator.neuron import IFNeuron, IFParams, IFState, if_advance, if_scan, if_scan_bool, if_scan_signed, if_step
 from simulator.raster import Raster, spike_raster
 from simulator.scale import Scale
 from simulator.simulate import (
@@ -43,6 +43,7 @@ __all__ = [
     "if_layers",
     "if_scan",
     "if_scan_bool",
+    "if_scan_signed",
     "if_step",
     "model_encoding",
     "output_scale",

@@ -274,8 +274,8 @@ class GraphRunner:
             state = layer.initial_state(torch.empty(shape, dtype=current.dtype, device=current.device))
         params = layer.params()
         spikes, self.states[str(node.target)] = if_advance(current, state, params, steps=const_steps)
-        if self.record:  # bool spikes; uint8 counts per step for a multi-spike or clamped layer
-            train = spikes if params.binary else spikes.to(torch.uint8)
+        if self.record:  # bool spikes; uint8 counts per step for a multi-spike or clamped layer, int8 if signed
+            train = spikes if params.binary else spikes.to(params.train_dtype)
             self.recorded.setdefault(str(node.target), []).append((self.t, self.rows, train))
         if not params.binary:  # several spikes per step or a clamp: float counts
             return spikes.reshape(steps * self.batch, *shape[1:])
@@ -314,7 +314,8 @@ class ModuleRunner:
     def _hook(self, name: str):
         def hook(layer: IFNeuron, inputs, output: torch.Tensor) -> None:
             spikes = output.reshape(layer.steps, -1, *output.shape[1:])
-            spikes = spikes.bool() if layer.params().binary else spikes.to(torch.uint8)
+            params = layer.params()
+            spikes = spikes.bool() if params.binary else spikes.to(params.train_dtype)
             self.recorded.setdefault(name, []).append((self.t, self.rows, spikes))
 
         return hook

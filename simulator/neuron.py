@@ -16,6 +16,10 @@ The discrete update implemented, per neuron and unit time step ``t`` (dt = 1):
 - ``s``: spike, 0 or 1. With ``spike_rule=">"`` the comparison is strict (NIR's rule). With
   ``spike_rule="multi"`` (Sinabs' ``MultiSpike``) a neuron emits ``floor(V / V_th)`` spikes in
   one step when ``V >= V_th``, each subtracting ``V_th`` (or resetting once to ``V_reset``).
+- With ``spike_rule="signed"`` (reset by subtraction only) a neuron also emits a negative
+  spike, ``s = -1``, when ``V < 0`` while its net count (positive minus negative spikes so far)
+  is above 0, and ``V += V_th``: a later negative input takes back a spike the neuron fired
+  too early (:func:`if_scan_signed`; Wang et al., IJCAI 2022).
 - ``v_min`` (optional, a fraction of ``V_th``): after the reset the potential is clamped,
   ``V = relu(V - v_min V_th) + v_min V_th`` (= ``max(V, v_min V_th)`` up to rounding; computed
   as Sinabs does, whose ``min_v_mem = -V_th`` is ``v_min = -1``).
@@ -51,7 +55,7 @@ from torch import nn
 from simulator.kernels import scalar_or_flat, scan_flat
 
 RESETS = ("subtract", "zero")
-SPIKE_RULES = (">=", ">", "multi")
+SPIKE_RULES = (">=", ">", "multi", "signed")
 
 
 class IFParams(NamedTuple):
@@ -75,7 +79,15 @@ class IFParams(NamedTuple):
     @property
     def binary(self) -> bool:
         """At most one spike per step and no clamp: the fast kernels of :func:`if_scan_bool` apply."""
-        return self.spike_rule != "multi" and self.v_min is None
+        return self.spike_rule not in ("multi", "signed") and self.v_min is None
+
+    @property
+    def train_dtype(self) -> torch.dtype:
+        """The dtype of a recorded spike train: ``bool`` when :attr:`binary`, ``int8`` for
+        ``spike_rule="signed"`` (-1, 0, 1), else ``uint8`` (spikes per step)."""
+        if self.binary:
+            return torch.bool
+        return torch.int8 if self.spike_rule == "signed" else torch.uint8
 
 
 @dataclass(frozen=True)
@@ -146,12 +158,18 @@ def if_step(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor
         ``(spikes, v)``: spikes ``[B, ...]`` in ``x``'s dtype (0./1.; a count 0, 1, 2, ... with
         ``spike_rule="multi"``) and the potential after reset (and clamp).
 
+    Raises:
+        ValueError: ``spike_rule="signed"``: its step depends on the spikes emitted so far
+            (:func:`if_scan_signed`).
+
     Example:
         >>> p = IFParams(torch.tensor(1.0), torch.tensor(0.0), torch.tensor(1.0))
         >>> s, v = if_step(torch.tensor([0.75, 1.25]), torch.tensor([0.5, 0.0]), p)  # [B=2]
         >>> s.tolist(), v.tolist()
         ([1.0, 1.0], [0.25, 0.25])
     """
+    if p.spike_rule == "signed":
+        raise ValueError("spike_rule='signed' depends on the spikes emitted so far: use if_advance or if_scan_signed")
     v = v + p.r * x
     bounds = p.bounds
     if bounds is not None:  # saturation of an M-bit register, after the integration
@@ -168,6 +186,62 @@ def if_step(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor
         floor = (p.v_min * p.v_threshold).to(v.dtype)
         v = torch.relu(v - floor) + floor
     return spikes, v
+
+
+def if_scan_signed(
+    x: torch.Tensor, v: torch.Tensor, count: torch.Tensor, p: IFParams
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run a signed IF layer (``spike_rule="signed"``) over the leading time axis.
+
+    Each step integrates as :func:`if_step` does (``V += r I``, then the ``state_bits``
+    saturation); a neuron then emits ``+1`` when ``V >= V_th`` and ``-1`` when ``V < 0`` while
+    its net count (positive minus negative spikes since the start) is above 0, and subtracts
+    ``s V_th`` (a negative spike adds ``V_th`` back); the ``v_min`` clamp follows. The net
+    count never goes below 0, so the layer still codes a ReLU; a negative spike takes back a
+    positive one whose charge the later input cancelled. For any input, as long as the net
+    count stays within ``0..T`` without being held there, it ends at
+    ``floor((V[0] + r ΣI) / V_th)``: the quantised mean input, whatever its order in time.
+    This is the signed neuron with memory of Wang et al., IJCAI 2022 ("Signed neuron with
+    memory: towards simple, accurate and high-efficient ANN-SNN conversion"), with the negative
+    threshold at 0 so that ``V[0] = V_th/2`` rounds to the nearest count.
+
+    Args:
+        x: input currents ``[T, B, ...]``.
+        v: initial potential ``[B, ...]``.
+        count: net spike count before the first step ``[B, ...]`` int32.
+        p: the layer's :class:`IFParams` (``reset="subtract"``).
+
+    Returns:
+        ``(spikes [T, B, ...], v [B, ...], count [B, ...])``: the spikes per step (1., 0. or
+        -1. in ``x``'s dtype), the final potential and the net count.
+
+    Raises:
+        ValueError: ``p.reset`` is not ``"subtract"``.
+
+    Example:
+        >>> p = IFParams(torch.tensor(1.0), torch.tensor(0.0), torch.tensor(1.0), spike_rule="signed")
+        >>> s, v, n = if_scan_signed(torch.tensor([[0.75], [-0.5], [0.25]]), torch.tensor([0.5]),
+        ...                          torch.tensor([0], dtype=torch.int32), p)  # [T=3, B=1]
+        >>> s.flatten().tolist(), v.tolist(), n.tolist()  # V: 1.25-1, -0.25+1, 1.0-1
+        ([1.0, -1.0, 1.0], [0.0], [1])
+    """
+    if p.reset != "subtract":
+        raise ValueError(f"spike_rule='signed' needs reset='subtract', got reset={p.reset!r}")
+    bounds, out = p.bounds, []
+    net = count.to(x.dtype)
+    for xt in x:
+        v = v + p.r * xt
+        if bounds is not None:
+            v = v.clamp(*bounds)
+        s = (v >= p.v_threshold).to(x.dtype) - ((v < 0) & (net > 0)).to(x.dtype)
+        v = v - s * p.v_threshold
+        if p.v_min is not None:
+            floor = (p.v_min * p.v_threshold).to(v.dtype)
+            v = torch.relu(v - floor) + floor
+        net = net + s
+        out.append(s)
+    spikes = torch.stack(out) if out else x.new_zeros(x.shape)
+    return spikes, v, net.to(count.dtype)
 
 
 def input_current(x: torch.Tensor, r: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -190,6 +264,9 @@ def if_scan(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor
     Returns:
         ``(spikes [T, B, ...], v [B, ...])``: all spikes (0./1. in ``x``'s dtype) and the final
         potential; bitwise what ``T`` calls of :func:`if_step` give.
+
+    Raises:
+        ValueError: ``spike_rule="signed"`` (use :func:`if_scan_signed`, which takes the count).
     """
     if not p.binary:
         out = []
@@ -292,6 +369,9 @@ def if_advance(x: torch.Tensor, state: IFState, p: IFParams, steps: int | None =
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         x = x.unsqueeze(0).expand(steps, *x.shape)
+    if p.spike_rule == "signed":
+        spikes, v, count = if_scan_signed(x, state.v, state.count, p)
+        return spikes, IFState(v, count)
     spikes, v = if_scan(x, state.v, p)
     return spikes, IFState(v, state.count + spikes.sum(0).to(state.count.dtype))
 
@@ -312,8 +392,10 @@ class IFNeuron(nn.Module):
         v_threshold: threshold V_th, a float or a tensor broadcastable to ``[B, ...]``
             without the batch axis (per neuron or per channel). Must be > 0.
         reset: ``"subtract"`` (soft reset, default) or ``"zero"`` (reset to ``v_reset``).
-        spike_rule: ``">="`` (default), ``">"`` (NIR's strict rule) or ``"multi"`` (several
-            spikes per step, Sinabs' rule; simulated by a slower per-step loop).
+        spike_rule: ``">="`` (default), ``">"`` (NIR's strict rule), ``"multi"`` (several
+            spikes per step, Sinabs' rule; simulated by a slower per-step loop) or
+            ``"signed"`` (a negative spike takes back a positive one, :func:`if_scan_signed`;
+            reset by subtraction only; also a per-step loop).
         v_init: initial potential as a fraction of ``v_threshold`` (dimensionless).
         v_reset: potential after a spike with ``reset="zero"`` (default 0).
         r: input resistance (dimensionless), default 1.
@@ -327,10 +409,11 @@ class IFNeuron(nn.Module):
 
     Shape:
         Input ``[steps * B, ...]``; output spikes of the same shape, 0./1. floats (counts with
-        ``spike_rule="multi"``).
+        ``spike_rule="multi"``, 1./0./-1. with ``"signed"``).
 
     Raises:
-        ValueError: unknown ``reset`` or ``spike_rule``, a non-positive threshold, a
+        ValueError: unknown ``reset`` or ``spike_rule``, ``spike_rule="signed"`` without
+            ``reset="subtract"``, a non-positive threshold, a
             ``state_bits`` outside 2..53 or one the threshold or ``v_reset`` does not fit, or
             an input whose leading size is not a multiple of ``steps``.
         TypeError: a ``state_bits`` that is not an int.
@@ -355,6 +438,8 @@ class IFNeuron(nn.Module):
         super().__init__()
         self.reset = check_choice("reset", reset, RESETS)
         self.spike_rule = check_choice("spike_rule", spike_rule, SPIKE_RULES)
+        if spike_rule == "signed" and reset != "subtract":
+            raise ValueError(f"spike_rule='signed' needs reset='subtract', got reset={reset!r}")
         threshold = torch.as_tensor(v_threshold, dtype=torch.float32)
         if not bool((threshold > 0).all()):
             raise ValueError(f"v_threshold must be > 0, got min {threshold.min().item()}")

@@ -17,7 +17,8 @@ class Raster:
 
     Attributes:
         layer: the IF layer's module path.
-        spikes: ``[T, N]`` bool (uint8 spikes per step for a ``spike_rule="multi"`` layer),
+        spikes: ``[T, N]`` bool (uint8 spikes per step for a ``spike_rule="multi"`` layer, int8
+            1/0/-1 for a ``"signed"`` one),
             ``spikes[t, j]``: what neuron ``neurons[j]`` emitted at step t + 1.
         neurons: ``[N]`` int64 indices into the layer's flattened neurons (``C·H·W``).
         layer_spikes: spikes of the whole layer for this sample (the simulator's count).

@@ -95,7 +95,8 @@ class SimulationResult:
         readout: ``"spike_count"`` (outputs are per-step spikes or currents, summed over time
             to classify) or ``"membrane"`` (outputs are the output layer's potential V[t]).
         spikes: with ``record=True``, per IF layer path, the full spike train ``[T, B, ...]``
-            as ``bool`` (``uint8`` spikes per step for a ``spike_rule="multi"`` layer); else ``None``.
+            as ``bool`` (``uint8`` spikes per step for a ``spike_rule="multi"`` layer, ``int8``
+            1/0/-1 for a ``"signed"`` one); else ``None``.
         steps_used: ``[B]`` int64, the step at which each sample's prediction was taken
             (``T`` unless it exited early).
         labels: ``[B]`` integer class labels given to :func:`simulate` (``labels=``), or

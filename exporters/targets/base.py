@@ -110,6 +110,7 @@ class Layer:
     pool_shapes: list[tuple[int, int, int, int]]  # (kernel_h, kernel_w, stride_h, stride_w) after the neuron
     n_inputs: int  # incoming edges of the weighted node
     v_reset: np.ndarray | None = None  # the IF node's v_reset (where reset to zero goes), file units
+    spike_rule: str | None = None  # the IF node's ``spike_rule`` metadata (``">="``, ``">"``, ``"multi"``, ``"signed"``)
 
 
 def _pair(value: Any) -> tuple[int, int]:
@@ -197,9 +198,10 @@ def read_layers(graph: nir.NIRGraph) -> list[Layer]:
             kernel = (shape[1], shape[2]) if len(shape) == 3 else (1, 1)
             stride, out_c, out_hw = (1, 1), int(weight.shape[0]), (1, 1)
         thresholds = np.asarray(nnode.v_threshold, dtype=np.float64) if isinstance(nnode, nir.IF) else None
-        reset, v_reset = None, None
+        reset, v_reset, rule = None, None, None
         if isinstance(nnode, nir.IF):
             reset = str((nnode.metadata or {}).get("reset", "zero"))
+            rule = str((nnode.metadata or {}).get("spike_rule", ">"))
             v_reset = None if nnode.v_reset is None else np.asarray(nnode.v_reset, dtype=np.float64)
         dests, pools = _destinations(graph, neuron) if neuron else ([], [])
         layers.append(
@@ -220,6 +222,7 @@ def read_layers(graph: nir.NIRGraph) -> list[Layer]:
                 pools,
                 len(predecessors(graph.edges, name)),
                 v_reset,
+                rule,
             )
         )
     return layers
@@ -269,7 +272,8 @@ def common_rules(layers: list[Layer], limits: dict[str, Limit], quantised: bool)
     ``bias_bits``, ``threshold_bits`` (signed widths of the integer values), ``one_threshold``
     (one threshold per layer), ``bias`` (False: no bias allowed), ``resets`` (allowed reset
     rules), ``reset_to_zero`` (True: a reset to ``v_reset`` must go to 0, as the chip's reset
-    to zero does), ``spiking_output`` (every weighted layer drives an IF neuron)."""
+    to zero does), ``spiking_output`` (every weighted layer drives an IF neuron),
+    ``unsigned_spikes`` (True: the chip's events carry no sign, so no ``spike_rule="signed"``)."""
     out: list[Violation] = []
     for layer in layers:
         thr = layer.thresholds
@@ -292,6 +296,8 @@ def common_rules(layers: list[Layer], limits: dict[str, Limit], quantised: bool)
             values = np.unique(layer.v_reset)
             shown = ", ".join(f"{v:g}" for v in values[:3]) + (", ..." if values.size > 3 else "")
             out.append(Violation(layer.neuron or layer.name, "reset value", "v_reset = 0", f"v_reset = {shown}"))
+        if limits.get("unsigned_spikes", Limit("", False, "")).value and layer.spike_rule == "signed":
+            out.append(Violation(layer.neuron or layer.name, "spike sign", "unsigned events", "signed (-1 spikes)"))
         if "spiking_output" in limits and layer.neuron_kind != "IF":
             value = "membrane readout (I)" if layer.neuron_kind == "I" else "no neuron"
             out.append(Violation(layer.neuron or layer.name, "spiking layer", "IF neurons", value))

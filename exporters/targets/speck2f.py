@@ -111,6 +111,9 @@ LIMITS: dict[str, Limit] = {
         "inputs of a neuron layer", 1, SINABS + "connectivity_specs.py LAYER_TYPES_WITH_MULTIPLE_INPUTS (Merge only)"
     ),
     "input": Limit("input", "spikes", "DYNAP-CNN receives events (DVS or spike input)"),
+    "unsigned_spikes": Limit(
+        "spike sign", True, "samna's speck2f Spike event (layer, feature, x, y, timestamp): no sign or payload"
+    ),
 }
 
 
