@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
@@ -145,7 +146,8 @@ def energy_report(
     count, per layer, spikes, synaptic operations and the ANN's MACs of the same connections.
     With spike input (the model's encoding, :func:`simulator.model_encoding`, ``"rate"`` or
     ``"poisson"``) the input row counts its events (:func:`input_events`) and their SynOps,
-    and there are no analog input MACs.
+    and there are no analog input MACs. A signed layer's (``spike_rule="signed"``) spikes are
+    its events, +1 and -1 alike (its spike count, the net count, would undercount them).
 
     Args:
         input_shape: one sample's shape; default the one recorded at conversion.
@@ -174,10 +176,13 @@ def energy_report(
     counts: dict[str, torch.Tensor] = {}
     samples = 0
     device = next((p.device for p in snn.parameters()), torch.device("cpu"))
+    signed = [name for name, m in snn.named_modules() if isinstance(m, IFNeuron) and m.spike_rule == "signed"]
     for batch in batches:
         x = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(device)
-        result = simulate(snn, x, T)
+        result = simulate(snn, x, T, record=bool(signed))
         batch_counts = dict(result.spike_counts)
+        for name in signed:  # events: +1 and -1 spikes (the spike count is their net sum)
+            batch_counts[name] = cast(dict, result.spikes)[name].abs().sum(0, dtype=torch.int32)
         if events:
             batch_counts[INPUT] = input_events(x, T, model_encoding(snn))
         for name, c in batch_counts.items():

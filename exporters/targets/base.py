@@ -110,7 +110,7 @@ class Layer:
     pool_shapes: list[tuple[int, int, int, int]]  # (kernel_h, kernel_w, stride_h, stride_w) after the neuron
     n_inputs: int  # incoming edges of the weighted node
     v_reset: np.ndarray | None = None  # the IF node's v_reset (where reset to zero goes), file units
-    spike_rule: str | None = None  # the IF node's ``spike_rule`` metadata (``">="``, ``">"``, ``"multi"``, ``"signed"``)
+    spike_rule: str | None = None  # the IF node's spike_rule metadata (">=", ">", "multi", "signed")
 
 
 def _pair(value: Any) -> tuple[int, int]:
