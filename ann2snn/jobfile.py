@@ -63,6 +63,7 @@ JOB_KEYS = {
     "encoding": str,
     "target": str,
     "target_bias": str,
+    "spike_rule": str,
     "models": list,
 }
 MODEL_KEYS = {
@@ -125,6 +126,7 @@ def read_job(path: Path, out: Path | None = None, device: str | None = None, lim
             explicit=tuple(key for key in TARGET_FIELDS if key in doc),
             target_bias=doc.get("target_bias"),
             calibrate_samples=doc.get("calibrate_samples", CALIBRATION_SAMPLES),
+            spike_rule=doc.get("spike_rule", ">="),
         )
     except JobFileError:
         raise

@@ -53,6 +53,7 @@ from converter.readout import READOUTS
 from exporters import PROFILES, compare_spike_counts, export_nir, import_nir
 from exporters.atomic import atomic_path
 from simulator import META_KEY, distributed, evaluate
+from simulator.neuron import SPIKE_RULES
 from simulator.simulate import ENCODINGS
 
 SUMMARY_FIELDS = (
@@ -90,6 +91,7 @@ TARGET_FIELDS: dict[str, object] = {
     "state_bits": None,
     "encoding": "constant",
     "readout": "membrane",
+    "spike_rule": ">=",
 }
 
 #: Time steps of the quantisation's bias correction when the conversion is not calibrated for a T.
@@ -116,11 +118,15 @@ class Job:
     otherwise is refused even when its value is the default (a field not named there is taken
     from the target when it holds its default). ``calibrate_samples``: how many of the
     calibration samples (the first ones, at most ``calib_size``) the ``calibrate`` steps fit on.
+    ``spike_rule``: the IF neurons' rule (:data:`simulator.neuron.SPIKE_RULES`): ``">="``,
+    ``">"``, ``"multi"`` (burst neurons) or ``"signed"`` (signed neurons; a target whose events
+    carry no sign, Speck 2f, refuses it).
 
     Raises:
         ValueError: no model, mode or T, a repeated model name or normalisation, ``T < 1``, an
             unknown readout, export profile or encoding, ``calibrate_weights`` without
-            ``calibrate``, ``calibrate_samples`` < 1 (or not 500 without ``calibrate``), bit
+            ``calibrate``, ``calibrate_samples`` < 1 (or not 500 without ``calibrate``), an
+            unknown ``spike_rule`` (or ``"signed"`` for a target without signed spikes), bit
             widths out of range, or ``state_bits`` without ``weight_bits``; an unknown
             ``target`` (listing the known ones) or a setting that contradicts it (naming the
             field and both values: given explicitly, or not its default).
@@ -150,8 +156,11 @@ class Job:
     explicit: tuple[str, ...] = ()
     target_bias: str | None = None
     calibrate_samples: int = CALIBRATION_SAMPLES
+    spike_rule: str = ">="
 
     def __post_init__(self) -> None:
+        if self.spike_rule not in SPIKE_RULES:
+            raise ValueError(f"spike_rule must be one of {SPIKE_RULES}, got {self.spike_rule!r}")
         if self.target_bias is not None and self.target is None:
             raise ValueError(f"target_bias={self.target_bias!r} needs a target")
         if self.target is not None:
@@ -203,6 +212,14 @@ class Job:
                 how = " (given explicitly; leave it out and the target sets it)" if given == default else ""
                 raise ValueError(f"target {self.target} sets {key}={wanted[key]!r}, got {key}={given!r}{how}")
             object.__setattr__(self, key, wanted[key])  # frozen: set once, while constructing
+        from exporters.targets import TARGETS
+
+        unsigned = TARGETS[str(self.target)].LIMITS.get("unsigned_spikes")
+        if self.spike_rule == "signed" and unsigned is not None and unsigned.value:
+            raise ValueError(
+                f"target {self.target} takes unsigned spikes only ({unsigned.source}): "
+                "spike_rule='signed' cannot run there"
+            )
 
     def settings(self) -> dict:
         """The settings that decide a combination's result (besides model, mode and T)."""
@@ -229,6 +246,8 @@ class Job:
             settings["target"] = self.target
         if self.target_bias not in (None, "none"):
             settings["target_bias"] = self.target_bias
+        if self.spike_rule != ">=":
+            settings["spike_rule"] = self.spike_rule
         if self.calibrate and self.calibrate_samples != CALIBRATION_SAMPLES:  # the count it fits on
             settings["calibrate_samples"] = min(self.calibrate_samples, self.calib_size)
         return settings
@@ -267,7 +286,7 @@ class Job:
         return quantized
 
     def _converter(self, mode: str, dataloader, progress, calibrate_T: int | None) -> Converter:
-        neuron = {k: v for k, v in target_settings(self.target).items() if k in ("reset", "spike_rule")}
+        neuron = {k: v for k, v in target_settings(self.target).items() if k == "reset"}
         return Converter(
             mode=mode,
             dataloader=dataloader,
@@ -279,6 +298,7 @@ class Job:
             calibration_samples=self.calibrate_samples,
             progress=progress,
             encoding="rate" if self.encoding == "rate" else "constant",
+            spike_rule=self.spike_rule,
             **neuron,
         )
 

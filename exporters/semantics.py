@@ -9,8 +9,9 @@ IF node metadata (:data:`IF_KEYS`):
 
 ==================  ====================================================================
 ``reset``           ``"subtract"`` (V -= V_th per spike) or ``"zero"`` (V = v_reset)
-``spike_rule``      ``">="``, ``">"`` (the comparison of V with V_th) or ``"multi"``
-                    (floor(V / V_th) spikes in one step)
+``spike_rule``      ``">="``, ``">"`` (the comparison of V with V_th), ``"multi"``
+                    (floor(V / V_th) spikes in one step) or ``"signed"`` (also a -1 spike,
+                    V += V_th, when V < 0 while the net count is above 0)
 ``v_init_fraction`` initial potential V[0] as a fraction of ``v_threshold`` (dimensionless)
 ``dt``              length of one time step in NIR time units (we write 1.0: ``r`` per step)
 ``v_min_fraction``  (only when set) clamp of V after the reset, a fraction of ``v_threshold``

@@ -174,3 +174,29 @@ def test_job_file_target(tmp_path):
     path.write_text("target = 3\n" + body)
     with pytest.raises(JobFileError, match="'target' = 3 has the wrong type"):
         read_job(path)
+
+
+def test_convert_spike_rule_signed_and_the_targets_that_refuse_it(checkpoints, tmp_path):
+    args = ["convert", "--model", FACTORY, "--weights", str(checkpoints["plain"]), "--mode", "99.9%", "--T", "4"]
+    result = CliRunner().invoke(main, [*args, "--spike-rule", "signed", "--out", str(tmp_path / "s"), *FAST])
+    assert result.exit_code == 0, result.output
+    graph = nir.read(tmp_path / "s" / "plain_p99.9_T4.nir")
+    rules = {str(n.metadata["spike_rule"]) for n in graph.nodes.values() if isinstance(n, nir.IF)}
+    assert rules == {"signed"}
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["settings"]["spike_rule"] == "signed" and summary["rows"][0]["status"] == "converted"
+    assert "spike_rule" not in _job().settings()  # the default leaves earlier results' settings alone
+    speck = CliRunner().invoke(main, [*args, "--spike-rule", "signed", "--target", "speck2f", "--out", str(tmp_path)])
+    assert speck.exit_code == 2 and "target speck2f takes unsigned spikes only" in speck.output
+    loihi = CliRunner().invoke(main, [*args, "--spike-rule", "signed", "--target", "loihi2", "--out", str(tmp_path)])
+    assert loihi.exit_code == 2 and "target loihi2 sets spike_rule='>', got spike_rule='signed'" in loihi.output
+    assert _job(target="loihi2").spike_rule == ">"
+    with pytest.raises(ValueError, match="spike_rule must be one of"):
+        _job(spike_rule="sign")
+    job = tmp_path / "job.toml"
+    models = f'modes = ["max"]\nT = [4]\n[[models]]\nmodel = "{FACTORY}"\nno_weights = true\n'
+    job.write_text('spike_rule = "multi"\n' + models)
+    assert read_job(job).spike_rule == "multi"
+    job.write_text("spike_rule = 1\n" + models)
+    with pytest.raises(JobFileError, match="spike_rule"):
+        read_job(job)

@@ -20,6 +20,7 @@ from ann2snn.plots import IF_RATE_DEFAULT_T, AccuracyCurve, plot_accuracy_curves
 from ann2snn.progress import Bar, progress_bar
 from ann2snn.tables import format_graph, format_simulation, format_summary
 from simulator import distributed
+from simulator.neuron import SPIKE_RULES
 
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 OUT_FILE = click.Path(dir_okay=False, path_type=Path)
@@ -228,6 +229,14 @@ def _run(job: Job, force: bool, quiet: bool, as_json: bool) -> None:
     "--calibrate; best at T <= 16; about 12 s per T for the seed CNN).",
 )
 @click.option(
+    "--spike-rule",
+    type=click.Choice(list(SPIKE_RULES)),
+    default=">=",
+    show_default=True,
+    help="IF neurons: spike at V >= V_th, at V > V_th (NIR's rule), burst neurons (multi: several spikes "
+    "per step) or signed neurons (signed: a -1 spike when V < 0 takes back an earlier one; not on Speck).",
+)
+@click.option(
     "--weight-bits",
     type=click.IntRange(2, 16),
     default=None,
@@ -307,6 +316,7 @@ def convert(
     calibrate,
     calibrate_weights,
     calibrate_samples,
+    spike_rule,
     weight_bits,
     state_bits,
     encoding,
@@ -361,6 +371,7 @@ def convert(
             explicit=given_options(click.get_current_context(), TARGET_FIELDS),
             target_bias=target_bias,
             calibrate_samples=calibrate_samples,
+            spike_rule=spike_rule,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
