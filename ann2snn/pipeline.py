@@ -126,7 +126,8 @@ class Job:
         ValueError: no model, mode or T, a repeated model name or normalisation, ``T < 1``, an
             unknown readout, export profile or encoding, ``calibrate_weights`` without
             ``calibrate``, ``calibrate_samples`` < 1 (or not 500 without ``calibrate``), an
-            unknown ``spike_rule`` (or ``"signed"`` for a target without signed spikes), bit
+            unknown ``spike_rule`` (or ``"signed"`` for a target without signed spikes, or
+            ``"multi"``/``"signed"`` with the recurrent export profile), bit
             widths out of range, or ``state_bits`` without ``weight_bits``; an unknown
             ``target`` (listing the known ones) or a setting that contradicts it (naming the
             field and both values: given explicitly, or not its default).
@@ -191,6 +192,11 @@ class Job:
             raise ValueError(f"calibrate_samples={self.calibrate_samples} needs calibrate (only calibration uses it)")
         if self.export_profile not in PROFILES:
             raise ValueError(f"export_profile must be one of {PROFILES}, got {self.export_profile!r}")
+        if self.export_profile == "recurrent" and self.spike_rule not in (">=", ">"):
+            raise ValueError(
+                f"export_profile='recurrent' encodes one spike per step (spike_rule '>=' or '>'), "
+                f"got spike_rule={self.spike_rule!r}"
+            )
         if self.weight_bits is not None:
             check_bits("weight_bits", self.weight_bits, 2, MAX_WEIGHT_BITS)
         if self.state_bits is not None:
@@ -246,7 +252,7 @@ class Job:
             settings["target"] = self.target
         if self.target_bias not in (None, "none"):
             settings["target_bias"] = self.target_bias
-        if self.spike_rule != ">=":
+        if self.spike_rule != target_settings(self.target).get("spike_rule", ">="):  # absent: earlier results match
             settings["spike_rule"] = self.spike_rule
         if self.calibrate and self.calibrate_samples != CALIBRATION_SAMPLES:  # the count it fits on
             settings["calibrate_samples"] = min(self.calibrate_samples, self.calib_size)

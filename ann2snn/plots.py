@@ -290,7 +290,7 @@ def plot_raster(
     input sample ``image`` (``[C, H, W]``, ``[H, W]`` or flat; shown as an image when 2-D after
     squeezing; colour values outside [0, 1], e.g. normalised inputs, are scaled min–max to it
     for display and the panel's title says from which range) beside it; 800 × 400 pixels. Each
-    spike is a short vertical tick
+    spike is a short vertical tick (black; a signed layer's -1 spikes red)
     (:data:`RASTER_TICK` of a row, so that neighbouring neurons' spikes stay apart at any rate);
     rows are labelled with the neurons' real indices in the layer (flat, ``C·H·W`` order); the
     panel's title is :func:`raster_title` (sample, label, predicted class, neurons shown)."""
@@ -317,8 +317,11 @@ def plot_raster(
     left.set_xticks([])
     left.set_yticks([])
     n = len(raster.neurons)
-    times = [(raster.spikes[:, j].nonzero().flatten() + 1).tolist() for j in range(n)]
+    times = [((raster.spikes[:, j] > 0).nonzero().flatten() + 1).tolist() for j in range(n)]
     right.eventplot(times, lineoffsets=list(range(n)), linelengths=RASTER_TICK, linewidths=1.0, colors="k")
+    negative = [((raster.spikes[:, j] < 0).nonzero().flatten() + 1).tolist() for j in range(n)]
+    if any(negative):  # a signed layer's -1 spikes (spike_rule="signed"), in red
+        right.eventplot(negative, lineoffsets=list(range(n)), linelengths=RASTER_TICK, linewidths=1.0, colors="r")
     right.set_xlim(0.5, raster.T + 0.5)
     right.set_ylim(-0.5, n - 0.5)
     step = max(1, -(-n // 12))  # at most about 12 labelled rows

@@ -182,7 +182,9 @@ def energy_report(
         result = simulate(snn, x, T, record=bool(signed))
         batch_counts = dict(result.spike_counts)
         for name in signed:  # events: +1 and -1 spikes (the spike count is their net sum)
-            batch_counts[name] = cast(dict, result.spikes)[name].abs().sum(0, dtype=torch.int32)
+            trains = cast(dict, result.spikes)
+            if name in trains:  # not a layer the model never calls
+                batch_counts[name] = trains[name].abs().sum(0, dtype=torch.int32)
         if events:
             batch_counts[INPUT] = input_events(x, T, model_encoding(snn))
         for name, c in batch_counts.items():

@@ -66,11 +66,14 @@ def _unpack(packed: torch.Tensor, shape: torch.Size, dtype: torch.dtype) -> torc
 
 
 def _compact(values: torch.Tensor) -> torch.Tensor:
-    """A non-binary train (burst spike counts per step) as ``int16`` when that is exact, else as it is."""
+    """A non-binary train (burst spike counts or signed spikes per step) as ``int8`` or ``int16``
+    when that is exact, else as it is."""
     values = values.detach()
     if values.is_floating_point() and values.numel() and bool((values == values.round()).all()):
-        if float(values.abs().max()) <= torch.iinfo(torch.int16).max:
-            return values.to(torch.int16)
+        largest = float(values.abs().max())
+        for dtype in (torch.int8, torch.int16):
+            if largest <= torch.iinfo(dtype).max:
+                return values.to(dtype)
     return values
 
 
@@ -373,7 +376,8 @@ def calibrate_weights(
     already computes what the ANN does) stay.
 
     The constant-current model behind the fit misses what the IF layer's inputs do over time: a
-    neuron whose input turns negative after it fired cannot take the spike back, so it fires
+    neuron whose input turns negative after it fired cannot take the spike back (unless it is
+    a signed neuron, ``spike_rule="signed"``, for which the model is nearly exact), so it fires
     more than ``z`` predicts (on the CIFAR-10 ResNet-20 at T = 4, 5-12 % of a layer's neurons
     differ by a spike and its mean rate is 0.006-0.026 too high, against rates of 0.07-0.33;
     ``benchmarks/calibration_mismatch.py``).

@@ -79,8 +79,9 @@ class Converter:
             spikes per step, Li & Zeng 2022) or ``"signed"`` (signed neurons: a negative spike
             takes back a positive one when the potential falls below 0, so the net count is the
             quantised mean input whatever its order in time; Wang et al., IJCAI 2022;
-            :func:`simulator.neuron.if_scan_signed`). ``"multi"`` and ``"signed"`` need a chip
-            that sends several or signed spikes (not Speck); reset by subtraction only for ``"signed"``.
+            :func:`simulator.neuron.if_scan_signed`). ``"multi"`` needs a chip that sends several
+            spikes per step, ``"signed"`` one that sends signed events (not Speck) and reset by
+            subtraction.
         v_init: initial membrane potential as a fraction of V_th. Default 0.5: half the
             threshold removes the systematic floor error of rate coding (Bu et al., ICLR 2022;
             Hao et al., AAAI 2023); 0 is plain rate coding (Rueckauer et al. 2017).

@@ -42,7 +42,8 @@ def encode_subtraction(node: nir.IF) -> nir.NIRGraph:
 
     Raises:
         ValueError: the node resets to a value (``reset="zero"``: NIR's IF already says that),
-            or fires several spikes per step (``spike_rule="multi"``: no single Threshold).
+            or fires several spikes per step (``spike_rule="multi"``: no single Threshold) or
+            signed spikes (``"signed"``).
     """
     meta = dict(node.metadata or {})
     if meta.get("reset") != "subtract" or meta.get("spike_rule") not in (">=", ">"):

@@ -97,7 +97,8 @@ class IFState:
     Attributes:
         v: membrane potential ``[B, ...]`` (dimensionless, on the threshold's scale: multiples
             of V_th after conversion), after the last step's reset.
-        count: spikes emitted since the initial state, ``[B, ...]`` int32.
+        count: spikes emitted since the initial state, ``[B, ...]`` int32 (for
+            ``spike_rule="signed"`` the net count: +1 spikes minus -1 spikes).
     """
 
     v: torch.Tensor
@@ -198,9 +199,11 @@ def if_scan_signed(
     its net count (positive minus negative spikes since the start) is above 0, and subtracts
     ``s V_th`` (a negative spike adds ``V_th`` back); the ``v_min`` clamp follows. The net
     count never goes below 0, so the layer still codes a ReLU; a negative spike takes back a
-    positive one whose charge the later input cancelled. For any input, as long as the net
-    count stays within ``0..T`` without being held there, it ends at
-    ``floor((V[0] + r ΣI) / V_th)``: the quantised mean input, whatever its order in time.
+    positive one whose charge the later input cancelled. While each step's input ``r I`` lies
+    in ``[-V_th, V_th)`` and the partial sums ``V[0] + r (I[1] + ... + I[t])`` stay ``>= 0``, the
+    potential stays in ``[0, V_th)`` after every step and the net count after T steps is
+    ``floor((V[0] + r ΣI) / V_th)``: the quantised mean input, whatever the inputs' order in time
+    (in general the count is that floor exactly when the final potential lies in ``[0, V_th)``).
     This is the signed neuron with memory of Wang et al., IJCAI 2022 ("Signed neuron with
     memory: towards simple, accurate and high-efficient ANN-SNN conversion"), with the negative
     threshold at 0 so that ``V[0] = V_th/2`` rounds to the nearest count.
@@ -228,7 +231,7 @@ def if_scan_signed(
     if p.reset != "subtract":
         raise ValueError(f"spike_rule='signed' needs reset='subtract', got reset={p.reset!r}")
     bounds, out = p.bounds, []
-    net = count.to(x.dtype)
+    net = count.clone()  # int32: exact in any input dtype
     for xt in x:
         v = v + p.r * xt
         if bounds is not None:
@@ -238,10 +241,10 @@ def if_scan_signed(
         if p.v_min is not None:
             floor = (p.v_min * p.v_threshold).to(v.dtype)
             v = torch.relu(v - floor) + floor
-        net = net + s
+        net = net + s.to(net.dtype)
         out.append(s)
     spikes = torch.stack(out) if out else x.new_zeros(x.shape)
-    return spikes, v, net.to(count.dtype)
+    return spikes, v, net
 
 
 def input_current(x: torch.Tensor, r: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -309,7 +312,7 @@ def if_scan_bool(
     if steps is not None and steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if not p.binary:
-        raise ValueError("if_scan_bool needs binary spikes without clamp; use if_scan")
+        raise ValueError("if_scan_bool needs binary spikes without clamp; use if_advance")
     constant = steps is not None
     state_shape = x.shape if constant else x.shape[1:]
     steps = steps if steps is not None else x.shape[0]
@@ -337,8 +340,9 @@ def count_spikes(spikes: torch.Tensor) -> torch.Tensor:
 def if_advance(x: torch.Tensor, state: IFState, p: IFParams, steps: int | None = None) -> tuple[torch.Tensor, IFState]:
     """Advance one IF layer by a chunk of time steps: :func:`if_step` repeated, from ``state``.
 
-    Picks the fast kernel (:func:`if_scan_bool`) when ``p.binary``, else the per-step loop
-    (:func:`if_scan`); the spike count is advanced with the spikes emitted.
+    Picks the fast kernel (:func:`if_scan_bool`) when ``p.binary``, :func:`if_scan_signed` for
+    ``spike_rule="signed"``, else the per-step loop (:func:`if_scan`); the spike count is
+    advanced with the spikes emitted (the net count for signed spikes).
 
     Args:
         x: input currents ``[T, B, ...]``; or, with ``steps`` given, one current ``[B, ...]``
@@ -349,7 +353,8 @@ def if_advance(x: torch.Tensor, state: IFState, p: IFParams, steps: int | None =
 
     Returns:
         ``(spikes, state)``: spikes ``[T, B, ...]``, ``bool`` when ``p.binary``, else the spikes
-        per step as a float count (0., 1., 2., ... with ``spike_rule="multi"``) in ``x``'s dtype;
+        per step as a float count (0., 1., 2., ... with ``spike_rule="multi"``; 1., 0., -1. with
+        ``"signed"``) in ``x``'s dtype;
         and the new :class:`IFState` after the last step.
 
     Raises:
@@ -461,7 +466,7 @@ class IFNeuron(nn.Module):
     @property
     def spike_count(self) -> torch.Tensor | None:
         """Spikes emitted since the reset, ``[B, ...]`` in the potential's dtype (``None`` before
-        the first step)."""
+        the first step; the net count for ``spike_rule="signed"``)."""
         return None if self.state is None else self.state.count.to(self.state.v.dtype)
 
     def params(self) -> IFParams:

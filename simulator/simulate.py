@@ -369,7 +369,7 @@ def _runner(model: nn.Module, x: torch.Tensor, encoder, execution: str, record: 
 
 def _assemble(chunks: list[tuple[int, torch.Tensor, torch.Tensor]], T: int, batch: int) -> torch.Tensor:
     """Recorded ``(t0, rows, spikes [steps, b, ...])`` chunks as one ``[T, B, ...]`` tensor (bool,
-    or uint8 counts for a multi-spike layer)."""
+    uint8 counts for a multi-spike layer, int8 -1/0/1 for a signed one)."""
     first = chunks[0][2]
     full = torch.zeros(T, batch, *first.shape[2:], dtype=first.dtype, device=first.device)
     for t0, rows, spikes in chunks:

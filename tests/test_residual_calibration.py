@@ -132,7 +132,7 @@ def _node(snn, target):
 
 @pytest.mark.parametrize("cache_bytes", [None, 150_000])  # 150 kB: one 4 x 16 x 16 train of 10 samples x 6 steps
 def test_burst_trains_are_kept_exactly_and_within_the_budget(ann, cache_bytes):
-    """Burst trains (several spikes per step) are kept as int16 counts, not bit-packed; a pass
+    """Burst trains (several spikes per step) are kept as int8/int16 counts, not bit-packed; a pass
     stops keeping trains once the budget would be exceeded, while it runs (not only at its end)."""
     snn = _convert(ann, spike_rule="multi").double()
     x = X[:10].double()
@@ -142,13 +142,14 @@ def test_burst_trains_are_kept_exactly_and_within_the_budget(ann, cache_bytes):
         counts = trains.counts(node) if node.target.endswith("relu2") else trains.mean(node) * 6
         assert torch.equal(counts, whole.spike_counts[node.target].double()), node.target
         assert trains.kept_bytes <= trains.cache_bytes
-        int16 |= {n.target for n, entries in trains.kept.items() if all(d.dtype == torch.int16 for d, _, _ in entries)}
+        ints = (torch.int8, torch.int16)
+        int16 |= {n.target for n, entries in trains.kept.items() if all(d.dtype in ints for d, _, _ in entries)}
     assert len(int16) >= 2
     assert max(c.max() for c in whole.spike_counts.values()) > 6  # some neuron fired twice in a step
 
 
 def test_signed_trains_are_kept_exactly(ann):
-    """Signed trains (-1, 0, 1 per step) are kept as int16 and give the whole network's net counts;
+    """Signed trains (-1, 0, 1 per step) are kept as int8 and give the whole network's net counts;
     the weight calibration runs on them."""
     snn = _convert(ann, spike_rule="signed").double()
     x = X[:10].double()
@@ -158,6 +159,6 @@ def test_signed_trains_are_kept_exactly(ann):
         counts = trains.counts(node) if node.target.endswith("relu2") else trains.mean(node) * 6
         assert torch.equal(counts, whole.spike_counts[node.target].double()), node.target
     assert any(bool((t == -1).any()) for t in whole.spikes.values())  # some neuron took a spike back
-    assert {entries[0][0].dtype for entries in trains.kept.values()} == {torch.int16}
+    assert {entries[0][0].dtype for entries in trains.kept.values()} == {torch.int8}
     fitted = _convert(ann, spike_rule="signed", calibrate_T=4, calibrate_weights=True, calibration_iterations=5)
     assert set(JOINS) <= set(fitted.meta["ann2snn"]["weight_calibrated_layers"])

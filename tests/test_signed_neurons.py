@@ -138,3 +138,28 @@ def test_the_energy_report_counts_negative_spikes_as_events():
     row = next(r for r in report.layers if r.layer == "3")
     events = float(train.abs().sum()) / 32
     assert row.spikes == pytest.approx(events) and events > float(train.sum()) / 32 + 0.1
+
+
+def test_the_net_count_is_exact_in_half_precision():
+    x = torch.ones(300, 1, dtype=torch.bfloat16)  # 300 spikes: beyond bfloat16's exact integers (256)
+    _, _, count = if_scan_signed(
+        x, torch.full((1,), 0.5, dtype=torch.bfloat16), torch.zeros(1, dtype=torch.int32), _params()
+    )
+    assert count.dtype == torch.int32 and count.item() == 300
+
+
+def test_a_raster_of_a_signed_layer_draws_the_negative_spikes(tmp_path):
+    from ann2snn.plots import plot_raster
+    from simulator import spike_raster
+
+    model = _net()
+    x = torch.rand(32, 6, generator=torch.Generator().manual_seed(5))
+    sample = next(i for i in range(32) if (simulate(model, x[i : i + 1], 20, record=True).spikes["3"] == -1).any())
+    raster = spike_raster(model, x[sample], 20, layer="3")
+    assert (raster.spikes == -1).any() and raster.spikes.dtype == torch.int8
+    path = plot_raster(raster, x[sample], tmp_path / "r.png", "signed")
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(path)[..., :3]
+    red = (pixels[..., 0] > 0.8) & (pixels[..., 1] < 0.3) & (pixels[..., 2] < 0.3)
+    assert red.sum() > 5  # the -1 ticks, red; +1 ticks stay black

@@ -200,3 +200,11 @@ def test_convert_spike_rule_signed_and_the_targets_that_refuse_it(checkpoints, t
     job.write_text("spike_rule = 1\n" + models)
     with pytest.raises(JobFileError, match="spike_rule"):
         read_job(job)
+
+
+def test_spike_rule_settings_and_the_recurrent_profile():
+    assert "spike_rule" not in _job(target="loihi2").settings()  # the target's own rule: earlier results match
+    assert _job(spike_rule=">").settings()["spike_rule"] == ">"
+    with pytest.raises(ValueError, match="export_profile='recurrent' encodes one spike per step"):
+        _job(spike_rule="signed", export_profile="recurrent")
+    assert _job(spike_rule=">", export_profile="recurrent").spike_rule == ">"
