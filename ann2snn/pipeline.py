@@ -52,6 +52,7 @@ from converter.quantize import MAX_STATE_BITS, MAX_WEIGHT_BITS, check_bits
 from converter.readout import READOUTS
 from exporters import PROFILES, compare_spike_counts, export_nir, import_nir
 from exporters.atomic import atomic_path
+from exporters.recurrent import ONE_SPIKE_RULES
 from simulator import META_KEY, distributed, evaluate
 from simulator.neuron import SPIKE_RULES
 from simulator.simulate import ENCODINGS
@@ -192,7 +193,7 @@ class Job:
             raise ValueError(f"calibrate_samples={self.calibrate_samples} needs calibrate (only calibration uses it)")
         if self.export_profile not in PROFILES:
             raise ValueError(f"export_profile must be one of {PROFILES}, got {self.export_profile!r}")
-        if self.export_profile == "recurrent" and self.spike_rule not in (">=", ">"):
+        if self.export_profile == "recurrent" and self.spike_rule not in ONE_SPIKE_RULES:
             raise ValueError(
                 f"export_profile='recurrent' encodes one spike per step (spike_rule '>=' or '>'), "
                 f"got spike_rule={self.spike_rule!r}"

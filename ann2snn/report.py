@@ -181,8 +181,8 @@ def energy_report(
         x = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(device)
         result = simulate(snn, x, T, record=bool(signed))
         batch_counts = dict(result.spike_counts)
+        trains = cast(dict, result.spikes) if signed else {}
         for name in signed:  # events: +1 and -1 spikes (the spike count is their net sum)
-            trains = cast(dict, result.spikes)
             if name in trains:  # not a layer the model never calls
                 batch_counts[name] = trains[name].abs().sum(0, dtype=torch.int32)
         if events:

@@ -64,46 +64,21 @@ from examples.cifar10 import DEFAULT_CACHE, DEFAULT_ZIP, MODELS, load_cifar10  #
 from simulator import accuracy_per_t  # noqa: E402
 
 BASE = {"v_init": 0.0, "readout": "spike_count"}
+CALIBRATED = {"v_init": 0.5, "readout": "membrane", "channel_wise": True, "calibrate": True}
+WEIGHT_CALIBRATED = {**CALIBRATED, "calibrate_weights": True}
 STEPS = [
     ("seed (V[0]=0, spike count)", BASE),
     ("+ half-threshold start", {"v_init": 0.5, "readout": "spike_count"}),
     ("+ membrane readout", {"v_init": 0.5, "readout": "membrane"}),
     ("+ channel-wise", {"v_init": 0.5, "readout": "membrane", "channel_wise": True}),
-    ("+ calibration", {"v_init": 0.5, "readout": "membrane", "channel_wise": True, "calibrate": True}),
-    (
-        "+ weight calibration",
-        {"v_init": 0.5, "readout": "membrane", "channel_wise": True, "calibrate": True, "calibrate_weights": True},
-    ),
-    (  # not cumulative: bias calibration (row 4) with burst neurons instead of weight calibration
-        "+ calibration, burst neurons (off by default)",
-        {"v_init": 0.5, "readout": "membrane", "channel_wise": True, "calibrate": True, "spike_rule": "multi"},
-    ),
-    (  # not cumulative: weight calibration (row 5) with burst neurons
-        "+ weight calibration, burst neurons (off by default)",
-        {
-            "v_init": 0.5,
-            "readout": "membrane",
-            "channel_wise": True,
-            "calibrate": True,
-            "calibrate_weights": True,
-            "spike_rule": "multi",
-        },
-    ),
-    (  # not cumulative: bias calibration (row 4) with signed neurons
-        "+ calibration, signed neurons (off by default)",
-        {"v_init": 0.5, "readout": "membrane", "channel_wise": True, "calibrate": True, "spike_rule": "signed"},
-    ),
-    (  # not cumulative: weight calibration (row 5) with signed neurons
-        "+ weight calibration, signed neurons (off by default)",
-        {
-            "v_init": 0.5,
-            "readout": "membrane",
-            "channel_wise": True,
-            "calibrate": True,
-            "calibrate_weights": True,
-            "spike_rule": "signed",
-        },
-    ),
+    ("+ calibration", CALIBRATED),
+    ("+ weight calibration", WEIGHT_CALIBRATED),
+]
+# not cumulative: rows 4 and 5 with burst neurons (rows 6, 7), then with signed neurons (rows 8, 9)
+STEPS += [
+    (f"{name}, {kind} neurons (off by default)", {**options, "spike_rule": rule})
+    for rule, kind in (("multi", "burst"), ("signed", "signed"))
+    for name, options in STEPS[4:6]
 ]
 
 

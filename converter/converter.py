@@ -26,7 +26,7 @@ from converter.statistics import mse_optimal_scale
 from converter.trace import describe, relu_cap, trace
 from simulator import META_KEY, IFNeuron, Integrator, distributed
 from simulator.graph import input_dtype_problem, input_shape_problem
-from simulator.neuron import RESETS, SPIKE_RULES, check_choice
+from simulator.neuron import RESETS, SPIKE_RULES, check_choice, check_signed_reset
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +186,7 @@ class Converter:
             "spike_rule": check_choice("spike_rule", spike_rule, SPIKE_RULES),
             "v_init": float(v_init),
         }
-        if spike_rule == "signed" and reset != "subtract":
-            raise ValueError(f"spike_rule='signed' needs reset='subtract', got reset={reset!r}")
+        check_signed_reset(spike_rule, reset)
         self.readout = check_choice("readout", readout, READOUTS)
         self.channel_wise = bool(channel_wise)
         self.calibrate_T = calibrate_T

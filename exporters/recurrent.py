@@ -31,6 +31,8 @@ from exporters.nir_graph import predecessors, successors
 
 #: Metadata of the nested graph that encodes one IF node (so that tools can recognise it).
 ENCODING = "if_reset_by_subtraction"
+#: The spike rules the recurrent encoding can express: one spike per step (no burst, no signed spikes).
+ONE_SPIKE_RULES = (">=", ">")
 
 
 def encode_subtraction(node: nir.IF) -> nir.NIRGraph:
@@ -46,7 +48,7 @@ def encode_subtraction(node: nir.IF) -> nir.NIRGraph:
             signed spikes (``"signed"``).
     """
     meta = dict(node.metadata or {})
-    if meta.get("reset") != "subtract" or meta.get("spike_rule") not in (">=", ">"):
+    if meta.get("reset") != "subtract" or meta.get("spike_rule") not in ONE_SPIKE_RULES:
         raise ValueError(
             f"only IF nodes with reset='subtract' and spike_rule '>=' or '>' have a recurrent "
             f"encoding (this one: reset={meta.get('reset')!r}, spike_rule={meta.get('spike_rule')!r})"

@@ -275,7 +275,7 @@ class GraphRunner:
         params = layer.params()
         spikes, self.states[str(node.target)] = if_advance(current, state, params, steps=const_steps)
         if self.record:  # bool spikes; uint8 counts per step for a multi-spike or clamped layer, int8 if signed
-            train = spikes if params.binary else spikes.to(params.train_dtype)
+            train = spikes.to(params.train_dtype)
             self.recorded.setdefault(str(node.target), []).append((self.t, self.rows, train))
         if not params.binary:  # several spikes per step or a clamp: float counts
             return spikes.reshape(steps * self.batch, *shape[1:])
@@ -315,7 +315,7 @@ class ModuleRunner:
         def hook(layer: IFNeuron, inputs, output: torch.Tensor) -> None:
             spikes = output.reshape(layer.steps, -1, *output.shape[1:])
             params = layer.params()
-            spikes = spikes.bool() if params.binary else spikes.to(params.train_dtype)
+            spikes = spikes.to(params.train_dtype)
             self.recorded.setdefault(name, []).append((self.t, self.rows, spikes))
 
         return hook

@@ -109,6 +109,13 @@ class IFState:
         return IFState(self.v[index], self.count[index])
 
 
+def check_signed_reset(spike_rule: str, reset: str) -> None:
+    """Raise ValueError when ``spike_rule="signed"`` comes with a reset other than ``"subtract"``
+    (a -1 spike adds V_th back: only reset by subtraction can take a spike back)."""
+    if spike_rule == "signed" and reset != "subtract":
+        raise ValueError(f"spike_rule='signed' needs reset='subtract', got reset={reset!r}")
+
+
 def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     """Return ``value`` if it is one of ``allowed``; else raise ValueError naming ``name``."""
     if value not in allowed:
@@ -183,10 +190,16 @@ def if_step(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor
         v = v - spikes * p.v_threshold
     else:
         v = torch.where(fired, p.v_reset.to(v.dtype).expand_as(v), v)
-    if p.v_min is not None:  # Sinabs' arithmetic, relu(v - v_min) + v_min, bit for bit (not max(v, v_min))
-        floor = (p.v_min * p.v_threshold).to(v.dtype)
-        v = torch.relu(v - floor) + floor
-    return spikes, v
+    return spikes, _clamp_after_reset(v, p)
+
+
+def _clamp_after_reset(v: torch.Tensor, p: IFParams) -> torch.Tensor:
+    """``v`` clamped at ``p.v_min`` V_th (``v`` itself without ``v_min``): Sinabs' arithmetic,
+    ``relu(v - v_min) + v_min``, bit for bit (not ``max(v, v_min)``)."""
+    if p.v_min is None:
+        return v
+    floor = (p.v_min * p.v_threshold).to(v.dtype)
+    return torch.relu(v - floor) + floor
 
 
 def if_scan_signed(
@@ -228,8 +241,7 @@ def if_scan_signed(
         >>> s.flatten().tolist(), v.tolist(), n.tolist()  # V: 1.25-1, -0.25+1, 1.0-1
         ([1.0, -1.0, 1.0], [0.0], [1])
     """
-    if p.reset != "subtract":
-        raise ValueError(f"spike_rule='signed' needs reset='subtract', got reset={p.reset!r}")
+    check_signed_reset(p.spike_rule, p.reset)
     bounds, out = p.bounds, []
     net = count.clone()  # int32: exact in any input dtype
     for xt in x:
@@ -237,10 +249,7 @@ def if_scan_signed(
         if bounds is not None:
             v = v.clamp(*bounds)
         s = (v >= p.v_threshold).to(x.dtype) - ((v < 0) & (net > 0)).to(x.dtype)
-        v = v - s * p.v_threshold
-        if p.v_min is not None:
-            floor = (p.v_min * p.v_threshold).to(v.dtype)
-            v = torch.relu(v - floor) + floor
+        v = _clamp_after_reset(v - s * p.v_threshold, p)
         net = net + s.to(net.dtype)
         out.append(s)
     spikes = torch.stack(out) if out else x.new_zeros(x.shape)
@@ -443,8 +452,7 @@ class IFNeuron(nn.Module):
         super().__init__()
         self.reset = check_choice("reset", reset, RESETS)
         self.spike_rule = check_choice("spike_rule", spike_rule, SPIKE_RULES)
-        if spike_rule == "signed" and reset != "subtract":
-            raise ValueError(f"spike_rule='signed' needs reset='subtract', got reset={reset!r}")
+        check_signed_reset(spike_rule, reset)
         threshold = torch.as_tensor(v_threshold, dtype=torch.float32)
         if not bool((threshold > 0).all()):
             raise ValueError(f"v_threshold must be > 0, got min {threshold.min().item()}")
