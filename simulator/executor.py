@@ -273,7 +273,7 @@ class GraphRunner:
         if state is None:
             state = layer.initial_state(torch.empty(shape, dtype=current.dtype, device=current.device))
         params = layer.params()
-        spikes, self.states[str(node.target)] = if_advance(current, state, params, steps=const_steps)
+        spikes, self.states[str(node.target)] = if_advance(current, state, params, steps=const_steps, donate=True)
         if self.record:  # bool spikes; uint8 counts per step for a multi-spike or clamped layer, int8 if signed
             train = spikes.to(params.train_dtype)
             self.recorded.setdefault(str(node.target), []).append((self.t, self.rows, train))

@@ -25,16 +25,31 @@ import torch
 CPU_BLOCK = 32_768
 
 
-def scalar_or_flat(t: torch.Tensor, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+def scalar_or_flat(
+    t: torch.Tensor, shape: torch.Size, dtype: torch.dtype, order: tuple[int, ...] | None = None
+) -> torch.Tensor:
     """``t`` in ``dtype`` as a 0-d tensor if it holds one value, else expanded to ``shape``
-    and flattened (``[M]``). On the CPU a tensor whose values are all equal is also
-    collapsed to 0-d (a host check, done once per run, never on CUDA)."""
+    and flattened (``[M]``), in the memory order ``order`` of ``shape``'s dimensions when given
+    (``(0, 2, 3, 1)``: channels-last, see :func:`channels_last_order`). On the CPU a tensor
+    whose values are all equal is also collapsed to 0-d (a host check, done once per run, never
+    on CUDA)."""
     t = t.to(dtype)
     if t.numel() == 1:
         return t.reshape(())
     if t.device.type == "cpu" and bool((t == t.reshape(-1)[0]).all()):
         return t.reshape(-1)[0].clone()
-    return t.expand(shape).reshape(-1).contiguous()
+    t = t.expand(shape)
+    return (t if order is None else t.permute(order)).reshape(-1).contiguous()
+
+
+def channels_last_order(t: torch.Tensor) -> tuple[int, ...] | None:
+    """``(0, 2, 3, 1)`` when ``t`` (``[B, C, H, W]``) is stored channels-last and not also
+    contiguous (then ``t.permute(0, 2, 3, 1)`` is contiguous: the neurons in memory order), else
+    ``None``. The simulator keeps 2-d feature maps channels-last on the CPU, where convolutions
+    run several times faster that way (docs/simulation.md)."""
+    if t.dim() != 4 or t.is_contiguous() or not t.is_contiguous(memory_format=torch.channels_last):
+        return None
+    return (0, 2, 3, 1)
 
 
 def _piece(t: torch.Tensor, sl: slice) -> torch.Tensor:
@@ -51,6 +66,7 @@ def scan_flat(
     strict: bool,
     block: int | None = None,
     bounds: tuple[float, float] | None = None,
+    count: torch.Tensor | None = None,
 ) -> None:
     """Run ``out.shape[0]`` IF steps on flattened neurons, in place.
 
@@ -66,6 +82,9 @@ def scan_flat(
         block: neurons per block; default :data:`CPU_BLOCK` on the CPU, all on other devices.
         bounds: ``(low, high)``: clamp ``v`` to it right after adding the input, before the
             comparison (a saturating M-bit state); ``None``: no clamp.
+        count: spike counts ``[M]`` (contiguous, an integer dtype): each block's spikes are
+            added in place while the block is in cache (no pass over the whole layer); ``None``:
+            not counted.
     """
     steps, m = out.shape
     if block is None:
@@ -87,3 +106,7 @@ def scan_flat(
                 vb.addcmul_(s, th, value=-1)  # v - s * V_th, exact
             else:
                 torch.where(ob[t], vr, vb, out=vb)
+        if count is not None:
+            cb = count[sl]
+            wide = torch.int32 if steps > 255 else torch.uint8  # a uint8 sum of at most 255 spikes is exact
+            cb.add_(ob[0] if steps == 1 else ob.view(torch.uint8).sum(0, dtype=wide))

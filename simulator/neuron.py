@@ -47,12 +47,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 from torch import nn
 
-from simulator.kernels import scalar_or_flat, scan_flat
+from simulator.kernels import channels_last_order, scalar_or_flat, scan_flat
 
 RESETS = ("subtract", "zero")
 SPIKE_RULES = (">=", ">", "multi", "signed")
@@ -318,6 +318,33 @@ def if_scan_bool(
         >>> s.flatten().tolist(), v.tolist()  # V: 0.75, 1.5-1, 1.25-1, 1.0-1
         ([False, True, True, True], [0.0])
     """
+    spikes, v, _ = _scan_bool(x, v, p, steps)
+    return spikes, v
+
+
+def _in_memory_order(t: torch.Tensor, order: tuple[int, ...] | None) -> torch.Tensor:
+    return t if order is None else t.permute(order)
+
+
+def _flat_state(t: torch.Tensor, shape: torch.Size, order: tuple[int, ...] | None, dtype: torch.dtype, donate: bool):
+    """``t`` expanded to ``shape`` as a flat ``[M]`` tensor in memory order ``order`` and in
+    ``dtype``: ``t``'s own storage when ``donate`` allows it and it is already laid out so, else a copy."""
+    mem = _in_memory_order(t.expand(shape), order)
+    if donate and mem.dtype == dtype and mem.is_contiguous():
+        return mem.view(-1)
+    return mem.to(dtype).reshape(-1).clone()
+
+
+def _scan_bool(
+    x: torch.Tensor,
+    v: torch.Tensor,
+    p: IFParams,
+    steps: int | None = None,
+    count: torch.Tensor | None = None,
+    donate: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """:func:`if_scan_bool`, also advancing ``count`` (``[B, ...]``, integer) when given;
+    ``donate``: ``v`` and ``count`` may be updated in place (the caller drops them)."""
     if steps is not None and steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if not p.binary:
@@ -329,24 +356,33 @@ def if_scan_bool(
     # the current stays in its own dtype (float32 into a float64 integer state: the in-place add
     # converts each value exactly, without a float64 copy of all T steps, 2x faster)
     current_dtype = x.dtype if x.dtype.is_floating_point else dtype
-    current = input_current(x, p.r, current_dtype).reshape(1 if constant else steps, -1)
-    v_flat = v.to(dtype).expand(state_shape).reshape(-1).clone()
+    current = input_current(x, p.r, current_dtype)
+    # a channels-last current is scanned in its memory order (no copy into NCHW order); the
+    # spikes, potential and count come back as channels-last views of the same shapes
+    order = channels_last_order(current if constant else current[0])
+    mem_shape = state_shape if order is None else torch.Size(state_shape[d] for d in order)
+    if order is not None:
+        current = current.permute(order if constant else (0, *(d + 1 for d in order)))
+    current = current.reshape(1 if constant else steps, -1)
+    v_flat = _flat_state(v, state_shape, order, dtype, donate)
+    count_flat = None if count is None else _flat_state(count, state_shape, order, count.dtype, donate)
     out = torch.empty(steps, v_flat.numel(), dtype=torch.bool, device=x.device)
-    threshold = scalar_or_flat(p.v_threshold.to(x.device), state_shape, dtype)
-    v_reset = scalar_or_flat(p.v_reset.to(x.device), state_shape, dtype)
-    scan_flat(current, v_flat, out, threshold, v_reset, p.reset == "subtract", p.spike_rule == ">", bounds=p.bounds)
-    return out.reshape(steps, *state_shape), v_flat.reshape(state_shape)
+    threshold = scalar_or_flat(p.v_threshold.to(x.device), state_shape, dtype, order)
+    v_reset = scalar_or_flat(p.v_reset.to(x.device), state_shape, dtype, order)
+    subtract, strict = p.reset == "subtract", p.spike_rule == ">"
+    scan_flat(current, v_flat, out, threshold, v_reset, subtract, strict, bounds=p.bounds, count=count_flat)
+    spikes, v_out = out.reshape(steps, *mem_shape), v_flat.reshape(mem_shape)
+    count_out = None if count_flat is None else count_flat.reshape(mem_shape)
+    if order is not None:
+        back = tuple(order.index(d) for d in range(len(order)))
+        spikes, v_out = spikes.permute(0, *(d + 1 for d in back)), v_out.permute(back)
+        count_out = None if count_out is None else count_out.permute(back)
+    return spikes, v_out, count_out
 
 
-def count_spikes(spikes: torch.Tensor) -> torch.Tensor:
-    """``spikes.sum(0)`` of ``bool`` spikes ``[T, B, ...]`` as ``[B, ...]``, summed in uint8 when
-    T <= 255 (6x faster than an int32 sum, which first converts every spike), else in int32."""
-    if spikes.shape[0] <= 255:
-        return spikes.view(torch.uint8).sum(0, dtype=torch.uint8)
-    return spikes.sum(0, dtype=torch.int32)
-
-
-def if_advance(x: torch.Tensor, state: IFState, p: IFParams, steps: int | None = None) -> tuple[torch.Tensor, IFState]:
+def if_advance(
+    x: torch.Tensor, state: IFState, p: IFParams, steps: int | None = None, donate: bool = False
+) -> tuple[torch.Tensor, IFState]:
     """Advance one IF layer by a chunk of time steps: :func:`if_step` repeated, from ``state``.
 
     Picks the fast kernel (:func:`if_scan_bool`) when ``p.binary``, :func:`if_scan_signed` for
@@ -356,9 +392,12 @@ def if_advance(x: torch.Tensor, state: IFState, p: IFParams, steps: int | None =
     Args:
         x: input currents ``[T, B, ...]``; or, with ``steps`` given, one current ``[B, ...]``
             that is the same at every step (never expanded over time on the fast path).
-        state: the layer's :class:`IFState` before the first step (not modified).
+        state: the layer's :class:`IFState` before the first step (not modified unless ``donate``).
         p: the layer's :class:`IFParams`.
         steps: number of time steps for a constant current; ``None`` when ``x`` has a time axis.
+        donate: the caller gives ``state`` up: on the fast path its tensors may be updated in
+            place and returned (saves a copy of V and of the count per call; the multi-step
+            executor does this). ``False`` (default): ``state`` is not modified.
 
     Returns:
         ``(spikes, state)``: spikes ``[T, B, ...]``, ``bool`` when ``p.binary``, else the spikes
@@ -377,8 +416,8 @@ def if_advance(x: torch.Tensor, state: IFState, p: IFParams, steps: int | None =
         ([0.0], [3])
     """
     if p.binary:
-        spikes, v = if_scan_bool(x, state.v, p, steps=steps)
-        return spikes, IFState(v, state.count + count_spikes(spikes))
+        spikes, v, count = _scan_bool(x, state.v, p, steps, state.count, donate)
+        return spikes, IFState(v, cast(torch.Tensor, count))
     if steps is not None:
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")

@@ -1,0 +1,119 @@
+"""What the channels-last layout of the multi-step simulator buys on the CPU, side by side in one run.
+
+For each network (the shipped MNIST CNN and MNIST ResNet; the CIFAR-10 ResNet-20 and VGG when the
+CIFAR-10 images are reachable, see ``examples/cifar10.py``), converted with channel-wise scales
+(mode 99.9 %), ``--images`` test images are simulated in batches of ``--batch`` for T steps
+(``time_chunk="auto"``) with the spikes fed to the convolutions channels-last (the default,
+:data:`simulator.spike_ops.CHANNELS_LAST_ON_CPU`) and in PyTorch's default NCHW layout, in
+interleaved rounds beside two ANN passes over the same batches: the ANN as loaded (NCHW, how a
+user runs it) and the same ANN converted to channels-last (``model.to(memory_format=...)``, its
+best layout here). Printed per network and runner: the median seconds and the cost as a multiple
+of T passes of each ANN, and the largest difference of the first batch's outputs from the NCHW
+simulation's (float32 sums in another order can move the last bits, docs/simulation.md) with the
+share of predictions at T that agree.
+
+    python benchmarks/cpu_layout.py                    # 1,000 images, batch 100, T = 16, 2 threads
+    python benchmarks/cpu_layout.py --threads 1 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ann2snn.tables import format_table  # noqa: E402
+from ann2snn.zoo import (  # noqa: E402
+    load_cifar10_resnet20,
+    load_cifar10_vgg,
+    load_mnist_cnn,
+    load_mnist_resnet,
+)
+from benchmarks.time_chunk import cifar_data, mnist_data, timed  # noqa: E402
+from converter import Converter  # noqa: E402
+from simulator import simulate, spike_ops  # noqa: E402
+
+HEADER = ["network", "runner", "seconds", "x T ANN (NCHW)", "x T ANN (channels-last)", "max |d out|", "agree %"]
+
+
+def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tensor, args) -> list[list]:
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(calib), batch_size=500)
+    snn = Converter(mode="99.9%", dataloader=loader, channel_wise=True)(ann)
+    batches = x.split(args.batch)
+    ann_last = copy.deepcopy(ann).to(memory_format=torch.channels_last)
+    last_batches = [b.contiguous(memory_format=torch.channels_last) if b.dim() == 4 else b for b in batches]
+
+    def snn_pass(channels_last: bool) -> None:
+        spike_ops.CHANNELS_LAST_ON_CPU = channels_last
+        try:
+            for xb in batches:
+                simulate(snn, xb, args.T)
+        finally:
+            spike_ops.CHANNELS_LAST_ON_CPU = True
+
+    runners = {
+        "ANN (NCHW)": lambda: [ann(xb) for xb in batches],
+        "ANN (channels-last)": lambda: [ann_last(xb) for xb in last_batches],
+        "SNN, channels-last (default)": lambda: snn_pass(True),
+        "SNN, NCHW": lambda: snn_pass(False),
+    }
+    with torch.no_grad():
+        outs = {}
+        for key in ("SNN, NCHW", "SNN, channels-last (default)"):
+            spike_ops.CHANNELS_LAST_ON_CPU = key != "SNN, NCHW"
+            outs[key] = simulate(snn, batches[0], args.T).outputs
+        spike_ops.CHANNELS_LAST_ON_CPU = True
+        times: dict = {key: [] for key in runners}
+        keys = list(runners)
+        for key in keys:  # warm-up
+            runners[key]()
+        for r in range(args.rounds):
+            for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
+                times[key].append(timed(runners[key]))
+    median = {key: statistics.median(v) for key, v in times.items()}
+    ref = outs["SNN, NCHW"]
+    rows = []
+    for key in keys:
+        drift: list = ["", ""]
+        if key in outs:
+            agree = (outs[key][-1].argmax(-1) == ref[-1].argmax(-1)).float().mean().item() * 100
+            drift = [(outs[key] - ref).abs().max().item(), agree]
+        cost = [median[key] / (args.T * median[a]) for a in ("ANN (NCHW)", "ANN (channels-last)")]
+        rows.append([name, key, median[key], *(c if key.startswith("SNN") else "" for c in cost), *drift])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=1000, help="test images per run")
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--T", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    nets = [("MNIST CNN", load_mnist_cnn, "mnist"), ("MNIST ResNet", load_mnist_resnet, "mnist")]
+    nets += [("CIFAR-10 ResNet-20", load_cifar10_resnet20, "cifar"), ("CIFAR-10 VGG", load_cifar10_vgg, "cifar")]
+    data = {"mnist": mnist_data(args.images), "cifar": cifar_data(args.images)}
+    rows: list[list] = []
+    for name, load, source in nets:
+        if data[source] is not None:
+            x, calib = data[source]
+            rows += (new := measure(name, load().eval(), x, calib, args))
+            print(format_table(HEADER, new), flush=True)
+    print(
+        f"\n{args.images} images, batch {args.batch}, T = {args.T}, time_chunk='auto', {args.threads} thread(s), "
+        f"medians of {args.rounds} interleaved rounds (after a warm-up of each runner); the last two columns compare "
+        "the first batch's outputs with the NCHW simulation's"
+    )
+    print(format_table(HEADER, rows))
+
+
+if __name__ == "__main__":
+    main()
