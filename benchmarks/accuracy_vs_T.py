@@ -17,8 +17,8 @@ readout) with and without every other technique: for fraction modes, channel-wis
 every channel at that fraction of its own max, which can cost accuracy. Rows without
 calibration come from one run of max(T) steps (the accuracy at t only depends on steps 1..t);
 calibrated rows convert and run once per T. ``--burst`` adds, for each mode, the weight
-calibration row with burst neurons (``spike_rule="multi"``, off by default: Speck takes one spike
-per step), ``--signed`` the same row with signed neurons (``spike_rule="signed"``, off by default:
+calibration row with burst neurons (``spike_rule="multi"``, off by default: not every chip takes several
+spikes per step), ``--signed`` the same row with signed neurons (``spike_rule="signed"``, off by default:
 Speck sends no signed events) and ``--v-init V`` sets V[0] of every row after the seed's (default 0.5).
 When ``spikingjelly`` (2.0) is importable (``bash interop/setup.sh spikingjelly``, then run with
 ``$ANN2SNN_INTEROP_VENVS/spikingjelly/bin/python``), SpikingJelly's rows follow on the same

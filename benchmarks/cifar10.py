@@ -35,10 +35,12 @@ Both example networks end in a Linear layer without a ReLU, so under the spike-c
 output already is the last layer's accumulated current: the "+ membrane readout" row equals the
 row above it by construction (it differs on networks that end in a ReLU). Rows 6 and 7 are
 row 4 (bias calibration) and row 5 (weight calibration) with burst neurons (``spike_rule="multi"``:
-``floor(V / V_th)`` spikes in a step, no cap; Li & Zeng 2022), which Sinabs and Loihi 2 accept and
-Speck does not; rows 8 and 9 the same with signed neurons (``spike_rule="signed"``: a -1 spike
-when V < 0 takes back an earlier spike; Wang et al., IJCAI 2022), which need a chip that sends
-signed events (not Speck).
+``floor(V / V_th)`` spikes in a step, no cap; Li & Zeng 2022; Sinabs' *MultiSpike* rule, which its
+guide says matches Speck's on-chip inference best, docs/targets.md); rows 8 and 9 the same with
+signed neurons (``spike_rule="signed"``: a -1 spike when V < 0 takes back an earlier spike; Wang
+et al., IJCAI 2022), which need a chip that sends signed events (not Speck). Row 10 is row 2 (V[0] = V_th/2, membrane readout, no calibration)
+with signed neurons: for a QCFS fine-tune, whose activations already are the counts that T = L
+steps can give, it shows what the signed rule alone does.
 """
 
 from __future__ import annotations
@@ -74,12 +76,13 @@ STEPS = [
     ("+ calibration", CALIBRATED),
     ("+ weight calibration", WEIGHT_CALIBRATED),
 ]
-# not cumulative: rows 4 and 5 with burst neurons (rows 6, 7), then with signed neurons (rows 8, 9)
+# not cumulative: rows 4 and 5 with burst neurons (rows 6, 7), then with signed neurons (rows 8, 9); row 2 signed (10)
 STEPS += [
     (f"{name}, {kind} neurons (off by default)", {**options, "spike_rule": rule})
     for rule, kind in (("multi", "burst"), ("signed", "signed"))
     for name, options in STEPS[4:6]
 ]
+STEPS.append(("+ membrane readout, signed neurons (off by default)", {**STEPS[2][1], "spike_rule": "signed"}))
 
 
 def load_weights(name: str, path: Path) -> torch.nn.Module:

@@ -10,7 +10,10 @@ user runs it) and the same ANN converted to channels-last (``model.to(memory_for
 best layout here). Printed per network and runner: the median seconds and the cost as a multiple
 of T passes of each ANN, and the largest difference of the first batch's outputs from the NCHW
 simulation's (float32 sums in another order can move the last bits, docs/simulation.md) with the
-share of predictions at T that agree.
+share of predictions at T that agree. The "matmul share" column is the share of each runner's CPU
+time spent in convolutions and Linear layers (one run under ``torch.profiler``, self times): the
+SNN runs every convolution on each step's spikes, so its convolutions alone cost about that share
+times its seconds, whatever the IF layers cost.
 
     python benchmarks/cpu_layout.py                    # 1,000 images, batch 100, T = 16, 2 threads
     python benchmarks/cpu_layout.py --threads 1 --rounds 5
@@ -39,7 +42,29 @@ from benchmarks.time_chunk import cifar_data, mnist_data, timed  # noqa: E402
 from converter import Converter  # noqa: E402
 from simulator import simulate, spike_ops  # noqa: E402
 
-HEADER = ["network", "runner", "seconds", "x T ANN (NCHW)", "x T ANN (channels-last)", "max |d out|", "agree %"]
+HEADER = [
+    "network",
+    "runner",
+    "seconds",
+    "x T ANN (NCHW)",
+    "x T ANN (channels-last)",
+    "matmul share %",
+    "max |d out|",
+    "agree %",
+]
+#: the ops that do a layer's multiply-accumulates (convolutions, Linear layers)
+MATMUL_OPS = ("aten::mkldnn_convolution", "aten::thnn_conv2d", "aten::_slow_conv2d_forward", "aten::addmm", "aten::mm")
+
+
+def matmul_share(run) -> float:
+    """The share (%) of ``run()``'s CPU time (self times, one profiled run) spent in :data:`MATMUL_OPS`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return 100.0 * sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS) / max(total, 1e-9)
 
 
 def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tensor, args) -> list[list]:
@@ -76,6 +101,7 @@ def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tenso
         for r in range(args.rounds):
             for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
                 times[key].append(timed(runners[key]))
+        shares = {key: matmul_share(runners[key]) for key in keys}
     median = {key: statistics.median(v) for key, v in times.items()}
     ref = outs["SNN, NCHW"]
     rows = []
@@ -85,7 +111,7 @@ def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tenso
             agree = (outs[key][-1].argmax(-1) == ref[-1].argmax(-1)).float().mean().item() * 100
             drift = [(outs[key] - ref).abs().max().item(), agree]
         cost = [median[key] / (args.T * median[a]) for a in ("ANN (NCHW)", "ANN (channels-last)")]
-        rows.append([name, key, median[key], *(c if key.startswith("SNN") else "" for c in cost), *drift])
+        rows.append([name, key, median[key], *(c if key.startswith("SNN") else "" for c in cost), shares[key], *drift])
     return rows
 
 
