@@ -38,9 +38,10 @@ row 4 (bias calibration) and row 5 (weight calibration) with burst neurons (``sp
 ``floor(V / V_th)`` spikes in a step, no cap; Li & Zeng 2022; Sinabs' *MultiSpike* rule, which its
 guide says matches Speck's on-chip inference best, docs/targets.md); rows 8 and 9 the same with
 signed neurons (``spike_rule="signed"``: a -1 spike when V < 0 takes back an earlier spike; Wang
-et al., IJCAI 2022), which need a chip that sends signed events (not Speck). Row 10 is row 2 (V[0] = V_th/2, membrane readout, no calibration)
-with signed neurons: for a QCFS fine-tune, whose activations already are the counts that T = L
-steps can give, it shows what the signed rule alone does.
+et al., IJCAI 2022), which need a chip that sends signed events (not Speck). Row 10 is row 2
+(V[0] = V_th/2, membrane readout, no calibration) with signed neurons: for a QCFS fine-tune, whose
+activations already are the counts that T = L steps can give, it shows what the signed rule alone
+does.
 """
 
 from __future__ import annotations
