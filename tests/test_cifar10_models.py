@@ -131,6 +131,24 @@ def test_shipped_weights_classify_cifar10():
     pick = torch.arange(0, len(x), 20)  # 500 images, 50 per class (the split is sorted by class)
     x, y = x[pick].float() / 255, y[pick]
     with torch.no_grad():
-        for model, measured in ((load_cifar10_resnet20(), 87.13), (load_cifar10_vgg(), 87.77)):
+        nets = [(load_cifar10_resnet20(), 87.13), (load_cifar10_vgg(), 87.77)]
+        nets += [(load_cifar10_resnet20(qcfs=True), 84.51), (load_cifar10_vgg(qcfs=True), 86.70)]
+        for model, measured in nets:
             accuracy = 100.0 * float((model(x).argmax(1) == y).double().mean())
             assert abs(accuracy - measured) < 4, (type(model).__name__, accuracy)  # 500 of 10,000 images
+
+
+@pytest.mark.parametrize(("loader", "relus"), [("load_cifar10_resnet20", 19), ("load_cifar10_vgg", 6)])
+def test_shipped_qcfs_fine_tunes_have_a_qcfs_layer_of_4_levels_per_relu(loader, relus):
+    from ann2snn.zoo import cifar10 as zoo
+    from converter.qcfs import QCFS
+
+    model = getattr(zoo, loader)(qcfs=True)
+    layers = [m for m in model.modules() if isinstance(m, QCFS)]
+    assert len(layers) == relus and {int(m.levels) for m in layers} == {4} and not model.training
+    assert all(0 < float(m.threshold) < 20 for m in layers)  # trained λ, in the activations' units
+    plain = getattr(zoo, loader)()
+    assert not any(isinstance(m, QCFS) for m in plain.modules())
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        assert not torch.allclose(model(x), plain(x))  # other weights, not the plain ones relabelled

@@ -31,6 +31,11 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 #: The shipped state_dicts, in ``ann2snn/zoo/data``.
 WEIGHTS_FILES = {"resnet20": "cifar10_resnet20.pt", "vgg": "cifar10_vgg.pt"}
 
+#: The shipped QCFS fine-tunes (L = 4) of the same networks (``examples/train_cifar10.py
+#: --init-weights <the weights above> --qcfs-levels 4 --max-lr 0.02 --threads 1``, 6 epochs for
+#: the VGG, 5 for the ResNet-20; docs/benchmarks.md).
+QCFS_WEIGHTS_FILES = {"resnet20": "cifar10_resnet20_qcfs4.pt", "vgg": "cifar10_vgg_qcfs4.pt"}
+
 
 def _conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(c_out)]
@@ -136,22 +141,32 @@ def vgg() -> VGG:
 MODELS = {"resnet20": resnet20, "vgg": vgg}
 
 
-def _load(name: str) -> nn.Module:
-    model = MODELS[name]()
-    state = torch.load(embedded_data_dir() / WEIGHTS_FILES[name], map_location="cpu", weights_only=True)
+def _load(name: str, qcfs: bool = False) -> nn.Module:
+    from converter.qcfs import with_qcfs_layers  # the application layer may use the converter
+
+    files = QCFS_WEIGHTS_FILES if qcfs else WEIGHTS_FILES
+    state = torch.load(embedded_data_dir() / files[name], map_location="cpu", weights_only=True)
+    model = with_qcfs_layers(MODELS[name](), state)
     model.load_state_dict(state)
     return model.eval()
 
 
-def load_cifar10_resnet20() -> ResNet20:
+def load_cifar10_resnet20(qcfs: bool = False) -> ResNet20:
     """:class:`ResNet20` with the shipped weights (87.13 % on the 10,000 CIFAR-10 test images;
     ``examples/train_cifar10.py --model resnet20 --epochs 40``), in eval mode, on the CPU. The CLI's
-    ``--model ann2snn.zoo.cifar10:load_cifar10_resnet20 --no-weights``."""
-    return cast(ResNet20, _load("resnet20"))
+    ``--model ann2snn.zoo.cifar10:load_cifar10_resnet20 --no-weights``.
+
+    ``qcfs=True``: the QCFS fine-tune of those weights instead (L = 4, 84.51 %; each ReLU a
+    :class:`converter.qcfs.QCFS` whose trained λ the converter takes as the layer's scale; Bu et
+    al., ICLR 2022), :data:`QCFS_WEIGHTS_FILES`."""
+    return cast(ResNet20, _load("resnet20", qcfs))
 
 
-def load_cifar10_vgg() -> VGG:
+def load_cifar10_vgg(qcfs: bool = False) -> VGG:
     """:class:`VGG` with the shipped weights (87.77 % on the 10,000 CIFAR-10 test images;
     ``examples/train_cifar10.py --model vgg --epochs 30``), in eval mode, on the CPU. The CLI's
-    ``--model ann2snn.zoo.cifar10:load_cifar10_vgg --no-weights``."""
-    return cast(VGG, _load("vgg"))
+    ``--model ann2snn.zoo.cifar10:load_cifar10_vgg --no-weights``.
+
+    ``qcfs=True``: the QCFS fine-tune of those weights instead (L = 4, 86.70 %; see
+    :func:`load_cifar10_resnet20`)."""
+    return cast(VGG, _load("vgg", qcfs))
