@@ -4,9 +4,7 @@ For each network (the shipped MNIST CNN and MNIST ResNet; the CIFAR-10 ResNet-20
 CIFAR-10 images are reachable, see ``examples/cifar10.py``), converted with channel-wise scales
 (mode 99.9 %), ``--images`` test images are simulated in batches of ``--batch`` for T steps
 (``time_chunk="auto"``) with the spikes fed to the convolutions channels-last (the default,
-:data:`simulator.spike_ops.CHANNELS_LAST_ON_CPU`), in PyTorch's default NCHW layout, and
-channels-last with each IF layer's scan on one thread (:data:`simulator.kernels.PARALLEL_BLOCKS`
-off; by default its blocks are spread over the threads), in
+:data:`simulator.spike_ops.CHANNELS_LAST_ON_CPU`) and in PyTorch's default NCHW layout, in
 interleaved rounds beside two ANN passes over the same batches: the ANN as loaded (NCHW, how a
 user runs it) and the same ANN converted to channels-last (``model.to(memory_format=...)``, its
 best layout here). Printed per network and runner: the median seconds and the cost as a multiple
@@ -42,7 +40,7 @@ from ann2snn.zoo import (  # noqa: E402
 )
 from benchmarks.time_chunk import cifar_data, mnist_data, timed  # noqa: E402
 from converter import Converter  # noqa: E402
-from simulator import kernels, simulate, spike_ops  # noqa: E402
+from simulator import simulate, spike_ops  # noqa: E402
 
 HEADER = [
     "network",
@@ -76,20 +74,19 @@ def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tenso
     ann_last = copy.deepcopy(ann).to(memory_format=torch.channels_last)
     last_batches = [b.contiguous(memory_format=torch.channels_last) if b.dim() == 4 else b for b in batches]
 
-    def snn_pass(channels_last: bool, parallel: bool = True) -> None:
-        spike_ops.CHANNELS_LAST_ON_CPU, kernels.PARALLEL_BLOCKS = channels_last, parallel
+    def snn_pass(channels_last: bool) -> None:
+        spike_ops.CHANNELS_LAST_ON_CPU = channels_last
         try:
             for xb in batches:
                 simulate(snn, xb, args.T)
         finally:
-            spike_ops.CHANNELS_LAST_ON_CPU, kernels.PARALLEL_BLOCKS = True, True
+            spike_ops.CHANNELS_LAST_ON_CPU = True
 
     runners = {
         "ANN (NCHW)": lambda: [ann(xb) for xb in batches],
         "ANN (channels-last)": lambda: [ann_last(xb) for xb in last_batches],
         "SNN, channels-last (default)": lambda: snn_pass(True),
         "SNN, NCHW": lambda: snn_pass(False),
-        "SNN, channels-last, scan on one thread": lambda: snn_pass(True, parallel=False),
     }
     with torch.no_grad():
         outs = {}

@@ -17,31 +17,12 @@ results) 0.80 s, so numba is not used. Comparing into a float scratch block is v
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import torch
 
 #: Neurons per block on the CPU. 32,768 float32 potentials (128 KiB) and their inputs stay in
 #: L2, and it is PyTorch's grain size, so each op runs on one thread without OpenMP start-up
 #: (larger blocks were up to 6x slower on a loaded 2-core machine).
 CPU_BLOCK = 32_768
-
-
-#: Whether :func:`scan_flat` spreads a layer's blocks over ``torch.get_num_threads()`` Python
-#: threads on the CPU, at most :data:`MAX_SCAN_THREADS` (``False`` only to measure the difference).
-PARALLEL_BLOCKS = True
-
-#: Most threads one scan uses: every op is dispatched from Python under the GIL, so many threads
-#: would queue for it (measured here on 2 cores only; 4 is a guess that bounds the contention).
-MAX_SCAN_THREADS = 4
-
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    if workers not in _POOLS:
-        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="ann2snn-scan")
-    return _POOLS[workers]
 
 
 def scalar_or_flat(
@@ -111,37 +92,22 @@ def scan_flat(
     compare = torch.gt if strict else torch.ge
     constant = x.shape[0] == 1
 
-    def run(first: int, stop: int) -> None:  # the blocks starting in [first, stop)
-        fired = torch.empty(min(block, m), dtype=v.dtype, device=v.device)  # 0./1., reused per block
-        for start in range(first, stop, block):
-            sl = slice(start, start + block)
-            vb, th, vr = v[sl], _piece(v_threshold, sl), _piece(v_reset, sl)
-            xb, ob, s = x[:, sl], out[:, sl], fired[: vb.shape[0]]
-            for t in range(steps):
-                vb.add_(xb[0 if constant else t])
-                if bounds is not None:
-                    vb.clamp_(*bounds)
-                compare(vb, th, out=s)  # float output: vectorised (a bool output is 8x slower)
-                ob[t].copy_(s)
-                if subtract:
-                    vb.addcmul_(s, th, value=-1)  # v - s * V_th, exact
-                else:
-                    torch.where(ob[t], vr, vb, out=vb)
-            if count is not None:
-                cb = count[sl]
-                wide = torch.int32 if steps > 255 else torch.uint8  # a uint8 sum of at most 255 spikes is exact
-                cb.add_(ob[0] if steps == 1 else ob.view(torch.uint8).sum(0, dtype=wide))
-
-    blocks = -(-m // block)
-    workers = 1
-    if PARALLEL_BLOCKS and v.device.type == "cpu":
-        workers = min(torch.get_num_threads(), MAX_SCAN_THREADS, blocks // 2)
-    if workers < 2:
-        run(0, m)
-        return
-    # the blocks are independent: each thread takes a contiguous share of them (every op on a
-    # block is single-threaded, PyTorch's grain size, and releases the GIL while it runs)
-    per = -(-blocks // workers) * block
-    futures = [_pool(workers).submit(run, first, min(first + per, m)) for first in range(0, m, per)]
-    for future in futures:
-        future.result()
+    fired = torch.empty(min(block, m), dtype=v.dtype, device=v.device)  # 0./1., reused per block
+    for start in range(0, m, block):
+        sl = slice(start, start + block)
+        vb, th, vr = v[sl], _piece(v_threshold, sl), _piece(v_reset, sl)
+        xb, ob, s = x[:, sl], out[:, sl], fired[: vb.shape[0]]
+        for t in range(steps):
+            vb.add_(xb[0 if constant else t])
+            if bounds is not None:
+                vb.clamp_(*bounds)
+            compare(vb, th, out=s)  # float output: vectorised (a bool output is 8x slower)
+            ob[t].copy_(s)
+            if subtract:
+                vb.addcmul_(s, th, value=-1)  # v - s * V_th, exact
+            else:
+                torch.where(ob[t], vr, vb, out=vb)
+        if count is not None:
+            cb = count[sl]
+            wide = torch.int32 if steps > 255 else torch.uint8  # a uint8 sum of at most 255 spikes is exact
+            cb.add_(ob[0] if steps == 1 else ob.view(torch.uint8).sum(0, dtype=wide))

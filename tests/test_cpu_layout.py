@@ -115,23 +115,3 @@ def test_channels_last_simulation_equals_the_nchw_one_in_float64(monkeypatch):
     assert torch.equal(fast.outputs, plain.outputs)
     assert all(torch.equal(fast.spikes[k], plain.spikes[k]) for k in plain.spikes)
     assert sum(int(s.sum()) for s in plain.spikes.values()) > 100
-
-
-def test_blocks_spread_over_threads_give_the_serial_scan_exactly(monkeypatch):
-    from simulator import kernels
-
-    torch.manual_seed(4)
-    p = _params(8)
-    x = torch.rand(6, 16, 8, 48, 48) * 1.2  # 294,912 neurons: 9 blocks of 32,768, two threads
-    state = IFState(torch.rand(16, 8, 48, 48), torch.zeros(16, 8, 48, 48, dtype=torch.int32))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        parallel = if_advance(x, state, p)
-        monkeypatch.setattr(kernels, "PARALLEL_BLOCKS", False)
-        serial = if_advance(x, state, p)
-    finally:
-        torch.set_num_threads(previous)
-    assert torch.equal(parallel[0], serial[0])
-    assert torch.equal(parallel[1].v, serial[1].v) and torch.equal(parallel[1].count, serial[1].count)
-    assert int(serial[0].sum()) > 10_000
