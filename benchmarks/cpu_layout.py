@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
 from pathlib import Path
 
@@ -32,13 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ann2snn.tables import format_table  # noqa: E402
-from ann2snn.zoo import (  # noqa: E402
-    load_cifar10_resnet20,
-    load_cifar10_vgg,
-    load_mnist_cnn,
-    load_mnist_resnet,
-)
-from benchmarks.time_chunk import cifar_data, mnist_data, timed  # noqa: E402
+from benchmarks.time_chunk import interleaved_medians, measure_all  # noqa: E402
 from converter import Converter  # noqa: E402
 from simulator import simulate, spike_ops  # noqa: E402
 
@@ -74,11 +67,11 @@ def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tenso
     ann_last = copy.deepcopy(ann).to(memory_format=torch.channels_last)
     last_batches = [b.contiguous(memory_format=torch.channels_last) if b.dim() == 4 else b for b in batches]
 
-    def snn_pass(channels_last: bool) -> None:
+    def snn_pass(channels_last: bool, xs: tuple[torch.Tensor, ...] = batches) -> torch.Tensor:
+        """Simulate ``xs`` with the layout switch set; the last batch's outputs."""
         spike_ops.CHANNELS_LAST_ON_CPU = channels_last
         try:
-            for xb in batches:
-                simulate(snn, xb, args.T)
+            return [simulate(snn, xb, args.T).outputs for xb in xs][-1]
         finally:
             spike_ops.CHANNELS_LAST_ON_CPU = True
 
@@ -89,20 +82,12 @@ def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tenso
         "SNN, NCHW": lambda: snn_pass(False),
     }
     with torch.no_grad():
-        outs = {}
-        for key in ("SNN, NCHW", "SNN, channels-last (default)"):
-            spike_ops.CHANNELS_LAST_ON_CPU = key != "SNN, NCHW"
-            outs[key] = simulate(snn, batches[0], args.T).outputs
-        spike_ops.CHANNELS_LAST_ON_CPU = True
-        times: dict = {key: [] for key in runners}
+        outs = {key: snn_pass(key != "SNN, NCHW", batches[:1]) for key in ("SNN, NCHW", "SNN, channels-last (default)")}
         keys = list(runners)
         for key in keys:  # warm-up
             runners[key]()
-        for r in range(args.rounds):
-            for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
-                times[key].append(timed(runners[key]))
+        median = interleaved_medians(runners, args.rounds)
         shares = {key: matmul_share(runners[key]) for key in keys}
-    median = {key: statistics.median(v) for key, v in times.items()}
     ref = outs["SNN, NCHW"]
     rows = []
     for key in keys:
@@ -124,15 +109,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    nets = [("MNIST CNN", load_mnist_cnn, "mnist"), ("MNIST ResNet", load_mnist_resnet, "mnist")]
-    nets += [("CIFAR-10 ResNet-20", load_cifar10_resnet20, "cifar"), ("CIFAR-10 VGG", load_cifar10_vgg, "cifar")]
-    data = {"mnist": mnist_data(args.images), "cifar": cifar_data(args.images)}
-    rows: list[list] = []
-    for name, load, source in nets:
-        if data[source] is not None:
-            x, calib = data[source]
-            rows += (new := measure(name, load().eval(), x, calib, args))
-            print(format_table(HEADER, new), flush=True)
+    rows = measure_all(measure, HEADER, args)
     print(
         f"\n{args.images} images, batch {args.batch}, T = {args.T}, time_chunk='auto', {args.threads} thread(s), "
         f"medians of {args.rounds} interleaved rounds (after a warm-up of each runner); the last two columns compare "

@@ -63,6 +63,40 @@ def timed(f) -> float:
     return time.perf_counter() - start
 
 
+def interleaved_medians(runners: dict, rounds: int) -> dict:
+    """Each runner's median seconds over ``rounds`` rounds, the order rotated per round, so that a
+    load on the machine hits every runner alike."""
+    times: dict = {key: [] for key in runners}
+    keys = list(runners)
+    for r in range(rounds):
+        for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            times[key].append(timed(runners[key]))
+    return {key: statistics.median(v) for key, v in times.items()}
+
+
+#: The networks the speed benchmarks time: (name, loader, data source).
+NETS = [
+    ("MNIST CNN", load_mnist_cnn, "mnist"),
+    ("MNIST ResNet", load_mnist_resnet, "mnist"),
+    ("CIFAR-10 ResNet-20", load_cifar10_resnet20, "cifar"),
+    ("CIFAR-10 VGG", load_cifar10_vgg, "cifar"),
+]
+
+
+def measure_all(measure, header: list[str], args) -> list[list]:
+    """``measure(name, ann, test images, calibration images, args)`` for every net of :data:`NETS`
+    whose data is here (the CIFAR-10 nets only with the CIFAR-10 zip), each net's rows printed as
+    they come; all rows."""
+    data = {"mnist": mnist_data(args.images), "cifar": cifar_data(args.images)}
+    rows: list[list] = []
+    for name, load, source in NETS:
+        if data[source] is not None:
+            x, calib = data[source]
+            rows += (new := measure(name, load().eval(), x, calib, args))
+            print(format_table(header, new), flush=True)
+    return rows
+
+
 HEADER = ["network", "time_chunk", "seconds", "cost (x T ANN)", "vs chunk 5", "auto picks", "max |d out|", "agree %"]
 
 
@@ -91,12 +125,7 @@ def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tenso
             out = simulate(snn, batches[0], args.T, time_chunk=c).outputs
             agree = (out[-1].argmax(-1) == reference[-1].argmax(-1)).float().mean().item() * 100
             drift[c] = ((out - reference).abs().max().item(), agree)
-        times: dict = {key: [] for key in runners}
-        keys = list(runners)
-        for r in range(args.rounds):
-            for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
-                times[key].append(timed(runners[key]))
-    median = {key: statistics.median(v) for key, v in times.items()}
+        median = interleaved_medians(runners, args.rounds)
     return [
         [name, c, median[c], median[c] / (args.T * median["ANN"]), median[c] / median[5], auto, *drift[c]]
         for c in settings
@@ -113,15 +142,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, nargs="+", default=[1, 2, 3, 5, 8])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    nets = [("MNIST CNN", load_mnist_cnn, "mnist"), ("MNIST ResNet", load_mnist_resnet, "mnist")]
-    nets += [("CIFAR-10 ResNet-20", load_cifar10_resnet20, "cifar"), ("CIFAR-10 VGG", load_cifar10_vgg, "cifar")]
-    data = {"mnist": mnist_data(args.images), "cifar": cifar_data(args.images)}
-    rows: list[list] = []
-    for name, load, source in nets:
-        if data[source] is not None:
-            x, calib = data[source]
-            rows += (new := measure(name, load().eval(), x, calib, args))
-            print(format_table(HEADER, new), flush=True)
+    rows = measure_all(measure, HEADER, args)
     print(
         f"\n{args.images} images, batch {args.batch}, T = {args.T}, {args.threads} thread(s), medians of "
         f"{args.rounds} interleaved rounds (after a warm-up run of every chunk on the first batch); the last two "

@@ -38,15 +38,20 @@ def scalar_or_flat(
         return t.reshape(())
     if t.device.type == "cpu" and bool((t == t.reshape(-1)[0]).all()):
         return t.reshape(-1)[0].clone()
-    t = t.expand(shape)
-    return (t if order is None else t.permute(order)).reshape(-1).contiguous()
+    return in_memory_order(t.expand(shape), order).reshape(-1).contiguous()
+
+
+def in_memory_order(t: torch.Tensor, order: tuple[int, ...] | None) -> torch.Tensor:
+    """``t`` with its dimensions permuted to ``order`` (a view); ``t`` itself for ``None``."""
+    return t if order is None else t.permute(order)
 
 
 def channels_last_order(t: torch.Tensor) -> tuple[int, ...] | None:
     """``(0, 2, 3, 1)`` when ``t`` (``[B, C, H, W]``) is stored channels-last and not also
     contiguous (then ``t.permute(0, 2, 3, 1)`` is contiguous: the neurons in memory order), else
-    ``None``. The simulator keeps 2-d feature maps channels-last on the CPU, where convolutions
-    run several times faster that way (docs/simulation.md)."""
+    ``None``. The simulator keeps 2-d feature maps channels-last on the CPU, where oneDNN's
+    convolutions prefer that layout (the CIFAR-10 VGG's simulation 14 % faster, the ResNet-20's
+    2 %: docs/benchmarks.md, "CPU layout")."""
     if t.dim() != 4 or t.is_contiguous() or not t.is_contiguous(memory_format=torch.channels_last):
         return None
     return (0, 2, 3, 1)
@@ -91,7 +96,6 @@ def scan_flat(
         block = CPU_BLOCK if v.device.type == "cpu" else max(m, 1)
     compare = torch.gt if strict else torch.ge
     constant = x.shape[0] == 1
-
     fired = torch.empty(min(block, m), dtype=v.dtype, device=v.device)  # 0./1., reused per block
     for start in range(0, m, block):
         sl = slice(start, start + block)

@@ -52,7 +52,7 @@ from typing import NamedTuple, cast
 import torch
 from torch import nn
 
-from simulator.kernels import channels_last_order, scalar_or_flat, scan_flat
+from simulator.kernels import channels_last_order, in_memory_order, scalar_or_flat, scan_flat
 
 RESETS = ("subtract", "zero")
 SPIKE_RULES = (">=", ">", "multi", "signed")
@@ -322,14 +322,10 @@ def if_scan_bool(
     return spikes, v
 
 
-def _in_memory_order(t: torch.Tensor, order: tuple[int, ...] | None) -> torch.Tensor:
-    return t if order is None else t.permute(order)
-
-
 def _flat_state(t: torch.Tensor, shape: torch.Size, order: tuple[int, ...] | None, dtype: torch.dtype, donate: bool):
     """``t`` expanded to ``shape`` as a flat ``[M]`` tensor in memory order ``order`` and in
     ``dtype``: ``t``'s own storage when ``donate`` allows it and it is already laid out so, else a copy."""
-    mem = _in_memory_order(t.expand(shape), order)
+    mem = in_memory_order(t.expand(shape), order)
     if donate and mem.dtype == dtype and mem.is_contiguous():
         return mem.view(-1)
     return mem.to(dtype).reshape(-1).clone()

@@ -35,8 +35,8 @@ class Spikes(NamedTuple):
 
     def to_float(self) -> torch.Tensor:
         """The spikes as 0./1. in :attr:`dtype`; 2-d feature maps ``[N, C, H, W]`` on the CPU
-        come out channels-last (same values and shape), the layout in which the convolutions
-        they feed run fastest there (oneDNN; up to 5x on 16 channels, docs/simulation.md)."""
+        come out channels-last (same values and shape), the layout oneDNN's convolutions prefer
+        (docs/simulation.md; measured in docs/benchmarks.md, "CPU layout")."""
         if CHANNELS_LAST_ON_CPU and self.data.dim() == 4 and self.data.device.type == "cpu":
             return self.data.to(self.dtype, memory_format=torch.channels_last)
         return self.data.to(self.dtype)
