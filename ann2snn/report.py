@@ -179,7 +179,7 @@ def energy_report(
     signed = [name for name, m in snn.named_modules() if isinstance(m, IFNeuron) and m.spike_rule == "signed"]
     for batch in batches:
         x = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(device)
-        result = simulate(snn, x, T, record=bool(signed))
+        result = simulate(snn, x, T, record=signed)  # the trains of the signed layers only
         batch_counts = dict(result.spike_counts)
         trains = cast(dict, result.spikes) if signed else {}
         for name in signed:  # events: +1 and -1 spikes (the spike count is their net sum)

@@ -39,6 +39,15 @@ from simulator.integrator import Integrator, integrate
 from simulator.neuron import IFNeuron, IFState, if_advance
 from simulator.spike_ops import Spikes, spike_op
 
+#: What a runner records: ``True`` every IF layer's spike train, ``False`` none, or the ``id()``
+#: of each IF layer to record.
+Recording = bool | frozenset[int]
+
+
+def records(record: Recording, layer: nn.Module) -> bool:
+    """Whether the spike train of IF layer ``layer`` is recorded under ``record``."""
+    return record if isinstance(record, bool) else id(layer) in record
+
 
 class Kind(enum.IntEnum):
     PLAIN = 0
@@ -126,10 +135,11 @@ class GraphRunner:
         x: the network input ``[B, ...]`` (analog values, already on the model's device).
         encode: ``encode(x, steps) -> [steps * B, ...]`` the input currents of the next chunk
             (used when the input is ``TIME``).
-        record: keep every IF layer's spikes (``bool``).
+        record: keep every IF layer's spikes (``bool``) with ``True``; only those of the IF
+            layers whose ``id()`` is in a frozenset (:func:`records`).
     """
 
-    def __init__(self, plan: Plan, x: torch.Tensor, encode, record: bool = False) -> None:
+    def __init__(self, plan: Plan, x: torch.Tensor, encode, record: Recording = False) -> None:
         self.plan, self.x, self.encode, self.record = plan, x, encode, record
         self.const: dict[fx.Node, Any] = {}  # values of PLAIN and CONST nodes, computed once
         self.original_batch = x.shape[0]
@@ -274,7 +284,9 @@ class GraphRunner:
             state = layer.initial_state(torch.empty(shape, dtype=current.dtype, device=current.device))
         params = layer.params()
         spikes, self.states[str(node.target)] = if_advance(current, state, params, steps=const_steps, donate=True)
-        if self.record:  # bool spikes; uint8 counts per step for a multi-spike or clamped layer, int8 if signed
+        if records(
+            self.record, layer
+        ):  # bool; uint8 counts per step for a multi-spike or clamped layer, int8 if signed
             train = spikes.to(params.train_dtype)
             self.recorded.setdefault(str(node.target), []).append((self.t, self.rows, train))
         if not params.binary:  # several spikes per step or a clamp: float counts
@@ -287,7 +299,7 @@ class ModuleRunner:
     ``execution="single"`` and for models torch.fx cannot trace). Same interface as :class:`GraphRunner`
     without :meth:`GraphRunner.keep`."""
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, encode, record: bool = False) -> None:
+    def __init__(self, model: nn.Module, x: torch.Tensor, encode, record: Recording = False) -> None:
         self.model, self.x, self.encode, self.record = model, x, encode, record
         self.layers = {name: m for name, m in model.named_modules() if isinstance(m, IFNeuron)}
         self.stateful = [m for m in model.modules() if isinstance(m, (IFNeuron, Integrator))]
@@ -300,7 +312,8 @@ class ModuleRunner:
     def run(self, steps: int) -> torch.Tensor:
         for layer in self.stateful:
             layer.steps = steps
-        hooks = [layer.register_forward_hook(self._hook(n)) for n, layer in self.layers.items()] if self.record else []
+        recorded = [(n, layer) for n, layer in self.layers.items() if records(self.record, layer)]
+        hooks = [layer.register_forward_hook(self._hook(n)) for n, layer in recorded]
         try:
             y = self.model(self.encode(self.x, steps))
         finally:

@@ -376,6 +376,22 @@ def _scan_bool(
     return spikes, v_out, count_out
 
 
+def check_state_fits(state: IFState, shape: torch.Size) -> None:
+    """Raise ``ValueError`` unless the potential and count of ``state`` broadcast to ``shape``
+    (one step's ``[B, ...]``) without growing it."""
+    for name, t in (("potential", state.v), ("spike count", state.count)):
+        try:
+            fits = torch.broadcast_shapes(t.shape, shape) == shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"the IF state's {name} has shape {tuple(t.shape)} but one step of the input has shape "
+                f"{tuple(shape)}: a state kept from a batch of another size or from another layer "
+                "(call simulator.reset_states(model), or the layer's reset_state(), between such batches)"
+            )
+
+
 def if_advance(
     x: torch.Tensor, state: IFState, p: IFParams, steps: int | None = None, donate: bool = False
 ) -> tuple[torch.Tensor, IFState]:
@@ -402,7 +418,9 @@ def if_advance(
         and the new :class:`IFState` after the last step.
 
     Raises:
-        ValueError: ``steps < 1``.
+        ValueError: ``steps < 1``; a state that does not fit the input (``[B, ...]`` of another
+            batch size or layer: e.g. an :class:`IFNeuron` called on a batch of another size
+            without :meth:`IFNeuron.reset_state` in between).
 
     Example:
         >>> p = IFParams(torch.tensor(1.0), torch.tensor(0.0), torch.tensor(1.0))
@@ -411,6 +429,7 @@ def if_advance(
         >>> state.v.tolist(), state.count.tolist()  # V: 0.75, 1.5-1, 1.25-1, 1.0-1
         ([0.0], [3])
     """
+    check_state_fits(state, x.shape if steps is not None else x.shape[1:])
     if p.binary:
         spikes, v, count = _scan_bool(x, state.v, p, steps, state.count, donate)
         return spikes, IFState(v, cast(torch.Tensor, count))

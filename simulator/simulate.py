@@ -11,7 +11,7 @@ the chunk size. ``execution="single"`` calls the model once per step. Early exit
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from simulator.early_exit import StablePrediction, hold_after_exit, mask_after_exit
-from simulator.executor import GraphRunner, ModuleRunner, NotHoistable, build_plan, trace_or_none
+from simulator.executor import GraphRunner, ModuleRunner, NotHoistable, Recording, build_plan, trace_or_none
 from simulator.integrator import Integrator
 from simulator.neuron import IFNeuron
 
@@ -357,7 +357,25 @@ def _check(T: int, time_chunk: int | str | None, encoding: str, execution: str, 
         raise ValueError(f"early_exit must be >= 1 step or None, got {early_exit}")
 
 
-def _runner(model: nn.Module, x: torch.Tensor, encoder, execution: str, record: bool, hoist: bool):
+def _recording(model: nn.Module, record: bool | Collection[str]) -> Recording:
+    """``simulate``'s ``record`` as the runners take it (:data:`simulator.executor.Recording`).
+
+    Raises:
+        ValueError: a path that is not one of the model's IF layers (naming it and them).
+        TypeError: a single string (pass a list of paths).
+    """
+    if isinstance(record, bool):
+        return record
+    if isinstance(record, str):
+        raise TypeError(f"record takes True/False or a list of IF layer paths, got the string {record!r}")
+    layers = if_layers(model)
+    unknown = [name for name in record if name not in layers]
+    if unknown:
+        raise ValueError(f"record: no IF layer {unknown[0]!r} in the model (IF layers: {', '.join(layers) or 'none'})")
+    return frozenset(id(layers[name]) for name in record)
+
+
+def _runner(model: nn.Module, x: torch.Tensor, encoder, execution: str, record: Recording, hoist: bool):
     """A :class:`GraphRunner` for multi-step execution of a traceable model whose IF layers are
     all graph nodes; else a :class:`ModuleRunner` (the model's own forward per chunk)."""
     gm = trace_or_none(model) if execution == "multi" else None
@@ -446,7 +464,7 @@ def simulate(
     encoding: str | None = None,
     seed: int = 0,
     execution: str = "multi",
-    record: bool = False,
+    record: bool | Collection[str] = False,
     early_exit: int | None = None,
     *,
     warn_silent: bool = True,
@@ -483,8 +501,9 @@ def simulate(
             unless ``Converter(encoding="rate")`` made it or its NIR file says so).
         seed: seed of the Poisson generator.
         execution: ``"multi"`` (default) or ``"single"`` (``time_chunk`` is then 1).
-        record: also return every IF layer's spike train ``[T, B, ...]`` as ``bool``
-            (memory grows with T); spike counts are always returned.
+        record: ``True``: also return every IF layer's spike train ``[T, B, ...]`` as ``bool``
+            (memory grows with T); a list of IF layer paths (the keys of ``spike_counts``):
+            those layers' trains only. Spike counts are always returned.
         early_exit: ``k``: stop simulating a sample once its prediction has been stable for k
             steps (:mod:`simulator.early_exit`; :data:`DEFAULT_STABLE_STEPS` is a good k).
             ``None`` (default): run all T steps. Needs ``execution="multi"`` and a traceable
@@ -504,9 +523,9 @@ def simulate(
         ValueError: rate or Poisson input outside [0, 1]; ``T < 1``, ``time_chunk`` below 1 or a
             string other than ``"auto"``, ``early_exit < 1``, an unknown ``encoding`` or
             ``execution``, or early exit on a model that must run as a whole; ``labels`` not of
-            shape ``[B]``.
+            shape ``[B]``; a ``record`` path that is not an IF layer of the model.
         TypeError: both ``mode`` and a different ``execution``; ``time_chunk`` neither an int,
-            ``"auto"`` nor None (e.g. 2.5 or True).
+            ``"auto"`` nor None (e.g. 2.5 or True); ``record`` a single string.
 
     Example:
         >>> from simulator import IFNeuron
@@ -529,9 +548,10 @@ def simulate(
     if encoding in ("poisson", "rate"):
         check_probabilities(x, encoding)
     hoist = encoding == "constant"
+    recording = _recording(model, record)
     while True:
         generator = torch.Generator(device=device).manual_seed(seed) if encoding == "poisson" else None
-        runner = _runner(model, x, Encoder(encoding, generator), execution, record, hoist)
+        runner = _runner(model, x, Encoder(encoding, generator), execution, recording, hoist)
         if early_exit and not isinstance(runner, GraphRunner):
             raise ValueError("early_exit needs execution='multi' and a model that torch.fx can trace")
         chunk: int | str
@@ -546,7 +566,7 @@ def simulate(
             break
         except NotHoistable:  # a size of the constant part is used per step: run it per chunk
             hoist = False
-    spikes = _recorded(model, runner, T, x.shape[0]) if record else None
+    spikes = _recorded(model, runner, T, x.shape[0]) if recording is not False else None
     counts = _collect_counts(model, runner)
     if warn_silent:
         warn_silent_layers({name: float(c.sum()) for name, c in counts.items()}, x.shape[0], T)

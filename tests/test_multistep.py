@@ -133,6 +133,25 @@ def test_if_advance_does_not_modify_the_state_passed_in():
     assert spikes.flatten().tolist() == [2.0, 3.0] and after.count.tolist() == [5] and after.v.tolist() == [0.0]
 
 
+@pytest.mark.parametrize("rule", [">=", "multi", "signed"])
+def test_a_state_of_another_batch_size_is_refused_with_the_fix_named(rule):
+    p = IFParams(torch.tensor(1.0), torch.tensor(0.0), torch.tensor(1.0), spike_rule=rule)
+    state = IFState(torch.zeros(2, 4), torch.zeros(2, 4, dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"potential has shape \(2, 4\) but one step of the input has shape \(3, 4\)"):
+        if_advance(torch.rand(5, 3, 4), state, p)
+    with pytest.raises(ValueError, match="spike count has shape"):  # V fits, the count does not
+        if_advance(torch.rand(5, 2, 4), IFState(state.v, torch.zeros(3, 4, dtype=torch.int32)), p)
+    # a potential that broadcasts without growing the batch (one value per neuron) is accepted
+    _, after = if_advance(torch.rand(5, 2, 4), IFState(torch.zeros(4), state.count), p)
+    assert after.v.shape == (2, 4)
+    layer = IFNeuron(spike_rule=rule)
+    layer(torch.rand(2, 4))
+    with pytest.raises(ValueError, match="reset_state"):
+        layer(torch.rand(3, 4))
+    layer.reset_state()
+    assert layer(torch.rand(3, 4)).shape == (3, 4)
+
+
 def test_seed_cnn_float32_at_most_1e4_of_spike_counts_differ(seed_snn):
     snn, data = seed_snn
     multi = simulate(snn, data.images[:10], 20, time_chunk=7)
@@ -161,6 +180,23 @@ def test_recording_on_and_off_give_identical_results():
     for name, train in on.spikes.items():
         assert train.dtype == torch.bool and train.shape == (23, *on.spike_counts[name].shape)
         assert torch.equal(train.sum(0).to(on.spike_counts[name].dtype), on.spike_counts[name])
+
+
+@pytest.mark.parametrize("execution", ["multi", "single"])
+def test_recording_some_layers_gives_their_trains_only_and_unknown_paths_are_refused(execution):
+    net = Residual()
+    x = torch.rand(5, 1, 8, 8)
+    full = simulate(net, x, 11, time_chunk=4, record=True, execution=execution)
+    some = sorted(full.spikes)[1:]
+    assert some
+    part = simulate(net, x, 11, time_chunk=4, record=some, execution=execution)
+    assert sorted(part.spikes) == some and len(some) < len(full.spikes) and _identical(full, part)
+    assert all(torch.equal(part.spikes[n], full.spikes[n]) for n in some)
+    assert simulate(net, x, 3, record=[]).spikes == {}
+    with pytest.raises(ValueError, match=r"record: no IF layer 'nope' in the model \(IF layers: "):
+        simulate(net, x, 3, record=[some[0], "nope"])
+    with pytest.raises(TypeError, match="list of IF layer paths"):
+        simulate(net, x, 3, record=some[0])
 
 
 def test_two_runs_are_bitwise_identical_in_both_executions():
