@@ -39,6 +39,11 @@ from simulator.integrator import Integrator, integrate
 from simulator.neuron import IFNeuron, IFState, if_advance
 from simulator.spike_ops import Spikes, spike_op
 
+#: Whether :meth:`GraphRunner.run` drops each chunk value after its last use (the default; the
+#: memory a chunk holds is then that of the values still to be used, which the allocator reuses
+#: while they are in cache). ``False`` only to measure the difference.
+FREE_AFTER_LAST_USE = True
+
 #: What a runner records: ``True`` every IF layer's spike train, ``False`` none, or the ``id()``
 #: of each IF layer to record.
 Recording = bool | frozenset[int]
@@ -79,6 +84,22 @@ class Plan:
     gm: fx.GraphModule
     kinds: dict[fx.Node, Kind]
     modules: dict[fx.Node, nn.Module] = field(default_factory=dict)
+    _last_uses: dict[fx.Node, list[fx.Node]] | None = field(default=None, repr=False)
+
+    @property
+    def last_uses(self) -> dict[fx.Node, list[fx.Node]]:
+        """For each node, the nodes whose chunk values are not needed once it has run (it is
+        their last user in graph order): :meth:`GraphRunner.run` drops them then, so a chunk holds
+        only the values still to be used, not every layer's (as torch.fx's Interpreter does)."""
+        if self._last_uses is None:
+            last: dict[fx.Node, fx.Node] = {}
+            for node in self.gm.graph.nodes:
+                for source in node.all_input_nodes:
+                    last[source] = node
+            self._last_uses = {}
+            for source, user in last.items():
+                self._last_uses.setdefault(user, []).append(source)
+        return self._last_uses
 
     @property
     def opaque(self) -> bool:
@@ -213,6 +234,10 @@ class GraphRunner:
                     self.widest = max(self.widest, value.numel() // max(steps * self.batch, 1))
             else:
                 self.const[node] = value
+            if FREE_AFTER_LAST_USE:
+                for done in self.plan.last_uses.get(node, ()):
+                    env.pop(done, None)
+                    expanded.pop(done, None)
         raise ValueError("graph has no output node")
 
     def _eval(self, node: fx.Node, env: dict, expanded: dict, steps: int) -> Any:

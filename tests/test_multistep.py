@@ -199,6 +199,33 @@ def test_recording_some_layers_gives_their_trains_only_and_unknown_paths_are_ref
         simulate(net, x, 3, record=some[0])
 
 
+@pytest.mark.parametrize("free", [True, False])
+def test_a_chunk_value_is_dropped_after_its_last_use_and_results_do_not_change(monkeypatch, free):
+    import weakref
+
+    from simulator import executor
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), IFNeuron(), nn.Linear(8, 8), IFNeuron(), nn.Linear(8, 8), IFNeuron())
+    x = torch.rand(3, 6, dtype=torch.float64)
+    net = net.double()
+    alive: list[bool] = []
+    refs: list = []
+    net[2].register_forward_hook(lambda m, i, o: refs.append(weakref.ref(o)))  # the second Linear's chunk output
+    net[4].register_forward_hook(lambda m, i, o: alive.append(refs[-1]() is not None))  # after its IF layer ran
+    monkeypatch.setattr(executor, "FREE_AFTER_LAST_USE", free)
+    result = simulate(net, x, 9, time_chunk=4)
+    assert alive == [not free] * 3  # 3 chunks: 4 + 4 + 1 steps
+    monkeypatch.setattr(executor, "FREE_AFTER_LAST_USE", not free)
+    assert _identical(result, simulate(net, x, 9, time_chunk=4))
+    plan = executor.build_plan(executor.trace_or_none(Residual()), hoist=True)
+    freed = [n for nodes in plan.last_uses.values() for n in nodes]
+    assert len(freed) == len(set(freed))  # each value dropped once, after its last user in graph order
+    order = {n: i for i, n in enumerate(plan.gm.graph.nodes)}
+    for user, nodes in plan.last_uses.items():
+        assert all(max(order[u] for u in n.users) == order[user] for n in nodes)
+
+
 def test_two_runs_are_bitwise_identical_in_both_executions():
     net = Residual()
     x = torch.rand(4, 1, 8, 8)
