@@ -5,6 +5,7 @@ image folder (a folder or ``.zip`` with one subfolder per class, :func:`read_ima
 from __future__ import annotations
 
 import io
+import re
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
@@ -55,7 +56,7 @@ class DataSource:
                 _check_idx_folder(path)
                 return cls("idx", path)
             try:
-                _image_layout(_folder_names(path), str(path))
+                _image_layout(_listing(path))
             except ValueError as exc:
                 raise ValueError(
                     f"folder {str(path)!r} has no MNIST IDX test files and is not an image folder: {exc}"
@@ -64,6 +65,7 @@ class DataSource:
         if path.is_file() and path.suffix in (".npz", ".npy"):
             return cls(path.suffix[1:], path)
         if path.is_file() and path.suffix.lower() == ".zip":
+            _image_layout(_listing(path))  # a bad zip or layout is refused here, naming the file
             return cls("images", path)
         if not path.exists():
             raise ValueError(f"{text!r} is not 'mnist' and no such file or folder exists")
@@ -235,39 +237,194 @@ def _trim(data: DataSet, calib_size: int, limit: int, shape: tuple[int, ...] | N
 
 # ------------------------------------------------------------------------------- image folders
 
+#: Folders of an image folder or zip that hold no data and are skipped (macOS's resource forks; any
+#: folder or file whose name starts with a dot is skipped too).
+JUNK_FOLDERS = ("__MACOSX",)
+#: Folder names of an evaluation split beside ``train/``, in order of preference (ImageNet's is ``val``).
+TEST_SPLITS = ("test", "val")
+#: Pillow modes read as one grey-scale channel (``I`` and ``I;16*``: 16-bit, scaled by 65535).
+GREY_MODES = ("1", "L", "LA", "La")
+SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 
-def _folder_names(folder: Path) -> list[str]:
-    """Every file under ``folder`` as a ``/``-separated relative path."""
-    return [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+
+@dataclass
+class _Listing:
+    """The files and folders of an image folder or zip (``/``-separated relative paths)."""
+
+    where: str
+    files: list[str]
+    folders: set[str]
+    read: Callable[[str], bytes]
 
 
-def _image_layout(names: list[str], where: str) -> dict[str, list[str]]:
-    """``{split: sorted image names}`` of an image folder's files: split ``""`` for
-    ``<class>/<image>``, or ``"train"`` and ``"test"`` for ``train/<class>/<image>`` and
-    ``test/<class>/<image>`` (the layout of torchvision's ``ImageFolder``, once per split).
+def _skipped(name: str) -> bool:
+    parts = name.split("/")
+    return parts[0] in JUNK_FOLDERS or any(p.startswith(".") for p in parts)
+
+
+def _listing(path: Path) -> _Listing:
+    """List ``path`` (a folder or a zip), without junk (:data:`JUNK_FOLDERS`, dot names).
 
     Raises:
-        ValueError: no files at all, or no image inside a class subfolder.
+        ValueError: neither a folder nor a readable zip (naming the path).
     """
-    images = sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIXES) and not n.split("/")[-1].startswith("."))
-    if not names:
+    where = str(path)
+    if path.is_file():
+        try:
+            with zipfile.ZipFile(path) as archive:
+                entries = archive.infolist()
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ValueError(f"cannot read {where} as a zip: {exc}") from None
+        files = [e.filename for e in entries if not e.is_dir() and not _skipped(e.filename)]
+        folders = {e.filename.rstrip("/") for e in entries if e.is_dir() and not _skipped(e.filename)}
+        read: Callable[[str], bytes] = _ZipReader(path).read
+    elif path.is_dir():
+        files, folders = [], set()
+        for p in path.rglob("*"):
+            name = p.relative_to(path).as_posix()
+            if _skipped(name):
+                continue
+            if p.is_file():
+                files.append(name)
+            elif p.is_dir():
+                folders.add(name)
+
+        def read(name: str) -> bytes:
+            return (path / name).read_bytes()
+
+    else:
+        raise ValueError(f"{where}: no such image folder or zip")
+    for f in files:  # a file's parent folders exist even where a zip lists no entry for them
+        parts = f.split("/")[:-1]
+        folders.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    return _Listing(where, sorted(files), folders, read)
+
+
+class _ZipReader:
+    """Reads members of one zip, opening it once (on first use) rather than per image."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.archive: zipfile.ZipFile | None = None
+
+    def read(self, name: str) -> bytes:
+        if self.archive is None:
+            self.archive = zipfile.ZipFile(self.path)
+        return self.archive.read(name)
+
+    def __del__(self) -> None:
+        if self.archive is not None:
+            self.archive.close()
+
+
+@dataclass
+class _Layout:
+    """An image folder's splits (``{"": images}``, or ``{"train": ..., "test": ...}``, each a sorted
+    list of full names), its class names (the label order) and the folder its layout starts in."""
+
+    splits: dict[str, list[str]]
+    classes: list[str]
+    root: str = ""
+    test_folder: str = "test"
+
+
+def _subfolders(folders: set[str], parent: str) -> list[str]:
+    """The names of the folders directly inside ``parent`` (``""``: the top level)."""
+    depth = parent.count("/") + 1 if parent else 0
+    prefix = parent + "/" if parent else ""
+    return sorted({f[len(prefix) :] for f in folders if f.startswith(prefix) and f.count("/") == depth})
+
+
+def _image_layout(listing: _Listing) -> _Layout:
+    """The layout of an image folder: ``<class>/<image>``, or ``train/<class>/<image>`` beside
+    ``test/`` (or ``val/``) ``<class>/<image>`` (torchvision's ``ImageFolder``, once per split),
+    possibly inside one enclosing folder (a zip of a folder). The classes are the class folders'
+    names, sorted, over all splits: a label means the same class in every split.
+
+    Raises:
+        ValueError: no files at all; no images inside class folders (saying where the images
+            are); a class folder without any image (its label would be missing, shifting the
+            others), naming it.
+    """
+    where = listing.where
+    if not listing.files:
         raise ValueError(f"{where} is empty: expected one subfolder per class holding its images (class/image.png)")
-    splits = {s: [n for n in images if n.startswith(s + "/") and n.count("/") == 2] for s in ("train", "test")}
-    if splits["test"]:
-        return {s: v for s, v in splits.items() if v}
-    nested = [n for n in images if n.count("/") == 1]
-    if not nested:
-        found = f"{len(images)} images at its top level" if images else f"{len(names)} files but no images"
-        raise ValueError(
-            f"{where} has no class subfolders with images ({found}): expected one subfolder per class, "
-            f"e.g. cat/0001.png and dog/0001.png ({', '.join(IMAGE_SUFFIXES)})"
-        )
-    return {"": nested}
+    images = [n for n in listing.files if n.lower().endswith(IMAGE_SUFFIXES)]
+    root = ""
+    for _ in range(3):  # <class>/<image> or <split>/<class>/<image>, inside at most 2 enclosing folders
+        layout = _layout_at(listing, images, root)
+        if layout is not None:
+            return layout
+        inside = {n[len(root) :].split("/")[0] for n in listing.files if n.startswith(root)}
+        enclosing = inside.pop() if len(inside) == 1 else None
+        if enclosing is None or root + enclosing not in listing.folders:
+            break
+        root += enclosing + "/"
+    if not images:
+        found = f"{len(listing.files)} files but no images ({', '.join(IMAGE_SUFFIXES)})"
+    else:
+        depths = sorted({n.count("/") for n in images})
+        at = "at its top level" if depths == [0] else f"{', '.join(str(d) for d in depths)} folder(s) deep"
+        found = f"{len(images)} images {at}, e.g. {images[0]}"
+    raise ValueError(
+        f"{where} has no class subfolders with images ({found}): expected one subfolder per class, "
+        f"e.g. cat/0001.png and dog/0001.png, or train/<class>/... beside test/<class>/... (or val/)"
+    )
+
+
+def _layout_at(listing: _Listing, images: list[str], root: str) -> _Layout | None:
+    """The layout starting in folder ``root`` (``""`` or ending in ``/``), or None if there is none."""
+    rel = {n: n[len(root) :] for n in images if n.startswith(root)}
+    base = root.rstrip("/")
+    test = next(
+        (s for s in TEST_SPLITS if any(r.startswith(s + "/") and r.count("/") == 2 for r in rel.values())), None
+    )
+    if test is not None:
+        splits = {
+            key: [n for n, r in rel.items() if r.startswith(folder + "/") and r.count("/") == 2]
+            for key, folder in (("train", "train"), ("test", test))
+        }
+        splits = {k: v for k, v in splits.items() if v}
+        parents = [(f"{base}/{f}" if base else f) for k, f in (("train", "train"), ("test", test)) if k in splits]
+        layout = _Layout(splits, [], root, test)
+    else:
+        nested = [n for n, r in rel.items() if r.count("/") == 1]
+        if not nested:
+            return None
+        layout, parents = _Layout({"": nested}, [], root), [base]
+    classes = sorted({c for p in parents for c in _subfolders(listing.folders, p)})
+    labelled = {n.split("/")[-2] for names in layout.splits.values() for n in names}
+    for c in classes:
+        if c not in labelled:
+            holder = next(p for p in parents if c in _subfolders(listing.folders, p))
+            raise ValueError(
+                f"{listing.where}: the class folder {holder + '/' if holder else ''}{c} has no images: every class "
+                "folder needs one (its label would be missing and shift the labels after it); remove it or add images"
+            )
+    layout.classes = classes
+    return layout
+
+
+def _pixels(im, where: str, name: str) -> np.ndarray:
+    """One decoded image as ``[H, W, C]`` float32 in [0, 1]: C = 1 for grey-scale modes (8-bit /255,
+    16-bit /65535), else 3 (RGB)."""
+    if im.mode in SIXTEEN_BIT_MODES:
+        array = np.asarray(im).astype(np.int64)
+        if array.size and (array.min() < 0 or array.max() > 65535):
+            raise ValueError(f"{where}/{name}: a {im.mode} image with values outside 0..65535 (expected 16-bit grey)")
+        return (array.astype(np.float32) / np.float32(65535.0))[:, :, None]
+    if im.mode == "F":
+        raise ValueError(f"{where}/{name} is a 32-bit float image: save it with 8 or 16 bits per channel")
+    array = np.asarray(im.convert("L" if im.mode in GREY_MODES else "RGB"))
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return array.astype(np.float32) / np.float32(255.0)
 
 
 def _decode(read: Callable[[str], bytes], names: list[str], where: str) -> torch.Tensor:
-    """Decode ``names`` with Pillow into ``[N, C, H, W]`` float pixels in [0, 1] (C = 1 for
-    grey-scale images, else 3: RGB)."""
+    """Decode ``names`` with Pillow into ``[N, C, H, W]`` float pixels in [0, 1]: C = 1 when every
+    image is grey-scale, else 3 (RGB; grey images among colour ones repeated over the 3 channels,
+    as Pillow's ``convert("RGB")`` does)."""
     from PIL import Image
 
     arrays: list[np.ndarray] = []
@@ -276,25 +433,27 @@ def _decode(read: Callable[[str], bytes], names: list[str], where: str) -> torch
         try:
             with Image.open(io.BytesIO(read(name))) as im:
                 im.load()
-                array = np.asarray(im.convert("L" if im.mode in ("1", "L", "I", "I;16", "F") else "RGB"))
+                array = _pixels(im, where, name)
+        except ValueError:
+            raise
         except Exception as exc:  # Pillow raises several types (UnidentifiedImageError, OSError, ...)
-            raise ValueError(f"cannot read the image {where}/{name}: {type(exc).__name__}: {exc}") from None
-        if array.ndim == 2:
-            array = array[:, :, None]
-        if arrays and array.shape != arrays[0].shape:
+            message = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the file", str(exc))
+            raise ValueError(f"cannot read the image {where}/{name}: {type(exc).__name__}: {message}") from None
+        if arrays and array.shape[:2] != arrays[0].shape[:2]:
             raise ValueError(
                 f"{where}/{name} is {_size(array)} but {where}/{first} is {_size(arrays[0])}: all images of a "
-                "data source must have one size and channel count (resize them first)"
+                "data source must have one size (resize them first)"
             )
         first = first or name
         arrays.append(array)
-    stacked = np.stack(arrays).astype(np.float32) / 255.0
-    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+    if any(a.shape[2] == 3 for a in arrays):
+        arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
 def _size(array: np.ndarray) -> str:
-    h, w, c = array.shape
-    return f"{w}x{h} with {c} channel{'s' if c > 1 else ''}"
+    h, w = array.shape[:2]
+    return f"{w}x{h}"
 
 
 def _labelled(names: list[str], classes: list[str]) -> torch.Tensor:
@@ -305,50 +464,43 @@ def read_image_folder(
     path: str | Path, split: str | None = None, limit: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Read an image folder: a folder or ``.zip`` with one subfolder per class (torchvision's
-    ``ImageFolder`` layout), optionally once per split (``train/<class>/...`` and
-    ``test/<class>/...``, as in ``cifar10-jpeg.zip``).
+    ``ImageFolder`` layout), optionally once per split (``train/<class>/...`` beside
+    ``test/<class>/...`` or ``val/<class>/...``, as in ``cifar10-jpeg.zip``), possibly inside one
+    enclosing folder (a zip made of a folder). ``__MACOSX`` and names starting with a dot are skipped.
 
     Images are read in sorted path order (so by class, then by file name), decoded with Pillow
     and returned as ``(images, labels, classes)``: float ``[N, C, H, W]`` pixels in [0, 1]
-    (C = 1 for grey-scale images, 3 otherwise), int64 ``[N]`` labels (the index of the image's
-    class folder in ``classes``) and the sorted class folder names.
+    (C = 1 when every image is grey-scale, 8-bit ones divided by 255 and 16-bit ones by 65535;
+    else C = 3, RGB, grey images repeated over the channels), int64 ``[N]`` labels (the index of
+    the image's class folder in ``classes``) and the sorted class folder names of all splits (so a
+    label is the same class in ``train`` and ``test``, even if a class is missing from one).
 
     Args:
-        split: ``"train"`` or ``"test"`` for a folder with both; None for a plain class folder
-            (for a split folder, None means ``"test"``).
+        split: ``"train"`` or ``"test"`` (``test`` also names a ``val/`` split) for a folder with
+            splits; None for a plain class folder (for a split folder, None means ``"test"``).
         limit: read only ``limit`` images spread evenly over the split, in sorted order (0: all);
             the split is sorted by class, so its first images would be of one class only.
 
     Raises:
-        ValueError: an empty folder, no class subfolders, an image Pillow cannot read (naming the
-            file), images of different sizes (naming two of them), an unknown split.
+        ValueError: an empty folder, no class subfolders (saying where the images are), a class
+            folder without images (naming it), an image Pillow cannot read or a 32-bit float image
+            (naming the file), images of different sizes (naming two of them), an unknown split,
+            a file that is not a zip.
     """
-    path = Path(path)
-    where = str(path)
-    if path.is_file():
-        try:
-            archive = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise ValueError(f"cannot read {where} as a zip: {exc}") from None
-        with archive:
-            names = [i.filename for i in archive.infolist() if not i.is_dir()]
-            return _read_split(names, archive.read, where, split, limit)
-    if not path.is_dir():
-        raise ValueError(f"{where}: no such image folder or zip")
-    return _read_split(_folder_names(path), lambda name: (path / name).read_bytes(), where, split, limit)
+    listing = _listing(Path(path))
+    return _read_split(listing, _image_layout(listing), split, limit)
 
 
-def _read_split(names, read, where, split, limit):
-    layout = _image_layout(names, where)
-    key = "" if "" in layout else (split or "test")
+def _read_split(listing: _Listing, layout: _Layout, split: str | None, limit: int):
+    where = listing.where
+    key = "" if "" in layout.splits else (split or "test")
     if split is not None and key != split:
         raise ValueError(f"{where} has no {split!r} split (it has one class folder per class, no train/ and test/)")
-    if key not in layout:
-        raise ValueError(f"{where} has no {key!r} split (it has {', '.join(sorted(layout))})")
-    chosen = layout[key]
-    classes = sorted({n.split("/")[-2] for n in chosen})
+    if key not in layout.splits:
+        raise ValueError(f"{where} has no {key!r} split (it has {', '.join(sorted(layout.splits))})")
+    chosen = layout.splits[key]
     picked = [chosen[i] for i in _spread(len(chosen), limit)] if limit else chosen
-    return _decode(read, picked, where), _labelled(picked, classes), classes
+    return _decode(listing.read, picked, where), _labelled(picked, layout.classes), layout.classes
 
 
 def _spread(n: int, k: int) -> list[int]:
@@ -363,20 +515,12 @@ def _images(path: Path, calib_size: int, limit: int) -> DataSet:
     one; all with 0); calibration on
     ``calib_size`` images of the ``train`` split spread evenly over it (so over every class), or,
     without a train split, the first evaluation images."""
-    if path.is_file():
-        with zipfile.ZipFile(path) as archive:
-            names = [i.filename for i in archive.infolist() if not i.is_dir()]
-    else:
-        names = _folder_names(path)
-    layout = _image_layout(names, str(path))
-    x, y, classes = read_image_folder(path, None if "" in layout else "test", limit)
-    if "train" not in layout or not calib_size:
+    listing = _listing(path)
+    layout = _image_layout(listing)
+    x, y, classes = _read_split(listing, layout, None, limit)
+    if "train" not in layout.splits or not calib_size:
         return DataSet(x, x, y, f"the first images of {path} (no train/ split)")
-    train = layout["train"]
+    train = layout.splits["train"]
     chosen = [train[i] for i in _spread(len(train), calib_size)]
-    if path.is_file():
-        with zipfile.ZipFile(path) as archive:
-            calib = _decode(archive.read, chosen, str(path))
-    else:
-        calib = _decode(lambda name: (path / name).read_bytes(), chosen, str(path))
+    calib = _decode(listing.read, chosen, str(path))
     return DataSet(calib, x, y, f"{len(chosen)} images spread over the train/ split of {path} ({len(classes)} classes)")

@@ -203,6 +203,16 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             no tensors in it.
     """
     try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read weights {path}: {type(exc).__name__}: {_first_line(exc)}") from exc
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip, or a pickle (protocol >= 2)
+        raise ModelLoadError(
+            f"cannot read weights {path}: not a torch.save file, or a truncated or corrupt one "
+            f"(it starts with {head!r}: neither a zip nor a pickle)"
+        )
+    try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise ModelLoadError(

@@ -184,7 +184,10 @@ def main() -> None:
     if not nets:
         parser.error(f"give the weights of at least one network: {', '.join('--' + n for n in MODELS)}")
     torch.set_num_threads(args.threads)
-    data = load_cifar10(args.zip, args.cache)
+    try:
+        data = load_cifar10(args.zip, args.cache)
+    except FileNotFoundError as exc:
+        parser.error(str(exc))
     train_x, _ = data["train"]
     test_x, test_y = data["test"]
     if args.limit:

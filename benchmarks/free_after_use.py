@@ -45,13 +45,14 @@ HEADER = [
 
 
 def held_bytes(values) -> int:
-    """Bytes of the distinct tensor storages among ``values`` (tensors and spike tuples)."""
+    """Bytes of the tensors among ``values`` (tensors and spike tuples), each storage counted once,
+    by its largest view among them (a batch that is a view of the whole test set counts as the batch)."""
     seen: dict[int, int] = {}
     for v in values:
         t = v.data if isinstance(v, Spikes) else v
         if isinstance(t, torch.Tensor) and t.device.type == "cpu":
-            storage = t.untyped_storage()
-            seen[storage.data_ptr()] = storage.nbytes()
+            ptr = t.untyped_storage().data_ptr()
+            seen[ptr] = max(seen.get(ptr, 0), t.numel() * t.element_size())
     return sum(seen.values())
 
 

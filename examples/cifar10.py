@@ -86,7 +86,16 @@ def load_cifar10(
     :func:`read_cifar10_zip`), decoded once and cached at ``cache`` (``None``: no cache).
 
     The cache records the zip's size and is rebuilt when it differs; it is written atomically.
+
+    Raises:
+        FileNotFoundError: no zip at ``zip_path`` (the message says where it was looked for and
+            how to give another path).
     """
+    if not os.path.isfile(zip_path):
+        raise FileNotFoundError(
+            f"no CIFAR-10 zip at {zip_path}: pass --zip PATH to cifar10-jpeg.zip (the default is "
+            "../shared/data/cifar10/cifar10-jpeg.zip beside this checkout)"
+        )
     size = os.path.getsize(zip_path)
     if cache is not None and os.path.exists(cache):
         data = torch.load(cache, weights_only=True)

@@ -115,3 +115,21 @@ def test_an_input_shape_without_the_channel_axis_is_explained(weights, tmp_path)
     assert result.exit_code == 1
     error = json.loads(result.stdout)["rows"][0]["error"]
     assert "samples of shape (28, 28)" in error and "--input-shape C,H,W" in error
+
+
+def test_a_closed_stdout_pipe_ends_a_command_quietly_with_status_141():
+    import subprocess
+
+    script = (
+        "import click\n"
+        "from ann2snn.cli.errors import library_errors\n"
+        "@click.command()\n"
+        "@library_errors\n"
+        "def cmd():\n"
+        "    print('first line', flush=True)\n"
+        "    raise BrokenPipeError(32, 'Broken pipe')\n"
+        "cmd()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == "" and done.stdout == "first line\n"

@@ -40,3 +40,14 @@ def test_pickled_state_dict_given_as_a_model_says_what_to_do(tmp_path):
     torch.save(load_mnist_cnn().state_dict(), tmp_path / "sd.pt")
     with pytest.raises(ModelLoadError, match="holds a state_dict, not a model"):
         load_model(ModelSpec(pickled=tmp_path / "sd.pt", trust_pickle=True))
+
+
+def test_an_image_given_as_weights_is_not_a_torch_file_rather_than_pickled_objects(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (2, 2)).save(tmp_path / "w.png")
+    with pytest.raises(ModelLoadError, match=r"w\.png: not a torch\.save file.*starts with b'\\x89P'") as e:
+        read_state_dict(tmp_path / "w.png")
+    assert "pickled objects" not in str(e.value) and "--trust-pickle" not in str(e.value)
+    torch.save({"w": torch.ones(1)}, tmp_path / "ok.pt")  # a real one still loads
+    assert read_state_dict(tmp_path / "ok.pt")["w"].tolist() == [1.0]

@@ -30,6 +30,10 @@ def library_errors(command):
             return command(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
+        except BrokenPipeError:  # the reader of stdout left (``| head``): stop quietly, as Unix tools do
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit
+            raise SystemExit(141) from None  # 128 + SIGPIPE, the status a shell shows for such a tool
         except KeyboardInterrupt:
             click.echo(
                 "\ninterrupted: finished combinations and their files are kept; run the same command again to "
