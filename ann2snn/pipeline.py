@@ -430,6 +430,12 @@ def check_model_input(ann: torch.nn.Module, sample: torch.Tensor, name: str) -> 
             the sample shape and the option that sets it).
     """
     hint = "give the sample shape the model expects with --input-shape C,H,W (input_shape in a job file), e.g. 1,28,28"
+    if sample.dim() == 4:  # already images: reshaping cannot change their channels or size
+        hint = (
+            f"the data's images are {sample.shape[1]} x {sample.shape[2]} x {sample.shape[3]} (C x H x W) and "
+            "--input-shape only reshapes samples stored flat: give data with the channels and image size the "
+            "model expects"
+        )
     try:
         with torch.no_grad():
             out = ann(sample)

@@ -133,3 +133,13 @@ def test_a_closed_stdout_pipe_ends_a_command_quietly_with_status_141():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 141, done.stderr
     assert done.stderr == "" and done.stdout == "first line\n"
+
+
+def test_images_of_another_channel_count_get_a_hint_that_reshaping_cannot_fix_it():
+    from ann2snn.pipeline import check_model_input
+    from ann2snn.zoo.cifar10 import vgg
+
+    with pytest.raises(ValueError, match=r"model vgg cannot take samples of shape \(1, 28, 28\)") as e:
+        check_model_input(vgg().eval(), torch.rand(2, 1, 28, 28), "vgg")
+    assert "images are 1 x 28 x 28" in str(e.value) and "only reshapes samples stored flat" in str(e.value)
+    assert "e.g. 1,28,28" not in str(e.value)
