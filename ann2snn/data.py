@@ -320,12 +320,10 @@ class _ZipReader:
 @dataclass
 class _Layout:
     """An image folder's splits (``{"": images}``, or ``{"train": ..., "test": ...}``, each a sorted
-    list of full names), its class names (the label order) and the folder its layout starts in."""
+    list of full names) and its class names (the label order)."""
 
     splits: dict[str, list[str]]
     classes: list[str]
-    root: str = ""
-    test_folder: str = "test"
 
 
 def _subfolders(folders: set[str], parent: str) -> list[str]:
@@ -380,20 +378,20 @@ def _layout_at(listing: _Listing, images: list[str], root: str) -> _Layout | Non
         (s for s in TEST_SPLITS if any(r.startswith(s + "/") and r.count("/") == 2 for r in rel.values())), None
     )
     if test is not None:
+        folders = {"train": "train", "test": test}  # split -> its folder
         splits = {
-            key: [n for n, r in rel.items() if r.startswith(folder + "/") and r.count("/") == 2]
-            for key, folder in (("train", "train"), ("test", test))
+            key: names
+            for key, folder in folders.items()
+            if (names := [n for n, r in rel.items() if r.startswith(folder + "/") and r.count("/") == 2])
         }
-        splits = {k: v for k, v in splits.items() if v}
-        parents = [(f"{base}/{f}" if base else f) for k, f in (("train", "train"), ("test", test)) if k in splits]
-        layout = _Layout(splits, [], root, test)
+        parents = [(f"{base}/{folders[k]}" if base else folders[k]) for k in splits]
     else:
         nested = [n for n, r in rel.items() if r.count("/") == 1]
         if not nested:
             return None
-        layout, parents = _Layout({"": nested}, [], root), [base]
+        splits, parents = {"": nested}, [base]
     classes = sorted({c for p in parents for c in _subfolders(listing.folders, p)})
-    labelled = {n.split("/")[-2] for names in layout.splits.values() for n in names}
+    labelled = {n.split("/")[-2] for names in splits.values() for n in names}
     for c in classes:
         if c not in labelled:
             holder = next(p for p in parents if c in _subfolders(listing.folders, p))
@@ -401,8 +399,7 @@ def _layout_at(listing: _Listing, images: list[str], root: str) -> _Layout | Non
                 f"{listing.where}: the class folder {holder + '/' if holder else ''}{c} has no images: every class "
                 "folder needs one (its label would be missing and shift the labels after it); remove it or add images"
             )
-    layout.classes = classes
-    return layout
+    return _Layout(splits, classes)
 
 
 def _pixels(im, where: str, name: str) -> np.ndarray:

@@ -207,7 +207,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             head = f.read(2)
     except OSError as exc:
         raise ModelLoadError(f"cannot read weights {path}: {type(exc).__name__}: {_first_line(exc)}") from exc
-    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip, or a pickle (protocol >= 2)
+    if head != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip, or a pickle (protocol >= 2)
         raise ModelLoadError(
             f"cannot read weights {path}: not a torch.save file, or a truncated or corrupt one "
             f"(it starts with {head!r}: neither a zip nor a pickle)"

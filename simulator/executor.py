@@ -26,6 +26,7 @@ trace, or one whose called modules hold IF layers inside them, runs through
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -84,22 +85,20 @@ class Plan:
     gm: fx.GraphModule
     kinds: dict[fx.Node, Kind]
     modules: dict[fx.Node, nn.Module] = field(default_factory=dict)
-    _last_uses: dict[fx.Node, list[fx.Node]] | None = field(default=None, repr=False)
 
-    @property
+    @functools.cached_property
     def last_uses(self) -> dict[fx.Node, list[fx.Node]]:
         """For each node, the nodes whose chunk values are not needed once it has run (it is
         their last user in graph order): :meth:`GraphRunner.run` drops them then, so a chunk holds
         only the values still to be used, not every layer's (as torch.fx's Interpreter does)."""
-        if self._last_uses is None:
-            last: dict[fx.Node, fx.Node] = {}
-            for node in self.gm.graph.nodes:
-                for source in node.all_input_nodes:
-                    last[source] = node
-            self._last_uses = {}
-            for source, user in last.items():
-                self._last_uses.setdefault(user, []).append(source)
-        return self._last_uses
+        last: dict[fx.Node, fx.Node] = {}
+        for node in self.gm.graph.nodes:
+            for source in node.all_input_nodes:
+                last[source] = node
+        uses: dict[fx.Node, list[fx.Node]] = {}
+        for source, user in last.items():
+            uses.setdefault(user, []).append(source)
+        return uses
 
     @property
     def opaque(self) -> bool:
