@@ -21,7 +21,6 @@ times its seconds, whatever the IF layers cost.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ann2snn.tables import format_table  # noqa: E402
-from benchmarks.time_chunk import interleaved_medians, measure_all  # noqa: E402
+from benchmarks.time_chunk import interleaved_medians, measure_all, speed_arguments  # noqa: E402
 from converter import Converter  # noqa: E402
 from simulator import simulate, spike_ops  # noqa: E402
 
@@ -101,13 +100,7 @@ def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tenso
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=1000, help="test images per run")
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--T", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = speed_arguments(__doc__).parse_args()
     torch.set_num_threads(args.threads)
     rows = measure_all(measure, HEADER, args)
     print(

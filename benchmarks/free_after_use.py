@@ -18,8 +18,9 @@ without dropping.
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -27,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ann2snn.tables import format_table  # noqa: E402
-from benchmarks.time_chunk import interleaved_medians, measure_all  # noqa: E402
+from benchmarks.time_chunk import interleaved_medians, measure_all, speed_arguments  # noqa: E402
 from converter import Converter  # noqa: E402
 from simulator import auto_time_chunk, executor, simulate  # noqa: E402
 from simulator.spike_ops import Spikes  # noqa: E402
@@ -42,6 +43,16 @@ HEADER = [
     "peak chunk MB (keep)",
     "peak chunk MB (drop)",
 ]
+
+
+@contextlib.contextmanager
+def dropping(drop: bool) -> Iterator[None]:
+    """:data:`simulator.executor.FREE_AFTER_LAST_USE` set to ``drop`` inside, the default after."""
+    executor.FREE_AFTER_LAST_USE = drop
+    try:
+        yield
+    finally:
+        executor.FREE_AFTER_LAST_USE = True
 
 
 def held_bytes(values) -> int:
@@ -81,11 +92,8 @@ def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tenso
     batches = x.split(args.batch)
 
     def snn_pass(chunk: int | str, drop: bool, xs: tuple[torch.Tensor, ...] = batches):
-        executor.FREE_AFTER_LAST_USE = drop
-        try:
+        with dropping(drop):
             return [simulate(snn, xb, args.T, time_chunk=chunk, warn_silent=False) for xb in xs][-1]
-        finally:
-            executor.FREE_AFTER_LAST_USE = True
 
     chunks = [c if c == "auto" else int(c) for c in args.chunks]
     runners = {"ANN": lambda: [ann(xb) for xb in batches]}
@@ -107,11 +115,8 @@ def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tenso
         for chunk in chunks:
             peaks = []
             for drop in (False, True):
-                executor.FREE_AFTER_LAST_USE = drop
-                try:
+                with dropping(drop):
                     peaks.append(peak_chunk_bytes(snn, batches[0], args.T, chunk) / 2**20)
-                finally:
-                    executor.FREE_AFTER_LAST_USE = True
             keep, drop_s = median[f"{chunk}/False"], median[f"{chunk}/True"]
             label = f"auto ({auto_time_chunk(snn, batches[0], args.T)})" if chunk == "auto" else chunk
             rows.append([name, label, keep, drop_s, drop_s / keep, drop_s / (args.T * median["ANN"]), *peaks])
@@ -119,12 +124,7 @@ def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tenso
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=1000, help="test images per run")
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--T", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = speed_arguments(__doc__)
     parser.add_argument("--chunks", nargs="+", default=["auto", "2", "5"], help="time chunks ('auto' or ints)")
     args = parser.parse_args()
     for c in args.chunks:

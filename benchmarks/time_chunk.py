@@ -132,13 +132,20 @@ def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tenso
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def speed_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The options the speed benchmarks share (``--images``, ``--batch``, ``--T``, ``--threads``,
+    ``--rounds``), on a parser whose help is ``doc``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1000, help="test images per run")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--T", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    return parser
+
+
+def main() -> None:
+    parser = speed_arguments(__doc__)
     parser.add_argument("--chunks", type=int, nargs="+", default=[1, 2, 3, 5, 8])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
