@@ -193,10 +193,12 @@ def simulate_dataset(
     batch_size: int,
     progress: Callable[[int], None] | None = None,
     early_exit: int | None = None,
+    cpu_kernels: str = "torch",
 ) -> SimulationStats:
     """Simulate every evaluation batch for ``T`` steps (:func:`simulator.evaluate`): accuracy per t
-    and spikes per layer. ``early_exit``: k of :func:`simulator.simulate` (None: all T steps)."""
-    ev = evaluate(snn, data.batches(batch_size), T, progress, early_exit=early_exit)
+    and spikes per layer. ``early_exit``, ``cpu_kernels``: as :func:`simulator.simulate` takes
+    them (None: all T steps; ``"torch"``: no compiled kernels)."""
+    ev = evaluate(snn, data.batches(batch_size), T, progress, early_exit=early_exit, cpu_kernels=cpu_kernels)
     layers = [LayerSpikes(name, ev.neurons[name], ev.spikes_per_sample[name], ev.rates[name]) for name in ev.spikes]
     curve = None if ev.accuracy_per_t is None else ev.accuracy_per_t.tolist()
     return SimulationStats(T, ev.samples, curve, layers, ev.mean_steps if early_exit else None, early_exit)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -35,9 +36,11 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from simulator.compiled import fused_if, lookup_conv2d
 from simulator.graph import trace_snn
 from simulator.integrator import Integrator, integrate
 from simulator.neuron import IFNeuron, IFState, if_advance
+from simulator.scale import Scale
 from simulator.spike_ops import Spikes, spike_op
 
 #: Whether :meth:`GraphRunner.run` drops each chunk value after its last use (the default; the
@@ -147,6 +150,78 @@ def call_node(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any) -
     return getattr(self_obj, str(node.target))(*method_args, **kwargs)
 
 
+@dataclass
+class Fusion:
+    """An IF layer whose input current is a convolution of spikes, or the sum of two such terms
+    (a residual join: convolutions or per-channel :class:`~simulator.scale.Scale` of spikes),
+    run as one compiled kernel under ``cpu_kernels="compiled"``
+    (:func:`simulator.compiled.fused_if`)."""
+
+    terms: list[fx.Node]  # the convolution / Scale nodes, each fed by one IF layer's spikes
+    deferred: list[fx.Node]  # the nodes not run on their own: the terms, then the add (if any)
+
+
+def _is_term(node: Any, modules: dict[fx.Node, nn.Module]) -> bool:
+    return (
+        isinstance(node, fx.Node)
+        and type(modules.get(node)) in (nn.Conv2d, Scale)
+        and len(node.args) == 1
+        and not node.kwargs
+        and len(node.users) == 1
+        and isinstance(modules.get(cast(fx.Node, node.args[0])), IFNeuron)
+    )
+
+
+def _is_add(node: fx.Node) -> bool:
+    if node.kwargs or len(node.args) != 2:
+        return False
+    return (node.op == "call_function" and node.target in (operator.add, torch.add)) or (
+        node.op == "call_method" and node.target == "add"
+    )
+
+
+def fusions(plan: Plan) -> dict[fx.Node, Fusion]:
+    """The IF nodes of ``plan`` whose currents :class:`Fusion` covers, by IF node (only ``TIME``
+    nodes; whether the modules and spikes are covered is checked when the chunk runs)."""
+    found: dict[fx.Node, Fusion] = {}
+    for node in plan.gm.graph.nodes:
+        if not isinstance(plan.modules.get(node), IFNeuron) or len(node.args) != 1:
+            continue
+        (source,) = node.args
+        if not isinstance(source, fx.Node) or len(source.users) != 1 or plan.kinds[source] != Kind.TIME:
+            continue
+        if _is_term(source, plan.modules):
+            found[node] = Fusion([source], [source])
+        elif (
+            _is_add(source)
+            and all(_is_term(a, plan.modules) for a in source.args)
+            and source.args[0] is not source.args[1]
+        ):
+            terms = [cast(fx.Node, a) for a in source.args]
+            found[node] = Fusion(terms, [*terms, source])
+    return found
+
+
+def fused_last_uses(plan: Plan, fused: dict[fx.Node, Fusion]) -> dict[fx.Node, list[fx.Node]]:
+    """:attr:`Plan.last_uses` when the ``fused`` IF nodes read their terms' spikes themselves: a
+    deferred node uses nothing, and a fused IF node uses its terms' inputs and its deferred nodes
+    (which it runs itself where the fused kernel declines)."""
+    deferred = {d for f in fused.values() for d in f.deferred}
+    last: dict[fx.Node, fx.Node] = {}
+    for node in plan.gm.graph.nodes:
+        if node in deferred:
+            continue
+        inputs = list(node.all_input_nodes)
+        if node in fused:
+            inputs = [*(t.args[0] for t in fused[node].terms), *fused[node].deferred]
+        for source in inputs:
+            last[cast(fx.Node, source)] = node
+    uses: dict[fx.Node, list[fx.Node]] = {}
+    for source, user in last.items():
+        uses.setdefault(user, []).append(source)
+    return uses
+
+
 class GraphRunner:
     """Runs a :class:`Plan` chunk by chunk on one batch (a plan without opaque modules).
 
@@ -157,10 +232,16 @@ class GraphRunner:
             (used when the input is ``TIME``).
         record: keep every IF layer's spikes (``bool``) with ``True``; only those of the IF
             layers whose ``id()`` is in a frozenset (:func:`records`).
+        lookup: convolve spikes by table lookup (:func:`simulator.compiled.lookup_conv2d`)
+            where it covers the layer, and run an IF layer fed by such convolutions together with
+            them (:class:`Fusion`); else every layer runs as itself.
     """
 
-    def __init__(self, plan: Plan, x: torch.Tensor, encode, record: Recording = False) -> None:
-        self.plan, self.x, self.encode, self.record = plan, x, encode, record
+    def __init__(self, plan: Plan, x: torch.Tensor, encode, record: Recording = False, lookup: bool = False) -> None:
+        self.plan, self.x, self.encode, self.record, self.lookup = plan, x, encode, record, lookup
+        self.fused = fusions(plan) if lookup else {}
+        self.deferred = {d for f in self.fused.values() for d in f.deferred}
+        self.last_uses = fused_last_uses(plan, self.fused) if self.fused else plan.last_uses
         self.const: dict[fx.Node, Any] = {}  # values of PLAIN and CONST nodes, computed once
         self.original_batch = x.shape[0]
         self.states: dict[str, IFState] = {}  # IF layers' states of the samples kept, by module path
@@ -224,7 +305,7 @@ class GraphRunner:
                 self.t += steps
                 return out.reshape(steps, self.batch, *out.shape[1:])
             kind = self.plan.kinds[node]
-            if kind != Kind.TIME and node in self.const:
+            if (kind != Kind.TIME and node in self.const) or node in self.deferred:
                 continue
             value = self._eval(node, env, expanded, steps)
             if kind == Kind.TIME:
@@ -234,7 +315,7 @@ class GraphRunner:
             else:
                 self.const[node] = value
             if FREE_AFTER_LAST_USE:
-                for done in self.plan.last_uses.get(node, ()):
+                for done in self.last_uses.get(node, ()):
                     env.pop(done, None)
                     expanded.pop(done, None)
         raise ValueError("graph has no output node")
@@ -254,6 +335,12 @@ class GraphRunner:
             return self._integrate(node, module, env, expanded, steps)
         op = spike_op(node.op, node.target, module)
         first = node.args[0] if node.args else None
+        if self.lookup and isinstance(module, nn.Conv2d) and len(node.args) == 1 and not node.kwargs:
+            spikes = env.get(cast(fx.Node, first))
+            if isinstance(spikes, Spikes):
+                out = lookup_conv2d(spikes.data, module, spikes.dtype)
+                if out is not None:
+                    return out
         if op is not None and isinstance(first, fx.Node) and isinstance(env.get(first), Spikes):
             rest = fx.node.map_arg(node.args[1:], lambda a: self._arg(a, env, expanded, steps, kind))
             kwargs = fx.node.map_arg(node.kwargs, lambda a: self._arg(a, env, expanded, steps, kind))
@@ -294,6 +381,13 @@ class GraphRunner:
 
     def _if(self, node: fx.Node, layer: IFNeuron, env: dict, expanded: dict, steps: int) -> Spikes | torch.Tensor:
         (source,) = cast(tuple[fx.Node], node.args)
+        fusion = self.fused.get(node)
+        if fusion is not None:
+            fused_spikes = self._fused(node, layer, fusion, env, steps)
+            if fused_spikes is not None:
+                return fused_spikes
+            for d in fusion.deferred:  # declined: run the current's nodes as themselves
+                env[d] = self._eval(d, env, expanded, steps)
         if self.plan.kinds[source] == Kind.CONST:
             current = self.const[source]
             if not isinstance(current, torch.Tensor) or current.shape[0] != self.batch:
@@ -316,6 +410,22 @@ class GraphRunner:
         if not params.binary:  # several spikes per step or a clamp: float counts
             return spikes.reshape(steps * self.batch, *shape[1:])
         return Spikes(spikes.reshape(steps * self.batch, *shape[1:]), current.dtype)
+
+    def _fused(self, node: fx.Node, layer: IFNeuron, fusion: Fusion, env: dict, steps: int) -> Spikes | None:
+        """The IF node ``node`` and its current's nodes in one compiled kernel; ``None`` where it
+        declines (then nothing has changed)."""
+        inputs = [env.get(cast(fx.Node, t.args[0])) for t in fusion.terms]
+        if not all(isinstance(v, Spikes) and v.dtype == torch.float32 for v in inputs):
+            return None
+        terms = [(self.plan.modules[t], cast(Spikes, v).data) for t, v in zip(fusion.terms, inputs, strict=True)]
+        params = layer.params()
+        result = fused_if(terms, steps, self.states.get(str(node.target)), params, layer.initial_state)
+        if result is None:
+            return None
+        spikes, self.states[str(node.target)] = result
+        if records(self.record, layer):
+            self.recorded.setdefault(str(node.target), []).append((self.t, self.rows, spikes.to(params.train_dtype)))
+        return Spikes(spikes.reshape(steps * self.batch, *spikes.shape[2:]), torch.float32)
 
 
 class ModuleRunner:

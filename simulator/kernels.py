@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from simulator import compiled
+
 #: Neurons per block on the CPU. 32,768 float32 potentials (128 KiB) and their inputs stay in
 #: L2, and it is PyTorch's grain size, so each op runs on one thread without OpenMP start-up
 #: (larger blocks were up to 6x slower on a loaded 2-core machine).
@@ -90,8 +92,13 @@ def scan_flat(
         count: spike counts ``[M]`` (contiguous, an integer dtype): each block's spikes are
             added in place while the block is in cache (no pass over the whole layer); ``None``:
             not counted.
+
+    Under ``simulate(cpu_kernels="compiled")`` the steps run in C where
+    :func:`simulator.compiled.scan_if` covers them (bitwise the same results).
     """
     steps, m = out.shape
+    if compiled.ENABLED.get() and compiled.scan_if(x, v, out, v_threshold, subtract, strict, bounds, count):
+        return
     if block is None:
         block = CPU_BLOCK if v.device.type == "cpu" else max(m, 1)
     compare = torch.gt if strict else torch.ge

@@ -18,6 +18,7 @@ from typing import cast
 import torch
 from torch import nn
 
+from simulator import compiled
 from simulator.early_exit import StablePrediction, hold_after_exit, mask_after_exit
 from simulator.executor import GraphRunner, ModuleRunner, NotHoistable, Recording, build_plan, trace_or_none
 from simulator.integrator import Integrator
@@ -27,6 +28,8 @@ from simulator.neuron import IFNeuron
 META_KEY = "ann2snn"
 ENCODINGS = ("constant", "rate", "poisson")
 EXECUTIONS = ("multi", "single")
+#: The kernels multi-step execution may run on the CPU (:func:`simulate`'s ``cpu_kernels``).
+CPU_KERNELS = ("torch", "compiled")
 
 
 def if_layers(model: nn.Module) -> dict[str, IFNeuron]:
@@ -357,6 +360,22 @@ def _check(T: int, time_chunk: int | str | None, encoding: str, execution: str, 
         raise ValueError(f"early_exit must be >= 1 step or None, got {early_exit}")
 
 
+def _check_cpu_kernels(cpu_kernels: str, execution: str) -> None:
+    """Raise for a ``cpu_kernels`` that :func:`simulate` does not take; build the compiled
+    kernels now when they are asked for, so a missing compiler is reported before anything runs.
+
+    Raises:
+        ValueError: not one of :data:`CPU_KERNELS`, or ``"compiled"`` with ``execution="single"``.
+        simulator.compiled.KernelsUnavailable: see :func:`simulator.compiled.library`.
+    """
+    if cpu_kernels not in CPU_KERNELS:
+        raise ValueError(f"cpu_kernels must be one of {CPU_KERNELS}, got {cpu_kernels!r}")
+    if cpu_kernels == "compiled":
+        if execution != "multi":
+            raise ValueError("cpu_kernels='compiled' runs in multi-step execution: use execution='multi'")
+        compiled.library()
+
+
 def _recording(model: nn.Module, record: bool | Collection[str]) -> Recording:
     """``simulate``'s ``record`` as the runners take it (:data:`simulator.executor.Recording`).
 
@@ -375,14 +394,17 @@ def _recording(model: nn.Module, record: bool | Collection[str]) -> Recording:
     return frozenset(id(layers[name]) for name in record)
 
 
-def _runner(model: nn.Module, x: torch.Tensor, encoder, execution: str, record: Recording, hoist: bool):
+def _runner(
+    model: nn.Module, x: torch.Tensor, encoder, execution: str, record: Recording, hoist: bool, lookup: bool = False
+):
     """A :class:`GraphRunner` for multi-step execution of a traceable model whose IF layers are
-    all graph nodes; else a :class:`ModuleRunner` (the model's own forward per chunk)."""
+    all graph nodes (``lookup``: its convolutions of spikes by :mod:`simulator.lookup_conv`);
+    else a :class:`ModuleRunner` (the model's own forward per chunk)."""
     gm = trace_or_none(model) if execution == "multi" else None
     plan = None if gm is None else build_plan(gm, hoist)
     if plan is None or plan.opaque:
         return ModuleRunner(model, x, encoder, record)
-    return GraphRunner(plan, x, encoder, record)
+    return GraphRunner(plan, x, encoder, record, lookup)
 
 
 def _assemble(chunks: list[tuple[int, torch.Tensor, torch.Tensor]], T: int, batch: int) -> torch.Tensor:
@@ -470,6 +492,7 @@ def simulate(
     warn_silent: bool = True,
     mode: str | None = None,
     labels: torch.Tensor | None = None,
+    cpu_kernels: str = "torch",
 ) -> SimulationResult:
     """Run ``model`` for ``T`` time steps on input ``x``.
 
@@ -515,6 +538,12 @@ def simulate(
             (:func:`warn_silent_layers`).
         labels: ``[B]`` integer class labels, kept in the result for
             :meth:`SimulationResult.accuracy_per_t` and its ``repr`` (optional).
+        cpu_kernels: ``"torch"`` (default: every layer runs as PyTorch runs it) or
+            ``"compiled"``: on the CPU, float32, C kernels compiled here at the first use
+            (:mod:`simulator.compiled`) run the IF layers (bitwise the same results) and the
+            convolutions of binary spikes (by table lookup: float32 sums in another order, so
+            a potential within rounding of the threshold can spike one step apart); layers
+            they do not cover run as with ``"torch"``. Needs ``execution="multi"``.
 
     Returns:
         :class:`SimulationResult` with outputs ``[T, B, ...]``.
@@ -523,7 +552,10 @@ def simulate(
         ValueError: rate or Poisson input outside [0, 1]; ``T < 1``, ``time_chunk`` below 1 or a
             string other than ``"auto"``, ``early_exit < 1``, an unknown ``encoding`` or
             ``execution``, or early exit on a model that must run as a whole; ``labels`` not of
-            shape ``[B]``; a ``record`` path that is not an IF layer of the model.
+            shape ``[B]``; a ``record`` path that is not an IF layer of the model; an unknown
+            ``cpu_kernels``, or ``"compiled"`` with ``execution="single"``.
+        simulator.compiled.KernelsUnavailable: ``cpu_kernels="compiled"`` and no C compiler to
+            build the kernels (the message says which were tried).
         TypeError: both ``mode`` and a different ``execution``; ``time_chunk`` neither an int,
             ``"auto"`` nor None (e.g. 2.5 or True); ``record`` a single string.
 
@@ -541,6 +573,7 @@ def simulate(
         execution = mode
     encoding = model_encoding(model) if encoding is None else encoding
     _check(T, time_chunk, encoding, execution, early_exit)
+    _check_cpu_kernels(cpu_kernels, execution)
     if labels is not None:
         check_labels(labels, x.shape[0])
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -551,7 +584,7 @@ def simulate(
     recording = _recording(model, record)
     while True:
         generator = torch.Generator(device=device).manual_seed(seed) if encoding == "poisson" else None
-        runner = _runner(model, x, Encoder(encoding, generator), execution, recording, hoist)
+        runner = _runner(model, x, Encoder(encoding, generator), execution, recording, hoist, cpu_kernels == "compiled")
         if early_exit and not isinstance(runner, GraphRunner):
             raise ValueError("early_exit needs execution='multi' and a model that torch.fx can trace")
         chunk: int | str
@@ -562,7 +595,11 @@ def simulate(
         else:
             chunk = T if time_chunk is None else min(int(time_chunk), T)
         try:
-            outputs, steps_used = _run(runner, T, chunk, early_exit, readout_kind(model) == "membrane")
+            token = compiled.ENABLED.set(cpu_kernels == "compiled")
+            try:
+                outputs, steps_used = _run(runner, T, chunk, early_exit, readout_kind(model) == "membrane")
+            finally:
+                compiled.ENABLED.reset(token)
             break
         except NotHoistable:  # a size of the constant part is used per step: run it per chunk
             hoist = False

@@ -496,6 +496,15 @@ def model_options(required: bool):
     help="Stop simulating a sample once its prediction has been stable for K steps (20 keeps the "
     "seed CNN within 0.2 points); reports the mean steps used.",
 )
+@click.option(
+    "--cpu-kernels",
+    "cpu_kernels",
+    type=click.Choice(["torch", "compiled"]),
+    default="torch",
+    show_default=True,
+    help="compiled: on the CPU, run the IF layers and the convolutions of spikes by C kernels compiled "
+    "here (needs a C compiler; convolutions summed in another order: docs/simulation.md).",
+)
 @output_options
 @library_errors
 def simulate(
@@ -512,6 +521,7 @@ def simulate(
     model_args,
     trust_pickle,
     early_exit,
+    cpu_kernels,
     quiet,
     as_json,
 ):
@@ -557,7 +567,7 @@ def simulate(
         (entry,) = _model_entries(model, (weights,) if weights else (), trust_pickle, no_weights, (), model_args)
         ann_acc = ann_accuracy(load_model(entry.spec).eval().to(device), dataset, batch_size)
     with progress_bar(total=len(dataset.x), desc=f"simulate T={T}", unit="sample", disable=quiet or as_json) as bar:
-        stats = simulate_dataset(snn, dataset, T, batch_size, bar.update, early_exit)
+        stats = simulate_dataset(snn, dataset, T, batch_size, bar.update, early_exit, cpu_kernels)
     written = None
     if png is not None and stats.accuracy_per_t is not None:  # labels: checked above
         name = entry.name if model is not None else nir_file.stem
