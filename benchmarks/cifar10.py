@@ -119,7 +119,7 @@ def ann_pass(ann, x, y, batch) -> tuple[float, float]:
     return correct * 100.0 / len(x), time.perf_counter() - start
 
 
-def our_row(ann, calib, x, y, options, Ts, batch, ann_s, calibration_samples=None) -> list:
+def our_row(ann, calib, x, y, options, Ts, batch, ann_s, calibration_samples=None, cpu_kernels="torch") -> list:
     options = dict(options)
     if calibration_samples is not None:
         options["calibration_samples"] = calibration_samples
@@ -131,7 +131,7 @@ def our_row(ann, calib, x, y, options, Ts, batch, ann_s, calibration_samples=Non
         snn = Converter(mode="99.9%", dataloader=loader(calib, None, 500), calibrate_T=calibrate_T, **options)(ann)
         convert_s += time.perf_counter() - t0
         t0 = time.perf_counter()
-        acc = accuracy_per_t(snn, loader(x, y, batch), steps)
+        acc = accuracy_per_t(snn, loader(x, y, batch), steps, cpu_kernels=cpu_kernels)
         cost = (time.perf_counter() - t0) / (steps * ann_s)
         for T in Ts if calibrate_T is None else [calibrate_T]:
             accs[T] = acc[T - 1].item()
@@ -175,6 +175,12 @@ def main() -> None:
         help=f"which technique rows to run, by index 0..{len(STEPS) - 1} (default: all), e.g. --rows 5",
     )
     parser.add_argument("--no-spikingjelly", action="store_true", help="skip SpikingJelly's row")
+    parser.add_argument(
+        "--cpu-kernels",
+        choices=["torch", "compiled"],
+        default="torch",
+        help="simulate our rows with simulate(cpu_kernels=...) (compiled: C kernels, docs/simulation.md)",
+    )
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--zip", type=Path, default=DEFAULT_ZIP)
@@ -207,7 +213,9 @@ def main() -> None:
         ann_acc, ann_s = ann_pass(ann, x, test_y, args.batch)  # second pass: warm
         rows.append([name, f"ANN ({ann_s:.2f} s per pass)", *([ann_acc] * len(args.T)), 0.0, 1.0])
         for technique, options in [STEPS[i] for i in (range(len(STEPS)) if args.rows is None else args.rows)]:
-            row = our_row(ann, calib, x, test_y, options, args.T, args.batch, ann_s, args.calibration_samples)
+            row = our_row(
+                ann, calib, x, test_y, options, args.T, args.batch, ann_s, args.calibration_samples, args.cpu_kernels
+            )
             rows.append([name, technique, *row])
             print(format_table(header, rows[-1:]), flush=True)
         if args.no_spikingjelly:
@@ -223,7 +231,7 @@ def main() -> None:
         )
     print(
         f"\nCIFAR-10, {len(x)} test images, {len(calib)} calibration images, mode 99.9%, batch {args.batch}, "
-        f"{args.threads} threads; total {time.perf_counter() - start:.0f} s"
+        f"{args.threads} threads, cpu_kernels={args.cpu_kernels!r}; total {time.perf_counter() - start:.0f} s"
     )
     print(format_table(header, rows))
 

@@ -1,12 +1,18 @@
 """C kernels for the CPU, compiled here at their first use (``simulate(cpu_kernels="compiled")``).
 
-Two kernels, each used where it covers the layer (else the layer runs as with PyTorch):
+Three kernels, each used where it covers the layer (else the layer runs as with PyTorch):
 
 - :func:`scan_if`: an IF layer's steps (reset by subtraction, ``>=`` or ``>``, no clamp),
   bitwise the same spikes, potentials and counts as :func:`simulator.kernels.scan_flat` (the
   same float32 operations in the same order), with each block of neurons' potentials kept in
   registers and L1 over the chunk's steps instead of one PyTorch call per step and block.
 - :func:`lookup_conv2d`: convolutions of binary spikes by table lookup, described below.
+- :func:`fused_if`: an IF layer together with the lookup convolutions that make its current
+  (one, or two summed at a residual join, where a per-channel :class:`~simulator.scale.Scale`
+  of spikes counts as a 1 x 1 convolution by its diagonal): for each output pixel the current
+  is summed in registers and the IF update applied at once, step after step, so neither the
+  current nor a float copy of the spikes goes to memory (:class:`simulator.executor.Fusion`
+  says which graph nodes it takes).
 
 Convolutions by table lookup. An IF layer's spikes are 0 or 1, so at one kernel tap a group of 8 input channels can only
 contribute one of 256 sums of its weights. This kernel precomputes those sums once per layer

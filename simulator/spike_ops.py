@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from simulator.graph import RESHAPE_FUNCTIONS, RESHAPE_METHODS
-from simulator.scale import Scale
 
 #: Whether :meth:`Spikes.to_float` gives 2-d feature maps channels-last on the CPU (the default;
 #: ``False`` only to measure the difference, as ``benchmarks/cpu_layout.py`` does).
@@ -96,13 +95,6 @@ def _avg_pool_function(spikes: Spikes, m: nn.Module | None, args: tuple, kwargs:
     return _avg_pool2d(spikes, **defaults)
 
 
-def _scale(spikes: Spikes, m: Scale, args: tuple, kwargs: dict) -> torch.Tensor:
-    """``Scale`` of spikes in one pass: ``scale`` where a spike is, ``scale * 0`` elsewhere (bitwise
-    ``spikes * scale``: 1 x s = s, and 0 x s keeps the sign and NaN of 0 x s)."""
-    scale = m.scale.to(torch.promote_types(spikes.dtype, m.scale.dtype))
-    return torch.where(spikes.data, scale, scale * 0)
-
-
 def _keep_bool(fn: Callable[..., torch.Tensor]) -> SpikeOp:
     """An op that only moves elements (flatten, view, reshape): apply it to the bool data."""
 
@@ -124,7 +116,6 @@ SPIKE_OPS: dict[Any, SpikeOp] = {
     nn.AvgPool2d: cast(SpikeOp, _avg_pool_module),  # called only with an nn.AvgPool2d
     F.avg_pool2d: _avg_pool_function,
     nn.Flatten: _keep_bool(lambda x, m, a, k: m(x)),
-    Scale: cast(SpikeOp, _scale),  # called only with a Scale
     **{fn: _function(fn) for fn in RESHAPE_FUNCTIONS},
     **{name: _method(name) for name in RESHAPE_METHODS},
 }

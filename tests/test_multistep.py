@@ -10,7 +10,6 @@ from torch import nn
 from ann2snn.zoo import load_embedded, load_mnist_cnn
 from converter import Converter
 from simulator import IFNeuron, IFParams, IFState, classify, if_advance, if_scan_bool, if_step, simulate
-from simulator.scale import Scale
 from simulator.spike_ops import SPIKE_OPS, Spikes
 
 
@@ -334,18 +333,6 @@ def test_pooling_on_bool_spikes_is_bitwise_avg_pool(dtype, kernel):
     ref = F.avg_pool2d(spikes.to(dtype), kernel)
     assert torch.equal(SPIKE_OPS[F.avg_pool2d](Spikes(spikes, dtype), None, (kernel,), {}), ref)
     assert torch.equal(SPIKE_OPS[nn.AvgPool2d](Spikes(spikes, dtype), nn.AvgPool2d(kernel), (), {}), ref)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_scale_on_bool_spikes_is_bitwise_the_float_product(dtype):
-    g = torch.Generator().manual_seed(4)
-    spikes = (torch.rand(4, 6, 5, 5, generator=g) < 0.4).contiguous(memory_format=torch.channels_last)
-    scale = Scale(torch.tensor([-1.5, 0.25, 0.0, 3.0, float("inf"), -0.0]).reshape(6, 1, 1))
-    ref = scale(spikes.to(dtype))
-    out = SPIKE_OPS[Scale](Spikes(spikes, dtype), scale, (), {})
-    assert out.dtype == ref.dtype and torch.equal(out.isnan(), ref.isnan())  # 0 x inf is NaN in both
-    same = (out == ref) & (torch.signbit(out) == torch.signbit(ref))  # signed zeros too
-    assert bool((same | ref.isnan()).all()) and bool(ref.isnan().any())
 
 
 def test_early_exit_with_recording_keeps_counts_and_trains_consistent():
