@@ -33,7 +33,8 @@ or ``cc``; ``-O3 -march=native -fopenmp``) into a cache folder (``$ANN2SNN_CACHE
 ``$XDG_CACHE_HOME/ann2snn`` or ``~/.cache/ann2snn``), keyed by the source, the flags and the CPU.
 A layer it does not cover runs densely (:func:`lookup_conv2d` returns ``None``): not on the
 CPU, not float32, groups or dilation other than 1, a padding mode other than zeros, ``C_in`` not
-a multiple of 8, ``C_out`` not a multiple of 16, or a table over :data:`TABLE_LIMIT` bytes.
+a multiple of 8, ``C_out`` not a multiple of 16, a table over :data:`TABLE_LIMIT` bytes, or
+forward hooks or pre-hooks on the layer (which the kernel would skip).
 """
 
 from __future__ import annotations
@@ -291,8 +292,10 @@ def cache_folder() -> Path:
     """Where compiled kernels are kept: ``$ANN2SNN_CACHE``, else ``$XDG_CACHE_HOME/ann2snn``, else
     ``~/.cache/ann2snn``."""
     if os.environ.get("ANN2SNN_CACHE"):
-        return Path(os.environ["ANN2SNN_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ann2snn"
+        folder = Path(os.environ["ANN2SNN_CACHE"])
+    else:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ann2snn"
+    return folder.expanduser().absolute()  # absolute: dlopen does not search the working folder
 
 
 def _cpu_signature() -> str:
@@ -303,26 +306,49 @@ def _cpu_signature() -> str:
         return platform.machine() + platform.processor()
 
 
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _intact(target: Path) -> bool:
+    """Whether ``target`` is there with the SHA-256 recorded beside it when it was built (a
+    truncated or damaged library would crash the process when loaded, not raise)."""
+    stamp = target.with_suffix(".sha256")
+    try:
+        return target.is_file() and stamp.read_text().strip() == _digest(target)
+    except OSError:
+        return False
+
+
 def _compile(compiler: str, flags: list[str], target: Path) -> None:
-    """Compile :data:`SOURCE` into ``target`` atomically (a temporary file in its folder, renamed).
+    """Compile :data:`SOURCE` into ``target`` atomically (built in a temporary folder beside it,
+    flushed to disk, renamed), with its SHA-256 in ``target.sha256`` (written the same way, last).
 
     Raises:
         subprocess.CalledProcessError: the compiler failed.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        source, built = Path(tmp) / "ann2snn_kernels.c", Path(tmp) / target.name
+        source, built, stamp = Path(tmp) / "ann2snn_kernels.c", Path(tmp) / target.name, Path(tmp) / "stamp"
         source.write_text(SOURCE)
         subprocess.run([compiler, *flags, str(source), "-o", str(built)], check=True, capture_output=True, text=True)
+        stamp.write_text(_digest(built))
+        for f in (built, stamp):
+            with open(f, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(built, target)
+        os.replace(stamp, target.with_suffix(".sha256"))
 
 
 def library() -> ctypes.CDLL:
     """The compiled kernels, built at the first call (see the module's docstring).
 
     Raises:
-        KernelsUnavailable: no C compiler on the PATH (``$CC``, ``gcc``, ``cc``), or it failed on
-            the source (its message included).
+        KernelsUnavailable: no C compiler on the PATH (``$CC``, ``gcc``, ``cc``), it failed on
+            the source (its message included), or the cache folder cannot be written.
+
+    A cached library is used only if its SHA-256 is the one recorded when it was built; a
+    damaged one is rebuilt.
     """
     global _library
     with _lock:
@@ -333,15 +359,19 @@ def library() -> ctypes.CDLL:
         if not compiler:
             raise KernelsUnavailable(
                 "cpu_kernels='compiled' compiles C kernels at their first use and found no C compiler "
-                + (f"($CC={named!r} is not on the PATH)" if named else "(no $CC, and no gcc or cc on the PATH)")
-                + ": install one, or use cpu_kernels='torch'"
+                + (
+                    f"($CC={named!r} is not an executable on the PATH: give the compiler alone, without flags)"
+                    if named
+                    else "(no $CC, and no gcc or cc on the PATH)"
+                )
+                + ": install one, or use cpu_kernels='torch' (CLI: --cpu-kernels torch)"
             )
         errors = []
         for flags in (FLAGS + ["-fopenmp"], FLAGS):  # without OpenMP: one thread
             key = hashlib.sha256("\0".join([SOURCE, compiler, *flags, _cpu_signature()]).encode()).hexdigest()[:16]
             target = cache_folder() / f"ann2snn_kernels-{key}.so"
             try:
-                if not target.exists():
+                if not _intact(target):  # missing, or damaged since it was built: build it (again)
                     _compile(compiler, flags, target)
                 _library = ctypes.CDLL(str(target))
                 break
@@ -358,10 +388,17 @@ def library() -> ctypes.CDLL:
         return _library
 
 
+def _hooked(module: nn.Module) -> bool:
+    """Whether ``module`` has forward hooks or pre-hooks (the kernels would skip them)."""
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
 def covers(conv: nn.Module, spikes: torch.Tensor, dtype: torch.dtype) -> bool:
     """Whether :func:`lookup_conv2d` computes ``conv`` on these spikes (``[N, C, H, W]`` bool
     standing for ``dtype``) rather than declining (the module's docstring lists the cases)."""
     if type(conv) is not nn.Conv2d or spikes.dim() != 4 or spikes.device.type != "cpu" or dtype != torch.float32:
+        return False
+    if _hooked(conv):
         return False
     if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         return False
@@ -389,7 +426,7 @@ def _table_of(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
     table was built from (compared exactly: weights changed in place through ``.data`` keep their
     version counter)."""
     w = conv.weight.detach()
-    bias = torch.zeros(w.shape[0]) if conv.bias is None else conv.bias.detach()
+    bias = torch.zeros(w.shape[0], dtype=torch.float32) if conv.bias is None else conv.bias.detach()
     cached = _tables.get(conv)
     if cached is None or not (torch.equal(cached[0], w) and torch.equal(cached[2], bias)):
         cached = _tables[conv] = (w.clone(), table(w).contiguous(), bias.clone().contiguous())
@@ -506,18 +543,23 @@ def _term(module: nn.Module, spikes: torch.Tensor):
     from simulator.scale import Scale
 
     if isinstance(module, Scale):
-        c = spikes.shape[1] if spikes.dim() == 4 else 0
-        scale = module.scale
-        if spikes.dim() != 4 or c % 16 or scale.dtype != torch.float32 or scale.numel() not in (1, c):
+        if spikes.dim() != 4 or _hooked(module):
             return None
-        if scale.numel() == c and tuple(scale.shape) not in ((c, 1, 1), (c,)):
+        _, c, h, w = spikes.shape
+        scale = module.scale
+        if c % 16 or scale.dtype != torch.float32:
+            return None
+        if scale.numel() == c * h * w and scale.dim() == 3 and tuple(scale.shape) == (c, h, w):
+            if not bool((scale == scale[:, :1, :1]).all()):  # per neuron, not per channel
+                return None
+            scale = scale[:, :1, :1]  # e.g. an imported NIR Scale, per neuron but the same per channel
+        if scale.numel() != 1 and tuple(scale.shape) != (c, 1, 1):  # (C,) broadcasts along W, not C
             return None
         cached = _scale_tables.get(module)
         if cached is None or not torch.equal(cached[0], scale):
             weight = torch.diag(scale.reshape(-1).expand(c)).reshape(c, c, 1, 1)
             cached = _scale_tables[module] = (scale.clone(), table(weight).contiguous())
-        _, _, h, w = spikes.shape
-        return cached[1], torch.zeros(c), (1, 1), (1, 1), (0, 0), (c, h, w)
+        return cached[1], torch.zeros(c, dtype=torch.float32), (1, 1), (1, 1), (0, 0), (c, h, w)
     if not covers(module, spikes, torch.float32):
         return None
     conv = cast(nn.Conv2d, module)
@@ -559,7 +601,7 @@ def fused_if(terms: list[tuple[nn.Module, torch.Tensor]], steps: int, state, par
 
     if not params.binary or params.reset != "subtract" or params.bounds is not None:
         return None
-    if params.r.numel() != 1 or float(params.r) != 1.0:
+    if not bool((params.r == 1).all()):  # r = 1 (an imported NIR file gives one per neuron)
         return None
     built = [_term(module, spikes) for module, spikes in terms]
     if any(b is None for b in built) or len({b[5] for b in built}) != 1:
@@ -587,9 +629,11 @@ def fused_if(terms: list[tuple[nn.Module, torch.Tensor]], steps: int, state, par
         lib.pack_bits(p(data.data_ptr()), i64(n), h, w, c_in, ph, pw, p(bits.data_ptr()), threads)
         keep.append((bits, tab))
         structs[k] = _Term(bits.data_ptr(), tab.data_ptr(), h + 2 * ph, w + 2 * pw, c_in // 8, kh, kw, sh, sw)
-    bias = built[0][1].clone()
+    bias = built[0][1].to(torch.float32, copy=True)
     for b in built[1:]:
         bias += b[1]
+    if any(b[0].dtype != torch.float32 for b in built):
+        return None
     order = (0, 2, 3, 1)
     v = state.v.expand(shape).permute(order).contiguous()  # in place when already channels-last
     count = state.count.expand(shape).permute(order).contiguous()

@@ -13,7 +13,7 @@ from ann2snn.cli import main
 from converter import Converter
 from examples.cifar10 import ResNet20
 from exporters import export_nir
-from simulator import IFNeuron, compiled, executor, simulate
+from simulator import IFNeuron, Scale, compiled, executor, simulate
 from simulator.kernels import scan_flat
 from tests.nets import randomize_bn
 
@@ -229,7 +229,10 @@ def test_missing_compiler_is_named(monkeypatch, tmp_path):
     monkeypatch.setattr(compiled, "_library", None)
     monkeypatch.setenv("ANN2SNN_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", "no-such-cc")
-    with pytest.raises(compiled.KernelsUnavailable, match=r"\$CC='no-such-cc' is not on the PATH.*cpu_kernels='torch'"):
+    with pytest.raises(
+        compiled.KernelsUnavailable,
+        match=r"\$CC='no-such-cc' is not an executable on the PATH.*cpu_kernels='torch' \(CLI: --cpu-kernels torch\)",
+    ):
         simulate(nn.Sequential(nn.Linear(2, 3), IFNeuron()), torch.rand(1, 2), 4, cpu_kernels="compiled")
     assert not list(tmp_path.iterdir())
 
@@ -239,8 +242,9 @@ def test_kernels_are_compiled_into_the_cache_once(monkeypatch, tmp_path):
     monkeypatch.setenv("ANN2SNN_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("CC", raising=False)
     compiled.library()
-    (built,) = (tmp_path / "cache").iterdir()  # no temporary file left beside it
+    stamp, built = sorted((tmp_path / "cache").iterdir())  # no temporary file left beside them
     assert built.name.startswith("ann2snn_kernels-") and built.suffix == ".so"
+    assert stamp == built.with_suffix(".sha256") and stamp.read_text() == compiled._digest(built)
     monkeypatch.setattr(compiled, "_library", None)
     stamp = built.stat().st_mtime_ns
     compiled.library()
@@ -273,3 +277,92 @@ def test_lookup_matches_functional_conv_on_real_spike_statistics():
     with torch.no_grad():
         expected = F.conv2d(spikes.float(), conv.weight, conv.bias, stride=2, padding=1)
     assert out is not None and (out - expected).abs().max() < 1e-5
+
+
+class _Join(nn.Module):
+    """conv -> IF -> (conv a + term b) -> IF, ``b`` a convolution or a Scale."""
+
+    def __init__(self, b: nn.Module, bias: bool = True) -> None:
+        super().__init__()
+        self.c0, self.i0 = nn.Conv2d(3, 16, 3, padding=1), IFNeuron(v_init=0.5)
+        self.a, self.b, self.i1 = nn.Conv2d(16, 16, 3, padding=1, bias=bias), b, IFNeuron(v_init=0.5)
+
+    def forward(self, x):
+        h = self.i0(self.c0(x))
+        return self.i1(self.a(h) + self.b(h))
+
+
+def _close_counts(a, b, tolerance=0.002):
+    for name, count in a.spike_counts.items():
+        total = float(count.sum())
+        assert total > 0 and abs(float(b.spike_counts[name].sum()) - total) <= tolerance * total + 2, name
+
+
+@pytest.mark.parametrize("b", [nn.Conv2d(16, 16, 1), Scale(0.7)], ids=["conv", "scale"])
+def test_a_float64_default_dtype_does_not_change_the_fused_current(b, monkeypatch):
+    torch.manual_seed(0)
+    net, x = _Join(b, bias=False), torch.rand(2, 3, 8, 8)  # the first term has no bias: a zero one is made
+    fused = _counting(monkeypatch, "fused_if")
+    torch.set_default_dtype(torch.float64)
+    try:
+        a = simulate(net, x, 8, time_chunk=2, warn_silent=False)
+        c = simulate(net, x, 8, time_chunk=2, warn_silent=False, cpu_kernels="compiled")
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert any(fused)
+    _close_counts(a, c)
+
+
+def test_a_scale_of_shape_c_broadcasts_along_w_as_torch_does(monkeypatch):
+    torch.manual_seed(1)
+    net, x = _Join(Scale(torch.linspace(0.1, 3.0, 16))), torch.rand(2, 3, 16, 16)  # W == C: it broadcasts
+    fused = _counting(monkeypatch, "fused_if")
+    a = simulate(net, x, 8, warn_silent=False)
+    b = simulate(net, x, 8, warn_silent=False, cpu_kernels="compiled")
+    assert fused and not fused[-1]  # the join declined: its Scale is not per channel
+    _close_counts(a, b)
+    with pytest.raises(RuntimeError, match="must match"):
+        simulate(net, torch.rand(2, 3, 8, 8), 8, warn_silent=False, cpu_kernels="compiled")  # W = 8: as torch
+
+
+def test_hooked_layers_run_as_themselves():
+    torch.manual_seed(2)
+    net, x = _Join(nn.Conv2d(16, 16, 1)), torch.rand(2, 3, 8, 8)
+    calls = []
+    net.a.register_forward_pre_hook(lambda m, args: calls.append(1) or (torch.zeros_like(args[0]),))
+    a = simulate(net, x, 6, warn_silent=False)
+    b = simulate(net, x, 6, warn_silent=False, cpu_kernels="compiled")
+    assert len(calls) == 2 * 2  # both runs call the hook, in each of their 2 chunks
+    _close_counts(a, b)
+
+
+def test_an_imported_nir_resnet_runs_fused(resnet_snn, tmp_path, monkeypatch):
+    from exporters import import_nir
+
+    snn, x = resnet_snn
+    back = import_nir(export_nir(snn, tmp_path / "r.nir", T=8))
+    fused = _counting(monkeypatch, "fused_if")
+    a, b = simulate(back, x, 8), simulate(back, x, 8, cpu_kernels="compiled")
+    assert fused and all(fused)  # per-neuron r of ones and per-neuron Scales of equal values are taken
+    _close_counts(a, b)
+
+
+def test_a_damaged_cached_library_is_rebuilt_not_loaded(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import torch; from torch import nn; from simulator import IFNeuron, simulate\n"
+        "net = nn.Sequential(nn.Conv2d(8, 16, 3), IFNeuron(), nn.Conv2d(16, 16, 3), IFNeuron())\n"
+        "print(float(simulate(net, torch.rand(2, 8, 9, 9), 4, cpu_kernels='compiled').outputs.sum() >= 0))\n"
+    )
+    env = {**__import__("os").environ, "ANN2SNN_CACHE": "cache"}
+    run = lambda: subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)  # noqa: E731
+    first = run()  # a relative cache folder: built and loaded from its absolute path
+    assert first.returncode == 0, first.stderr
+    (built,) = (tmp_path / "cache").glob("*.so")
+    with open(built, "r+b") as f:
+        f.truncate(4096)  # loading this would kill the process (SIGBUS)
+    second = run()
+    assert second.returncode == 0, second.stderr
+    assert built.stat().st_size > 4096  # rebuilt
