@@ -20,7 +20,6 @@ lookup), best of 7, with the largest difference of the outputs.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ann2snn.tables import format_table  # noqa: E402
+from benchmarks.event_conv import best_ms  # noqa: E402
 from benchmarks.time_chunk import interleaved_medians, measure_all, speed_arguments  # noqa: E402
 from converter import Converter  # noqa: E402
 from simulator import compiled, simulate  # noqa: E402
@@ -86,16 +86,6 @@ def measure(name: str, ann: torch.nn.Module, x: torch.Tensor, calib: torch.Tenso
         [name, torch_s, compiled_s, torch_s / ann_T, compiled_s / ann_T, torch_s / compiled_s, difference, agree,
          spikes_b / spikes_a]
     ]  # fmt: skip
-
-
-def best_ms(f, n: int = 7) -> float:
-    f()
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - start)
-    return 1e3 * min(times)
 
 
 def shape_rows(batch: int) -> list[list]:

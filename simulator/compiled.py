@@ -88,35 +88,67 @@ void pack_bits(const uint8_t* s, int64_t N, int H, int W, int C, int PH, int PW,
   }
 }
 
-/* out[n, oy, ox, c0 : c0 + 16 V] = bias + sum over taps and channel groups of table[tap][g][bits];
-   the L = KH KW G lookups of a pixel in four interleaved sums, added at the end */
+/* One convolution of spikes by table lookup: the packed bits of its input and its table. */
+typedef struct {
+  const uint8_t* m;   /* bits [N, Hp, Wp, G] of the input spikes (N = T * B, time-major) */
+  const float* tab;   /* [KH * KW, G, 256, Cout] */
+  int64_t Hp, Wp;
+  int32_t G, KH, KW, SH, SW;
+} term_t;
+
+/* The lookups of term q at one output pixel, for the output channels from c0: moff[l], the byte
+   of the bits (from the pixel's first), and toff[l], the table rows of that tap and group.
+   Returns their number, KH KW G. */
+static int term_offsets(const term_t* q, int Cout, int c0, int64_t* moff, const float** toff) {
+  int l = 0;
+  for (int ky = 0; ky < q->KH; ky++)
+    for (int kx = 0; kx < q->KW; kx++)
+      for (int g = 0; g < q->G; g++, l++) {
+        moff[l] = ((int64_t)ky * q->Wp + kx) * q->G + g;
+        toff[l] = q->tab + ((size_t)((ky * q->KW + kx) * q->G + g) * 256) * Cout + c0;
+      }
+  return l;
+}
+
+/* The bits of term q's input at output pixel (oy, ox) of sample n (an index into its N). */
+#define PIXEL_BITS(q, n, oy, ox) \
+  ((q)->m + (((size_t)(n) * (q)->Hp + (size_t)(oy) * (q)->SH) * (q)->Wp + (size_t)(ox) * (q)->SW) * (q)->G)
+
+/* Add the L lookups of a pixel (its bits at mp) into four interleaved sums a, b, c, d of V vectors
+   each, the last L % 4 into a. */
+#define ADD_LOOKUPS(V, mp, mo, to, L, Cout, a, b, c, d) \
+  do { \
+    int l_ = 0; \
+    for (; l_ + 3 < (L); l_ += 4) { \
+      const float* p0 = (to)[l_] + (size_t)(mp)[(mo)[l_]] * (Cout); \
+      const float* p1 = (to)[l_ + 1] + (size_t)(mp)[(mo)[l_ + 1]] * (Cout); \
+      const float* p2 = (to)[l_ + 2] + (size_t)(mp)[(mo)[l_ + 2]] * (Cout); \
+      const float* p3 = (to)[l_ + 3] + (size_t)(mp)[(mo)[l_ + 3]] * (Cout); \
+      for (int k_ = 0; k_ < (V); k_++) { \
+        vf x0, x1, x2, x3; \
+        memcpy(&x0, p0 + 16 * k_, 64); memcpy(&x1, p1 + 16 * k_, 64); \
+        memcpy(&x2, p2 + 16 * k_, 64); memcpy(&x3, p3 + 16 * k_, 64); \
+        a[k_] += x0; b[k_] += x1; c[k_] += x2; d[k_] += x3; \
+      } \
+    } \
+    for (; l_ < (L); l_++) { \
+      const float* p0 = (to)[l_] + (size_t)(mp)[(mo)[l_]] * (Cout); \
+      for (int k_ = 0; k_ < (V); k_++) { vf x0; memcpy(&x0, p0 + 16 * k_, 64); a[k_] += x0; } \
+    } \
+  } while (0)
+
+/* out[n, oy, ox, c0 : c0 + 16 V] = bias + the lookups of term q (ADD_LOOKUPS), for all n < N */
 #define LOOKUP(V) \
-static void lookup_##V(const uint8_t* m, int64_t N, int Hp, int Wp, int G, const float* tab, int KH, int KW, \
-                       int SH, int SW, const float* bias, float* out, int Ho, int Wo, int Cout, int c0, int threads) { \
-  const int L = KH * KW * G; \
-  int64_t moff[L]; const float* toff[L]; \
-  for (int ky = 0, l = 0; ky < KH; ky++) for (int kx = 0; kx < KW; kx++) for (int g = 0; g < G; g++, l++) { \
-    moff[l] = ((int64_t)ky * Wp + kx) * G + g; toff[l] = tab + ((size_t)((ky * KW + kx) * G + g) * 256) * Cout + c0; } \
+static void lookup_##V(const term_t* q, int64_t N, const float* bias, float* out, int Ho, int Wo, int Cout, int c0, \
+                       const int64_t* moff, const float* const* toff, int L, int threads) { \
   _Pragma("omp parallel for schedule(static) num_threads(threads)") \
   for (int64_t n = 0; n < N; n++) \
     for (int oy = 0; oy < Ho; oy++) \
       for (int ox = 0; ox < Wo; ox++) { \
         vf a[V], b[V], c[V], d[V]; \
         for (int v = 0; v < V; v++) { memcpy(&a[v], bias + c0 + 16 * v, 64); b[v] = c[v] = d[v] = (vf){0}; } \
-        const uint8_t* mp = m + (((size_t)n * Hp + oy * SH) * Wp + ox * SW) * G; \
-        int l = 0; \
-        for (; l + 3 < L; l += 4) { \
-          const float* p0 = toff[l] + (size_t)mp[moff[l]] * Cout; \
-          const float* p1 = toff[l + 1] + (size_t)mp[moff[l + 1]] * Cout; \
-          const float* p2 = toff[l + 2] + (size_t)mp[moff[l + 2]] * Cout; \
-          const float* p3 = toff[l + 3] + (size_t)mp[moff[l + 3]] * Cout; \
-          for (int v = 0; v < V; v++) { vf x0, x1, x2, x3; \
-            memcpy(&x0, p0 + 16 * v, 64); memcpy(&x1, p1 + 16 * v, 64); \
-            memcpy(&x2, p2 + 16 * v, 64); memcpy(&x3, p3 + 16 * v, 64); \
-            a[v] += x0; b[v] += x1; c[v] += x2; d[v] += x3; } \
-        } \
-        for (; l < L; l++) { const float* p0 = toff[l] + (size_t)mp[moff[l]] * Cout; \
-          for (int v = 0; v < V; v++) { vf x0; memcpy(&x0, p0 + 16 * v, 64); a[v] += x0; } } \
+        const uint8_t* mp = PIXEL_BITS(q, n, oy, ox); \
+        ADD_LOOKUPS(V, mp, moff, toff, L, Cout, a, b, c, d); \
         float* o = out + (((size_t)n * Ho + oy) * Wo + ox) * Cout + c0; \
         for (int v = 0; v < V; v++) { vf r = (a[v] + b[v]) + (c[v] + d[v]); memcpy(o + 16 * v, &r, 64); } \
       } \
@@ -156,24 +188,22 @@ void scan_if(const float* x, int64_t Tx, int64_t T, int64_t M, float* v, uint8_t
   }
 }
 
-void lookup_conv(const uint8_t* m, int64_t N, int Hp, int Wp, int G, const float* tab, int KH, int KW, int SH, int SW,
-                 const float* bias, float* out, int Ho, int Wo, int Cout, int threads) {
+/* out [N, Ho, Wo, Cout] = bias + the convolution q, by table lookup, in blocks of 64 channels */
+void lookup_conv(const term_t* q, int64_t N, const float* bias, float* out, int Ho, int Wo, int Cout, int threads) {
+  int64_t* moff = (int64_t*)malloc(sizeof(int64_t) * q->KH * q->KW * q->G);
+  const float** toff = (const float**)malloc(sizeof(float*) * q->KH * q->KW * q->G);
   for (int c0 = 0; c0 < Cout; c0 += 64) {
-    int v = (Cout - c0) / 16;
-    if (v == 1) lookup_1(m, N, Hp, Wp, G, tab, KH, KW, SH, SW, bias, out, Ho, Wo, Cout, c0, threads);
-    else if (v == 2) lookup_2(m, N, Hp, Wp, G, tab, KH, KW, SH, SW, bias, out, Ho, Wo, Cout, c0, threads);
-    else if (v == 3) lookup_3(m, N, Hp, Wp, G, tab, KH, KW, SH, SW, bias, out, Ho, Wo, Cout, c0, threads);
-    else lookup_4(m, N, Hp, Wp, G, tab, KH, KW, SH, SW, bias, out, Ho, Wo, Cout, c0, threads);
+    const int L = term_offsets(q, Cout, c0, moff, toff), k = (Cout - c0) / 16;
+#define CALL_LOOKUP(V) lookup_##V(q, N, bias, out, Ho, Wo, Cout, c0, moff, toff, L, threads)
+    if (k == 1) CALL_LOOKUP(1);
+    else if (k == 2) CALL_LOOKUP(2);
+    else if (k == 3) CALL_LOOKUP(3);
+    else CALL_LOOKUP(4);
+#undef CALL_LOOKUP
   }
+  free(moff);
+  free((void*)toff);
 }
-
-/* One term of an IF layer's input current: a table-lookup convolution of one spike tensor. */
-typedef struct {
-  const uint8_t* m;   /* bits [T * B, Hp, Wp, G] of the term's input spikes, time-major */
-  const float* tab;   /* [KH * KW, G, 256, Cout] */
-  int64_t Hp, Wp;
-  int32_t G, KH, KW, SH, SW;
-} term_t;
 
 /* A convolution (or several, summed) and the IF layer it feeds, in one pass: for each output
    pixel and block of 16 V channels, V stays in registers over the T steps and the current
@@ -199,27 +229,8 @@ static void fused_##V(const term_t* terms, int nterms, int64_t T, int64_t B, int
         vf a[V], e[V], f[V], h[V]; \
         for (int k = 0; k < V; k++) { memcpy(&a[k], bias + c0 + 16 * k, 64); e[k] = f[k] = h[k] = (vf){0}; } \
         for (int i = 0, l0 = 0; i < nterms; l0 += nl[i], i++) { \
-          const term_t* q = &terms[i]; \
-          const uint8_t* mp = \
-              q->m + (((size_t)(t * B + b) * q->Hp + (size_t)oy * q->SH) * q->Wp + (size_t)ox * q->SW) * q->G; \
-          const int64_t* mo = moff + l0; const float* const* to = toff + l0; const int L = nl[i]; \
-          int l = 0; \
-          for (; l + 3 < L; l += 4) { \
-            const float* p0 = to[l] + (size_t)mp[mo[l]] * Cout; \
-            const float* p1 = to[l + 1] + (size_t)mp[mo[l + 1]] * Cout; \
-            const float* p2 = to[l + 2] + (size_t)mp[mo[l + 2]] * Cout; \
-            const float* p3 = to[l + 3] + (size_t)mp[mo[l + 3]] * Cout; \
-            for (int k = 0; k < V; k++) { \
-              vf x0, x1, x2, x3; \
-              memcpy(&x0, p0 + 16 * k, 64); memcpy(&x1, p1 + 16 * k, 64); \
-              memcpy(&x2, p2 + 16 * k, 64); memcpy(&x3, p3 + 16 * k, 64); \
-              a[k] += x0; e[k] += x1; f[k] += x2; h[k] += x3; \
-            } \
-          } \
-          for (; l < L; l++) { \
-            const float* p0 = to[l] + (size_t)mp[mo[l]] * Cout; \
-            for (int k = 0; k < V; k++) { vf x0; memcpy(&x0, p0 + 16 * k, 64); a[k] += x0; } \
-          } \
+          const uint8_t* mp = PIXEL_BITS(&terms[i], t * B + b, oy, ox); \
+          ADD_LOOKUPS(V, mp, moff + l0, toff + l0, nl[i], Cout, a, e, f, h); \
         } \
         uint8_t* o = out + ((size_t)t * B * Ho * Wo) * Cout + at; \
         for (int k = 0; k < V; k++) { \
@@ -243,28 +254,23 @@ FUSED(1) FUSED(2) FUSED(3) FUSED(4)
 
 void fused_if(const term_t* terms, int nterms, int64_t T, int64_t B, int Ho, int Wo, int Cout, const float* bias,
               float* v, const float* th, float th0, int strict, uint8_t* out, int32_t* count, int threads) {
-  int total = 0, nl[16];
-  for (int i = 0; i < nterms && i < 16; i++) total += nl[i] = terms[i].KH * terms[i].KW * terms[i].G;
+  int total = 0;
+  for (int i = 0; i < nterms; i++) total += terms[i].KH * terms[i].KW * terms[i].G;
+  int* nl = (int*)malloc(sizeof(int) * (size_t)(nterms > 0 ? nterms : 1));
   int64_t* moff = (int64_t*)malloc(sizeof(int64_t) * (total ? total : 1));
   const float** toff = (const float**)malloc(sizeof(float*) * (total ? total : 1));
   for (int c0 = 0; c0 < Cout; c0 += 64) {
-    for (int i = 0, l = 0; i < nterms; i++)  /* the lookups of each term: mask byte offset, table row */
-      for (int ky = 0; ky < terms[i].KH; ky++)
-        for (int kx = 0; kx < terms[i].KW; kx++)
-          for (int g = 0; g < terms[i].G; g++, l++) {
-            moff[l] = ((int64_t)ky * terms[i].Wp + kx) * terms[i].G + g;
-            toff[l] = terms[i].tab + ((size_t)((ky * terms[i].KW + kx) * terms[i].G + g) * 256) * Cout + c0;
-          }
-    int k = (Cout - c0) / 16;
-    if (k == 1) fused_1(terms, nterms, T, B, Ho, Wo, Cout, c0, bias, v, th, th0, strict, out, count, threads,
-                         moff, toff, nl);
-    else if (k == 2) fused_2(terms, nterms, T, B, Ho, Wo, Cout, c0, bias, v, th, th0, strict, out, count, threads,
-                              moff, toff, nl);
-    else if (k == 3) fused_3(terms, nterms, T, B, Ho, Wo, Cout, c0, bias, v, th, th0, strict, out, count, threads,
-                              moff, toff, nl);
-    else fused_4(terms, nterms, T, B, Ho, Wo, Cout, c0, bias, v, th, th0, strict, out, count, threads,
-                  moff, toff, nl);
+    for (int i = 0, l = 0; i < nterms; l += nl[i], i++) nl[i] = term_offsets(&terms[i], Cout, c0, moff + l, toff + l);
+    const int k = (Cout - c0) / 16;
+#define CALL_FUSED(V) \
+  fused_##V(terms, nterms, T, B, Ho, Wo, Cout, c0, bias, v, th, th0, strict, out, count, threads, moff, toff, nl)
+    if (k == 1) CALL_FUSED(1);
+    else if (k == 2) CALL_FUSED(2);
+    else if (k == 3) CALL_FUSED(3);
+    else CALL_FUSED(4);
+#undef CALL_FUSED
   }
+  free(nl);
   free(moff);
   free((void*)toff);
 }
@@ -433,6 +439,59 @@ def _table_of(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
     return cached[1], cached[2]
 
 
+class _Term(ctypes.Structure):
+    """The C kernels' ``term_t``: one convolution of spikes by table lookup."""
+
+    _fields_ = [
+        ("m", ctypes.c_void_p),
+        ("tab", ctypes.c_void_p),
+        ("Hp", ctypes.c_int64),
+        ("Wp", ctypes.c_int64),
+        ("G", ctypes.c_int32),
+        ("KH", ctypes.c_int32),
+        ("KW", ctypes.c_int32),
+        ("SH", ctypes.c_int32),
+        ("SW", ctypes.c_int32),
+    ]
+
+
+def _packed(
+    lib: ctypes.CDLL,
+    spikes: torch.Tensor,
+    tab: torch.Tensor,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    threads: int,
+) -> tuple[_Term, torch.Tensor]:
+    """The ``term_t`` of one convolution of ``spikes`` (``[N, C_in, H, W]`` bool) by the table
+    ``tab``, and the packed bits ``[N, H + 2 PH, W + 2 PW, C_in / 8]`` it points into (keep them
+    alive while the kernel runs)."""
+    n, c_in, h, w = spikes.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    data = spikes.permute(0, 2, 3, 1).contiguous()  # [N, H, W, C]; no copy when channels-last
+    bits = torch.empty(n, h + 2 * ph, w + 2 * pw, c_in // 8, dtype=torch.uint8)
+    p = ctypes.c_void_p
+    lib.pack_bits(p(data.data_ptr()), ctypes.c_int64(n), h, w, c_in, ph, pw, p(bits.data_ptr()), threads)
+    return _Term(bits.data_ptr(), tab.data_ptr(), h + 2 * ph, w + 2 * pw, c_in // 8, kh, kw, sh, sw), bits
+
+
+def _conv_term(conv: nn.Module, spikes: torch.Tensor, dtype: torch.dtype = torch.float32):
+    """``(table, bias, kernel, stride, padding, (C_out, H_out, W_out))`` of a convolution of these
+    spikes that :func:`covers` covers, else ``None``."""
+    if not covers(conv, spikes, dtype):
+        return None
+    conv = cast(nn.Conv2d, conv)
+    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
+    ph, pw = cast(tuple[int, int], conv.padding)  # not a string: covers() declined those
+    _, _, h, w = spikes.shape
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    if ho < 1 or wo < 1:
+        return None
+    tab, bias = _table_of(conv)
+    return tab, bias, (kh, kw), (sh, sw), (ph, pw), (conv.out_channels, ho, wo)
+
+
 def lookup_conv2d(spikes: torch.Tensor, conv: nn.Conv2d, dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
     """``conv`` applied to 0/1 spikes by table lookup, or ``None`` where it declines (see
     :func:`covers`; the caller then runs the layer densely).
@@ -449,27 +508,17 @@ def lookup_conv2d(spikes: torch.Tensor, conv: nn.Conv2d, dtype: torch.dtype = to
     Raises:
         KernelsUnavailable: the kernel cannot be compiled here (:func:`library`).
     """
-    if not covers(conv, spikes, dtype):
+    term = _conv_term(conv, spikes, dtype)
+    if term is None:
         return None
-    lib = library()
-    n, c_in, h, w = spikes.shape
-    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
-    ph, pw = cast(tuple[int, int], conv.padding)  # not a string: covers() declined those
-    c_out = conv.out_channels
-    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    if ho < 1 or wo < 1:
-        return None
-    tab, bias = _table_of(conv)
-    data = spikes.permute(0, 2, 3, 1).contiguous()  # [N, H, W, C]; no copy when channels-last
-    hp, wp = h + 2 * ph, w + 2 * pw
-    bits = torch.empty(n, hp, wp, c_in // 8, dtype=torch.uint8)
-    out = torch.empty(n, ho, wo, c_out, dtype=torch.float32)
-    threads = torch.get_num_threads()
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.pack_bits(p(data.data_ptr()), i64(n), h, w, c_in, ph, pw, p(bits.data_ptr()), threads)
+    lib, threads = library(), torch.get_num_threads()
+    tab, bias, kernel, stride, padding, (c_out, ho, wo) = term
+    struct, bits = _packed(lib, spikes, tab, kernel, stride, padding, threads)
+    out = torch.empty(spikes.shape[0], ho, wo, c_out, dtype=torch.float32)
+    p = ctypes.c_void_p
     lib.lookup_conv(
-        p(bits.data_ptr()), i64(n), hp, wp, c_in // 8, p(tab.data_ptr()), kh, kw, sh, sw,
-        p(bias.data_ptr()), p(out.data_ptr()), ho, wo, c_out, threads,
+        ctypes.byref(struct), ctypes.c_int64(spikes.shape[0]), p(bias.data_ptr()), p(out.data_ptr()), ho, wo, c_out,
+        threads,
     )  # fmt: skip
     return out.permute(0, 3, 1, 2)
 
@@ -518,20 +567,6 @@ def scan_if(
     return True
 
 
-class _Term(ctypes.Structure):
-    _fields_ = [
-        ("m", ctypes.c_void_p),
-        ("tab", ctypes.c_void_p),
-        ("Hp", ctypes.c_int64),
-        ("Wp", ctypes.c_int64),
-        ("G", ctypes.c_int32),
-        ("KH", ctypes.c_int32),
-        ("KW", ctypes.c_int32),
-        ("SH", ctypes.c_int32),
-        ("SW", ctypes.c_int32),
-    ]
-
-
 #: ``(scale, table)`` by :class:`~simulator.scale.Scale` module, rebuilt when its scale changes.
 _scale_tables: weakref.WeakKeyDictionary[nn.Module, tuple[torch.Tensor, torch.Tensor]] = weakref.WeakKeyDictionary()
 
@@ -560,17 +595,7 @@ def _term(module: nn.Module, spikes: torch.Tensor):
             weight = torch.diag(scale.reshape(-1).expand(c)).reshape(c, c, 1, 1)
             cached = _scale_tables[module] = (scale.clone(), table(weight).contiguous())
         return cached[1], torch.zeros(c, dtype=torch.float32), (1, 1), (1, 1), (0, 0), (c, h, w)
-    if not covers(module, spikes, torch.float32):
-        return None
-    conv = cast(nn.Conv2d, module)
-    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
-    ph, pw = cast(tuple[int, int], conv.padding)
-    _, _, h, w = spikes.shape
-    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    if ho < 1 or wo < 1:
-        return None
-    tab, bias = _table_of(conv)
-    return tab, bias, (kh, kw), (sh, sw), (ph, pw), (conv.out_channels, ho, wo)
+    return _conv_term(module, spikes)
 
 
 def fused_if(terms: list[tuple[nn.Module, torch.Tensor]], steps: int, state, params, initial_state):
@@ -617,30 +642,20 @@ def fused_if(terms: list[tuple[nn.Module, torch.Tensor]], steps: int, state, par
         torch.broadcast_shapes(state.v.shape, shape)
     except RuntimeError:
         return None
-    lib = library()
-    threads = torch.get_num_threads()
+    lib, threads = library(), torch.get_num_threads()
     p, i64 = ctypes.c_void_p, ctypes.c_int64
-    keep = []  # the packed bits, alive until the kernel has run
-    structs = (_Term * len(terms))()
-    for k, ((_, spikes), (tab, _, (kh, kw), (sh, sw), (ph, pw), _)) in enumerate(zip(terms, built, strict=True)):
-        n, c_in, h, w = spikes.shape
-        data = spikes.permute(0, 2, 3, 1).contiguous()
-        bits = torch.empty(n, h + 2 * ph, w + 2 * pw, c_in // 8, dtype=torch.uint8)
-        lib.pack_bits(p(data.data_ptr()), i64(n), h, w, c_in, ph, pw, p(bits.data_ptr()), threads)
-        keep.append((bits, tab))
-        structs[k] = _Term(bits.data_ptr(), tab.data_ptr(), h + 2 * ph, w + 2 * pw, c_in // 8, kh, kw, sh, sw)
+    # (term_t, bits) per term: the list keeps the bits alive while the kernel runs
+    packed = [
+        _packed(lib, spikes, tab, kernel, stride, padding, threads)
+        for (_, spikes), (tab, _, kernel, stride, padding, _) in zip(terms, built, strict=True)
+    ]
+    structs = (_Term * len(terms))(*(struct for struct, _ in packed))
     bias = built[0][1].to(torch.float32, copy=True)
     for b in built[1:]:
         bias += b[1]
-    if any(b[0].dtype != torch.float32 for b in built):
-        return None
     order = (0, 2, 3, 1)
     v = state.v.expand(shape).permute(order).contiguous()  # in place when already channels-last
     count = state.count.expand(shape).permute(order).contiguous()
-    if v.data_ptr() == state.v.data_ptr() and not state.v.is_contiguous(memory_format=torch.channels_last):
-        v = v.clone()
-    if count.data_ptr() == state.count.data_ptr() and not state.count.is_contiguous(memory_format=torch.channels_last):
-        count = count.clone()
     threshold = scalar_or_flat(params.v_threshold.to(v.device), shape, torch.float32, order)
     scalar = threshold.dim() == 0
     out = torch.empty(steps, batch, ho, wo, c_out, dtype=torch.bool)
@@ -649,6 +664,5 @@ def fused_if(terms: list[tuple[nn.Module, torch.Tensor]], steps: int, state, par
         None if scalar else p(threshold.data_ptr()), ctypes.c_float(float(threshold) if scalar else 0.0),
         int(params.spike_rule == ">"), p(out.data_ptr()), p(count.data_ptr()), threads,
     )  # fmt: skip
-    del keep
     back = (0, 3, 1, 2)
     return out.permute(0, 1, 4, 2, 3), IFState(v.permute(back), count.permute(back))

@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 import functools
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -81,6 +81,19 @@ def has_if_inside(module: nn.Module) -> bool:
     return any(isinstance(m, IFNeuron) for m in module.modules())
 
 
+def last_users(uses: Iterable[tuple[fx.Node, Iterable[fx.Node]]]) -> dict[fx.Node, list[fx.Node]]:
+    """``(user, the nodes it reads)`` pairs in graph order -> for each user, the nodes it is the
+    last to read (their values can be dropped once it has run)."""
+    last: dict[fx.Node, fx.Node] = {}
+    for user, sources in uses:
+        for source in sources:
+            last[source] = user
+    out: dict[fx.Node, list[fx.Node]] = {}
+    for source, user in last.items():
+        out.setdefault(user, []).append(source)
+    return out
+
+
 @dataclass
 class Plan:
     """A traced graph with each node's kind and resolved module."""
@@ -94,14 +107,7 @@ class Plan:
         """For each node, the nodes whose chunk values are not needed once it has run (it is
         their last user in graph order): :meth:`GraphRunner.run` drops them then, so a chunk holds
         only the values still to be used, not every layer's (as torch.fx's Interpreter does)."""
-        last: dict[fx.Node, fx.Node] = {}
-        for node in self.gm.graph.nodes:
-            for source in node.all_input_nodes:
-                last[source] = node
-        uses: dict[fx.Node, list[fx.Node]] = {}
-        for source, user in last.items():
-            uses.setdefault(user, []).append(source)
-        return uses
+        return last_users((node, node.all_input_nodes) for node in self.gm.graph.nodes)
 
     @property
     def opaque(self) -> bool:
@@ -207,19 +213,13 @@ def fused_last_uses(plan: Plan, fused: dict[fx.Node, Fusion]) -> dict[fx.Node, l
     deferred node uses nothing, and a fused IF node uses its terms' inputs and its deferred nodes
     (which it runs itself where the fused kernel declines)."""
     deferred = {d for f in fused.values() for d in f.deferred}
-    last: dict[fx.Node, fx.Node] = {}
-    for node in plan.gm.graph.nodes:
-        if node in deferred:
-            continue
-        inputs = list(node.all_input_nodes)
+
+    def inputs(node: fx.Node) -> list[fx.Node]:
         if node in fused:
-            inputs = [*(t.args[0] for t in fused[node].terms), *fused[node].deferred]
-        for source in inputs:
-            last[cast(fx.Node, source)] = node
-    uses: dict[fx.Node, list[fx.Node]] = {}
-    for source, user in last.items():
-        uses.setdefault(user, []).append(source)
-    return uses
+            return [*(cast(fx.Node, t.args[0]) for t in fused[node].terms), *fused[node].deferred]
+        return list(node.all_input_nodes)
+
+    return last_users((node, inputs(node)) for node in plan.gm.graph.nodes if node not in deferred)
 
 
 class GraphRunner:
