@@ -93,12 +93,14 @@ class DataSet:
         x: ``[N, ...]`` evaluation inputs.
         y: ``[N]`` integer labels, or None (no accuracy can be computed).
         note: where the calibration inputs came from.
+        classes: the class names, index = label (an image folder's class folders), or None.
     """
 
     calib: torch.Tensor
     x: torch.Tensor
     y: torch.Tensor | None
     note: str
+    classes: list[str] | None = None
 
     @property
     def has_labels(self) -> bool:
@@ -232,7 +234,7 @@ def _trim(data: DataSet, calib_size: int, limit: int, shape: tuple[int, ...] | N
     if len(x) == 0 or (calib_size and len(calib) == 0):
         raise ValueError("no samples to calibrate on or to evaluate")
     calib = _reshape(calib, shape, "calibration") if calib_size else calib
-    return DataSet(calib, _reshape(x, shape, "evaluation"), y, data.note)
+    return DataSet(calib, _reshape(x, shape, "evaluation"), y, data.note, data.classes)
 
 
 # ------------------------------------------------------------------------------- image folders
@@ -516,8 +518,9 @@ def _images(path: Path, calib_size: int, limit: int) -> DataSet:
     layout = _image_layout(listing)
     x, y, classes = _read_split(listing, layout, None, limit)
     if "train" not in layout.splits or not calib_size:
-        return DataSet(x, x, y, f"the first images of {path} (no train/ split)")
+        return DataSet(x, x, y, f"the first images of {path} (no train/ split)", classes)
     train = layout.splits["train"]
     chosen = [train[i] for i in _spread(len(train), calib_size)]
     calib = _decode(listing.read, chosen, str(path))
-    return DataSet(calib, x, y, f"{len(chosen)} images spread over the train/ split of {path} ({len(classes)} classes)")
+    note = f"{len(chosen)} images spread over the train/ split of {path} ({len(classes)} classes)"
+    return DataSet(calib, x, y, note, classes)

@@ -97,7 +97,7 @@ def raster_file(
     that ``simulate`` and ``diagnose`` take with the same ``--limit``: the first ``limit`` of
     MNIST, an IDX folder or an array, ``limit`` images spread evenly over an image folder's
     split. Returns ``(raster, input sample [C, H, W])``, the raster's ``label`` set from the
-    data's labels (None without labels).
+    data's labels (None without labels) and its ``classes`` from an image folder's class folders.
 
     Raises:
         ValueError: ``sample`` out of range (names the number of samples and the limit), an
@@ -119,4 +119,5 @@ def raster_file(
     raster = spike_raster(snn, x, T, layer, neurons)
     if dataset.y is not None:
         raster.label = int(dataset.y[sample])
+    raster.classes = dataset.classes
     return raster, x

@@ -268,10 +268,11 @@ def raster_title(raster, sample: int | None = None, label: int | None = None) ->
     label = label if label is not None else getattr(raster, "label", None)
     if sample is not None:
         parts.append(f"sample {sample}")
+    name = raster.class_name
     if label is not None:
-        parts.append(f"label {label}")
+        parts.append(f"label {name(label)}")
     if raster.prediction is not None:
-        parts.append(f"predicted {raster.prediction}")
+        parts.append(f"predicted {name(raster.prediction)}")
     shown = len(raster.neurons)
     total = raster.layer_neurons or shown
     which = f"all {total} neurons" if shown >= total else f"the {shown} most active of {total} neurons"
@@ -304,7 +305,7 @@ def plot_raster(
     if picture.dim() == 3:
         picture = picture.permute(1, 2, 0) if picture.shape[0] in (3, 4) else picture[0]
     label = label if label is not None else raster.label
-    heading = "input" if label is None else f"input (label {label})"
+    heading = "input" if label is None else f"input (label {raster.class_name(label)})"
     lo, hi = (float(picture.min()), float(picture.max())) if picture.numel() else (0.0, 1.0)
     if picture.dim() == 3 and (lo < 0 or hi > 1) and hi > lo:  # normalised colours: imshow would clip them
         picture = (picture - lo) / (hi - lo)

@@ -37,7 +37,7 @@ import torch.fx as fx
 from torch import nn
 
 from simulator.compiled import fused_if, lookup_conv2d
-from simulator.graph import trace_snn
+from simulator.graph import trace_snn, view_or_reshape
 from simulator.integrator import Integrator, integrate
 from simulator.neuron import IFNeuron, IFState, if_advance
 from simulator.scale import Scale
@@ -132,7 +132,29 @@ def node_kinds(gm: fx.GraphModule, modules: dict[fx.Node, nn.Module], hoist: boo
     return kinds
 
 
+def check_single_use(gm: fx.GraphModule) -> None:
+    """Raise ``ValueError`` if one IF layer (an :class:`IFNeuron` or :class:`Integrator` module) is
+    called at more than one place in the graph: it holds one potential, which both calls would
+    advance, so its spikes would depend on the call order and on ``time_chunk``. (An ANN may call
+    one ``nn.ReLU`` twice; the converter gives each call its own IF layer.)"""
+    calls: dict[str, list[str]] = {}
+    named = dict(gm.named_modules())
+    for node in gm.graph.nodes:
+        if node.op == "call_module" and isinstance(named.get(str(node.target)), (IFNeuron, Integrator)):
+            calls.setdefault(str(node.target), []).append(node.name)
+    for target, nodes in calls.items():
+        if len(nodes) > 1:
+            raise ValueError(
+                f"{type(named[target]).__name__} {target!r} is called at {len(nodes)} places in the graph "
+                f"(nodes {', '.join(nodes)}); "
+                "it holds one membrane potential: give each call its own layer (as ann2snn's converter does)"
+            )
+
+
 def build_plan(gm: fx.GraphModule, hoist: bool) -> Plan:
+    """The :class:`Plan` of a traced SNN. Raises ``ValueError`` for a reused IF layer
+    (:func:`check_single_use`)."""
+    check_single_use(gm)
     named = dict(gm.named_modules())
     modules = {n: named[n.target] for n in gm.graph.nodes if n.op == "call_module"}
     return Plan(gm, node_kinds(gm, modules, hoist), modules)
@@ -153,6 +175,8 @@ def call_node(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any) -
     if node.op == "call_function":
         return cast(Callable[..., Any], node.target)(*args, **kwargs)
     self_obj, *method_args = args
+    if node.target == "view" and isinstance(self_obj, torch.Tensor) and not kwargs:
+        return view_or_reshape(self_obj, *method_args)  # maps are channels-last here, not in the ANN
     return getattr(self_obj, str(node.target))(*method_args, **kwargs)
 
 

@@ -66,6 +66,21 @@ VIEW_METHODS = ("view", "reshape")
 #: Flatten, view and reshape in function and method form (they only move elements).
 RESHAPE_FUNCTIONS = (*FLATTEN_FUNCTIONS, *VIEW_FUNCTIONS)
 RESHAPE_METHODS = (*VIEW_METHODS, *FLATTEN_METHODS)
+
+
+def view_or_reshape(x: torch.Tensor, *shape: Any) -> torch.Tensor:
+    """``x.view(*shape)``, or ``x.reshape(*shape)`` (same values, maybe a copy) where the view is
+    impossible. The simulator keeps 2-d feature maps channels-last on the CPU
+    (docs/simulation.md), so a ``.view(B, -1)`` the ANN could take on its contiguous maps needs a
+    copy here. A dtype view (``x.view(torch.int32)``) is never turned into a reshape."""
+    try:
+        return x.view(*shape)
+    except RuntimeError:
+        if any(isinstance(s, torch.dtype) for s in shape):
+            raise
+        return x.reshape(*shape)
+
+
 #: Tensor methods that return their input's values unchanged.
 IDENTITY_METHODS = ("contiguous",)
 TRANSPARENT_FUNCTIONS = (*RESHAPE_FUNCTIONS, *AVG_POOL_FUNCTIONS)

@@ -26,6 +26,8 @@ class Raster:
         prediction: the class the SNN predicts for this sample at t = T
             (:meth:`~simulator.simulate.SimulationResult.predictions`).
         label: the sample's label, where the caller knows it (:func:`spike_raster` does not).
+        classes: the class names, index = class (an image folder's class folders), where the
+            caller knows them; titles then name the label and the prediction.
     """
 
     layer: str
@@ -35,6 +37,13 @@ class Raster:
     layer_neurons: int = 0
     prediction: int | None = None
     label: int | None = None
+    classes: list[str] | None = None
+
+    def class_name(self, index: int) -> str:
+        """``index`` with its class name where :attr:`classes` has one: ``"3 (cat)"``, else ``"3"``."""
+        if self.classes is not None and 0 <= index < len(self.classes):
+            return f"{index} ({self.classes[index]})"
+        return str(index)
 
     @property
     def T(self) -> int:

@@ -20,7 +20,15 @@ from torch import nn
 
 from simulator import compiled
 from simulator.early_exit import StablePrediction, hold_after_exit, mask_after_exit
-from simulator.executor import GraphRunner, ModuleRunner, NotHoistable, Recording, build_plan, trace_or_none
+from simulator.executor import (
+    GraphRunner,
+    ModuleRunner,
+    NotHoistable,
+    Recording,
+    build_plan,
+    check_single_use,
+    trace_or_none,
+)
 from simulator.integrator import Integrator
 from simulator.neuron import IFNeuron
 
@@ -400,7 +408,10 @@ def _runner(
     """A :class:`GraphRunner` for multi-step execution of a traceable model whose IF layers are
     all graph nodes (``lookup``: its convolutions of spikes by :mod:`simulator.lookup_conv`);
     else a :class:`ModuleRunner` (the model's own forward per chunk)."""
-    gm = trace_or_none(model) if execution == "multi" else None
+    gm = trace_or_none(model)
+    if gm is not None and execution != "multi":
+        check_single_use(gm)  # a reused IF layer is as wrong step by step
+        gm = None
     plan = None if gm is None else build_plan(gm, hoist)
     if plan is None or plan.opaque:
         return ModuleRunner(model, x, encoder, record)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simulator.graph import RESHAPE_FUNCTIONS, RESHAPE_METHODS
+from simulator.graph import RESHAPE_FUNCTIONS, RESHAPE_METHODS, view_or_reshape
 
 #: Whether :meth:`Spikes.to_float` gives 2-d feature maps channels-last on the CPU (the default;
 #: ``False`` only to measure the difference, as ``benchmarks/cpu_layout.py`` does).
@@ -109,6 +109,8 @@ def _function(fn: Callable[..., torch.Tensor]) -> SpikeOp:
 
 
 def _method(name: str) -> SpikeOp:
+    if name == "view":  # spikes of 2-d maps are channels-last on the CPU: a view may need a copy
+        return _keep_bool(lambda x, m, a, k: view_or_reshape(x, *a) if not k else x.view(*a, **k))
     return _keep_bool(lambda x, m, a, k: getattr(x, name)(*a, **k))
 
 

@@ -1,6 +1,7 @@
 """``ann2snn diagnose`` and ``ann2snn plot raster``: tables, JSON, PNGs and bad input."""
 
 import json
+import re
 
 import matplotlib.image
 import pytest
@@ -174,13 +175,15 @@ def test_raster_sample_is_the_sample_simulate_takes_with_the_same_limit(converte
     assert taken.y.tolist() == [0, 1, 2, 3]  # --limit 4: images 0, 5, 10, 15 of the 20, one per class
     raster, image = raster_file(nir_file, DataSource.parse(str(root)), 1, "if_network_2", None, 5, limit=4)
     assert raster.label == 1 and torch.equal(image, taken.x[1])
+    assert raster.classes == ["c0", "c1", "c2", "c3"] and raster.class_name(1) == "1 (c1)"
+    assert raster.class_name(7) == "7"  # a prediction beyond the folder's classes: the index alone
     assert float(image.flatten()[0]) == pytest.approx(55 / 255)  # image 5 (c1/0.png); was image 10 (c2/0.png)
     out = tmp_path / "r.png"
     result = run(
         "plot", "raster", nir_file, "--data", root, "--sample", 1, "--limit", 4, "--layer", "if_network_2", "--out", out
     )
     assert result.exit_code == 0, result.output
-    assert "(sample 1: label 1, predicted " in result.output
+    assert re.search(r"\(sample 1: label 1 \(c1\), predicted \d+( \(c\d\))?\)", result.output), result.output
 
 
 def test_the_plotted_points_and_panel_titles_are_the_json_and_the_table(converted, tmp_path, monkeypatch):

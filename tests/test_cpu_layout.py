@@ -115,3 +115,44 @@ def test_channels_last_simulation_equals_the_nchw_one_in_float64(monkeypatch):
     assert torch.equal(fast.outputs, plain.outputs)
     assert all(torch.equal(fast.spikes[k], plain.spikes[k]) for k in plain.spikes)
     assert sum(int(s.sum()) for s in plain.spikes.values()) > 100
+
+
+class _ViewNet(nn.Module):
+    """``.view(B, -1)`` after a convolution: of spikes (``spikes=True``) or of a float current."""
+
+    def __init__(self, spikes: bool) -> None:
+        super().__init__()
+        self.spikes = spikes
+        self.c1, self.r1 = nn.Conv2d(1, 8, 3, padding=1), nn.ReLU()
+        self.c2, self.r2 = nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.r1(self.c1(x))
+        x = self.r2(self.c2(x)) if self.spikes else self.c2(x)
+        return self.fc(x.view(x.size(0), -1))
+
+
+@pytest.mark.parametrize("spikes", [True, False])
+def test_a_view_after_a_convolution_runs_multi_step_as_single_step(spikes):
+    # the ANN's maps are contiguous, so .view(B, -1) works there; the simulator's are
+    # channels-last, where the same view needs a copy (it used to raise "view size is not compatible")
+    import converter
+
+    torch.manual_seed(0)
+    x = torch.rand(20, 1, 8, 8)
+    snn = converter.convert(_ViewNet(spikes).eval(), "99.9%", [x])
+    single = simulate(snn, x, T=8, execution="single").outputs
+    multi = simulate(snn, x, T=8).outputs
+    assert torch.allclose(multi, single, atol=1e-5) and single.abs().sum() > 0
+
+
+def test_view_or_reshape_copies_only_where_a_view_is_impossible():
+    from simulator.graph import view_or_reshape
+
+    x = torch.rand(2, 3, 4, 5)
+    assert view_or_reshape(x, 2, -1).data_ptr() == x.data_ptr()  # a true view where one exists
+    cl = x.contiguous(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError):
+        cl.view(2, -1)
+    assert torch.equal(view_or_reshape(cl, 2, -1), x.reshape(2, -1))

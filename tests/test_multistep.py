@@ -357,3 +357,44 @@ def test_early_exit_with_membrane_readout_holds_the_exit_potential(seed_snn):
         assert torch.equal(early.outputs[e - 1 :, b], early.outputs[e - 1, b].expand_as(early.outputs[e - 1 :, b]))
         assert torch.equal(early.outputs[:e, b], full.outputs[:e, b])
     assert torch.equal(early.predictions()[-1], early.predictions()[early.steps_used - 1, torch.arange(40)])
+
+
+@pytest.mark.parametrize("execution", ["multi", "single"])
+def test_an_if_layer_called_twice_is_refused_naming_it_and_its_nodes(execution):
+    # one IFNeuron holds one potential; two calls would both advance it (the counts then depended
+    # on time_chunk). The converter gives each call of a reused nn.ReLU its own IF layer.
+    from simulator import IFNeuron
+
+    class Reused(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.neuron = nn.Linear(4, 4), nn.Linear(4, 4), IFNeuron()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.neuron(self.b(self.neuron(self.a(x))))
+
+    refused = r"IFNeuron 'neuron' is called at 2 places in the graph \(nodes neuron, neuron_1\)"
+    with pytest.raises(ValueError, match=refused):
+        simulate(Reused(), torch.rand(3, 4), T=4, execution=execution)
+
+
+def test_a_reused_relu_converts_to_one_if_layer_per_call():
+    import converter
+
+    class ReusedReLU(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.relu, self.out = nn.Linear(4, 6), nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(self.relu(self.b(self.relu(self.a(x)))))
+
+    torch.manual_seed(0)
+    x = torch.rand(50, 4)
+    snn = converter.convert(ReusedReLU().eval(), "max", [x])
+    from simulator import if_layers
+
+    assert len(if_layers(snn)) == 2
+    chunked = simulate(snn, x, T=16, time_chunk=None).outputs
+    stepped = simulate(snn, x, T=16, time_chunk=1).outputs
+    assert torch.allclose(chunked, stepped, atol=1e-5)

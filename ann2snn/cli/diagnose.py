@@ -128,8 +128,9 @@ def plot_raster_command(nir_file, data, sample, layer, neurons, T, limit, out):
             raise
         raise click.BadParameter(text, param_hint=hint) from None
     plot_raster(raster, image, out, f"{nir_file.name}, sample {sample}, T={raster.T}", sample=sample)
-    label = "" if raster.label is None else f"label {raster.label}, "
+    label = "" if raster.label is None else f"label {raster.class_name(raster.label)}, "
+    predicted = "?" if raster.prediction is None else raster.class_name(raster.prediction)
     click.echo(
         f"wrote {out}: {int(raster.spikes.sum())} spikes of {len(raster.neurons)} neurons of {layer} "
-        f"(sample {sample}: {label}predicted {raster.prediction})"
+        f"(sample {sample}: {label}predicted {predicted})"
     )
