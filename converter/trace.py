@@ -32,6 +32,7 @@ from simulator.graph import (
     VIEW_FUNCTIONS,
     VIEW_METHODS,
     WEIGHTED,
+    ThreadSafeTracer,
     cat_inputs,
     describe,
     is_add,
@@ -343,7 +344,7 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> fx.GraphModu
     copied = copy.deepcopy(model).eval()
     qcfs_to_clamp(copied)
     try:
-        gm = fx.symbolic_trace(copied)
+        gm = fx.GraphModule(copied, ThreadSafeTracer().trace(copied), type(copied).__name__)
     except Exception as exc:  # fx raises many types (TraceError, TypeError, ...)
         raise _not_traceable(model, exc) from exc
     fold_input_affine(gm)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import operator
+import threading
 from typing import Any
 
 import torch
@@ -277,7 +278,45 @@ def describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
     return f"{node.name!r} ({kind} {getattr(node.target, '__name__', node.target)}){_owner(node)}"
 
 
-class SNNTracer(fx.Tracer):
+#: Held while one of ann2snn's tracers traces: torch.fx patches ``nn.Module.__call__`` and
+#: ``__getattr__`` for the whole process while it traces, and two traces at once would restore
+#: each other's patches (leaving one in place for good).
+TRACE_LOCK = threading.RLock()
+
+
+class ThreadSafeTracer(fx.Tracer):
+    """A ``torch.fx.Tracer`` that records only the module calls of the thread that traces.
+
+    While fx traces, ``nn.Module.__call__`` is patched process-wide, so a module called by
+    another thread at that moment (a simulation, an ANN's inference) went into the graph being
+    traced: that thread failed ("module is not installed as a submodule") or, silently, got
+    wrong outputs, and the trace was corrupted. Here such calls run as if nothing were traced,
+    and traces by ann2snn's tracers take turns (:data:`TRACE_LOCK`). Code that traces with a
+    plain ``fx.Tracer`` in another thread is not covered.
+    """
+
+    _thread: int | None = None
+
+    def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
+        with TRACE_LOCK:
+            self._thread = threading.get_ident()
+            try:
+                return super().trace(root, concrete_args)
+            finally:
+                self._thread = None
+
+    def call_module(self, m: nn.Module, forward: Any, args: tuple, kwargs: dict) -> Any:
+        if threading.get_ident() != self._thread:
+            return forward(*args, **kwargs)  # another thread's call: the module's own __call__
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
+        if threading.get_ident() != self._thread:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+
+class SNNTracer(ThreadSafeTracer):
     """A torch.fx tracer that keeps :data:`SNN_LEAVES` (IF layers, integrators, Scale) as leaves."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:

@@ -10,7 +10,10 @@ the chunk size. ``execution="single"`` calls the model once per step. Early exit
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
+import weakref
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -402,18 +405,44 @@ def _recording(model: nn.Module, record: bool | Collection[str]) -> Recording:
     return frozenset(id(layers[name]) for name in record)
 
 
+#: One lock per model whose IF layers hold the state of a run (:class:`ModuleRunner`): two threads
+#: simulating such a model at once would advance the same potentials. Runs by
+#: :class:`GraphRunner` keep their state in the runner and do not take it.
+_STATE_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_STATE_LOCKS_GUARD = threading.Lock()
+
+
+def state_lock(model: nn.Module) -> threading.RLock:
+    """The lock that serialises the runs of ``model`` whose state its own IF layers hold."""
+    with _STATE_LOCKS_GUARD:
+        lock = _STATE_LOCKS.get(model)
+        if lock is None:
+            lock = _STATE_LOCKS[model] = threading.RLock()
+        return lock
+
+
 def _runner(
-    model: nn.Module, x: torch.Tensor, encoder, execution: str, record: Recording, hoist: bool, lookup: bool = False
+    model: nn.Module,
+    x: torch.Tensor,
+    encoder,
+    execution: str,
+    record: Recording,
+    hoist: bool,
+    lookup: bool = False,
+    held: contextlib.ExitStack | None = None,
 ):
     """A :class:`GraphRunner` for multi-step execution of a traceable model whose IF layers are
     all graph nodes (``lookup``: its convolutions of spikes by :mod:`simulator.lookup_conv`);
-    else a :class:`ModuleRunner` (the model's own forward per chunk)."""
+    else a :class:`ModuleRunner` (the model's own forward per chunk), after taking the model's
+    :func:`state_lock` into ``held`` (released when the caller has read the state)."""
     gm = trace_or_none(model)
     if gm is not None and execution != "multi":
         check_single_use(gm)  # a reused IF layer is as wrong step by step
         gm = None
     plan = None if gm is None else build_plan(gm, hoist)
     if plan is None or plan.opaque:
+        if held is not None:
+            held.enter_context(state_lock(model))
         return ModuleRunner(model, x, encoder, record)
     return GraphRunner(plan, x, encoder, record, lookup)
 
@@ -593,31 +622,34 @@ def simulate(
         check_probabilities(x, encoding)
     hoist = encoding == "constant"
     recording = _recording(model, record)
-    while True:
-        generator = torch.Generator(device=device).manual_seed(seed) if encoding == "poisson" else None
-        runner = _runner(model, x, Encoder(encoding, generator), execution, recording, hoist, cpu_kernels == "compiled")
-        if early_exit and not isinstance(runner, GraphRunner):
-            raise ValueError("early_exit needs execution='multi' and a model that torch.fx can trace")
-        chunk: int | str
-        if execution == "single":
-            chunk = 1
-        elif time_chunk == "auto":
-            chunk = "auto" if _auto_sized(runner, encoding) else min(DEFAULT_TIME_CHUNK, T)
-        else:
-            chunk = T if time_chunk is None else min(int(time_chunk), T)
-        try:
-            token = compiled.ENABLED.set(cpu_kernels == "compiled")
+    with contextlib.ExitStack() as held:  # the model's state lock, if its own forward runs it
+        while True:
+            generator = torch.Generator(device=device).manual_seed(seed) if encoding == "poisson" else None
+            runner = _runner(
+                model, x, Encoder(encoding, generator), execution, recording, hoist, cpu_kernels == "compiled", held
+            )
+            if early_exit and not isinstance(runner, GraphRunner):
+                raise ValueError("early_exit needs execution='multi' and a model that torch.fx can trace")
+            chunk: int | str
+            if execution == "single":
+                chunk = 1
+            elif time_chunk == "auto":
+                chunk = "auto" if _auto_sized(runner, encoding) else min(DEFAULT_TIME_CHUNK, T)
+            else:
+                chunk = T if time_chunk is None else min(int(time_chunk), T)
             try:
-                outputs, steps_used = _run(runner, T, chunk, early_exit, readout_kind(model) == "membrane")
-            finally:
-                compiled.ENABLED.reset(token)
-            break
-        except NotHoistable:  # a size of the constant part is used per step: run it per chunk
-            hoist = False
-    spikes = _recorded(model, runner, T, x.shape[0]) if recording is not False else None
-    counts = _collect_counts(model, runner)
-    if warn_silent:
-        warn_silent_layers({name: float(c.sum()) for name, c in counts.items()}, x.shape[0], T)
+                token = compiled.ENABLED.set(cpu_kernels == "compiled")
+                try:
+                    outputs, steps_used = _run(runner, T, chunk, early_exit, readout_kind(model) == "membrane")
+                finally:
+                    compiled.ENABLED.reset(token)
+                break
+            except NotHoistable:  # a size of the constant part is used per step: run it per chunk
+                hoist = False
+        spikes = _recorded(model, runner, T, x.shape[0]) if recording is not False else None
+        counts = _collect_counts(model, runner)
+        if warn_silent:
+            warn_silent_layers({name: float(c.sum()) for name, c in counts.items()}, x.shape[0], T)
     return SimulationResult(outputs, counts, output_scale(model), readout_kind(model), spikes, steps_used, labels)
 
 
