@@ -393,6 +393,23 @@ def _per_channel(t: torch.Tensor) -> torch.Tensor:
     return t.mean(0) if t.dim() == 2 else t.transpose(0, 1).flatten(1).mean(1)
 
 
+def _prefix(gm: fx.GraphModule, last: fx.Node) -> fx.GraphModule:
+    """The part of ``gm`` that ``last`` depends on, with ``last`` as its output (modules shared,
+    not copied). Its IF layers up to ``last`` spike as in ``gm``: nothing after ``last`` feeds
+    them."""
+    graph, env = fx.Graph(), {}
+    for node in gm.graph.nodes:
+        env[node] = graph.node_copy(node, lambda a: env[a])
+        if node is last:
+            break
+    graph.output(env[last])
+    prefix = fx.GraphModule(gm, graph)
+    prefix.graph.eliminate_dead_code()
+    prefix.recompile()
+    prefix.meta = copy.deepcopy(gm.meta)
+    return prefix
+
+
 @torch.no_grad()
 def _layer_means(gm: fx.GraphModule, x: torch.Tensor, T: int) -> dict[str, torch.Tensor | None]:
     """Per IF layer its mean spikes per step and channel, and for the readout (``output``) the
@@ -435,7 +452,10 @@ def _correct_biases(
         ref_key = key if isinstance(target, IFNeuron) else "output"
         if reference.get(ref_key) is None:
             continue
-        now, wanted = _layer_means(gm, x, T)[ref_key], cast(torch.Tensor, reference[ref_key])
+        # an IF layer's rates depend only on the layers before it: simulate up to it (half the
+        # network on average, the same counts; the readout needs the whole network)
+        run = _prefix(gm, unit.target) if isinstance(target, IFNeuron) else gm
+        now, wanted = _layer_means(run, x, T)[ref_key], cast(torch.Tensor, reference[ref_key])
         if now is None:
             continue
         if isinstance(target, IFNeuron):

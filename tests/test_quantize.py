@@ -204,6 +204,28 @@ def test_residual_joins_share_one_factor():
     assert agree >= 0.9
 
 
+def test_bias_correction_simulates_each_layer_up_to_itself_with_the_counts_of_the_whole_network():
+    """The bias correction runs, per IF layer, only the part of the network the layer depends on
+    (``_prefix``): on the MNIST ResNet (two residual joins) every IF layer in that part spikes
+    exactly as in the whole network, and the part ends at the layer."""
+    from converter.quantize import _prefix
+
+    calib = load_embedded("calib")
+    snn = Converter(mode="99.9%", dataloader=calib.loader(250))(load_mnist_resnet())
+    q = quantize(snn, weight_bits=8)  # integer weights: every sum exact, in any order
+    x = calib.images[:32]
+    whole = simulate(q, x, 8).spike_counts
+    nodes = [n for n in q.graph.nodes if n.op == "call_module" and isinstance(q.get_submodule(n.target), IFNeuron)]
+    assert len(nodes) == len(whole) >= 5
+    for node in nodes:
+        part = _prefix(q, node)
+        counts = simulate(part, x, 8).spike_counts
+        assert node.target in counts and set(counts) <= set(whole)
+        assert all(torch.equal(counts[k], whole[k]) for k in counts)
+        assert next(n for n in part.graph.nodes if n.op == "output").args[0].target == node.target
+    assert len(simulate(_prefix(q, nodes[0]), x, 8).spike_counts) == 1  # nothing after the layer runs
+
+
 #: The largest fraction of the seed CNN's spikes that 16-bit weights may change, counted
 #: against the float SNN's spikes (measured: 3,084 of 1.39 M, 0.22 %, on 50 test images at
 #: T = 16; a neuron that flips changes the input of the 288 neurons it drives, so single
