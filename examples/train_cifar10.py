@@ -10,7 +10,12 @@ Seed 0 (model init and one seeded generator for the epoch order and the augmenta
 parameters or biases), one-cycle learning rate (``OneCycleLR``, peak ``--max-lr``, total steps =
 epochs x steps per epoch, stepped per batch), augmentation: random crop of the 4-pixel
 zero-padded image plus a horizontal flip, done on the batch in torch. Pixels in [0, 1], no
-normalisation (see :mod:`cifar10`).
+normalisation (see :mod:`cifar10`). Options: ``--label-smoothing`` (cross-entropy label
+smoothing, default 0), ``--precision bfloat16`` (the forward pass under ``torch.autocast``:
+mixed precision, float32 weights, optimiser and saved state_dict; about twice as fast with
+``--channels-last`` on a CPU with AVX-512 BF16), ``--channels-last`` (the model and batches
+channels-last, faster with oneDNN). Each changes the numbers, not only the speed: the shipped
+weights' commands below say which they used.
 
 After every epoch it evaluates all 10,000 test images, appends ``epoch,train_loss,train_acc,
 test_acc,seconds`` to ``<out>/log.csv`` and saves ``<out>/checkpoint.pt`` atomically (model,
@@ -105,6 +110,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--log-every", type=int, default=50, help="print the step time every N steps (0: never)")
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing (0: none)")
+    parser.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="bfloat16: the forward pass under torch.autocast (mixed precision; weights, optimiser and the "
+        "saved state_dict stay float32); about 2x faster on CPUs with AVX-512 BF16",
+    )
+    parser.add_argument(
+        "--channels-last", action="store_true", help="keep the model and the batches channels-last (faster on CPU)"
+    )
     parser.add_argument("--init-weights", type=Path, help="start from these weights (a state_dict), not a random init")
     parser.add_argument(
         "--qcfs-levels",
@@ -129,6 +145,8 @@ def main() -> None:
         x_train, y_train, x_test, y_test = x_train[train_idx], y_train[train_idx], x_test[test_idx], y_test[test_idx]
 
     model = MODELS[args.model]()
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if args.init_weights is not None:
         model.load_state_dict(torch.load(args.init_weights, map_location="cpu", weights_only=True))
         print(f"initial weights {args.init_weights}: test {evaluate(model, x_test, y_test):.2f} %", flush=True)
@@ -146,6 +164,10 @@ def main() -> None:
     config = {"model": args.model, "epochs": args.epochs, "max_lr": args.max_lr, "seed": args.seed,
               "weight_decay": args.weight_decay, "limit": args.limit,
               "init_weights": str(args.init_weights), "qcfs_levels": args.qcfs_levels}  # fmt: skip
+    # options added later enter the config only where set, so older checkpoints still resume
+    for key, default in (("label_smoothing", 0.0), ("precision", "float32"), ("channels_last", False)):
+        if getattr(args, key) != default:
+            config[key] = getattr(args, key)
     start_epoch = 0
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
     if args.resume and ckpt_path.exists():
@@ -172,9 +194,12 @@ def main() -> None:
         for step, i in enumerate(range(0, len(order), BATCH), 1):
             idx = order[i : i + BATCH]
             images = to_float(augment(x_train[idx], generator))
+            if args.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
             labels = y_train[idx]
-            scores = model(images)
-            loss = nn.functional.cross_entropy(scores, labels)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bfloat16"):
+                scores = model(images)
+            loss = nn.functional.cross_entropy(scores.float(), labels, label_smoothing=args.label_smoothing)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
