@@ -11,9 +11,10 @@ import torch
 from ann2snn.data import DEFAULT_LIMIT, DataSource
 from ann2snn.models import ModelSpec, load_model
 from ann2snn.nirinfo import open_for_simulation
+from ann2snn.pipeline import describe_model_change
 from ann2snn.tables import format_table
 from converter.diagnostics import FidelityReport, layer_fidelity
-from simulator import Raster, spike_raster
+from simulator import META_KEY, Raster, spike_raster
 
 
 def diagnose_file(
@@ -34,13 +35,34 @@ def diagnose_file(
     the file's ``if_layers`` metadata records them), and its ``lambdas`` metadata gives each
     layer's λ.
 
+    The report's first warning says so when the file records another model fingerprint than
+    ``model``'s (:func:`provenance_mismatch`; e.g. other weights, such as a QCFS fine-tune of
+    the weights the file was converted from, whose layers still correlate).
+
     Raises:
         nirinfo.MissingTError: no T. ann2snn.models.ModelLoadError: the model. ValueError: the
             data, or a file that does not match the model (see ``layer_fidelity``).
     """
     snn, dataset, T = open_for_simulation(path, data, T, limit, device)
     ann = load_model(model)
-    return layer_fidelity(ann, snn, dataset.x, T, batch_size, progress=progress)
+    report = layer_fidelity(ann, snn, dataset.x, T, batch_size, progress=progress)
+    mismatch = provenance_mismatch(snn.meta[META_KEY].get("model"), model)
+    if mismatch:
+        report.warnings.insert(0, f"{Path(path).name} {mismatch}")
+    return report
+
+
+def provenance_mismatch(recorded: dict | None, model: ModelSpec) -> str | None:
+    """What differs between the model fingerprint a ``.nir`` file records (``ann2snn convert``
+    writes it in the graph metadata as ``model``) and ``model``'s, as ``"was converted from
+    another model: model: other weights"``; None when they agree or the file records none."""
+    if not isinstance(recorded, dict):
+        return None
+    given = model.fingerprint()
+    if recorded == given:
+        return None
+    change = describe_model_change({"model": recorded}, {"model": given})
+    return f"was converted from another model than the one given ({change}): the comparison may mean little"
 
 
 def format_fidelity(report: FidelityReport) -> str:

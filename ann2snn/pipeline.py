@@ -386,7 +386,7 @@ def _changed_settings(old: dict, new: dict) -> str:
     """``key: old -> new`` for every setting that differs (the model's fingerprint as ``model``)."""
     keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
     return ", ".join(
-        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" if k != "model" else _model_change(old, new) for k in keys
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" if k != "model" else describe_model_change(old, new) for k in keys
     )
 
 
@@ -401,7 +401,7 @@ _MODEL_PARTS = {
 }
 
 
-def _model_change(old: dict, new: dict) -> str:
+def describe_model_change(old: dict, new: dict) -> str:
     """``model: <what changed>``: the parts of the model's fingerprint that differ, e.g.
     ``model: factory arguments (--model-arg) {} -> {'width': '32'}``, ``model: other weights``."""
     a, b = old.get("model"), new.get("model")
@@ -628,7 +628,11 @@ class Runner:
         """Export, reload and cross-check one combination; write its record."""
         stem = self.job.stem(row.model, row.mode, row.T)
         try:
-            path = export_nir(snn, self.job.out / f"{stem}.nir", T=row.T, profile=self.job.export_profile)
+            # the model's fingerprint travels in the file, for ann2snn diagnose to check
+            provenance = {"model": json.dumps(settings["model"], sort_keys=True)} if "model" in settings else None
+            path = export_nir(
+                snn, self.job.out / f"{stem}.nir", T=row.T, metadata=provenance, profile=self.job.export_profile
+            )
             report = compare_spike_counts(snn, import_nir(path), data.x[: self.job.check_samples], row.T)
         except Exception as exc:
             row.error = describe_error(exc)

@@ -87,6 +87,28 @@ def test_diagnose_refuses_a_model_that_does_not_match(converted):
     assert missing.exit_code == 2 and "Missing option '--model'" in missing.output
 
 
+def test_diagnose_warns_when_the_file_was_converted_from_other_weights(converted, tmp_path):
+    # fine-tuned weights (a QCFS fine-tune of the file's) still correlate layer by layer, so the
+    # correlation warning stays silent: the file's recorded fingerprint tells
+    from ann2snn.models import file_sha256
+    from exporters import import_nir
+    from simulator import META_KEY
+
+    nir_file, weights = converted
+    recorded = import_nir(nir_file).meta[META_KEY]["model"]
+    assert recorded == {"factory": FACTORY, "weights_sha256": file_sha256(weights), "pickle_sha256": None}
+    state = torch.load(weights, weights_only=True)
+    tuned = tmp_path / "tuned.pt"
+    torch.save({k: v * 1.01 if v.is_floating_point() else v for k, v in state.items()}, tuned)
+    result = diagnose(nir_file, tuned, "--json")
+    assert result.exit_code == 0, result.output
+    warnings = json.loads(result.output)["warnings"]
+    expected = f"{nir_file.name} was converted from another model than the one given (model: other weights)"
+    assert warnings[0].startswith(expected) and len(warnings) == 1  # the correlations stay high
+    table = diagnose(nir_file, tuned)
+    assert f"warning: {expected}" in table.output
+
+
 def test_raster_counts_and_png(converted, tmp_path):
     nir_file, _ = converted
     out = tmp_path / "raster.png"
