@@ -46,7 +46,8 @@ def diagnose_file(
     snn, dataset, T = open_for_simulation(path, data, T, limit, device)
     ann = load_model(model)
     report = layer_fidelity(ann, snn, dataset.x, T, batch_size, progress=progress)
-    mismatch = provenance_mismatch(snn.meta[META_KEY].get("model"), model)
+    meta: dict = getattr(snn, "meta", {}).get(META_KEY, {})
+    mismatch = provenance_mismatch(meta.get("model"), model)
     if mismatch:
         report.warnings.insert(0, f"{Path(path).name} {mismatch}")
     return report

@@ -397,7 +397,8 @@ def _prefix(gm: fx.GraphModule, last: fx.Node) -> fx.GraphModule:
     """The part of ``gm`` that ``last`` depends on, with ``last`` as its output (modules shared,
     not copied). Its IF layers up to ``last`` spike as in ``gm``: nothing after ``last`` feeds
     them."""
-    graph, env = fx.Graph(), {}
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
     for node in gm.graph.nodes:
         env[node] = graph.node_copy(node, lambda a: env[a])
         if node is last:
