@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from ann2snn.data import DEFAULT_LIMIT, DataSource
-from ann2snn.models import ModelSpec, load_model
+from ann2snn.models import PROVENANCE_KEY, ModelSpec, load_model
 from ann2snn.nirinfo import open_for_simulation
-from ann2snn.pipeline import describe_model_change
 from ann2snn.tables import format_table
 from converter.diagnostics import FidelityReport, layer_fidelity
 from simulator import META_KEY, Raster, spike_raster
@@ -47,23 +47,54 @@ def diagnose_file(
     ann = load_model(model)
     report = layer_fidelity(ann, snn, dataset.x, T, batch_size, progress=progress)
     meta: dict = getattr(snn, "meta", {}).get(META_KEY, {})
-    mismatch = provenance_mismatch(meta.get("model"), model)
+    mismatch = provenance_mismatch(meta.get(PROVENANCE_KEY), model)
     if mismatch:
         report.warnings.insert(0, f"{Path(path).name} {mismatch}")
     return report
 
 
-def provenance_mismatch(recorded: dict | None, model: ModelSpec) -> str | None:
+def _factory_name(factory: str | None) -> str | None:
+    """``pkg.mod:fn`` as it is; ``some/path/fac.py:make`` as ``fac.py:make`` (the same file may be
+    named by another path)."""
+    if factory is None or ":" not in factory:
+        return factory
+    module, name = factory.rsplit(":", 1)
+    return f"{Path(module).name}:{name}" if module.endswith(".py") else factory
+
+
+def provenance_mismatch(recorded: object, model: ModelSpec) -> str | None:
     """What differs between the model fingerprint a ``.nir`` file records (``ann2snn convert``
-    writes it in the graph metadata as ``model``) and ``model``'s, as ``"was converted from
-    another model: model: other weights"``; None when they agree or the file records none."""
+    writes it as the graph metadata :data:`PROVENANCE_KEY`, a JSON string) and ``model``'s: the
+    weights (SHA-256), the pickled model (SHA-256), the factory (by name; a ``file.py`` factory by
+    its file name, since the same file may be named by another path) and the factory arguments,
+    as ``"was converted from another model than the one given (other weights): ..."``. None when
+    they agree, or the file records no fingerprint (or one that is not a JSON object)."""
+    if isinstance(recorded, str):
+        try:
+            recorded = json.loads(recorded)
+        except ValueError:
+            return None
     if not isinstance(recorded, dict):
         return None
     given = model.fingerprint()
-    if recorded == given:
+    if bool(recorded.get("pickle_sha256")) != bool(given.get("pickle_sha256")):
+        was = "a pickled model" if recorded.get("pickle_sha256") else "a factory's model"
+        diffs = [f"the file's was {was}, the one given is not"]
+    elif recorded.get("pickle_sha256"):
+        diffs = ["another pickled model"] if recorded["pickle_sha256"] != given["pickle_sha256"] else []
+    else:
+        diffs = []
+        if _factory_name(recorded.get("factory")) != _factory_name(given.get("factory")):
+            diffs.append(f"factory {recorded.get('factory')!r}, not {given.get('factory')!r}")
+        if recorded.get("weights_sha256") != given.get("weights_sha256"):
+            diffs.append(
+                "other weights" if recorded.get("weights_sha256") else "weights given, the file's model had none"
+            )
+        if (recorded.get("args"), recorded.get("kwargs")) != (given.get("args"), given.get("kwargs")):
+            diffs.append(f"factory arguments {recorded.get('kwargs', {})} -> {given.get('kwargs', {})}")
+    if not diffs:
         return None
-    change = describe_model_change({"model": recorded}, {"model": given})
-    return f"was converted from another model than the one given ({change}): the comparison may mean little"
+    return f"was converted from another model than the one given ({'; '.join(diffs)}): the comparison may mean little"
 
 
 def format_fidelity(report: FidelityReport) -> str:

@@ -112,6 +112,11 @@ class ModelSpec:
         }
 
 
+#: The graph metadata key under which ``ann2snn convert`` records the model's fingerprint
+#: (:meth:`ModelSpec.fingerprint`, as a JSON string) in each ``.nir`` file, for ``ann2snn diagnose``.
+PROVENANCE_KEY = "model_fingerprint"
+
+
 def parse_model_arg(text: str) -> tuple[str, Any]:
     """``"width=32"`` -> ``("width", 32)``: the value read as a Python literal (``32``, ``0.5``,
     ``True``, ``None``, ``(1, 2)``, ``'a'``), else kept as the string (``act=relu`` -> ``"relu"``).

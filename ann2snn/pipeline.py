@@ -44,7 +44,7 @@ from torch import nn
 
 from ann2snn.data import DataSet, DataSource, load_data
 from ann2snn.distributed import init_from_env, local_device
-from ann2snn.models import ModelSpec, load_model
+from ann2snn.models import PROVENANCE_KEY, ModelSpec, load_model
 from ann2snn.progress import Bar, progress_bar
 from converter import Converter, fold_sum_pools, parse_mode, quantize
 from converter.converter import CALIBRATION_SAMPLES
@@ -629,7 +629,8 @@ class Runner:
         stem = self.job.stem(row.model, row.mode, row.T)
         try:
             # the model's fingerprint travels in the file, for ann2snn diagnose to check
-            provenance = {"model": json.dumps(settings["model"], sort_keys=True)} if "model" in settings else None
+            fingerprint = json.dumps(settings["model"], sort_keys=True) if "model" in settings else None
+            provenance = {PROVENANCE_KEY: fingerprint}  # a None value is dropped
             path = export_nir(
                 snn, self.job.out / f"{stem}.nir", T=row.T, metadata=provenance, profile=self.job.export_profile
             )

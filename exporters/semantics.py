@@ -132,7 +132,7 @@ def plain(value):
 
 
 #: Graph metadata keys written as JSON strings (NIR metadata holds flat values) and decoded on import.
-JSON_GRAPH_KEYS = ("lambdas", "channel_lambdas", "if_layers", "quantization", "folded_pools", "model")
+JSON_GRAPH_KEYS = ("lambdas", "channel_lambdas", "if_layers", "quantization", "folded_pools")
 
 
 def graph_metadata(graph) -> dict:

@@ -175,8 +175,8 @@ def call_node(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any) -
     if node.op == "call_function":
         return cast(Callable[..., Any], node.target)(*args, **kwargs)
     self_obj, *method_args = args
-    if node.target == "view" and isinstance(self_obj, torch.Tensor) and not kwargs:
-        return view_or_reshape(self_obj, *method_args)  # maps are channels-last here, not in the ANN
+    if node.target == "view" and isinstance(self_obj, torch.Tensor):
+        return view_or_reshape(self_obj, *method_args, **kwargs)  # maps are channels-last here, not in the ANN
     return getattr(self_obj, str(node.target))(*method_args, **kwargs)
 
 
@@ -472,6 +472,12 @@ class ModuleRunner:
             layer.steps = steps
         recorded = [(n, layer) for n, layer in self.layers.items() if records(self.record, layer)]
         hooks = [layer.register_forward_hook(self._hook(n)) for n, layer in recorded]
+        calls: dict[int, int] = {}
+
+        def count(layer: nn.Module, args: Any) -> None:
+            calls[id(layer)] = calls.get(id(layer), 0) + 1
+
+        hooks += [layer.register_forward_pre_hook(count) for layer in self.stateful]
         try:
             y = self.model(self.encode(self.x, steps))
         finally:
@@ -479,6 +485,12 @@ class ModuleRunner:
                 hook.remove()
             for layer in self.stateful:
                 layer.steps = 1
+        for name, layer in self.model.named_modules():
+            if calls.get(id(layer), 0) > 1:  # as check_single_use, for a forward fx cannot trace
+                raise ValueError(
+                    f"{type(layer).__name__} {name!r} was called {calls[id(layer)]} times in one forward; it holds "
+                    "one membrane potential: give each call its own layer (as ann2snn's converter does)"
+                )
         self.t += steps
         return y.reshape(steps, self.x.shape[0], *y.shape[1:])
 

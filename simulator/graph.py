@@ -69,17 +69,18 @@ RESHAPE_FUNCTIONS = (*FLATTEN_FUNCTIONS, *VIEW_FUNCTIONS)
 RESHAPE_METHODS = (*VIEW_METHODS, *FLATTEN_METHODS)
 
 
-def view_or_reshape(x: torch.Tensor, *shape: Any) -> torch.Tensor:
-    """``x.view(*shape)``, or ``x.reshape(*shape)`` (same values, maybe a copy) where the view is
-    impossible. The simulator keeps 2-d feature maps channels-last on the CPU
-    (docs/simulation.md), so a ``.view(B, -1)`` the ANN could take on its contiguous maps needs a
-    copy here. A dtype view (``x.view(torch.int32)``) is never turned into a reshape."""
+def view_or_reshape(x: torch.Tensor, *shape: Any, **kwargs: Any) -> torch.Tensor:
+    """``x.view(*shape)`` (or ``x.view(size=...)``), or ``x.reshape`` to the same shape (same
+    values, maybe a copy) where the view is impossible. The simulator keeps 2-d feature maps
+    channels-last on the CPU (docs/simulation.md), so a ``.view(B, -1)`` the ANN could take on
+    its contiguous maps needs a copy here. A dtype view (``x.view(torch.int32)``) is never turned
+    into a reshape."""
     try:
-        return x.view(*shape)
+        return x.view(*shape, **kwargs)
     except RuntimeError:
-        if any(isinstance(s, torch.dtype) for s in shape):
+        if any(isinstance(s, torch.dtype) for s in (*shape, *kwargs.values())) or set(kwargs) - {"size"}:
             raise
-        return x.reshape(*shape)
+        return x.reshape(kwargs["size"]) if "size" in kwargs else x.reshape(*shape)
 
 
 #: Tensor methods that return their input's values unchanged.

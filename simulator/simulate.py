@@ -468,11 +468,19 @@ def _layer_paths(model: nn.Module, runner) -> dict[str, str]:
 def _collect_counts(model: nn.Module, runner) -> dict[str, torch.Tensor]:
     """Spike counts by IF layer path of ``model`` (registration order). Each layer's final
     :class:`~simulator.neuron.IFState` is also left in ``layer.state`` (so ``layer.v`` and
-    ``layer.spike_count`` read it), as its own forward leaves it."""
-    if isinstance(runner, GraphRunner):
-        for target, state in runner.final_states().items():
+    ``layer.spike_count`` read it), as its own forward leaves it; with threads, that of the run
+    that finished last."""
+    layers = if_layers(model)
+    if not isinstance(runner, GraphRunner):  # the layers hold this run's state (under its state_lock)
+        return {name: layer.spike_count for name, layer in layers.items() if layer.spike_count is not None}
+    finals = runner.final_states()
+    with state_lock(model):  # not while a run whose state the layers hold is under way
+        for target, state in finals.items():
             cast(IFNeuron, runner.plan.gm.get_submodule(target)).state = state
-    return {name: layer.spike_count for name, layer in if_layers(model).items() if layer.spike_count is not None}
+    # this run's counts, from its own states (another thread may write the layers' next)
+    paths = _layer_paths(model, runner)
+    counts = {paths[t]: state.count.to(state.v.dtype) for t, state in finals.items() if t in paths}
+    return {name: counts[name] for name in layers if name in counts}
 
 
 def _recorded(model: nn.Module, runner, T: int, batch: int) -> dict[str, torch.Tensor]:

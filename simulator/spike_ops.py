@@ -110,7 +110,7 @@ def _function(fn: Callable[..., torch.Tensor]) -> SpikeOp:
 
 def _method(name: str) -> SpikeOp:
     if name == "view":  # spikes of 2-d maps are channels-last on the CPU: a view may need a copy
-        return _keep_bool(lambda x, m, a, k: view_or_reshape(x, *a) if not k else x.view(*a, **k))
+        return _keep_bool(lambda x, m, a, k: view_or_reshape(x, *a, **k))
     return _keep_bool(lambda x, m, a, k: getattr(x, name)(*a, **k))
 
 

@@ -95,7 +95,7 @@ def test_diagnose_warns_when_the_file_was_converted_from_other_weights(converted
     from simulator import META_KEY
 
     nir_file, weights = converted
-    recorded = import_nir(nir_file).meta[META_KEY]["model"]
+    recorded = json.loads(import_nir(nir_file).meta[META_KEY]["model_fingerprint"])
     assert recorded == {"factory": FACTORY, "weights_sha256": file_sha256(weights), "pickle_sha256": None}
     state = torch.load(weights, weights_only=True)
     tuned = tmp_path / "tuned.pt"
@@ -103,10 +103,39 @@ def test_diagnose_warns_when_the_file_was_converted_from_other_weights(converted
     result = diagnose(nir_file, tuned, "--json")
     assert result.exit_code == 0, result.output
     warnings = json.loads(result.output)["warnings"]
-    expected = f"{nir_file.name} was converted from another model than the one given (model: other weights)"
+    expected = f"{nir_file.name} was converted from another model than the one given (other weights)"
     assert warnings[0].startswith(expected) and len(warnings) == 1  # the correlations stay high
     table = diagnose(nir_file, tuned)
     assert f"warning: {expected}" in table.output
+
+
+def test_provenance_compares_content_not_paths_and_ignores_foreign_metadata(tmp_path):
+    from ann2snn.diagnose import provenance_mismatch
+    from ann2snn.models import ModelSpec
+    from ann2snn.zoo.mnist_cnn import MnistCNN
+    from exporters import export_nir, import_nir
+    from simulator import META_KEY, IFNeuron
+
+    factory = tmp_path / "fac.py"
+    factory.write_text("from ann2snn.zoo.mnist_cnn import MnistCNN\ndef make():\n    return MnistCNN()\n")
+    weights = tmp_path / "w.pt"
+    torch.save(MnistCNN().state_dict(), weights)
+    copy = tmp_path / "sub" / "w_copy.pt"
+    copy.parent.mkdir()
+    copy.write_bytes(weights.read_bytes())
+    recorded = json.dumps(ModelSpec(f"{factory}:make", weights).fingerprint(), sort_keys=True)
+    # the same factory file and the same weights under other paths: no warning
+    assert provenance_mismatch(recorded, ModelSpec(f"{tmp_path / '.' / 'fac.py'}:make", copy)) is None
+    other = tmp_path / "w2.pt"
+    torch.save({k: v + 1 for k, v in MnistCNN().state_dict().items()}, other)
+    assert "(other weights)" in provenance_mismatch(recorded, ModelSpec(f"{factory}:make", other))
+    assert "factory" in provenance_mismatch(recorded, ModelSpec("ann2snn.zoo.mnist_cnn:MnistCNN", weights))
+    assert provenance_mismatch("resnet20", ModelSpec(f"{factory}:make", other)) is None  # not ours: no verdict
+    assert provenance_mismatch(None, ModelSpec(f"{factory}:make", other)) is None
+    # a user's own "model" metadata key still imports (it is not ann2snn's JSON key)
+    snn = torch.nn.Sequential(torch.nn.Linear(4, 2), IFNeuron())
+    path = export_nir(snn, tmp_path / "own.nir", input_shape=(4,), metadata={"model": "resnet20"})
+    assert import_nir(path).meta[META_KEY]["model"] == "resnet20"
 
 
 def test_raster_counts_and_png(converted, tmp_path):

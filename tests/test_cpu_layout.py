@@ -156,3 +156,5 @@ def test_view_or_reshape_copies_only_where_a_view_is_impossible():
     with pytest.raises(RuntimeError):
         cl.view(2, -1)
     assert torch.equal(view_or_reshape(cl, 2, -1), x.reshape(2, -1))
+    assert torch.equal(view_or_reshape(cl, size=(2, -1)), x.reshape(2, -1))  # the keyword form
+    assert torch.equal(view_or_reshape(cl, (2, -1)), x.reshape(2, -1))  # a tuple

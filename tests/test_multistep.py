@@ -398,3 +398,21 @@ def test_a_reused_relu_converts_to_one_if_layer_per_call():
     chunked = simulate(snn, x, T=16, time_chunk=None).outputs
     stepped = simulate(snn, x, T=16, time_chunk=1).outputs
     assert torch.allclose(chunked, stepped, atol=1e-5)
+
+
+def test_an_if_layer_called_twice_in_a_forward_fx_cannot_trace_is_refused():
+    from simulator import IFNeuron
+
+    class Untraceable(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.neuron = nn.Linear(4, 4), nn.Linear(4, 4), IFNeuron()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.sum() > -1e9:  # data-dependent control flow: fx cannot trace it
+                x = x + 0
+            return self.neuron(self.b(self.neuron(self.a(x))))
+
+    for kwargs in ({"time_chunk": None}, {"time_chunk": 1}, {"execution": "single"}):
+        with pytest.raises(ValueError, match="IFNeuron 'neuron' was called 2 times in one forward"):
+            simulate(Untraceable(), torch.rand(3, 4), T=4, **kwargs)

@@ -80,3 +80,28 @@ def test_two_threads_simulating_one_model_step_by_step_take_turns():
             wrong.append(float((out - ref).abs().max()))
 
     assert _in_threads((sim, 40), (sim, 40)) == [] and wrong == []
+
+
+def test_a_multi_step_run_beside_a_single_step_run_of_one_model():
+    # a multi-step run writes its final states into the model's IF layers at the end; that used to
+    # land in the middle of a single-step run of the same model (wrong outputs there), and two
+    # multi-step runs on other inputs could return each other's spike counts
+    torch.manual_seed(0)
+    x1, x2 = torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8)
+    snn = converter.convert(_ann(), "max", [x1])
+    ref = simulate(snn, x1, T=6, execution="single").outputs
+    counts = {i: simulate(snn, x, T=6).spike_counts for i, x in enumerate((x1, x2))}
+    wrong = []
+
+    def single():
+        out = simulate(snn, x1, T=6, execution="single").outputs
+        if not torch.allclose(out, ref, atol=1e-5):
+            wrong.append("single-step outputs")
+
+    def multi(i, x):
+        got = simulate(snn, x, T=6).spike_counts
+        if any(not torch.equal(got[k], counts[i][k]) for k in counts[i]):
+            wrong.append(f"spike counts of run {i}")
+
+    errors = _in_threads((single, 30), (lambda: multi(0, x1), 60), (lambda: multi(1, x2), 60))
+    assert errors == [] and wrong == []
