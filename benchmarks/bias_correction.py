@@ -1,5 +1,6 @@
-"""The quantisation's bias correction simulated up to each layer against through the whole network,
-side by side in one run.
+"""The quantisation's bias correction three ways, side by side in one run: from the kept spike trains
+of the layers before each layer (now), simulated up to each layer, and through the whole network
+(as before).
 
 Usage::
 
@@ -33,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from ann2snn.zoo import load_cifar10_resnet20  # noqa: E402
 from converter import Converter, quantize  # noqa: E402
 from examples.cifar10 import DEFAULT_CACHE, DEFAULT_ZIP, load_cifar10  # noqa: E402
+from simulator import simulate  # noqa: E402
 
 
 def main() -> None:
@@ -61,19 +63,30 @@ def main() -> None:
         )
         return time.perf_counter() - start, q.state_dict()
 
-    prefix_s, prefix_state = quantised()
-    with mock.patch("converter.quantize._prefix", lambda gm, node: gm):
-        whole_s, whole_state = quantised()
-    same = prefix_state.keys() == whole_state.keys() and all(
-        torch.equal(prefix_state[k], whole_state[k]) for k in prefix_state
-    )
+    class WholeNetwork:
+        """The correction before: the whole network simulated for each layer's counts."""
+
+        def __init__(self, gm, x, T):
+            self.gm, self.x, self.T = gm, x, T
+
+        def counts(self, node):
+            return simulate(self.gm, self.x, self.T, warn_silent=False).spike_counts[str(node.target)]
+
+    runs = {"kept spike trains (now)": quantised()}
+    with mock.patch("converter.quantize._Trains", lambda gm, x, T: None):
+        runs["each layer's part from the input"] = quantised()
+    with mock.patch("converter.quantize._Trains", WholeNetwork):
+        runs["the whole network for each layer"] = quantised()
+    states = [state for _, state in runs.values()]
+    same = all(s.keys() == states[0].keys() and all(torch.equal(s[k], states[0][k]) for k in s) for s in states)
     print(
         f"CIFAR-10 ResNet-20, {args.weight_bits}-bit quantisation, bias correction at T = {args.T} on "
         f"{args.calibration_samples} samples, {args.threads} threads"
     )
-    print(f"  each layer simulated up to itself (now): {prefix_s:8.1f} s")
-    print(f"  the whole network for each layer:        {whole_s:8.1f} s")
-    print(f"  ratio whole / up to the layer: {whole_s / prefix_s:.2f}; parameters identical: {same}")
+    now = runs["kept spike trains (now)"][0]
+    for name, (seconds, _) in runs.items():
+        print(f"  {name:34s} {seconds:8.1f} s   x {seconds / now:.2f}")
+    print(f"  parameters identical: {same}")
 
 
 if __name__ == "__main__":

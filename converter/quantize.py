@@ -55,9 +55,10 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from converter.calibrate import _Trains
 from converter.normalize import scale_edge
 from converter.record import calibration_batches, first_samples
-from simulator import META_KEY, IFNeuron, Integrator, Scale, simulate
+from simulator import META_KEY, IFNeuron, Integrator, Scale, model_encoding, simulate
 from simulator.graph import WEIGHTED, is_add, is_identity, is_reshape
 
 log = logging.getLogger(__name__)
@@ -437,6 +438,10 @@ def _correct_biases(
     clamped to ``±bias_qmax`` when given; returns the corrected layers (Conv/Linear module paths)."""
     reference = _layer_means(snn, x, T)
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
+    # an IF layer's rates depend only on the layers before it, which are final once corrected:
+    # their spike trains are kept and each layer is run from them (the calibration's _Trains;
+    # for Poisson input, whose draws depend on the batch, the part up to the layer is simulated)
+    trains = _Trains(gm, x, T) if model_encoding(gm) != "poisson" else None
     corrected = []
     for key, unit in sorted(units.items(), key=lambda kv: order[kv[1].target]):
         layer: Any = next(
@@ -453,10 +458,13 @@ def _correct_biases(
         ref_key = key if isinstance(target, IFNeuron) else "output"
         if reference.get(ref_key) is None:
             continue
-        # an IF layer's rates depend only on the layers before it: simulate up to it (half the
-        # network on average, the same counts; the readout needs the whole network)
-        run = _prefix(gm, unit.target) if isinstance(target, IFNeuron) else gm
-        now, wanted = _layer_means(run, x, T)[ref_key], cast(torch.Tensor, reference[ref_key])
+        wanted = cast(torch.Tensor, reference[ref_key])
+        if not isinstance(target, IFNeuron):  # the readout's current: the whole network
+            now = _layer_means(gm, x, T)[ref_key]
+        elif trains is not None:
+            now = _per_channel(trains.counts(unit.target)) / T
+        else:
+            now = _layer_means(_prefix(gm, unit.target), x, T)[ref_key]
         if now is None:
             continue
         if isinstance(target, IFNeuron):

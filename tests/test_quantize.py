@@ -204,6 +204,36 @@ def test_residual_joins_share_one_factor():
     assert agree >= 0.9
 
 
+def test_bias_correction_from_kept_trains_gives_the_biases_of_whole_network_simulations():
+    """Each IF layer's correction runs from the kept spike trains of the corrected layers before
+    it (``converter.calibrate._Trains``); simulating the whole network for each layer instead, as
+    the correction did before, gives identical parameters (MNIST ResNet, two residual joins)."""
+    from unittest import mock
+
+    calib = load_embedded("calib")
+    snn = Converter(mode="99.9%", dataloader=calib.loader(250))(load_mnist_resnet())
+    x = calib.images[:48]
+
+    class WholeNetwork:
+        def __init__(self, gm, x, T):
+            self.gm, self.x, self.T = gm, x, T
+
+        def counts(self, node):
+            return simulate(self.gm, self.x, self.T, warn_silent=False).spike_counts[str(node.target)]
+
+    kept = quantize(snn, weight_bits=6, calibration=x, calibration_T=8)
+    with mock.patch("converter.quantize._Trains", WholeNetwork):
+        whole = quantize(snn, weight_bits=6, calibration=x, calibration_T=8)
+    with mock.patch("converter.quantize._Trains", lambda gm, x, T: None):  # the Poisson path: _prefix
+        prefix = quantize(snn, weight_bits=6, calibration=x, calibration_T=8)
+    corrected = kept.meta["ann2snn"]["quantization"]["bias_corrected_layers"]
+    assert len(corrected) >= 4 and corrected == whole.meta["ann2snn"]["quantization"]["bias_corrected_layers"]
+    a, b, c = kept.state_dict(), whole.state_dict(), prefix.state_dict()
+    assert a.keys() == b.keys() == c.keys() and all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
+    uncorrected = quantize(snn, weight_bits=6)
+    assert any(not torch.equal(a[k], uncorrected.state_dict()[k]) for k in a)  # the correction did something
+
+
 def test_bias_correction_simulates_each_layer_up_to_itself_with_the_counts_of_the_whole_network():
     """The bias correction runs, per IF layer, only the part of the network the layer depends on
     (``_prefix``): on the MNIST ResNet (two residual joins) every IF layer in that part spikes
