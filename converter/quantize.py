@@ -422,6 +422,7 @@ def _layer_means(gm: fx.GraphModule, x: torch.Tensor, T: int) -> dict[str, torch
     return means
 
 
+@torch.no_grad()
 def _correct_biases(
     snn: fx.GraphModule,
     gm: fx.GraphModule,
