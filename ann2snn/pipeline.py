@@ -386,7 +386,7 @@ def _changed_settings(old: dict, new: dict) -> str:
     """``key: old -> new`` for every setting that differs (the model's fingerprint as ``model``)."""
     keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
     return ", ".join(
-        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" if k != "model" else describe_model_change(old, new) for k in keys
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" if k != "model" else _model_change(old, new) for k in keys
     )
 
 
@@ -401,7 +401,7 @@ _MODEL_PARTS = {
 }
 
 
-def describe_model_change(old: dict, new: dict) -> str:
+def _model_change(old: dict, new: dict) -> str:
     """``model: <what changed>``: the parts of the model's fingerprint that differ, e.g.
     ``model: factory arguments (--model-arg) {} -> {'width': '32'}``, ``model: other weights``."""
     a, b = old.get("model"), new.get("model")

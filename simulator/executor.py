@@ -132,6 +132,9 @@ def node_kinds(gm: fx.GraphModule, modules: dict[fx.Node, nn.Module], hoist: boo
     return kinds
 
 
+_REUSED = "it holds one membrane potential: give each call its own layer (as ann2snn's converter does)"
+
+
 def check_single_use(gm: fx.GraphModule) -> None:
     """Raise ``ValueError`` if one IF layer (an :class:`IFNeuron` or :class:`Integrator` module) is
     called at more than one place in the graph: it holds one potential, which both calls would
@@ -146,8 +149,7 @@ def check_single_use(gm: fx.GraphModule) -> None:
         if len(nodes) > 1:
             raise ValueError(
                 f"{type(named[target]).__name__} {target!r} is called at {len(nodes)} places in the graph "
-                f"(nodes {', '.join(nodes)}); "
-                "it holds one membrane potential: give each call its own layer (as ann2snn's converter does)"
+                f"(nodes {', '.join(nodes)}); {_REUSED}"
             )
 
 
@@ -485,12 +487,11 @@ class ModuleRunner:
                 hook.remove()
             for layer in self.stateful:
                 layer.steps = 1
-        for name, layer in self.model.named_modules():
-            if calls.get(id(layer), 0) > 1:  # as check_single_use, for a forward fx cannot trace
-                raise ValueError(
-                    f"{type(layer).__name__} {name!r} was called {calls[id(layer)]} times in one forward; it holds "
-                    "one membrane potential: give each call its own layer (as ann2snn's converter does)"
-                )
+        if any(n > 1 for n in calls.values()):  # as check_single_use, for a forward fx cannot trace
+            name, layer = next((n, m) for n, m in self.model.named_modules() if calls.get(id(m), 0) > 1)
+            raise ValueError(
+                f"{type(layer).__name__} {name!r} was called {calls[id(layer)]} times in one forward; {_REUSED}"
+            )
         self.t += steps
         return y.reshape(steps, self.x.shape[0], *y.shape[1:])
 
